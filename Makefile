@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The shared test copy of emoDB when it is there; unset elsewhere, so `make demo` downloads it.
+EMODB_DIR ?= $(wildcard ../shared/data/emodb)
+
+.PHONY: setup test demo lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test,baseline]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks train_ser.py
+	$(BIN)/ruff format --check src tests benchmarks train_ser.py
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/emovision demo $(if $(EMODB_DIR),--emodb-dir $(EMODB_DIR),)
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks train_ser.py
+	$(BIN)/ruff check --fix src tests benchmarks train_ser.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,26 @@
+"""User-facing errors: the command line prints their message and exits non-zero, no traceback."""
+
+
+class EmovisionError(Exception):
+    """Base class of every error caused by user input (files, options, data)."""
+
+
+class AudioError(EmovisionError):
+    """An audio file or buffer that cannot be used, with the file and the reason."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+class CorpusError(EmovisionError):
+    """A corpus root, label file or class selection that cannot be used."""
+
+
+class FeatureFileError(EmovisionError):
+    """A features file that is missing, of another format, or incomplete."""
+
+
+class CheckpointError(EmovisionError):
+    """A model checkpoint that is missing, of another format, or unsafe to load."""

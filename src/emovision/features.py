@@ -1,0 +1,264 @@
+"""Spectrogram features and their segmentation into fixed-size "images".
+
+Every feature is an array ``(C, F, T)``: channels, frequency bins (or mel bands) and frames
+(one per hop, 10 ms by default). Values are in dB relative to the utterance's maximum
+(``ref=max``), floored ``top_db`` below it.
+
+Feature types:
+
+``logspec``
+    1 channel: power spectrum bins below ``max_freq`` (200 bins up to 4 kHz by default).
+``logmelspec``
+    1 channel: ``n_mels`` mel bands (Slaney scale and norm, as librosa) of the power spectrum.
+``logmeldeltaspec``
+    3 channels: log-mel, its Δ (Savitzky-Golay, width ``delta_width``) and ΔΔ (Δ of Δ).
+``lognrevspec``
+    3 channels: ``logspec`` of the clean signal, of the signal plus white noise (standard
+    deviation ``noise_std``, or at ``noise_snr`` dB when set) and of the signal reverberated
+    by a synthetic room of ``rt60`` seconds; the noise and the room depend only on ``seed``
+    and the utterance id.
+
+Segments of ``segment_frames`` frames start every ``segment_hop`` frames (default: no
+overlap). The last partial segment and utterances shorter than one segment are padded with
+each channel's silence value: the utterance's floor for dB channels, 0 for Δ channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import scipy.fft
+from scipy.signal import get_window, savgol_filter
+
+from emovision import acoustics
+from emovision.errors import EmovisionError
+
+FEATURE_TYPES = ("logspec", "logmelspec", "logmeldeltaspec", "lognrevspec")
+AMIN = 1e-10
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Every parameter of a feature; stored in the features file and in checkpoints."""
+
+    kind: str = "logmelspec"
+    sample_rate: int = 16000
+    window_ms: float = 40.0
+    hop_ms: float = 10.0
+    n_fft: int = 800
+    preemphasis: float = 0.97
+    top_db: float = 80.0
+    max_freq: float = 4000.0
+    n_mels: int = 128
+    delta_width: int = 5
+    noise_std: float = 0.002
+    noise_snr: float | None = None
+    rt60: float = 0.5
+    seed: int = 0
+    segment_frames: int = 300
+    segment_hop: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_TYPES:
+            raise EmovisionError(
+                f"unknown feature type {self.kind!r}: choose one of {', '.join(FEATURE_TYPES)}"
+            )
+        if self.win_length > self.n_fft:
+            raise EmovisionError(
+                f"window of {self.window_ms} ms ({self.win_length} samples) is longer than n_fft={self.n_fft}"
+            )
+        if self.hop_length < 1 or self.segment_frames < 1 or self.frame_hop < 1:
+            raise EmovisionError("hop, segment length and segment hop must be positive")
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            raise EmovisionError(f"delta width must be odd and at least 3, got {self.delta_width}")
+        if self.kind in ("logspec", "lognrevspec") and self.n_bins < 1:
+            raise EmovisionError(f"max_freq {self.max_freq} Hz keeps no frequency bin")
+
+    @property
+    def win_length(self) -> int:
+        """Analysis window in samples."""
+        return round(self.window_ms * self.sample_rate / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        """Frame hop in samples."""
+        return round(self.hop_ms * self.sample_rate / 1000)
+
+    @property
+    def frame_hop(self) -> int:
+        """Frames between the starts of consecutive segments."""
+        return self.segment_hop or self.segment_frames
+
+    @property
+    def n_bins(self) -> int:
+        """Linear-frequency bins kept by ``logspec``: those below ``max_freq``."""
+        return min(self.n_fft // 2 + 1, math.ceil(self.max_freq * self.n_fft / self.sample_rate))
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.kind in ("logmeldeltaspec", "lognrevspec") else 1
+
+    @property
+    def height(self) -> int:
+        """F: frequency bins or mel bands."""
+        return self.n_mels if self.kind.startswith("logmel") else self.n_bins
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest usable signal: one window (Δ features: ``delta_width`` frames)."""
+        if self.kind == "logmeldeltaspec":
+            return max(self.win_length, (self.delta_width - 1) * self.hop_length)
+        return self.win_length
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FeatureConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def compute_features(samples: np.ndarray, config: FeatureConfig, key: str = "") -> np.ndarray:
+    """Feature ``(C, F, T)`` float32 of mono ``samples`` at ``config.sample_rate``.
+
+    ``key`` (the utterance id) seeds the noise and room of ``lognrevspec``.
+    """
+    if config.kind == "logspec":
+        return _logspec(samples, config)[None]
+    if config.kind == "logmelspec":
+        return _logmel(samples, config)[None]
+    if config.kind == "logmeldeltaspec":
+        logmel = _logmel(samples, config)
+        delta = savgol_filter(logmel, config.delta_width, 1, deriv=1, axis=-1, mode="interp")
+        delta2 = savgol_filter(delta, config.delta_width, 1, deriv=1, axis=-1, mode="interp")
+        return np.stack([logmel, delta, delta2]).astype(np.float32)
+    rng = acoustics.rng_for(config.seed, key)
+    noise = acoustics.white_noise(samples.size, rng)
+    if config.noise_snr is None:
+        noisy = samples + config.noise_std * noise
+    else:
+        noisy = acoustics.add_noise_snr(samples, noise, config.noise_snr, config.sample_rate)
+    room = acoustics.synthetic_rir(config.rt60, config.sample_rate, rng)
+    reverberant = acoustics.reverberate(samples, room)
+    return np.stack([_logspec(x, config) for x in (samples, noisy, reverberant)])
+
+
+def silence_values(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Per-channel padding value ``(C,)``: the dB floor, or 0 for Δ channels."""
+    floors = features.reshape(features.shape[0], -1).min(axis=1)
+    if config.kind == "logmeldeltaspec":
+        floors[1:] = 0.0
+    return floors.astype(np.float32)
+
+
+def segment(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Split ``(C, F, T)`` into ``(N, C, F, segment_frames)``, padding with the silence values."""
+    channels, height, frames = features.shape
+    size, hop = config.segment_frames, config.frame_hop
+    count = 1 if frames <= size else 1 + math.ceil((frames - size) / hop)
+    total = (count - 1) * hop + size
+    padded = np.empty((channels, height, total), dtype=np.float32)
+    padded[..., :frames] = features
+    padded[..., frames:] = silence_values(features, config)[:, None, None]
+    starts = np.arange(count) * hop
+    return np.stack([padded[..., start : start + size] for start in starts])
+
+
+def segment_times(n_segments: int, config: FeatureConfig) -> np.ndarray:
+    """Start and end of each segment in seconds ``(N, 2)``."""
+    starts = np.arange(n_segments) * config.frame_hop * config.hop_ms / 1000
+    return np.stack([starts, starts + config.segment_frames * config.hop_ms / 1000], axis=1)
+
+
+def power_spectrum(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Pre-emphasised, Hamming-windowed power spectrum ``(n_fft // 2 + 1, T)`` float32.
+
+    Frames are centred (``n_fft // 2`` zeros padded on each side), ``T = 1 + n // hop``.
+    """
+    emphasised = _preemphasis(samples.astype(np.float32, copy=False), config.preemphasis)
+    half = config.n_fft // 2
+    padded = np.pad(emphasised, (half, half))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)[:: config.hop_length]
+    spectrum = scipy.fft.rfft(frames * _window(config), axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.ascontiguousarray(power.T, dtype=np.float32)
+
+
+def to_db(power: np.ndarray, top_db: float) -> np.ndarray:
+    """``10·log10(power / max)``, floored ``top_db`` below 0 dB (librosa's ``power_to_db``)."""
+    level = 10.0 * np.log10(np.maximum(power, AMIN))
+    level -= level.max()
+    return np.maximum(level, -top_db).astype(np.float32)
+
+
+def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Slaney-style mel filterbank ``(n_mels, n_fft // 2 + 1)``, area-normalised (as librosa)."""
+    return _mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
+
+
+def _logspec(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    return to_db(power_spectrum(samples, config)[: config.n_bins], config.top_db)
+
+
+def _logmel(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    return to_db(mel_filterbank(config) @ power_spectrum(samples, config), config.top_db)
+
+
+def _preemphasis(samples: np.ndarray, coef: float) -> np.ndarray:
+    """``y[0] = x[0]``, ``y[n] = x[n] − coef·x[n−1]`` (librosa's default start state is not used)."""
+    emphasised = samples.copy()
+    emphasised[1:] -= np.float32(coef) * samples[:-1]
+    return emphasised
+
+
+_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _window(config: FeatureConfig) -> np.ndarray:
+    key = ("window", config.win_length, config.n_fft)
+    if key not in _CACHE:
+        window = get_window("hamming", config.win_length, fftbins=True)
+        left = (config.n_fft - config.win_length) // 2
+        full = np.zeros(config.n_fft, dtype=np.float32)
+        full[left : left + config.win_length] = window
+        _CACHE[key] = full
+    return _CACHE[key]
+
+
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    key = ("mel", sample_rate, n_fft, n_mels)
+    if key in _CACHE:
+        return _CACHE[key]
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_points = np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2)
+    edges = _mel_to_hz(mel_points)
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    _CACHE[key] = weights.astype(np.float32)
+    return _CACHE[key]
+
+
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    hz = np.asanyarray(hz, dtype=np.float64)
+    linear = hz / _F_SP
+    log = _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, log, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    linear = _F_SP * mel
+    log = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL))
+    return np.where(mel >= _MIN_LOG_MEL, log, linear)

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real emoDB recordings and a miniature IEMOCAP tree from the real labels."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EMOVISION_SHARED_DATA", ROOT.parent / "shared" / "data"))
+EMODB = SHARED / "emodb"
+IEMOCAP_LABELS = SHARED / "iemocap-labels"
+HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+
+
+def pytest_configure(config):
+    if not (EMODB / "wav").is_dir() or not IEMOCAP_LABELS.is_dir():
+        raise pytest.UsageError(f"the shared test data is missing: expected {EMODB} and {IEMOCAP_LABELS}")
+
+
+@pytest.fixture(scope="session")
+def emodb_dir() -> Path:
+    return EMODB
+
+
+@pytest.fixture(scope="session")
+def emodb_wavs() -> list[Path]:
+    return sorted((EMODB / "wav").glob("*.wav"))
+
+
+def build_iemocap_tree(root: Path, audio: Path, keep=lambda utt: True) -> Path:
+    """IEMOCAP_full_release under ``root`` from the real summary lines; every wav links to ``audio``.
+
+    Each label file gets the real header, the summary lines with evaluator lines from the
+    real excerpt after them, and a decoy file in the ``Categorical/`` subfolder.
+    """
+    lines = (IEMOCAP_LABELS / "emo_labels.txt").read_text().splitlines()
+    evaluator = [
+        line
+        for line in (IEMOCAP_LABELS / "EmoEvaluation_excerpt.txt").read_text().splitlines()
+        if line.startswith(("C-", "A-"))
+    ][:5]
+    by_dialog: dict[str, list[str]] = defaultdict(list)
+    for line in lines:
+        utt = line.split("\t")[1]
+        by_dialog[utt.rsplit("_", 1)[0]].append(line)
+    release = root / "IEMOCAP_full_release"
+    for dialog, summary in by_dialog.items():
+        session = release / f"Session{int(dialog[3:5])}"
+        labels = session / "dialog" / "EmoEvaluation"
+        (labels / "Categorical").mkdir(parents=True, exist_ok=True)
+        body = "".join(line + "\n" + "\n".join(evaluator) + "\n\n" for line in summary)
+        (labels / f"{dialog}.txt").write_text(HEADER + body)
+        (labels / "Categorical" / f"{dialog}_e1_cat.txt").write_text(body)
+        wav_dir = session / "sentences" / "wav" / dialog
+        wav_dir.mkdir(parents=True, exist_ok=True)
+        for line in summary:
+            utt = line.split("\t")[1]
+            if keep(utt):
+                (wav_dir / f"{utt}.wav").symlink_to(audio)
+    return release
+
+
+@pytest.fixture(scope="session")
+def iemocap_full(tmp_path_factory, emodb_wavs) -> Path:
+    """All 10039 labelled utterances, each a link to one real emoDB recording."""
+    return build_iemocap_tree(tmp_path_factory.mktemp("iemocap-full"), emodb_wavs[0])

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from emovision import acoustics
+from emovision.audio import load_audio
+
+
+@pytest.mark.parametrize("snr", [30.0, 10.0, 0.0, -5.0])
+@pytest.mark.parametrize("kind", ["white", "pink"])
+def test_noise_is_added_at_the_requested_snr_over_active_speech(emodb_wavs, snr, kind):
+    speech = load_audio(emodb_wavs[3])
+    rng = np.random.default_rng(1)
+    noise = (
+        acoustics.white_noise(speech.size, rng) if kind == "white" else acoustics.pink_noise(speech.size, rng)
+    )
+    noisy = acoustics.add_noise_snr(speech, noise, snr, 16000)
+    added = noisy - speech
+    measured = 10 * np.log10(acoustics.active_power(speech, 16000) / np.mean(added.astype(np.float64) ** 2))
+    assert measured == pytest.approx(snr, abs=0.5)
+
+
+def test_active_speech_ignores_padding_silence(emodb_wavs):
+    speech = load_audio(emodb_wavs[3])
+    padded = np.concatenate([np.zeros(32000, np.float32), speech])
+    assert acoustics.active_power(padded, 16000) == pytest.approx(
+        acoustics.active_power(speech, 16000), rel=0.02
+    )
+
+
+@pytest.mark.parametrize("rt60", [0.2, 0.3, 0.6, 0.9, 1.5])
+def test_impulse_response_has_the_requested_rt60(rt60):
+    for seed in range(3):
+        rir = acoustics.synthetic_rir(rt60, 16000, np.random.default_rng(seed))
+        assert acoustics.estimate_rt60(rir, 16000) == pytest.approx(rt60, rel=0.10)
+
+
+def test_rng_for_depends_on_seed_and_key_only():
+    a = acoustics.rng_for(3, "03a01Fa").standard_normal(4)
+    b = acoustics.rng_for(3, "03a01Fa").standard_normal(4)
+    c = acoustics.rng_for(4, "03a01Fa").standard_normal(4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)

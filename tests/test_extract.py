@@ -1,0 +1,112 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emovision.cli import main
+from emovision.corpora import load_corpus
+from emovision.extract import extract_corpus
+from emovision.features import FeatureConfig
+from emovision.store import load_speakers, open_info, read_features
+
+
+def test_extract_emodb_command(tmp_path, emodb_dir, capsys):
+    out = tmp_path / "emodb.h5"
+    code = main(["extract", "emodb", str(emodb_dir), "-o", str(out), "--segment-frames", "100", "--quiet"])
+    assert code == 0
+    info = open_info(out)
+    assert info.corpus == "emodb" and len(info.classes) == 7 and len(info.speakers) == 10
+    assert info.config.segment_frames == 100 and info.config.kind == "logmelspec"
+    data = load_speakers(out)
+    assert sum(len(d.utterance_ids) for d in data.values()) == 535
+    for d in data.values():
+        assert d.segments.shape[1:] == (1, 128, 100)
+        assert d.segments.shape[0] == d.segments_per_utterance.sum() == d.segment_labels.size
+        assert np.all(np.repeat(d.utterance_labels, d.segments_per_utterance) == d.segment_labels)
+        assert np.all(d.segments <= 0) and np.all(d.segments >= -80)
+    printed = capsys.readouterr().out
+    assert "535" in printed and "skipped: none" in printed
+
+
+def _small_corpus(tmp_path, emodb_wavs, broken=True):
+    rows = ["path,speaker,label"]
+    for i, wav in enumerate(emodb_wavs[:12]):
+        rows.append(f"{wav},s{i % 3},{'a' if i % 2 else 'b'}")
+    if broken:
+        (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+        sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+        rows += ["broken.wav,s0,a", "silent.wav,s1,b"]
+    csv = tmp_path / "m.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    return csv
+
+
+def test_unreadable_files_are_skipped_with_reasons_or_abort_with_strict(tmp_path, emodb_wavs, capsys):
+    csv = _small_corpus(tmp_path, emodb_wavs)
+    out = tmp_path / "m.h5"
+    assert main(["extract", "manifest", str(csv), "-o", str(out), "--quiet", "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 2 file(s)" in printed and "unreadable audio" in printed and "silent" in printed
+    assert sum(len(d.utterance_ids) for d in load_speakers(out).values()) == 12
+    strict_out = tmp_path / "strict.h5"
+    code = main(["extract", "manifest", str(csv), "-o", str(strict_out), "--quiet", "--strict"])
+    assert code == 2 and not strict_out.exists()
+    assert "broken.wav" in capsys.readouterr().err
+
+
+def test_resume_reuses_finished_speakers(tmp_path, emodb_wavs, monkeypatch):
+    csv = _small_corpus(tmp_path, emodb_wavs, broken=False)
+    corpus = load_corpus("manifest", csv)
+    config = FeatureConfig(segment_frames=50)
+    out = tmp_path / "r.h5"
+    import emovision.extract as extract
+
+    calls = []
+    real = extract._extract_speaker
+
+    def crash_on_second(utterances, *args):
+        calls.append(utterances[0].speaker)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(utterances, *args)
+
+    monkeypatch.setattr(extract, "_extract_speaker", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        extract_corpus(corpus, config, out, workers=1, progress=False)
+    assert not out.exists() and (tmp_path / "r.h5.partial").exists()
+    monkeypatch.setattr(extract, "_extract_speaker", real)
+    summary = extract_corpus(corpus, config, out, workers=1, progress=False)
+    assert summary.resumed == ["s0"]
+    assert sum(summary.utterances.values()) == 12 and not (tmp_path / "r.h5.partial").exists()
+
+
+def test_seed_pickle_output(tmp_path, emodb_wavs):
+    csv = _small_corpus(tmp_path, emodb_wavs, broken=False)
+    out = tmp_path / "p.h5"
+    assert main(["extract", "manifest", str(csv), "-o", str(out), "--format", "seed-pickle", "--quiet"]) == 0
+    legacy = read_features(out.with_suffix(".pkl"), trust_pickle=True)
+    modern = read_features(out)
+    assert legacy.keys() == modern.keys()
+    np.testing.assert_array_equal(legacy["s1"][0], modern["s1"][0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["emodb", "/nonexistent/emodb"], "does not exist"),
+        (["emodb", "{emodb}", "--classes", "anger,joy"], "unknown class 'joy'"),
+        (["iemocap", "{emodb}"], "no Session1"),
+        (["emodb", "{emodb}", "--features", "mfcc"], "invalid choice"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(tmp_path, emodb_dir, args, message):
+    args = [a.replace("{emodb}", str(emodb_dir)) for a in args]
+    result = subprocess.run(
+        [sys.executable, "-m", "emovision", "extract", *args, "-o", str(tmp_path / "x.h5")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
