@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
 from scipy.signal import get_window, savgol_filter
 
 from emovision import acoustics
@@ -126,15 +127,24 @@ def compute_features(samples: np.ndarray, config: FeatureConfig, key: str = "") 
 
     ``key`` (the utterance id) seeds the noise and room of ``lognrevspec``.
     """
-    if config.kind == "logspec":
-        return _logspec(samples, config)[None]
-    if config.kind == "logmelspec":
-        return _logmel(samples, config)[None]
+    signals = channel_signals(samples, config, key)
     if config.kind == "logmeldeltaspec":
-        logmel = _logmel(samples, config)
+        logmel = _logmel(signals[0], config)
         delta = savgol_filter(logmel, config.delta_width, 1, deriv=1, axis=-1, mode="interp")
         delta2 = savgol_filter(delta, config.delta_width, 1, deriv=1, axis=-1, mode="interp")
         return np.stack([logmel, delta, delta2]).astype(np.float32)
+    spectrogram = _logmel if config.kind == "logmelspec" else _logspec
+    return np.stack([spectrogram(signal, config) for signal in signals])
+
+
+def channel_signals(samples: np.ndarray, config: FeatureConfig, key: str = "") -> list[np.ndarray]:
+    """The mono signals ``(n,)`` whose spectrograms make the channels, all as long as ``samples``.
+
+    ``[samples]``, or for ``lognrevspec`` ``[clean, noisy, reverberant]``: the noise and the room
+    come from :func:`acoustics.rng_for` with ``config.seed`` and ``key``, on the CPU.
+    """
+    if config.kind != "lognrevspec":
+        return [samples]
     rng = acoustics.rng_for(config.seed, key)
     noise = acoustics.white_noise(samples.size, rng)
     if config.noise_snr is None:
@@ -142,8 +152,7 @@ def compute_features(samples: np.ndarray, config: FeatureConfig, key: str = "") 
     else:
         noisy = acoustics.add_noise_snr(samples, noise, config.noise_snr, config.sample_rate)
     room = acoustics.synthetic_rir(config.rt60, config.sample_rate, rng)
-    reverberant = acoustics.reverberate(samples, room)
-    return np.stack([_logspec(x, config) for x in (samples, noisy, reverberant)])
+    return [samples, noisy, acoustics.reverberate(samples, room)]
 
 
 def silence_values(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -182,7 +191,7 @@ def power_spectrum(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     half = config.n_fft // 2
     padded = np.pad(emphasised, (half, half))
     frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)[:: config.hop_length]
-    spectrum = scipy.fft.rfft(frames * _window(config), axis=1)
+    spectrum = scipy.fft.rfft(frames * analysis_window(config), axis=1)
     power = spectrum.real**2 + spectrum.imag**2
     return np.ascontiguousarray(power.T, dtype=np.float32)
 
@@ -204,7 +213,7 @@ def _logspec(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def _logmel(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    return to_db(mel_filterbank(config) @ power_spectrum(samples, config), config.top_db)
+    return to_db(_sparse_mel_filterbank(config) @ power_spectrum(samples, config), config.top_db)
 
 
 def _preemphasis(samples: np.ndarray, coef: float) -> np.ndarray:
@@ -214,10 +223,11 @@ def _preemphasis(samples: np.ndarray, coef: float) -> np.ndarray:
     return emphasised
 
 
-_CACHE: dict[tuple, np.ndarray] = {}
+_CACHE: dict[tuple, np.ndarray | scipy.sparse.csr_array] = {}
 
 
-def _window(config: FeatureConfig) -> np.ndarray:
+def analysis_window(config: FeatureConfig) -> np.ndarray:
+    """Hamming window of ``win_length`` samples centred in ``n_fft`` zeros ``(n_fft,)`` float32 (cached)."""
     key = ("window", config.win_length, config.n_fft)
     if key not in _CACHE:
         window = get_window("hamming", config.win_length, fftbins=True)
@@ -242,6 +252,15 @@ def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     weights = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
     _CACHE[key] = weights.astype(np.float32)
+    return _CACHE[key]
+
+
+def _sparse_mel_filterbank(config: FeatureConfig) -> scipy.sparse.csr_array:
+    """:func:`mel_filterbank` as a sparse matrix: each band covers a few bins, and a sparse product
+    is many times faster than a dense one and uses no BLAS threads (which contend with the workers)."""
+    key = ("sparse-mel", config.sample_rate, config.n_fft, config.n_mels)
+    if key not in _CACHE:
+        _CACHE[key] = scipy.sparse.csr_array(mel_filterbank(config))
     return _CACHE[key]
 
 
