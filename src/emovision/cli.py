@@ -98,6 +98,13 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--improvised-only", action="store_true", help="iemocap: improvised dialogs only")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        default="cpu",
+        help="cpu: numpy in the worker processes; cuda: audio decoded in the workers, features "
+        "batched on the GPU (same numbers); auto: cuda when available",
+    )
     parser.add_argument("--strict", action="store_true", help="abort on the first unreadable file")
     parser.add_argument(
         "--format",
@@ -127,6 +134,7 @@ def _run_extract(args: argparse.Namespace) -> int:
         workers=args.workers,
         strict=args.strict,
         seed_pickle=args.format == "seed-pickle",
+        device=args.device,
         progress=not args.quiet,
     )
     print_extract_summary(summary, config)

@@ -1,16 +1,19 @@
 """Corpus records → features → features file, in parallel, resumable, with a summary.
 
-Speakers are extracted one after another (utterances in parallel across ``workers``
-processes) and each is written to the partial file as soon as it is complete, so an
-interrupted run resumes at the first unfinished speaker.
+The utterances of all speakers stream in order through ``workers`` processes (numpy features,
+or decoded audio for the batched torch path on a GPU), and each speaker is written to the
+partial file as soon as it is complete, so an interrupted run resumes at the first unfinished
+speaker.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from emovision.audio import load_audio
 from emovision.corpora import Corpus, Utterance
 from emovision.errors import AudioError, EmovisionError
-from emovision.features import FeatureConfig, compute_features, segment
+from emovision.features import FeatureConfig, channel_signals, compute_features, segment
 from emovision.store import FeatureWriter, SpeakerFeatures, write_seed_pickle
 
 
@@ -50,6 +53,10 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0))
 
 
+DEVICES = ("cpu", "cuda", "auto", "cpu-torch")
+_MAX_BATCH_SECONDS = 20.0
+
+
 def extract_corpus(
     corpus: Corpus,
     config: FeatureConfig,
@@ -58,27 +65,42 @@ def extract_corpus(
     strict: bool = False,
     seed_pickle: bool = False,
     progress: bool = True,
+    device: str = "cpu",
+    batch_size: int = 64,
 ) -> ExtractSummary:
     """Extract every utterance of ``corpus`` into the features file ``out``; return the summary.
 
+    ``device``: ``"cpu"`` computes each utterance with numpy in ``workers`` processes;
+    ``"cuda"`` (or ``"cuda:N"``) decodes and resamples audio in the worker processes and
+    computes the features with torch on the GPU, ``batch_size`` utterances at a time (fewer
+    when long: at most ``batch_size`` × 20 s of padded audio); ``"auto"`` is ``"cuda"`` when a
+    GPU is available, else ``"cpu"``; ``"cpu-torch"`` runs the batched torch path on CPU tensors
+    (for tests and comparisons). Every device writes the same file, to float32 rounding.
     Unreadable audio is skipped with its reason, or raises :class:`AudioError` when ``strict``.
     """
     if strict and corpus.skipped:
         path, reason = corpus.skipped[0]
         raise AudioError(path, reason)
+    torch_device = resolve_device(device)
     workers = workers or default_workers()
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
     for utterance in corpus.utterances:
         by_speaker[utterance.speaker].append(utterance)
     writer = FeatureWriter(out, corpus.name, corpus.classes, config)
     summary = ExtractSummary(Path(out), corpus.classes, skipped=list(corpus.skipped))
+    done = writer.done_speakers()
+    jobs = [(str(u.path), u.id) for s in sorted(by_speaker) if s not in done for u in by_speaker[s]]
     pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config,)) if workers > 1 else None
     if pool is None:
         _init_worker(config)
     try:
+        if torch_device is None:
+            outcomes = _ordered_map(pool, _extract_chunk, jobs, workers)
+        else:
+            prepared = _ordered_map(pool, _prepare_chunk, jobs, workers)
+            outcomes = _batched_features(prepared, config, torch_device, batch_size)
         with _progress_bar(progress) as bar:
             task = bar.add_task("extracting", total=len(corpus.utterances))
-            done = writer.done_speakers()
             for speaker in sorted(by_speaker):
                 utterances = by_speaker[speaker]
                 if speaker in done:
@@ -88,7 +110,7 @@ def extract_corpus(
                 else:
                     bar.update(task, description=f"speaker {speaker}")
                     data = _extract_speaker(
-                        utterances, corpus, config, pool, strict, lambda: bar.advance(task)
+                        utterances, corpus, config, outcomes, strict, lambda: bar.advance(task)
                     )
                     writer.write_speaker(speaker, data)
                 summary.add(speaker, data)
@@ -104,18 +126,39 @@ def extract_corpus(
     return summary
 
 
+def resolve_device(device: str) -> str | None:
+    """The torch device of the batched path for ``device`` (one of :data:`DEVICES` or ``cuda:N``),
+    or ``None`` for the numpy path."""
+    if device == "cpu":
+        return None
+    if device == "cpu-torch":
+        return "cpu"
+    if device != "auto" and device != "cuda" and not device.startswith("cuda:"):
+        raise EmovisionError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)} or cuda:N")
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda" if device == "auto" else device
+    if device == "auto":
+        return None
+    raise EmovisionError(f"--device {device}: no CUDA GPU is available (use --device cpu or auto)")
+
+
+Outcome = tuple[np.ndarray | None, float, str | None]
+
+
 def _extract_speaker(
     utterances: list[Utterance],
     corpus: Corpus,
     config: FeatureConfig,
-    pool: ProcessPoolExecutor | None,
+    outcomes: Iterator[Outcome],
     strict: bool,
-    advance,
+    advance: Callable[[], None],
 ) -> SpeakerFeatures:
-    jobs = [(str(u.path), u.id) for u in utterances]
-    results = pool.map(_extract_one, jobs, chunksize=4) if pool else map(_extract_one, jobs)
+    """The next ``len(utterances)`` outcomes (segments, seconds, error) as one speaker's arrays."""
     segments, seg_labels, utt_labels, counts, ids, durations, skipped = [], [], [], [], [], [], []
-    for utterance, (feature, duration, error) in zip(utterances, results, strict=True):
+    for utterance in utterances:
+        feature, duration, error = next(outcomes)
         advance()
         if error is not None:
             if strict:
@@ -142,6 +185,55 @@ def _extract_speaker(
     )
 
 
+def _ordered_map(
+    pool: ProcessPoolExecutor | None, function: Callable[[list], list], jobs: list, workers: int
+) -> Iterator:
+    """``function`` over chunks of ``jobs`` in the pool, results one by one in job order.
+
+    All speakers go through one stream (no pause between speakers), with a bounded number of
+    chunks in flight so that finished results cannot pile up in memory.
+    """
+    size = max(1, min(16, len(jobs) // (8 * workers)))
+    chunks = iter([jobs[i : i + size] for i in range(0, len(jobs), size)])
+    if pool is None:
+        for chunk in chunks:
+            yield from function(chunk)
+        return
+    running = deque(pool.submit(function, chunk) for chunk in islice(chunks, 4 * workers))
+    while running:
+        results = running.popleft().result()
+        for chunk in islice(chunks, 1):
+            running.append(pool.submit(function, chunk))
+        yield from results
+
+
+def _batched_features(
+    prepared: Iterator[tuple], config: FeatureConfig, device: str, batch_size: int
+) -> Iterator[Outcome]:
+    """Outcomes (segments, seconds, error) from outcomes (channel signals, seconds, error), in order,
+    the features computed in torch batches on ``device``."""
+    from emovision.features_torch import features_of_channel_signals
+
+    def finish(batch: list[tuple]) -> Iterator[Outcome]:
+        features = iter(
+            features_of_channel_signals([item[0] for item in batch if item[0] is not None], config, device)
+        )
+        for signals, seconds, error in batch:
+            yield (None, 0.0, error) if signals is None else (segment(next(features), config), seconds, None)
+
+    limit = _MAX_BATCH_SECONDS * config.sample_rate * batch_size
+    batch: list[tuple] = []
+    longest = 0
+    for item in prepared:
+        size = item[0][0].size if item[0] is not None else 0
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * max(longest, size) > limit):
+            yield from finish(batch)
+            batch, longest = [], 0
+        batch.append(item)
+        longest = max(longest, size)
+    yield from finish(batch)
+
+
 _WORKER_CONFIG: FeatureConfig = FeatureConfig()
 
 
@@ -150,17 +242,30 @@ def _init_worker(config: FeatureConfig) -> None:
     _WORKER_CONFIG = config
 
 
-def _extract_one(job: tuple[str, str]) -> tuple[np.ndarray | None, float, str | None]:
+def _extract_chunk(jobs: list[tuple[str, str]]) -> list[Outcome]:
+    return [_extract_one(job) for job in jobs]
+
+
+def _prepare_chunk(jobs: list[tuple[str, str]]) -> list[tuple[list[np.ndarray] | None, float, str | None]]:
+    return [_prepare_one(job) for job in jobs]
+
+
+def _extract_one(job: tuple[str, str]) -> Outcome:
     """``(segments (N, C, F, T), seconds, None)`` or ``(None, 0, reason)`` for one file."""
-    path, key = job
+    return _guarded(job, lambda samples, config: segment(compute_features(samples, config, job[1]), config))
+
+
+def _prepare_one(job: tuple[str, str]) -> tuple[list[np.ndarray] | None, float, str | None]:
+    """``(channel signals [(n,), ...], seconds, None)`` or ``(None, 0, reason)`` for one file."""
+    return _guarded(job, lambda samples, config: channel_signals(samples, config, job[1]))
+
+
+def _guarded(job: tuple[str, str], make: Callable) -> tuple:
+    """``(make(samples, config), seconds, None)`` for the audio of ``job``, or ``(None, 0, reason)``."""
     config = _WORKER_CONFIG
     try:
-        samples = load_audio(path, config.sample_rate, min_samples=config.min_samples)
-        return (
-            segment(compute_features(samples, config, key), config),
-            samples.size / config.sample_rate,
-            None,
-        )
+        samples = load_audio(job[0], config.sample_rate, min_samples=config.min_samples)
+        return make(samples, config), samples.size / config.sample_rate, None
     except AudioError as exc:
         return None, 0.0, exc.reason
     except (EmovisionError, MemoryError, ValueError) as exc:
