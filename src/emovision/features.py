@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import scipy.fft
 import scipy.sparse
-from scipy.signal import get_window, savgol_filter
+from scipy.ndimage import convolve1d
+from scipy.signal import get_window, savgol_coeffs
 
 from emovision import acoustics
 from emovision.errors import EmovisionError
@@ -130,9 +131,8 @@ def compute_features(samples: np.ndarray, config: FeatureConfig, key: str = "") 
     signals = channel_signals(samples, config, key)
     if config.kind == "logmeldeltaspec":
         logmel = _logmel(signals[0], config)
-        delta = savgol_filter(logmel, config.delta_width, 1, deriv=1, axis=-1, mode="interp")
-        delta2 = savgol_filter(delta, config.delta_width, 1, deriv=1, axis=-1, mode="interp")
-        return np.stack([logmel, delta, delta2]).astype(np.float32)
+        delta = savgol_delta(logmel, config.delta_width)
+        return np.stack([logmel, delta, savgol_delta(delta, config.delta_width)])
     spectrogram = _logmel if config.kind == "logmelspec" else _logspec
     return np.stack([spectrogram(signal, config) for signal in signals])
 
@@ -153,6 +153,24 @@ def channel_signals(samples: np.ndarray, config: FeatureConfig, key: str = "") -
         noisy = acoustics.add_noise_snr(samples, noise, config.noise_snr, config.sample_rate)
     room = acoustics.synthetic_rir(config.rt60, config.sample_rate, rng)
     return [samples, noisy, acoustics.reverberate(samples, room)]
+
+
+def savgol_delta(values: np.ndarray, width: int) -> np.ndarray:
+    """Savitzky–Golay first derivative (order 1, ``width`` frames) along the last axis, float32, per frame.
+
+    Equals ``scipy.signal.savgol_filter(values, width, 1, deriv=1, mode="interp")`` (as
+    ``librosa.feature.delta``): the interior is the same convolution; at the edges a straight-line
+    fit's slope over the first or last ``width`` frames is exactly the interior value next to them,
+    so it is copied instead of fitted (no least-squares solve per call, and no BLAS threads).
+    Needs at least ``width`` frames.
+    """
+    if values.shape[-1] < width:
+        raise ValueError(f"Δ features need at least {width} frames, got {values.shape[-1]}")
+    half = width // 2
+    delta = convolve1d(values, savgol_coeffs(width, 1, deriv=1), axis=-1, mode="constant")
+    delta[..., :half] = delta[..., half : half + 1]
+    delta[..., -half:] = delta[..., -half - 1 : -half]
+    return delta.astype(np.float32, copy=False)
 
 
 def silence_values(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
