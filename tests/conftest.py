@@ -67,3 +67,11 @@ def build_iemocap_tree(root: Path, audio: Path, keep=lambda utt: True) -> Path:
 def iemocap_full(tmp_path_factory, emodb_wavs) -> Path:
     """All 10039 labelled utterances, each a link to one real emoDB recording."""
     return build_iemocap_tree(tmp_path_factory.mktemp("iemocap-full"), emodb_wavs[0])
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, emodb_dir):
+    """A tiny alexnet_gap checkpoint trained on four emoDB speakers (see ``tests/trained_model.py``)."""
+    from trained_model import train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("trained-model"), emodb_dir)

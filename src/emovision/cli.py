@@ -284,10 +284,79 @@ def print_fold_metrics(metrics: dict, out: Path) -> None:
     console.print(f"run folder: {out} (best.pth, metrics.json, curves.png, confusion.png)")
 
 
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="trained model: checkpoint (.pth) or ONNX file (.onnx)")
+    parser.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH", help="audio files or folders (searched recursively)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="draw the emotion over time of recordings of 4 segments or more (several: PNG-<file>.png)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--batch-size", type=int, default=64, help="segments per model call")
+    parser.add_argument("--workers", type=int, default=None, help="threads decoding audio (default: up to 4)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    """Exit status 0: every file predicted; 1: some failed (listed on stderr); 2: none could be used."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from emovision.predict import Failure, Recognizer, find_audio, save_timelines
+
+    if args.workers is not None and args.workers < 1:
+        raise EmovisionError("--workers must be at least 1")
+    recognizer = Recognizer.load(args.model, device=args.device, batch_size=args.batch_size)
+    files, failures = find_audio(args.paths)
+    predictions = []
+    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, disable=args.quiet or not files, transient=True) as bar:
+        task = bar.add_task("predicting", total=len(files))
+        for result in recognizer.iter_predict(files, workers=args.workers):
+            bar.advance(task)
+            if isinstance(result, Failure):
+                failures.append(result)
+                continue
+            predictions.append(result)
+            if args.json:
+                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+                sys.stdout.flush()
+    if predictions and not args.json:
+        table = Table(title=f"{args.model.name}: {len(predictions)} recording(s)")
+        for column in ("file", "emotion", "confidence", "top 3"):
+            table.add_column(column, justify="right" if column == "confidence" else "left")
+        for item in predictions:
+            top = ", ".join(f"{name} {p:.2f}" for name, p in item.top(3))
+            table.add_row(item.source, item.label, f"{item.confidence:.2f}", top)
+        console.print(table, highlight=False)
+    for failure in failures:
+        err_console.print(f"[yellow]skipped[/] {failure.source}: {failure.reason}", highlight=False)
+    if args.timeline and predictions:
+        written = save_timelines(predictions, args.timeline)
+        for path in written:
+            err_console.print(f"timeline: {path}", highlight=False)
+        if not written:
+            err_console.print("timeline: no recording is 4 segments or longer", highlight=False)
+    if not predictions:
+        raise EmovisionError(f"no recording could be used ({len(failures)} failed)")
+    if failures:
+        err_console.print(f"{len(predictions)} predicted, {len(failures)} failed", highlight=False)
+        return 1
+    return 0
+
+
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {
     "extract": (_extract_arguments, _run_extract, "extract spectrogram features from a corpus"),
     "train": (_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
+    "predict": (_predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"),
 }
 
 

@@ -1,0 +1,501 @@
+"""Use a trained model on recordings: :class:`Recognizer` for checkpoints and exported ONNX files.
+
+The features are computed exactly as at training time, from the feature configuration
+stored in the model: audio is resampled to its rate, turned into the trained spectrogram
+feature and cut into segments of its ``segment_frames`` frames; every segment is scored
+and the segment log-probabilities are combined by the checkpoint's ``aggregate`` rule.
+For ``lognrevspec`` features the noise and the room are seeded by the file stem (the
+utterance id at training time); for samples or bytes by ``key``.
+
+A checkpoint (``.pth``) runs with PyTorch; an ``.onnx`` file made by ``emovision export``
+runs with ONNX Runtime alone, without importing torch. This module imports neither at
+module level, so ``from emovision import Recognizer`` stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from emovision.audio import load_audio, prepare_audio
+from emovision.errors import AudioError, CheckpointError, EmovisionError
+from emovision.features import FeatureConfig, compute_features, segment, segment_times
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
+ONNX_FORMAT = "emovision-onnx"
+ONNX_FORMAT_VERSION = 1
+INPUT_NAME = "segments"
+OUTPUT_NAME = "logits"
+TIMELINE_MIN_SEGMENTS = 4
+
+Source = str | Path | bytes | np.ndarray
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+@dataclass
+class Prediction:
+    """The emotion of one recording.
+
+    ``probabilities`` maps every class to its utterance-level probability;
+    ``segment_probabilities`` ``(N, K)`` holds each segment's class probabilities and
+    ``times`` ``(N, 2)`` its start and end in seconds (the end of the last segment is
+    clipped to the recording's ``duration``, in seconds; NaN when the model's feature
+    configuration is unknown). ``features`` ``(C, F, T)`` is the
+    whole recording's spectrogram in dB, kept when asked for.
+    """
+
+    source: str
+    classes: list[str]
+    probabilities: dict[str, float]
+    segment_probabilities: np.ndarray
+    times: np.ndarray
+    duration: float | None
+    features: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """The most probable class."""
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def confidence(self) -> float:
+        """Probability of :attr:`label`."""
+        return self.probabilities[self.label]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable classes with their probabilities, most probable first."""
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+    def to_dict(self) -> dict:
+        """JSON-ready: file, emotion, confidence, probabilities, duration (s) and segments."""
+        return {
+            "file": self.source,
+            "emotion": self.label,
+            "confidence": self.confidence,
+            "probabilities": dict(self.probabilities),
+            "duration": self.duration,
+            "segments": [
+                {
+                    "start": float(start),
+                    "end": float(end),
+                    "emotion": self.classes[int(row.argmax())],
+                    "probabilities": dict(zip(self.classes, map(float, row), strict=True)),
+                }
+                for (start, end), row in zip(self.times, self.segment_probabilities, strict=True)
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A recording that could not be used, with the reason."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class _Prepared:
+    source: str
+    segments: np.ndarray
+    duration: float
+    features: np.ndarray | None
+
+
+class Recognizer:
+    """A trained model ready to predict emotions from audio (see the module docstring).
+
+    Load with :meth:`load`; ``backend`` is ``"torch"`` or ``"onnx"``; one model call
+    scores at most ``batch_size`` segments.
+    """
+
+    def __init__(
+        self,
+        backend: _TorchBackend | _OnnxBackend,
+        classes: list[str],
+        config: FeatureConfig | None,
+        aggregate: str,
+        model: dict,
+        batch_size: int = 64,
+    ) -> None:
+        if aggregate not in ("logprob", "prob"):
+            raise CheckpointError(f"unknown aggregation rule {aggregate!r} in the model")
+        self._backend = backend
+        self.classes = list(classes)
+        self.config = config
+        self.aggregate = aggregate
+        self.model = dict(model)
+        self.batch_size = batch_size
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    @classmethod
+    def load(
+        cls, path: str | Path, device: str = "cpu", threads: int | None = None, batch_size: int = 64
+    ) -> Recognizer:
+        """The model at ``path``: an ONNX file (``.onnx``) or an emovision checkpoint.
+
+        ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ``threads``: CPU threads for
+        the model (for PyTorch a process-wide setting); default: the library's choice.
+        """
+        if batch_size < 1:
+            raise EmovisionError("the batch size must be at least 1")
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            backend: _TorchBackend | _OnnxBackend = _OnnxBackend(path, device, threads)
+            meta = backend.metadata
+            config = json.loads(meta["feature_config"])
+            return cls(
+                backend,
+                json.loads(meta["classes"]),
+                FeatureConfig.from_dict(config) if config else None,
+                meta["aggregate"],
+                json.loads(meta["model"]),
+                batch_size,
+            )
+        from emovision.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(path)
+        backend = _TorchBackend(payload, device, threads)
+        config = payload.get("feature_config")
+        return cls(
+            backend,
+            list(payload["classes"]),
+            FeatureConfig.from_dict(config) if config else None,
+            payload.get("aggregate", "logprob"),
+            payload["model"],
+            batch_size,
+        )
+
+    # ----- single recordings ----------------------------------------------------------------
+    def predict(
+        self,
+        source: Source,
+        sample_rate: int | None = None,
+        *,
+        key: str | None = None,
+        name: str | None = None,
+        keep_features: bool = False,
+        max_seconds: float | None = None,
+    ) -> Prediction:
+        """The emotion of one recording: a file path, the bytes of a file, or samples.
+
+        Samples ``(n,)`` or ``(n, channels)`` need their ``sample_rate`` (Hz). ``key`` seeds
+        ``lognrevspec`` (default: the file stem, or ``""``); ``name`` is the reported source.
+        ``max_seconds`` refuses longer recordings (read from the file header before decoding).
+        Raises :class:`AudioError` for unusable audio.
+        """
+        prepared = self._prepare(source, sample_rate, key, name, keep_features, max_seconds)
+        return self._prediction(prepared, self._backend.log_probs(prepared.segments, self.batch_size))
+
+    def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
+        """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""
+        segments = np.ascontiguousarray(segments, dtype=np.float32)
+        expected = (self.model["channels"], self.model["height"])
+        if segments.ndim != 4 or segments.shape[1:3] != expected or segments.shape[0] == 0:
+            raise EmovisionError(
+                f"expected segments (N, {expected[0]}, {expected[1]}, T) with N ≥ 1, got {segments.shape}"
+            )
+        prepared = _Prepared(name, segments, float("nan"), None)
+        return self._prediction(prepared, self._backend.log_probs(segments, self.batch_size))
+
+    def features(self, samples: np.ndarray, key: str = "") -> np.ndarray:
+        """The trained feature ``(C, F, T)`` in dB of mono samples at ``config.sample_rate``."""
+        return compute_features(samples, self._require_config(), key)
+
+    # ----- many files ---------------------------------------------------------------------------
+    def iter_predict(
+        self, sources: Iterable[str | Path], workers: int | None = None
+    ) -> Iterator[Prediction | Failure]:
+        """Predictions of many files in order; unusable ones come as :class:`Failure`.
+
+        Files are decoded and featurised in ``workers`` threads while the model scores the
+        previous batch of files; one model call takes up to :attr:`batch_size` segments.
+        """
+        config = self._require_config()
+        workers = workers or min(4, os.cpu_count() or 1)
+        files_per_batch = max(1, self.batch_size // _segments_per_file(config))
+        with ThreadPoolExecutor(workers) as pool:
+            waiting: list[tuple[str, Future]] = []
+            for item in sources:
+                waiting.append((str(item), pool.submit(self._prepare, item, None, None, None, False, None)))
+                if len(waiting) >= 2 * files_per_batch:
+                    yield from self._finish(waiting[:files_per_batch])
+                    waiting = waiting[files_per_batch:]
+            while waiting:
+                yield from self._finish(waiting[:files_per_batch])
+                waiting = waiting[files_per_batch:]
+
+    def predict_many(self, sources: Iterable[str | Path]) -> list[Prediction]:
+        """Predictions of many files; raises :class:`AudioError` for the first unusable one."""
+        results = []
+        for result in self.iter_predict(sources):
+            if isinstance(result, Failure):
+                raise AudioError(result.source, result.reason)
+            results.append(result)
+        return results
+
+    # ----- internals -------------------------------------------------------------------------
+    def _require_config(self) -> FeatureConfig:
+        if self.config is None:
+            raise CheckpointError(
+                "this model was trained on a legacy pickle features file: its feature configuration "
+                "is unknown, so it cannot compute features from audio. Retrain it on a features "
+                "file made by emovision extract"
+            )
+        return self.config
+
+    def _prepare(
+        self,
+        source: Source,
+        sample_rate: int | None,
+        key: str | None,
+        name: str | None,
+        keep_features: bool,
+        max_seconds: float | None,
+    ) -> _Prepared:
+        config = self._require_config()
+        if isinstance(source, np.ndarray):
+            label = name or "<samples>"
+            if sample_rate is None:
+                raise EmovisionError("predicting from samples needs their sample_rate (Hz)")
+            samples = prepare_audio(
+                source, sample_rate, config.sample_rate, min_samples=config.min_samples, source=label
+            )
+            key = key or ""
+        else:
+            label = name or ("<upload>" if isinstance(source, bytes) else str(source))
+            if key is None:
+                key = Path(source if not isinstance(source, bytes) else name or "").stem
+            if max_seconds is not None:
+                _check_duration(source, label, max_seconds)
+            try:
+                samples = load_audio(source, config.sample_rate, min_samples=config.min_samples)
+            except AudioError as exc:
+                raise AudioError(label, _BUFFER_REPR.sub("the data", exc.reason)) from None
+        duration = samples.size / config.sample_rate
+        if max_seconds is not None and duration > max_seconds:
+            raise AudioError(label, f"too long ({duration:.1f} s, at most {max_seconds:g} s)")
+        feature = compute_features(samples, config, key)
+        return _Prepared(label, segment(feature, config), duration, feature if keep_features else None)
+
+    def _finish(self, waiting: list[tuple[str, Future]]) -> Iterator[Prediction | Failure]:
+        prepared: list[_Prepared | Failure] = []
+        for source, future in waiting:
+            try:
+                prepared.append(future.result())
+            except AudioError as exc:
+                prepared.append(Failure(source, exc.reason))
+            except (EmovisionError, MemoryError, ValueError) as exc:
+                prepared.append(Failure(source, f"feature extraction failed ({exc})"))
+        usable = [item for item in prepared if isinstance(item, _Prepared)]
+        if usable:
+            segments = np.concatenate([item.segments for item in usable])
+            log_probs = self._backend.log_probs(segments, self.batch_size)
+            bounds = np.cumsum([0] + [item.segments.shape[0] for item in usable])
+            scored = iter(
+                self._prediction(item, log_probs[bounds[i] : bounds[i + 1]]) for i, item in enumerate(usable)
+            )
+        for item in prepared:
+            yield item if isinstance(item, Failure) else next(scored)
+
+    def _prediction(self, prepared: _Prepared, log_probs: np.ndarray) -> Prediction:
+        utterance = utterance_log_probs(log_probs, self.aggregate)
+        probabilities = np.exp(utterance)
+        if self.config is None:
+            times = np.full((log_probs.shape[0], 2), np.nan)
+        else:
+            times = segment_times(log_probs.shape[0], self.config)
+        duration = None if np.isnan(prepared.duration) else prepared.duration
+        if duration is not None:
+            times[:, 1] = np.minimum(times[:, 1], duration)
+        return Prediction(
+            source=prepared.source,
+            classes=self.classes,
+            probabilities={name: float(p) for name, p in zip(self.classes, probabilities, strict=True)},
+            segment_probabilities=np.exp(log_probs).astype(np.float32),
+            times=times,
+            duration=duration,
+            features=prepared.features,
+        )
+
+
+def utterance_log_probs(segment_log_probs: np.ndarray, rule: str) -> np.ndarray:
+    """One utterance's log-probabilities ``(K,)`` from its segments' ``(N, K)``.
+
+    The rule of :func:`emovision.evaluate.utterance_scores` (a test keeps them equal),
+    written here without torch: ``logprob`` averages the log-probabilities and
+    renormalises, ``prob`` averages the probabilities.
+    """
+    values = segment_log_probs.astype(np.float64)
+    if rule == "prob":
+        return np.log(np.maximum(np.exp(values).mean(axis=0), 1e-30))
+    means = values.mean(axis=0)
+    return means - np.logaddexp.reduce(means)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of ``(N, K)`` logits, float32."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    return (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
+
+
+def audio_files(path: str | Path) -> list[Path]:
+    """The audio files (by suffix, see :data:`AUDIO_SUFFIXES`) under folder ``path``, sorted."""
+    return sorted(
+        item for item in Path(path).rglob("*") if item.suffix.lower() in AUDIO_SUFFIXES and item.is_file()
+    )
+
+
+def find_audio(paths: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """Files to predict: each file as given, each folder's audio files; missing paths and empty folders fail."""
+    files: list[Path] = []
+    failures: list[Failure] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = audio_files(path)
+            if not found:
+                failures.append(
+                    Failure(str(path), f"folder without audio files ({', '.join(AUDIO_SUFFIXES)})")
+                )
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            failures.append(Failure(str(path), "no such file or folder"))
+    return files, failures
+
+
+def save_timelines(
+    predictions: Iterable[Prediction], path: str | Path, min_segments: int = TIMELINE_MIN_SEGMENTS
+) -> list[Path]:
+    """PNG of the emotion over time for every prediction of at least ``min_segments`` segments.
+
+    One such recording is drawn to ``path``; several to ``<stem>-<file stem>.png`` next to it.
+    """
+    from emovision import plots
+
+    path = Path(path)
+    long = [item for item in predictions if item.segment_probabilities.shape[0] >= min_segments]
+    written: list[Path] = []
+    for item in long:
+        target = path
+        if len(long) > 1:
+            target = path.with_name(f"{path.stem}-{Path(item.source).stem}{path.suffix or '.png'}")
+            counter = 2
+            while target in written:
+                target = path.with_name(
+                    f"{path.stem}-{Path(item.source).stem}-{counter}{path.suffix or '.png'}"
+                )
+                counter += 1
+        title = f"{Path(item.source).name}: {item.label} ({item.confidence:.0%})"
+        written.append(plots.timeline(item.times, item.segment_probabilities, item.classes, target, title))
+    return written
+
+
+def _check_duration(source: str | Path | bytes, label: str, max_seconds: float) -> None:
+    """Refuse a recording longer than ``max_seconds`` from its header, before decoding it."""
+    try:
+        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return
+    if info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
+        seconds = info.frames / info.samplerate
+        raise AudioError(label, f"too long ({seconds:.1f} s, at most {max_seconds:g} s)")
+
+
+def _segments_per_file(config: FeatureConfig) -> int:
+    """Segments of a typical 3-second file: sizes the batches of :meth:`Recognizer.iter_predict`."""
+    frames = 3000 / config.hop_ms
+    return max(1, 1 + int(max(0.0, frames - config.segment_frames) // config.frame_hop))
+
+
+def _resolve_device(name: str, cuda_available: bool) -> str:
+    if name == "auto":
+        return "cuda" if cuda_available else "cpu"
+    if name != "cpu" and not name.startswith("cuda"):
+        raise EmovisionError(f"unknown device {name!r}: cpu, cuda, cuda:N or auto")
+    if name.startswith("cuda") and not cuda_available:
+        raise EmovisionError(f"device {name} was asked for, but no CUDA GPU is usable here (use cpu)")
+    return name
+
+
+class _TorchBackend:
+    """A checkpoint's model run by PyTorch."""
+
+    name = "torch"
+
+    def __init__(self, payload: dict, device: str, threads: int | None) -> None:
+        import torch
+
+        from emovision.checkpoint import model_from_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = _resolve_device(device, torch.cuda.is_available())
+        try:
+            self.model = model_from_checkpoint(payload).to(self.device)
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"the checkpoint's model cannot be rebuilt ({exc})") from None
+
+    def log_probs(self, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Log-probabilities ``(N, K)`` of segments ``(N, C, F, T)``."""
+        import torch
+
+        from emovision.evaluate import segment_log_probs
+
+        return segment_log_probs(self.model, torch.from_numpy(segments), batch_size)
+
+
+class _OnnxBackend:
+    """An ONNX file made by ``emovision export``, run by ONNX Runtime (no torch)."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, device: str, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise CheckpointError(f"model {path} does not exist")
+        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        self.device = _resolve_device(device, cuda)
+        providers = ["CPUExecutionProvider"]
+        if self.device.startswith("cuda"):
+            index = int(self.device.partition(":")[2] or 0)
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:
+            raise CheckpointError(f"{path} is not a readable ONNX model ({str(exc)[:200]})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if self.metadata.get("format") != ONNX_FORMAT:
+            raise CheckpointError(f"{path} is an ONNX model but not one made by emovision export")
+        if int(self.metadata.get("format_version", 0)) > ONNX_FORMAT_VERSION:
+            raise CheckpointError(f"{path} was written by a newer emovision")
+
+    def log_probs(self, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Log-probabilities ``(N, K)`` of segments ``(N, C, F, T)``."""
+        outputs = [
+            self.session.run([OUTPUT_NAME], {INPUT_NAME: segments[start : start + batch_size]})[0]
+            for start in range(0, segments.shape[0], batch_size)
+        ]
+        return log_softmax(np.concatenate(outputs))

@@ -1,0 +1,47 @@
+"""A tiny real model for the prediction tests: alexnet_gap trained for one epoch on four emoDB speakers.
+
+Four speakers' recordings (training 10 and 12, validation 09, test 03) are extracted as
+log-mel features with 100-frame segments (1 s), then one fold is trained on the CPU. It
+takes about 15 s on two cores and is built once per test session (see ``trained_model``
+in ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from emovision.corpora import load_corpus
+from emovision.corpora.base import Corpus
+from emovision.extract import extract_corpus
+from emovision.features import FeatureConfig
+from emovision.train import Fold, TrainConfig, train_fold
+
+TRAIN_SPEAKERS = ["10", "12"]
+VAL_SPEAKERS = ["09"]
+TEST_SPEAKERS = ["03"]
+CONFIG = FeatureConfig(segment_frames=100)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The run's checkpoint, its features file, and the test speaker's recordings."""
+
+    checkpoint: Path
+    features: Path
+    test_wavs: list[Path]
+    classes: list[str]
+
+
+def train_tiny_model(out: Path, emodb_dir: Path) -> TrainedModel:
+    """Extract, train and return the tiny model under ``out``."""
+    corpus = load_corpus("emodb", emodb_dir)
+    keep = set(TRAIN_SPEAKERS + VAL_SPEAKERS + TEST_SPEAKERS)
+    subset = Corpus(corpus.name, corpus.classes, [u for u in corpus.utterances if u.speaker in keep])
+    features = out / "emodb-subset.h5"
+    extract_corpus(subset, CONFIG, features, workers=2, progress=False)
+    fold = Fold(TRAIN_SPEAKERS, VAL_SPEAKERS, TEST_SPEAKERS, name="tiny")
+    config = TrainConfig(model="alexnet_gap", epochs=1, batch_size=32, device="cpu")
+    train_fold(features, fold, config, out / "run")
+    test_wavs = sorted(u.path for u in subset.utterances if u.speaker in TEST_SPEAKERS)
+    return TrainedModel(out / "run" / "best.pth", features, test_wavs, list(corpus.classes))
