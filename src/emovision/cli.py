@@ -352,11 +352,36 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="checkpoint (.pth) made by emovision train")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None, help="ONNX file to write (default: MODEL with .onnx)"
+    )
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from emovision.onnx_export import export_onnx
+
+    output = args.output or args.model.with_suffix(".onnx")
+    if output.suffix.lower() != ".onnx":
+        raise EmovisionError(f"the output {output} must end in .onnx (that is how models are recognised)")
+    result = export_onnx(args.model, output, args.opset)
+    axis = "dynamic" if result.dynamic_time else f"fixed at {result.frames} frames"
+    console.print(
+        f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB): batch axis dynamic, time axis {axis}; "
+        f"ONNX Runtime matches PyTorch within {result.max_difference:.1e}",
+        highlight=False,
+    )
+    return 0
+
+
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {
     "extract": (_extract_arguments, _run_extract, "extract spectrogram features from a corpus"),
     "train": (_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
     "predict": (_predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"),
+    "export": (_export_arguments, _run_export, "export a checkpoint to ONNX (runs without PyTorch)"),
 }
 
 
