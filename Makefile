@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The shared test copy of emoDB when it is there; unset elsewhere, so `make demo` downloads it.
 EMODB_DIR ?= $(wildcard ../shared/data/emodb)
 
-.PHONY: setup test demo lint format bench clean
+.PHONY: setup browser test demo lint format bench clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,baseline]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+# Headless Chromium for the web page tests (tests/serve/test_page.py): Debian's package, as root.
+browser:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks train_ser.py
 	$(BIN)/ruff format --check src tests benchmarks train_ser.py
 	$(BIN)/python -m pytest -q

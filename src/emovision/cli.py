@@ -376,12 +376,53 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from emovision import serve
+
+    parser.add_argument("model", type=Path, help="trained model: checkpoint (.pth) or ONNX file (.onnx)")
+    parser.add_argument(
+        "--host", default=serve.DEFAULT_HOST, help="interface to listen on (default: this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=serve.DEFAULT_PORT)
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=serve.DEFAULT_MAX_UPLOAD_MB, help="largest audio file, MB"
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=serve.DEFAULT_MAX_SECONDS, help="longest recording, seconds"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=serve.DEFAULT_CONCURRENCY, help="predictions at once"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from emovision.serve import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"[yellow]warning:[/] listening on {args.host}: other machines can reach this server",
+            highlight=False,
+        )
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        max_upload_mb=args.max_upload_mb,
+        max_seconds=args.max_seconds,
+        concurrency=args.concurrency,
+        device=args.device,
+    )
+    return 0
+
+
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {
     "extract": (_extract_arguments, _run_extract, "extract spectrogram features from a corpus"),
     "train": (_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
     "predict": (_predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"),
     "export": (_export_arguments, _run_export, "export a checkpoint to ONNX (runs without PyTorch)"),
+    "serve": (_serve_arguments, _run_serve, "web page and REST API for a trained model"),
 }
 
 

@@ -1,0 +1,319 @@
+"""FastAPI application: the page at ``/``, ``POST /api/predict``, ``GET /api/health``, docs at ``/docs``.
+
+Uploads are multipart forms with the audio in the field ``file``. Every refusal is a 4xx
+JSON body ``{"detail": "..."}``: 413 for a body over the upload limit (checked from
+``Content-Length`` before reading and while reading a chunked body) or a recording over
+the duration limit (checked from the file header before decoding), 415 for a request that
+is not ``multipart/form-data`` or a part that is not audio, 400 for an empty file, 422
+for a missing field or audio that cannot be decoded or used, 503 when the inference
+queue stays full for ``queue_timeout`` seconds. At most ``concurrency`` predictions run
+at once, in worker threads, so the event loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import weakref
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import emovision
+from emovision.errors import AudioError, EmovisionError
+from emovision.predict import Prediction, Recognizer
+from emovision.serve import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_HOST,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PORT,
+)
+
+STATIC = Path(__file__).resolve().parent / "static"
+MULTIPART_OVERHEAD = 64 * 1024
+SPECTROGRAM_MAX_COLUMNS = 1200
+AUDIO_PART_TYPES = ("application/octet-stream", "application/ogg", "video/ogg", "")
+
+
+class SegmentOut(BaseModel):
+    start: float = Field(description="segment start, seconds")
+    end: float = Field(description="segment end, seconds (clipped to the recording)")
+    emotion: str
+    probabilities: dict[str, float]
+
+
+class SpectrogramOut(BaseModel):
+    """Channel 0 of the feature the model saw, as 8-bit grey levels (0 = floor, 255 = 0 dB)."""
+
+    width: int = Field(description="columns (frames, max-pooled when the recording is long)")
+    height: int = Field(description="rows: frequency bins or mel bands, the highest first")
+    data: str = Field(description="base64 of height × width uint8 values, row by row")
+    seconds: float = Field(description="duration covered by the columns, seconds")
+    floor_db: float = Field(description="dB level of value 0 (value 255 is 0 dB)")
+    kind: str = Field(description="feature type")
+
+
+class PredictionOut(BaseModel):
+    file: str
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+    duration: float | None = Field(description="seconds")
+    segments: list[SegmentOut]
+    spectrogram: SpectrogramOut | None = None
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    model: str
+    backend: str
+    classes: list[str]
+    sample_rate: int | None
+    max_upload_bytes: int
+    max_seconds: float
+
+
+class _BodyLimit:
+    """ASGI middleware: a POST body over ``max_bytes`` is answered 413 JSON without being stored."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _drain(receive, int(length))
+            response = JSONResponse({"detail": self._message()}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"the upload is larger than the limit of {_megabytes(self.max_bytes - MULTIPART_OVERHEAD)}"
+
+
+async def _drain(receive: Receive, length: int, cap: int = 256 * 1024 * 1024) -> None:
+    """Read and drop up to ``cap`` bytes of a refused body, so the client gets to read the answer."""
+    seen = 0
+    while seen < min(length, cap):
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def create_app(
+    model: Recognizer | str | Path,
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024),
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    queue_timeout: float = 60.0,
+    device: str = "cpu",
+) -> FastAPI:
+    """The application around ``model`` (a :class:`Recognizer`, or the path of a checkpoint/ONNX file).
+
+    ``max_upload_bytes``: largest audio file; ``max_seconds``: longest recording;
+    ``concurrency``: predictions at once; ``queue_timeout``: seconds a request may wait.
+    """
+    if max_upload_bytes < 1 or max_seconds <= 0 or concurrency < 1 or queue_timeout <= 0:
+        raise EmovisionError("upload limit, duration limit, concurrency and queue timeout must be positive")
+    recognizer = model if isinstance(model, Recognizer) else Recognizer.load(model, device=device)
+    if recognizer.config is None:
+        raise EmovisionError(
+            "this model's feature configuration is unknown (trained on a legacy pickle): "
+            "it cannot be served on audio"
+        )
+    app = FastAPI(
+        title="emovision",
+        version=emovision.__version__,
+        description="Speech emotion recognition: upload a recording, get the emotion.",
+        form_limits={"max_files": 1, "max_fields": 4},
+    )
+    app.add_middleware(_BodyLimit, max_bytes=max_upload_bytes + MULTIPART_OVERHEAD)
+    app.state.recognizer = recognizer
+    slots = _Slots(concurrency)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        missing = [error for error in exc.errors() if error.get("type") == "missing"]
+        if missing and missing[0].get("loc", [None])[-1] == "file":
+            message = "no audio: send it as multipart/form-data in the field 'file'"
+        else:
+            message = "; ".join(
+                f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}" for e in exc.errors()
+            )
+        return JSONResponse({"detail": message}, status_code=422)
+
+    @app.exception_handler(AudioError)
+    async def audio_error(request: Request, exc: AudioError) -> JSONResponse:
+        status = 413 if exc.reason.startswith("too long") else 422
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(EmovisionError)
+    async def user_error(request: Request, exc: EmovisionError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/api/health", response_model=HealthOut, summary="the model and the limits")
+    async def health() -> HealthOut:
+        return HealthOut(
+            status="ok",
+            version=emovision.__version__,
+            model=str(recognizer.model.get("name", "")),
+            backend=recognizer.backend,
+            classes=recognizer.classes,
+            sample_rate=recognizer.config.sample_rate,
+            max_upload_bytes=max_upload_bytes,
+            max_seconds=max_seconds,
+        )
+
+    @app.post(
+        "/api/predict",
+        response_model=PredictionOut,
+        summary="the emotion of an uploaded recording",
+        dependencies=[Depends(_require_multipart)],
+        responses={
+            code: {"description": text}
+            for code, text in (
+                (400, "empty file"),
+                (413, "file or recording too large"),
+                (415, "not multipart/form-data, or not audio"),
+                (422, "missing field or unusable audio"),
+                (503, "too busy, retry later"),
+            )
+        },
+    )
+    async def predict(
+        file: Annotated[UploadFile, File(description="audio: WAV, FLAC, OGG or MP3")],
+        spectrogram: Annotated[bool, Query(description="also return the spectrogram the model saw")] = False,
+    ) -> PredictionOut:
+        content_type = (file.content_type or "").split(";")[0].strip().lower()
+        if not (content_type.startswith("audio/") or content_type in AUDIO_PART_TYPES):
+            raise HTTPException(415, f"'{file.filename}' is {content_type}, not audio")
+        data = await file.read()
+        name = Path(file.filename or "upload").name
+        if not data:
+            raise HTTPException(400, f"'{name}' is empty (0 bytes)")
+        if len(data) > max_upload_bytes:
+            raise HTTPException(413, f"'{name}' is larger than the limit of {_megabytes(max_upload_bytes)}")
+        semaphore = slots.get()
+        try:
+            await asyncio.wait_for(semaphore.acquire(), queue_timeout)
+        except TimeoutError:
+            raise HTTPException(503, "the server is busy: retry later", {"Retry-After": "5"}) from None
+        try:
+            result = await run_in_threadpool(
+                recognizer.predict, data, name=name, keep_features=spectrogram, max_seconds=max_seconds
+            )
+        finally:
+            semaphore.release()
+        return _response(result, recognizer)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+class _Slots:
+    """``concurrency`` prediction slots: one semaphore per event loop (uvicorn runs one; tests several)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self._by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def get(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop not in self._by_loop:
+            self._by_loop[loop] = asyncio.Semaphore(self.concurrency)
+        return self._by_loop[loop]
+
+
+async def _require_multipart(request: Request) -> None:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise HTTPException(
+            415,
+            f"send multipart/form-data with the audio in the field 'file', not {content_type or 'no type'}",
+        )
+
+
+def _response(prediction: Prediction, recognizer: Recognizer) -> PredictionOut:
+    body = prediction.to_dict()
+    if prediction.features is not None:
+        body["spectrogram"] = _spectrogram(prediction.features, prediction.duration or 0.0, recognizer)
+    return PredictionOut(**body)
+
+
+def _spectrogram(features: np.ndarray, seconds: float, recognizer: Recognizer) -> dict:
+    """Channel 0 of ``features`` ``(C, F, T)`` in dB as an 8-bit image, at most 1200 columns wide."""
+    config = recognizer.config
+    levels = features[0]
+    frames = levels.shape[1]
+    if frames > SPECTROGRAM_MAX_COLUMNS:
+        edges = np.linspace(0, frames, SPECTROGRAM_MAX_COLUMNS + 1).astype(int)
+        levels = np.maximum.reduceat(levels, edges[:-1], axis=1)
+    scaled = np.clip((levels + config.top_db) / config.top_db, 0.0, 1.0)
+    image = np.round(255 * scaled).astype(np.uint8)[::-1]
+    return {
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "data": base64.b64encode(np.ascontiguousarray(image).tobytes()).decode("ascii"),
+        "seconds": float(frames * config.hop_ms / 1000 if frames else seconds),
+        "floor_db": -float(config.top_db),
+        "kind": config.kind,
+    }
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / (1024 * 1024):.1f} MB"
+
+
+def serve(
+    model: str | Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    device: str = "cpu",
+) -> None:
+    """Load ``model`` and serve the page and the API with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(
+        model,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_seconds=max_seconds,
+        concurrency=concurrency,
+        device=device,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

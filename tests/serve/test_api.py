@@ -1,0 +1,169 @@
+"""HTTP tests of the REST API against a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from live_server import MAX_SECONDS, MAX_UPLOAD_BYTES, running_server
+
+from emovision.cli import build_parser
+from emovision.serve import create_app
+
+
+def _post(url: str, name: str, data: bytes, content_type: str = "audio/wav", **params) -> httpx.Response:
+    files = {"file": (name, data, content_type)}
+    return httpx.post(f"{url}/api/predict", files=files, params=params, timeout=60)
+
+
+def _wav_bytes(samples: np.ndarray, rate: int, fmt: str = "WAV") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=fmt)
+    return buffer.getvalue()
+
+
+def test_health_reports_the_model_and_limits(server_url, recognizer):
+    body = httpx.get(f"{server_url}/api/health").json()
+    assert body["status"] == "ok" and body["backend"] == "torch" and body["model"] == "alexnet_gap"
+    assert body["classes"] == recognizer.classes and body["sample_rate"] == 16000
+    assert body["max_upload_bytes"] == MAX_UPLOAD_BYTES and body["max_seconds"] == MAX_SECONDS
+
+
+def test_predict_answers_like_the_python_api(server_url, recognizer, emodb_wavs):
+    wav = emodb_wavs[101]
+    response = _post(server_url, wav.name, wav.read_bytes())
+    assert response.status_code == 200
+    body = response.json()
+    expected = recognizer.predict(wav).to_dict()
+    assert body["file"] == wav.name and body["emotion"] == expected["emotion"]
+    assert body["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
+    assert body["duration"] == pytest.approx(2.0, abs=1e-3) and body["spectrogram"] is None
+    assert len(body["segments"]) == len(expected["segments"]) == 3
+    for got, want in zip(body["segments"], expected["segments"], strict=True):
+        assert (got["start"], got["end"], got["emotion"]) == (want["start"], want["end"], want["emotion"])
+
+
+def test_spectrogram_is_the_feature_the_model_saw(server_url, recognizer, emodb_wavs):
+    wav = emodb_wavs[102]
+    body = _post(server_url, wav.name, wav.read_bytes(), spectrogram="true").json()
+    image = body["spectrogram"]
+    assert (image["width"], image["height"], image["kind"]) == (201, 128, "logmelspec")
+    levels = np.frombuffer(base64.b64decode(image["data"]), dtype=np.uint8).reshape(128, 201)
+    features = recognizer.predict(wav, keep_features=True).features[0]
+    expected = np.round(255 * np.clip((features + 80) / 80, 0, 1))[::-1]
+    assert np.abs(levels.astype(int) - expected).max() <= 1
+    assert image["seconds"] == pytest.approx(2.01)
+
+
+def test_long_recording_gets_a_timeline(server_url, emodb_wavs):
+    """8 s of real speech at 8 kHz (small upload): 9 segments with increasing times."""
+    speech = np.concatenate([sf.read(wav, dtype="float32")[0] for wav in emodb_wavs[200:204]])
+    data = _wav_bytes(speech[::2], 11025)
+    body = _post(server_url, "long.wav", data).json()
+    starts = [segment["start"] for segment in body["segments"]]
+    assert starts == [float(i) for i in range(9)] and body["segments"][-1]["end"] == pytest.approx(8.0)
+
+
+def _refusals(emodb_wavs) -> list[tuple[str, dict, int, str]]:
+    wav = emodb_wavs[0].read_bytes()
+    speech = np.concatenate([sf.read(w, dtype="float32")[0] for w in emodb_wavs[:8]])
+    return [
+        ("empty file", {"files": {"file": ("e.wav", b"", "audio/wav")}}, 400, "empty"),
+        ("corrupt", {"files": {"file": ("c.wav", wav[:44] + b"\x01" * 500, "audio/wav")}}, 422, "c.wav"),
+        ("not audio", {"files": {"file": ("notes.txt", b"hello", "text/plain")}}, 415, "not audio"),
+        ("truncated", {"files": {"file": ("t.wav", b"RIFF\x10\x00\x00\x00WAVE", "audio/wav")}}, 422, "unreadable"),
+        ("json body", {"json": {"file": "x"}}, 415, "multipart/form-data"),
+        ("raw body", {"content": wav, "headers": {"content-type": "audio/wav"}}, 415, "multipart/form-data"),
+        ("no field", {"files": {"audio": ("a.wav", wav, "audio/wav")}}, 422, "field 'file'"),
+        ("no body", {"headers": {"content-type": "multipart/form-data; boundary=x"}}, 422, "field 'file'"),
+        ("too large", {"files": {"file": ("big.wav", wav * 5, "audio/wav")}}, 413, "larger than the limit"),
+        ("body too large", {"files": {"file": ("huge.wav", wav * 20, "audio/wav")}}, 413, "larger than the limit"),
+        ("too long", {"files": {"file": ("long.wav", _wav_bytes(speech[::4], 5512), "audio/wav")}}, 413, "too long"),
+        ("silent", {"files": {"file": ("s.wav", _wav_bytes(np.zeros(8000), 8000), "audio/wav")}}, 422, "silent"),
+        ("too short", {"files": {"file": ("short.wav", _wav_bytes(np.ones(100) * 0.1, 16000), "audio/wav")}}, 422, "too short"),
+    ]  # fmt: skip
+
+
+def test_bad_requests_get_a_json_4xx_and_the_server_keeps_working(server_url, emodb_wavs):
+    for name, request, status, message in _refusals(emodb_wavs):
+        response = httpx.post(f"{server_url}/api/predict", timeout=60, **request)
+        assert response.status_code == status, (name, response.text)
+        assert response.headers["content-type"] == "application/json", name
+        assert message in response.json()["detail"], (name, response.json())
+    assert httpx.get(f"{server_url}/api/health").status_code == 200
+    assert _post(server_url, emodb_wavs[0].name, emodb_wavs[0].read_bytes()).status_code == 200
+
+
+def test_oversized_streamed_body_is_refused_while_reading(server_url):
+    """A chunked upload without Content-Length is cut off at the limit, not stored."""
+    chunks_sent = 0
+
+    def body():
+        nonlocal chunks_sent
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+        for _ in range(200):
+            chunks_sent += 1
+            yield b"\x00" * 50_000
+
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    response = httpx.post(f"{server_url}/api/predict", content=body(), headers=headers, timeout=60)
+    assert response.status_code == 413 and "larger than the limit" in response.json()["detail"]
+
+
+def test_concurrent_clients_get_consistent_answers(server_url, emodb_wavs):
+    files = emodb_wavs[300:308]
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda wav: _post(server_url, wav.name, wav.read_bytes()), files * 2))
+    assert all(r.status_code == 200 for r in responses)
+    for first, second in zip(responses[:8], responses[8:], strict=True):
+        assert first.json() == second.json()
+
+
+def test_busy_server_answers_503_instead_of_hanging(recognizer, emodb_wavs):
+    slow = copy.copy(recognizer)
+
+    def predict_slowly(*args, **kwargs):
+        time.sleep(1.5)
+        return recognizer.predict(*args, **kwargs)
+
+    slow.predict = predict_slowly
+    app = create_app(slow, concurrency=1, queue_timeout=0.3)
+    wav = emodb_wavs[5]
+    with running_server(app) as url, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_post, url, wav.name, wav.read_bytes())
+        time.sleep(0.3)
+        second = pool.submit(_post, url, wav.name, wav.read_bytes())
+        answers = sorted([first.result(), second.result()], key=lambda r: r.status_code)
+    assert [r.status_code for r in answers] == [200, 503]
+    assert answers[1].headers["retry-after"] == "5" and "busy" in answers[1].json()["detail"]
+
+
+def test_openapi_documents_the_upload(server_url):
+    schema = httpx.get(f"{server_url}/openapi.json").json()
+    operation = schema["paths"]["/api/predict"]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    component = schema["components"]["schemas"][form["$ref"].rsplit("/", 1)[-1]]
+    assert "file" in component["required"]
+    assert {"200", "413", "415", "422"} <= set(operation["responses"])
+    assert "/api/health" in schema["paths"]
+    docs = httpx.get(f"{server_url}/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_page_and_assets_are_served(server_url):
+    page = httpx.get(server_url)
+    assert page.status_code == 200 and 'id="emotion"' in page.text
+    for asset in ("app.js", "style.css", "recorder-worklet.js"):
+        assert httpx.get(f"{server_url}/static/{asset}").status_code == 200
+
+
+def test_serve_command_binds_to_localhost_by_default():
+    args = build_parser().parse_args(["serve", "model.onnx"])
+    assert args.host == "127.0.0.1" and args.port == 8000
