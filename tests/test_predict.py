@@ -39,7 +39,7 @@ def test_training_features_and_raw_audio_give_the_same_predictions(trained_model
     data = load_speakers(trained_model.features, ["03"])["03"]
     bounds = np.cumsum([0, *data.segments_per_utterance])
     by_stem = {wav.stem: wav for wav in trained_model.test_wavs}
-    for i, utterance in enumerate(data.utterance_ids[:12]):
+    for i, utterance in enumerate(data.utterance_ids[:6]):
         stored = recognizer.predict_segments(data.segments[bounds[i] : bounds[i + 1]], name=utterance)
         heard = recognizer.predict(by_stem[utterance])
         np.testing.assert_allclose(heard.segment_probabilities, stored.segment_probabilities, atol=1e-5)

@@ -1,4 +1,8 @@
-"""Run an ASGI app with a real uvicorn server on a free loopback port, in a background thread."""
+"""Run an ASGI app with a real uvicorn server on a free loopback port, in a background thread.
+
+A helper module, not a ``conftest.py``: a second conftest module would shadow the top-level one
+for the tests that ``from conftest import`` its helpers.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+
+from emovision.predict import Recognizer
+from emovision.serve import create_app
 
 MAX_UPLOAD_BYTES = 400_000
 MAX_SECONDS = 12.0
@@ -34,3 +41,11 @@ def running_server(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextmanager
+def serving(recognizer: Recognizer) -> Iterator[str]:
+    """The test server: ``recognizer`` behind 400 kB uploads, 12 s recordings, 2 predictions at once."""
+    app = create_app(recognizer, max_upload_bytes=MAX_UPLOAD_BYTES, max_seconds=MAX_SECONDS, concurrency=2)
+    with running_server(app) as url:
+        yield url

@@ -6,16 +6,29 @@ import base64
 import copy
 import io
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from live_server import MAX_SECONDS, MAX_UPLOAD_BYTES, running_server
+from live_server import MAX_SECONDS, MAX_UPLOAD_BYTES, running_server, serving
 
+from emovision import Recognizer
 from emovision.cli import build_parser
 from emovision.serve import create_app
+
+
+@pytest.fixture(scope="module")
+def recognizer(trained_model) -> Recognizer:
+    return Recognizer.load(trained_model.checkpoint)
+
+
+@pytest.fixture(scope="module")
+def server_url(recognizer) -> Iterator[str]:
+    with serving(recognizer) as url:
+        yield url
 
 
 def _post(url: str, name: str, data: bytes, content_type: str = "audio/wav", **params) -> httpx.Response:

@@ -15,7 +15,10 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from live_server import serving
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from emovision import Recognizer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -35,6 +38,17 @@ COUNT_PAINTED = """id => {
     for (let i = 3; i < pixels.length; i += 4) painted += pixels[i] > 0 ? 1 : 0;
     return [canvas.width, canvas.height, painted];
 }"""
+
+
+@pytest.fixture(scope="module")
+def recognizer(trained_model) -> Recognizer:
+    return Recognizer.load(trained_model.checkpoint)
+
+
+@pytest.fixture(scope="module")
+def server_url(recognizer) -> Iterator[str]:
+    with serving(recognizer) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
