@@ -6,7 +6,7 @@ import pytest
 
 from emovision import acoustics
 from emovision.audio import load_audio
-from emovision.features import FeatureConfig, compute_features, segment, silence_values
+from emovision.features import FeatureConfig, compute_features, segment, segment_times, silence_values
 
 STFT = {"n_fft": 800, "hop_length": 160, "win_length": 640, "window": "hamming"}
 
@@ -118,3 +118,15 @@ def test_invalid_configurations_are_clear_errors():
     with pytest.raises(EmovisionError, match="longer than n_fft"):
         FeatureConfig(window_ms=100)
     assert FeatureConfig.from_dict(FeatureConfig(kind="logspec").to_dict()) == FeatureConfig(kind="logspec")
+
+
+def test_shifted_tail_ends_at_the_last_frame(utterances):
+    config = FeatureConfig(kind="logmelspec", segment_frames=100, segment_tail="shift")
+    feature = compute_features(load_audio(utterances[0]), config)
+    frames = feature.shape[-1]
+    segments = segment(feature, config)
+    assert segments.shape[0] == 3 and frames == 201
+    np.testing.assert_array_equal(segments[2], feature[..., frames - 100 :])
+    np.testing.assert_allclose(segment_times(3, config, frames)[:, 0], [0.0, 1.0, 1.01])
+    short = FeatureConfig(kind="logmelspec", segment_frames=300, segment_tail="shift")
+    assert segment(feature, short).shape == (1, 1, 128, 300)

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """The feature options of ``extract``: every field of :class:`FeatureConfig`."""
-    from emovision.features import FEATURE_TYPES, FeatureConfig
+    from emovision.features import FEATURE_TYPES, SEGMENT_TAILS, FeatureConfig
 
     defaults = FeatureConfig()
     group = parser.add_argument_group("features")
@@ -74,6 +74,12 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--segment-hop", type=int, default=None, help="frames between segment starts (default: T, no overlap)"
+    )
+    group.add_argument(
+        "--segment-tail",
+        choices=SEGMENT_TAILS,
+        default=defaults.segment_tail,
+        help="last partial segment: pad it (original) or shift it back to end at the last frame",
     )
 
 
@@ -250,19 +256,125 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from emovision.dataset import open_source
+    from emovision.distributed import distributed_session
     from emovision.train import make_fold, progress_display, train_fold
 
     config = training_config_from_args(args)
     source = open_source(args.features, args.trust_pickle)
     fold = make_fold(source, _speakers(args.val_speaker), _speakers(args.test_speaker))
-    with progress_display(not args.quiet) as progress:
+    with (
+        distributed_session(config.device) as rank,
+        progress_display(not args.quiet and rank == 0) as progress,
+    ):
         metrics = train_fold(source, fold, config, args.out, resume=args.resume, progress=progress)
+    if rank != 0:
+        return 0
     if args.save_label:
         import shutil
 
         shutil.copyfile(args.out / "best.pth", f"{args.save_label}.pth")
     print_fold_metrics(metrics, args.out)
     return 0
+
+
+def _cv_arguments(parser: argparse.ArgumentParser) -> None:
+    from emovision.cv import FOLD_RULES
+
+    parser.add_argument("features", type=Path, help="features file from emovision extract")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the cross-validation")
+    parser.add_argument(
+        "--folds",
+        default="auto",
+        help=f"{', '.join(FOLD_RULES)} (auto: iemocap10 for IEMOCAP, else loso) or a JSON/CSV fold file",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
+    parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_training_arguments(parser)
+
+
+def _run_cv(args: argparse.Namespace) -> int:
+    from emovision.cv import run_cv
+
+    config = training_config_from_args(args)
+    summary = run_cv(
+        args.features,
+        config,
+        args.out,
+        folds=args.folds,
+        repeats=args.repeats,
+        parallel=args.parallel_folds,
+        progress=not args.quiet,
+        trust_pickle=args.trust_pickle,
+    )
+    print_cv_summary(summary, args.out)
+    return 0
+
+
+def print_cv_summary(summary: dict, out: Path) -> None:
+    table = Table(
+        title=f"cross-validation of {summary['train_config']['model']}: {len(summary['folds'])} runs"
+    )
+    for column in ("fold", "test", "validation", "seed", "best epoch", "WA", "UA"):
+        table.add_column(column, justify="left" if column in ("fold", "test", "validation") else "right")
+    for fold in summary["folds"]:
+        table.add_row(
+            fold["name"],
+            "+".join(fold["test"]),
+            "+".join(fold["val"]),
+            str(fold["seed"]),
+            str(fold["best_epoch"]),
+            f"{fold['wa']:.3f}",
+            f"{fold['ua']:.3f}",
+        )
+    table.add_row(
+        "mean ± std", "", "", "", "", f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}",
+        f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}", style="bold",
+    )  # fmt: skip
+    pooled = summary["pooled"]
+    table.add_row("pooled", "", "", "", "", f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
+    console.print(table)
+    console.print(f"report: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'confusion.png'}")
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", type=Path, nargs="+", help="cv or train run folders")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from emovision.report import compare_runs, markdown_table
+
+    rows = compare_runs(args.runs)
+    if args.markdown:
+        console.print(markdown_table(rows), highlight=False, markup=False)
+        return 0
+    table = Table(title="comparison")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column in ("run", "model", "options") else "right")
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+    return 0
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--emodb-dir", type=Path, default=None, help="emoDB folder (default: $EMODB_DIR, else download)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="where features and runs go")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from emovision.demo import run_demo
+
+    summary = run_demo(args.emodb_dir, args.out, args.device, say=console.print)
+    print_cv_summary(summary, args.out / f"cv-{summary['train_config']['model']}")
+    return 0
+
+
+Handler = Callable
 
 
 def print_fold_metrics(metrics: dict, out: Path) -> None:
@@ -420,6 +532,9 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {
     "extract": (_extract_arguments, _run_extract, "extract spectrogram features from a corpus"),
     "train": (_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
+    "cv": (_cv_arguments, _run_cv, "speaker-independent cross-validation with a summary report"),
+    "report": (_report_arguments, _run_report, "compare the results of several runs"),
+    "demo": (_demo_arguments, _run_demo, "the whole pipeline on emoDB: extract, cross-validate, report"),
     "predict": (_predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"),
     "export": (_export_arguments, _run_export, "export a checkpoint to ONNX (runs without PyTorch)"),
     "serve": (_serve_arguments, _run_serve, "web page and REST API for a trained model"),

@@ -20,7 +20,10 @@ Feature types:
 
 Segments of ``segment_frames`` frames start every ``segment_hop`` frames (default: no
 overlap). The last partial segment and utterances shorter than one segment are padded with
-each channel's silence value: the utterance's floor for dB channels, 0 for Δ channels.
+each channel's silence value: the utterance's floor for dB channels, 0 for Δ channels (the
+original padded with 0, the loudest value on this scale). With ``segment_tail="shift"`` the
+last partial segment of a longer utterance is instead moved back to end at the last frame,
+so no segment of such an utterance is mostly padding.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from emovision import acoustics
 from emovision.errors import EmovisionError
 
 FEATURE_TYPES = ("logspec", "logmelspec", "logmeldeltaspec", "lognrevspec")
+SEGMENT_TAILS = ("pad", "shift")
 AMIN = 1e-10
 
 
@@ -61,6 +65,7 @@ class FeatureConfig:
     seed: int = 0
     segment_frames: int = 300
     segment_hop: int | None = None
+    segment_tail: str = "pad"
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_TYPES:
@@ -73,6 +78,10 @@ class FeatureConfig:
             )
         if self.hop_length < 1 or self.segment_frames < 1 or self.frame_hop < 1:
             raise EmovisionError("hop, segment length and segment hop must be positive")
+        if self.segment_tail not in SEGMENT_TAILS:
+            raise EmovisionError(
+                f"segment tail must be one of {', '.join(SEGMENT_TAILS)}, got {self.segment_tail!r}"
+            )
         if self.delta_width < 3 or self.delta_width % 2 == 0:
             raise EmovisionError(f"delta width must be odd and at least 3, got {self.delta_width}")
         if self.kind in ("logspec", "lognrevspec") and self.n_bins < 1:
@@ -181,23 +190,41 @@ def silence_values(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return floors.astype(np.float32)
 
 
+def segment_starts(frames: int, config: FeatureConfig) -> np.ndarray:
+    """First frame of each segment of a ``frames``-long feature ``(N,)``.
+
+    Segments start every ``frame_hop`` frames. With ``segment_tail="shift"`` a last partial
+    segment of an utterance longer than one segment is moved back to end at the last frame
+    (overlapping its predecessor) instead of being padded.
+    """
+    size, hop = config.segment_frames, config.frame_hop
+    count = 1 if frames <= size else 1 + math.ceil((frames - size) / hop)
+    starts = np.arange(count) * hop
+    if config.segment_tail == "shift" and frames > size:
+        starts[-1] = frames - size
+    return starts
+
+
 def segment(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Split ``(C, F, T)`` into ``(N, C, F, segment_frames)``, padding with the silence values."""
     channels, height, frames = features.shape
-    size, hop = config.segment_frames, config.frame_hop
-    count = 1 if frames <= size else 1 + math.ceil((frames - size) / hop)
-    total = (count - 1) * hop + size
-    padded = np.empty((channels, height, total), dtype=np.float32)
+    size = config.segment_frames
+    starts = segment_starts(frames, config)
+    total = int(starts[-1]) + size
+    padded = np.empty((channels, height, max(total, frames)), dtype=np.float32)
     padded[..., :frames] = features
     padded[..., frames:] = silence_values(features, config)[:, None, None]
-    starts = np.arange(count) * hop
     return np.stack([padded[..., start : start + size] for start in starts])
 
 
-def segment_times(n_segments: int, config: FeatureConfig) -> np.ndarray:
-    """Start and end of each segment in seconds ``(N, 2)``."""
-    starts = np.arange(n_segments) * config.frame_hop * config.hop_ms / 1000
-    return np.stack([starts, starts + config.segment_frames * config.hop_ms / 1000], axis=1)
+def segment_times(n_segments: int, config: FeatureConfig, frames: int | None = None) -> np.ndarray:
+    """Start and end of each segment in seconds ``(N, 2)``; ``frames`` (the feature's length)
+    places a shifted last segment (``segment_tail="shift"``)."""
+    starts = np.arange(n_segments) * config.frame_hop
+    if frames is not None:
+        starts = segment_starts(frames, config)[:n_segments]
+    seconds = starts * config.hop_ms / 1000
+    return np.stack([seconds, seconds + config.segment_frames * config.hop_ms / 1000], axis=1)
 
 
 def power_spectrum(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -93,6 +93,13 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def identity(self) -> dict:
+        """The options that define a run's results (not where it runs): compared on resume."""
+        values = self.to_dict()
+        values.pop("device")
+        values.pop("eval_batch_size")
+        return values
+
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
@@ -274,10 +281,14 @@ class Trainer:
             self.optimizer.step()
             total += float(loss.detach()) * x.shape[0]
             seen += x.shape[0]
+        if self.distributed:
+            sums = torch.tensor([total, float(seen)], dtype=torch.float64, device=self.device)
+            dist.all_reduce(sums)
+            total, seen = float(sums[0]), int(sums[1])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
-        return total / max(seen, 1), seen * self.world / max(elapsed, 1e-9)
+        return total / max(seen, 1), seen / max(elapsed, 1e-9)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         config = self.config
@@ -381,7 +392,10 @@ class Trainer:
                     f"{out} already holds a training run: pass --resume to continue it, or another --out"
                 )
             state = load_weights_only(last_path)
-            if state.get("train_config") != self.config.to_dict() or state.get("fold") != self.fold.to_dict():
+            same_config = (
+                TrainConfig.from_dict(state.get("train_config", {})).identity() == self.config.identity()
+            )
+            if not same_config or state.get("fold") != self.fold.to_dict():
                 raise EmovisionError(f"{out} holds a run with other options or speakers: use another --out")
             self.restore(state)
         owner = self.rank == 0
@@ -486,7 +500,8 @@ def train_fold(
     finished = out_dir / "metrics.json"
     if finished.exists():
         previous = json.loads(finished.read_text())
-        same = previous.get("train_config") == config.to_dict() and previous.get("fold") == fold.to_dict()
+        same_config = TrainConfig.from_dict(previous.get("train_config", {})).identity() == config.identity()
+        same = same_config and previous.get("fold") == fold.to_dict()
         if resume and same:
             return previous
         raise EmovisionError(

@@ -1,0 +1,339 @@
+"""Speaker-independent cross-validation: folds, runs, resume, parallel folds, summaries.
+
+Fold rules:
+
+``iemocap10``
+    The original protocol: each of 1F…5M is the test speaker once, the other speaker of the
+    same session validates, the remaining eight train.
+``iemocap5``
+    The original's 5-fold subset: test speakers 1M, 2F, 3F, 4F, 5F, same validation rule.
+``loso``
+    Leave one speaker out, for any corpus. The validation speaker is the next speaker after
+    the test speaker in sorted order (wrapping around) who has the test speaker's gender;
+    where genders are unknown, simply the next speaker.
+a file
+    A JSON list of ``{"name", "test", "val", "train"?}`` objects, or a CSV with the columns
+    ``test,val`` (optional ``train``, ``name``), speakers separated by ``+`` or spaces.
+
+The folder of a cross-validation holds ``cv.json`` (its options), one training run folder per
+fold (and seed, with ``--repeats``), and, when all are done, ``summary.json``,
+``summary.md`` and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import queue
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from emovision import plots
+from emovision.dataset import FeatureSource, open_source
+from emovision.errors import EmovisionError
+from emovision.evaluate import metrics_from_confusion
+from emovision.store import atomic_write_bytes
+from emovision.train import Fold, TrainConfig, make_fold, progress_display, software_versions, train_fold
+
+FOLD_RULES = ("auto", "iemocap10", "iemocap5", "loso")
+IEMOCAP_SPEAKERS = [f"{s}{g}" for s in range(1, 6) for g in "FM"]
+IEMOCAP5_TEST = ["1M", "2F", "3F", "4F", "5F"]
+
+
+def make_folds(source: FeatureSource, rule: str = "auto") -> list[Fold]:
+    """The folds of ``rule`` (a name of :data:`FOLD_RULES` or a fold file) for ``source``."""
+    if rule not in FOLD_RULES:
+        return folds_from_file(source, Path(rule))
+    if rule == "auto":
+        rule = "iemocap10" if set(source.speakers) == set(IEMOCAP_SPEAKERS) else "loso"
+    if rule in ("iemocap10", "iemocap5"):
+        missing = [name for name in IEMOCAP_SPEAKERS if name not in source.speakers]
+        if missing:
+            raise EmovisionError(
+                f"{rule} folds need the IEMOCAP speakers 1F…5M; {source.path} lacks {missing[0]}"
+            )
+        tests = IEMOCAP_SPEAKERS if rule == "iemocap10" else IEMOCAP5_TEST
+        return [make_fold(source, [_session_partner(test)], [test]) for test in tests]
+    if len(source.speakers) < 3:
+        raise EmovisionError("leave-one-speaker-out needs at least three speakers (train, validation, test)")
+    return [make_fold(source, [validation_speaker(source, test)], [test]) for test in source.speakers]
+
+
+def validation_speaker(source: FeatureSource, test: str) -> str:
+    """The next speaker after ``test`` in sorted order with the same gender (any gender if none)."""
+    ordered = sorted(source.speakers)
+    start = ordered.index(test)
+    others = [ordered[(start + step) % len(ordered)] for step in range(1, len(ordered))]
+    gender = source.genders.get(test)
+    same = [name for name in others if gender and source.genders.get(name) == gender]
+    return (same or others)[0]
+
+
+def folds_from_file(source: FeatureSource, path: Path) -> list[Fold]:
+    """Folds from a JSON list or a CSV file (see the module docstring)."""
+    if not path.is_file():
+        raise EmovisionError(f"--folds {path}: not one of {', '.join(FOLD_RULES)} and no such file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        entries = (
+            json.loads(text) if path.suffix.lower() == ".json" else list(csv.DictReader(text.splitlines()))
+        )
+    except json.JSONDecodeError as exc:
+        raise EmovisionError(f"{path} is not valid JSON ({exc})") from None
+    folds = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not entry.get("test") or not entry.get("val"):
+            raise EmovisionError(f"{path}: fold {number} needs 'test' and 'val' speakers")
+        train = _speaker_list(entry.get("train")) or None
+        fold = make_fold(source, _speaker_list(entry["val"]), _speaker_list(entry["test"]), train)
+        folds.append(replace(fold, name=entry.get("name") or fold.name))
+    if not folds:
+        raise EmovisionError(f"{path} lists no folds")
+    return folds
+
+
+def run_cv(
+    features: str | Path,
+    config: TrainConfig,
+    out_dir: str | Path,
+    folds: str = "auto",
+    repeats: int = 1,
+    parallel: int = 1,
+    progress: bool = True,
+    trust_pickle: bool = False,
+) -> dict:
+    """Train every fold (× ``repeats`` seeds) and write the summary; return it.
+
+    Finished folds are skipped and an interrupted fold continues, so rerunning the same
+    command resumes. ``parallel`` folds run at once in separate processes, one GPU each
+    when there are GPUs.
+    """
+    out_dir = Path(out_dir)
+    source = open_source(features, trust_pickle)
+    fold_list = make_folds(source, folds)
+    if repeats < 1 or parallel < 1:
+        raise EmovisionError("--repeats and --parallel-folds must be at least 1")
+    runs = [
+        (
+            fold,
+            replace(config, seed=config.seed + r),
+            _run_name(i, fold, config.seed + r if repeats > 1 else None),
+        )
+        for i, fold in enumerate(fold_list, start=1)
+        for r in range(repeats)
+    ]
+    _claim_folder(out_dir, source, config, fold_list, repeats, folds)
+    with progress_display(progress) as display:
+        overall = display.add_task(f"cross-validation: {len(runs)} runs", total=len(runs))
+        if parallel == 1:
+            results = []
+            for fold, run_config, name in runs:
+                results.append(
+                    train_fold(source, fold, run_config, out_dir / name, resume=True, progress=display)
+                )
+                display.advance(overall)
+        else:
+            results = _run_parallel(source, runs, out_dir, parallel, display, overall)
+    summary = summarize(results, source.classes, config, source, repeats)
+    write_summary(summary, out_dir, source.classes)
+    return summary
+
+
+def summarize(
+    results: list[dict], classes: list[str], config: TrainConfig, source: FeatureSource, repeats: int
+) -> dict:
+    """Per-fold WA/UA, mean ± standard deviation over runs, and pooled metrics over all test utterances."""
+    wa = np.array([r["test"]["wa"] for r in results])
+    ua = np.array([r["test"]["ua"] for r in results])
+    pooled = np.sum([np.array(r["test"]["confusion"]) for r in results], axis=0)
+    ddof = 1 if len(results) > 1 else 0
+    return {
+        "features_file": str(source.path),
+        "corpus": source.corpus,
+        "classes": classes,
+        "folds": [
+            {
+                "name": r["fold"]["name"],
+                "test": r["fold"]["test"],
+                "val": r["fold"]["val"],
+                "seed": r["train_config"]["seed"],
+                "wa": r["test"]["wa"],
+                "ua": r["test"]["ua"],
+                "val_ua": r["val"]["ua"],
+                "best_epoch": r["best_epoch"],
+                "utterances": r["test"]["utterances"],
+            }
+            for r in results
+        ],
+        "wa_mean": float(wa.mean()),
+        "wa_std": float(wa.std(ddof=ddof)),
+        "ua_mean": float(ua.mean()),
+        "ua_std": float(ua.std(ddof=ddof)),
+        "pooled": metrics_from_confusion(pooled, classes),
+        "repeats": repeats,
+        "train_config": config.to_dict(),
+        "feature_config": source.config.to_dict() if source.config else None,
+        "versions": software_versions(),
+    }
+
+
+def write_summary(summary: dict, out_dir: Path, classes: list[str]) -> None:
+    """``summary.json``, ``summary.md`` and the pooled ``confusion.png`` in ``out_dir``."""
+    atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(out_dir / "summary.md", summary_markdown(summary).encode())
+    pooled = summary["pooled"]
+    plots.confusion(
+        pooled["confusion"],
+        classes,
+        out_dir / "confusion.png",
+        title=f"pooled over folds: WA {pooled['wa']:.3f}, UA {pooled['ua']:.3f}",
+    )
+
+
+def summary_markdown(summary: dict) -> str:
+    config = summary["train_config"]
+    options = [
+        name
+        for name in ("pretrained", "mixup", "stability", "oversampling", "class_weighted")
+        if config[name]
+    ]
+    lines = [
+        f"# Cross-validation: {config['model']}" + (f" ({', '.join(options)})" if options else ""),
+        "",
+        f"Features: `{summary['features_file']}` ({summary['corpus']}, {len(summary['classes'])} classes)  ",
+        f"Epochs {config['epochs']}, batch {config['batch_size']}, lr {config['lr']}, seed {config['seed']}"
+        + (f", {summary['repeats']} seeds per fold" if summary["repeats"] > 1 else ""),
+        "",
+        "| fold | test | validation | seed | best epoch | utterances | WA | UA |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in summary["folds"]:
+        lines.append(
+            f"| {f['name']} | {'+'.join(f['test'])} | {'+'.join(f['val'])} | {f['seed']} | {f['best_epoch']} "
+            f"| {f['utterances']} | {f['wa']:.3f} | {f['ua']:.3f} |"
+        )
+    pooled = summary["pooled"]
+    lines += [
+        f"| **mean ± std** | | | | | | **{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}** "
+        f"| **{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}** |",
+        f"| pooled | | | | | {pooled['utterances']} | {pooled['wa']:.3f} | {pooled['ua']:.3f} |",
+        "",
+        "Per-class recall (pooled): "
+        + ", ".join(f"{name} {value:.3f}" for name, value in pooled["recall"].items() if value is not None),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items() if v),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _claim_folder(
+    out_dir: Path, source, config: TrainConfig, folds: list[Fold], repeats: int, rule: str
+) -> None:
+    """Write ``cv.json``, or check that an existing one describes the same job."""
+    record = {
+        "features_file": str(Path(source.path).resolve()),
+        "train_config": config.identity(),
+        "folds": [fold.to_dict() for fold in folds],
+        "fold_rule": rule,
+        "repeats": repeats,
+    }
+    path = out_dir / "cv.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != record:
+            raise EmovisionError(f"{out_dir} holds a cross-validation with other options: use another --out")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(record, indent=2).encode())
+
+
+def _run_name(index: int, fold: Fold, seed: int | None) -> str:
+    name = f"fold{index:02d}-{fold.name}"
+    return f"{name}-seed{seed}" if seed is not None else name
+
+
+def _session_partner(speaker: str) -> str:
+    return speaker[0] + ("M" if speaker[1] == "F" else "F")
+
+
+def _speaker_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [part for part in str(value).replace("+", " ").split() if part]
+
+
+class _QueueProgress:
+    """Stands in for a rich Progress inside a worker process: forwards calls to the parent."""
+
+    def __init__(self, channel, run: str) -> None:
+        self.channel, self.run = channel, run
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0) -> str:
+        self.channel.put(
+            (self.run, "add", {"description": description, "total": total, "completed": completed})
+        )
+        return self.run
+
+    def update(self, task: str, **changes) -> None:
+        self.channel.put((self.run, "update", changes))
+
+
+def _worker_train(
+    features: str, trust_pickle: bool, fold: Fold, config: TrainConfig, out_dir: str, channel, threads: int
+) -> dict:
+    torch.set_num_threads(threads)
+    source = open_source(features, trust_pickle)
+    return train_fold(source, fold, config, out_dir, resume=True, progress=_QueueProgress(channel, out_dir))
+
+
+def _run_parallel(source, runs, out_dir: Path, parallel: int, display: Progress, overall) -> list[dict]:
+    """Run folds in ``parallel`` spawned processes; GPUs are dealt out round-robin."""
+    gpus = torch.cuda.device_count()
+    threads = max(1, len(os.sched_getaffinity(0)) // parallel)
+    context = get_context("spawn")
+    manager = context.Manager()
+    channel = manager.Queue()
+    tasks: dict[str, object] = {}
+    stop = threading.Event()
+
+    def relay() -> None:
+        while not stop.is_set() or not channel.empty():
+            try:
+                run, action, values = channel.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if action == "add":
+                tasks[run] = display.add_task(**values)
+            else:
+                display.update(tasks[run], **values)
+
+    listener = threading.Thread(target=relay, daemon=True)
+    listener.start()
+    try:
+        with ProcessPoolExecutor(parallel, mp_context=context) as pool:
+            futures = []
+            for number, (fold, config, name) in enumerate(runs):
+                if gpus and config.device in ("auto", "cuda"):
+                    config = replace(config, device=f"cuda:{number % gpus}")
+                job = (str(source.path), source.corpus == "pickle", fold, config, str(out_dir / name))
+                futures.append(pool.submit(_worker_train, *job, channel, threads))
+            results = []
+            for future in futures:
+                results.append(future.result())
+                display.advance(overall)
+    finally:
+        stop.set()
+        listener.join()
+        manager.shutdown()
+    return results

@@ -1,0 +1,52 @@
+"""Compare finished runs: cross-validations (``summary.json``) and single folds (``metrics.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emovision.errors import EmovisionError
+
+OPTIONS = ("pretrained", "mixup", "stability", "oversampling", "class_weighted")
+
+
+def load_run(folder: Path) -> dict:
+    """One row: run, model, options, runs, WA/UA mean ± std, pooled WA/UA."""
+    summary_path, metrics_path = folder / "summary.json", folder / "metrics.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        pooled = summary["pooled"]
+        config = summary["train_config"]
+        wa = f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}"
+        ua = f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}"
+        count = len(summary["folds"])
+        pooled_wa, pooled_ua = pooled["wa"], pooled["ua"]
+    elif metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        config = metrics["train_config"]
+        wa, ua = f"{metrics['test']['wa']:.3f}", f"{metrics['test']['ua']:.3f}"
+        count, pooled_wa, pooled_ua = 1, metrics["test"]["wa"], metrics["test"]["ua"]
+    else:
+        raise EmovisionError(f"{folder} holds no finished run (no summary.json or metrics.json)")
+    options = [name for name in OPTIONS if config.get(name)]
+    return {
+        "run": str(folder),
+        "model": config["model"],
+        "options": ", ".join(options) or "baseline",
+        "runs": count,
+        "WA": wa,
+        "UA": ua,
+        "pooled WA": f"{pooled_wa:.3f}",
+        "pooled UA": f"{pooled_ua:.3f}",
+    }
+
+
+def compare_runs(folders: list[Path]) -> list[dict]:
+    return [load_run(Path(folder)) for folder in folders]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[k]) for k in header) + " |" for row in rows]
+    return "\n".join(lines)
