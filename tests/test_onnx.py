@@ -11,13 +11,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from trained_model import untrained_checkpoint
 
 from emovision import Recognizer
 from emovision.audio import load_audio
 from emovision.checkpoint import load_checkpoint, model_from_checkpoint
 from emovision.cli import main
 from emovision.errors import CheckpointError
-from emovision.features import compute_features
+from emovision.features import FeatureConfig, compute_features
 from emovision.onnx_export import export_onnx
 from emovision.store import load_speakers
 
@@ -100,6 +101,24 @@ def test_export_command(tmp_path, trained_model, capsys):
     assert main(["export", str(tmp_path / "cli.onnx"), "-o", str(tmp_path / "again.onnx")]) == 2
     err = capsys.readouterr().err
     assert "cannot be loaded safely" in err and "Traceback" not in err
+
+
+def test_resized_models_keep_a_dynamic_time_axis(tmp_path):
+    """With --resize the input is interpolated to a fixed size: any number of frames is valid."""
+    config = FeatureConfig(segment_frames=100)
+    checkpoint = untrained_checkpoint(tmp_path / "resize.pth", config, resize=64)
+    result = export_onnx(checkpoint, tmp_path / "resize.onnx")
+    assert result.dynamic_time
+    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for frames in (100, 37, 260):
+        batch = (-80 * rng.random((2, 1, 128, frames))).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(batch)).numpy()
+        np.testing.assert_allclose(
+            session.run(["logits"], {"segments": batch})[0], expected, atol=1e-4, rtol=0
+        )
 
 
 def test_other_onnx_files_are_refused(tmp_path):

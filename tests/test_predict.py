@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from trained_model import untrained_checkpoint
 
 from emovision import Recognizer
 from emovision.audio import load_audio
-from emovision.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
+from emovision.checkpoint import load_checkpoint, save_checkpoint
 from emovision.cli import main
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import confusion_matrix, utterance_scores
 from emovision.features import FeatureConfig, compute_features, segment
-from emovision.models import build_ser_model
 from emovision.predict import Failure, utterance_log_probs
 from emovision.store import load_speakers
 
@@ -119,33 +118,9 @@ def test_batched_prediction_keeps_order_and_reports_failures(tmp_path, trained_m
         recognizer.predict_many(files)
 
 
-def _untrained_checkpoint(path: Path, config: FeatureConfig) -> Path:
-    """A checkpoint of an untrained alexnet_gap for ``config``: for the feature pipeline, not accuracy."""
-    torch.manual_seed(0)
-    model = build_ser_model("alexnet_gap", 7, config.channels, config.height).eval()
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": {
-            "name": "alexnet_gap",
-            "num_classes": 7,
-            "channels": config.channels,
-            "height": config.height,
-            "frames": config.segment_frames,
-            "input_norm": "bin",
-            "resize": None,
-        },
-        "classes": ["anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"],
-        "feature_config": config.to_dict(),
-        "aggregate": "prob",
-        "state_dict": model.state_dict(),
-    }
-    return save_checkpoint(payload, path)
-
-
 def test_lognrevspec_noise_is_seeded_by_the_file_stem(tmp_path, emodb_wavs):
     config = FeatureConfig(kind="lognrevspec", segment_frames=100)
-    recognizer = Recognizer.load(_untrained_checkpoint(tmp_path / "nrev.pth", config))
+    recognizer = Recognizer.load(untrained_checkpoint(tmp_path / "nrev.pth", config))
     wav = emodb_wavs[3]
     assert recognizer.predict(wav).features is None
     audio = load_audio(wav, config.sample_rate)
