@@ -101,6 +101,14 @@ def test_segments_carry_their_times(tmp_path, recognizer, emodb_wavs):
     assert body["segments"][1]["start"] == 1.0 and body["segments"][1]["end"] == 2.0
 
 
+def test_shifted_last_segment_gets_its_own_times(tmp_path, emodb_wavs):
+    """With segment_tail="shift" the last of 201 frames' segments starts at frame 101, not 200."""
+    config = FeatureConfig(segment_frames=100, segment_tail="shift")
+    recognizer = Recognizer.load(untrained_checkpoint(tmp_path / "shift.pth", config))
+    prediction = recognizer.predict(emodb_wavs[9])
+    np.testing.assert_allclose(prediction.times, [[0.0, 1.0], [1.0, 2.0], [1.01, 2.0]])
+
+
 def test_batched_prediction_keeps_order_and_reports_failures(tmp_path, trained_model, emodb_wavs):
     """Small batches across files give the single-file results; a broken file in between fails alone."""
     recognizer = Recognizer.load(trained_model.checkpoint, batch_size=4)

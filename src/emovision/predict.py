@@ -109,6 +109,7 @@ class _Prepared:
     segments: np.ndarray
     duration: float
     features: np.ndarray | None
+    frames: int | None = None
 
 
 class Recognizer:
@@ -292,7 +293,8 @@ class Recognizer:
         if max_seconds is not None and duration > max_seconds:
             raise AudioError(label, f"too long ({duration:.1f} s, at most {max_seconds:g} s)")
         feature = compute_features(samples, config, key)
-        return _Prepared(label, segment(feature, config), duration, feature if keep_features else None)
+        kept = feature if keep_features else None
+        return _Prepared(label, segment(feature, config), duration, kept, feature.shape[-1])
 
     def _finish(self, waiting: list[tuple[str, Future]]) -> Iterator[Prediction | Failure]:
         prepared: list[_Prepared | Failure] = []
@@ -320,7 +322,7 @@ class Recognizer:
         if self.config is None:
             times = np.full((log_probs.shape[0], 2), np.nan)
         else:
-            times = segment_times(log_probs.shape[0], self.config)
+            times = segment_times(log_probs.shape[0], self.config, prepared.frames)
         duration = None if np.isnan(prepared.duration) else prepared.duration
         if duration is not None:
             times[:, 1] = np.minimum(times[:, 1], duration)
