@@ -40,3 +40,22 @@ def test_rng_for_depends_on_seed_and_key_only():
     c = acoustics.rng_for(4, "03a01Fa").standard_normal(4)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_babble_gives_every_talker_the_same_level_and_hits_the_snr(emodb_wavs):
+    talkers = [load_audio(path) for path in emodb_wavs[10:14]]
+    n = 40000
+    mixed = acoustics.babble(talkers, n, 16000, np.random.default_rng(5))
+    assert mixed.shape == (n,) and mixed.dtype == np.float32
+    assert mixed.std() == pytest.approx(1.0, rel=1e-4)
+    louder = [talkers[0] * 100.0, *talkers[1:]]
+    np.testing.assert_allclose(acoustics.babble(louder, n, 16000, np.random.default_rng(5)), mixed, atol=1e-4)
+    speech = load_audio(emodb_wavs[3])
+    noise = acoustics.babble(talkers, speech.size, 16000, np.random.default_rng(6))
+    added = acoustics.add_noise_snr(speech, noise, 5.0, 16000) - speech
+    measured = 10 * np.log10(acoustics.active_power(speech, 16000) / np.mean(added.astype(np.float64) ** 2))
+    assert measured == pytest.approx(5.0, abs=0.5)
+
+
+def test_babble_of_silent_talkers_is_silence():
+    assert not acoustics.babble([np.zeros(100, np.float32)], 50, 16000, np.random.default_rng(0)).any()

@@ -62,6 +62,22 @@ def fit_length(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     return noise[start : start + n]
 
 
+def babble(talkers: list[np.ndarray], n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Babble noise ``(n,)`` with unit variance: the sum of ``talkers`` (mono signals at ``sample_rate`` Hz).
+
+    Each talker is scaled to unit active-speech power (see :func:`active_power`), so every
+    voice is equally loud, then tiled or cut at a random offset to ``n`` samples
+    (:func:`fit_length`). Silent talkers are left out; with none left the result is zeros.
+    """
+    mixture = np.zeros(n, dtype=np.float64)
+    for talker in talkers:
+        power = active_power(talker, sample_rate)
+        if power > 0.0:
+            mixture += fit_length(talker, n, rng) / np.sqrt(power)
+    std = mixture.std()
+    return (mixture / std if std > 0 else mixture).astype(np.float32)
+
+
 def add_noise_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float, sample_rate: int) -> np.ndarray:
     """``signal + g·noise`` with ``g`` set so that active-speech power / noise power = ``snr_db``.
 
