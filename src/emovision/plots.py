@@ -112,3 +112,45 @@ def line_chart(
     axis.grid(alpha=0.3)
     axis.legend()
     return save_figure(figure, path)
+
+
+def robustness_curves(
+    snrs: list[float],
+    noise_ua: dict[str, list[float]],
+    rt60s: list[float],
+    reverb_ua: list[float],
+    clean_ua: float,
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """UA against SNR (dB, one line per noise type) and against RT60 (s), the clean UA as a dashed line.
+
+    ``noise_ua[name]`` holds one UA per entry of ``snrs``, ``reverb_ua`` one per entry of ``rt60s``;
+    a panel without values is left out.
+    """
+    panels = [name for name, present in (("noise", noise_ua and snrs), ("reverb", rt60s)) if present]
+    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4), squeeze=False)
+    for axis, panel in zip(axes[0], panels, strict=False):
+        if panel == "noise":
+            order = np.argsort(snrs)[::-1]
+            for name, values in noise_ua.items():
+                axis.plot(np.asarray(snrs)[order], np.asarray(values)[order], marker="o", label=name)
+            axis.set(xlabel="SNR (dB)", title="additive noise")
+            axis.invert_xaxis()
+        else:
+            order = np.argsort(rt60s)
+            axis.plot(
+                np.asarray(rt60s)[order], np.asarray(reverb_ua)[order], marker="o", label="reverberation"
+            )
+            axis.set(xlabel="RT60 (s)", title="reverberation")
+        axis.axhline(clean_ua, color="grey", linestyle="--", label="clean")
+        axis.set(ylabel="UA", ylim=(0, 1))
+        axis.grid(alpha=0.3)
+        axis.legend()
+    if not panels:
+        axes[0][0].axhline(clean_ua, color="grey", linestyle="--", label="clean")
+        axes[0][0].set(ylabel="UA", ylim=(0, 1), title="clean only")
+        axes[0][0].legend()
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, path)

@@ -1,0 +1,658 @@
+"""Robustness of a finished cross-validation: accuracy under additive noise and reverberation.
+
+For every fold run of a ``cv`` folder, the test speakers' recordings are read again, corrupted
+and turned into features with the configuration stored in the fold's checkpoint, and the
+fold's best checkpoint is evaluated on them exactly as at training time (segment
+log-probabilities, the checkpoint's aggregation rule, WA/UA). Conditions:
+
+``clean``
+    The recordings as they are: reproduces each fold's reported test metrics.
+``<noise> <snr> dB``
+    Additive noise at a signal-to-noise ratio computed over the active speech
+    (:func:`acoustics.add_noise_snr`). Noise types: ``white``, ``pink``, ``babble`` (the sum of
+    ``babble_talkers`` level-normalised utterances of speakers who are not a test speaker of
+    the fold) and ``recorded`` (a random stretch of a random file of ``--noise-dir``).
+``reverb <rt60> s``
+    Convolution with a synthetic room impulse response of that RT60 (:func:`acoustics.synthetic_rir`).
+
+Corruption happens on the audio at the feature sample rate, before feature extraction. It
+depends only on the seed, the utterance id and the condition (never on the processing
+order): one noise signal per utterance and noise type, scaled to each SNR, and one room per
+utterance, decaying at each RT60. Features are computed in worker processes while the
+models score the finished utterances; runs of the same fold (``--repeats``) share them.
+
+Output in the cv folder: ``robustness.json`` (per run and condition WA/UA, confusion and the
+mean negative log-likelihood of the true class, ``nll`` in nats; per condition the mean ±
+standard deviation over runs and the pooled metrics),
+``robustness.md`` (a table, clean first) and ``robustness.png`` (UA against SNR per noise
+type, and against RT60).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from emovision import acoustics, plots
+from emovision.audio import load_audio
+from emovision.checkpoint import load_checkpoint, model_from_checkpoint
+from emovision.corpora import Utterance, load_corpus
+from emovision.errors import AudioError, EmovisionError
+from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
+from emovision.extract import default_workers
+from emovision.features import FeatureConfig, compute_features, segment
+from emovision.models import SERModel
+from emovision.store import atomic_write_bytes
+from emovision.train import resolve_device, software_versions
+
+NOISE_TYPES = ("white", "pink", "babble", "recorded")
+NOISE_SUFFIXES = (".wav", ".flac", ".ogg")
+DEFAULT_SNRS = (30.0, 20.0, 10.0, 5.0, 0.0)
+DEFAULT_NOISES = ("white", "pink", "babble")
+DEFAULT_RT60S = (0.3, 0.6, 0.9)
+MAX_RT60 = 10.0
+_RUN_FOLDER = re.compile(r"^fold\d{2,}-")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One acoustic condition: ``clean``, ``noise`` (type and SNR in dB) or ``reverb`` (RT60 in s)."""
+
+    kind: str
+    noise: str | None = None
+    snr_db: float | None = None
+    rt60_s: float | None = None
+
+    @property
+    def name(self) -> str:
+        """``clean``, ``white 10 dB`` or ``reverb 0.6 s``."""
+        if self.kind == "noise":
+            return f"{self.noise} {self.snr_db:g} dB"
+        if self.kind == "reverb":
+            return f"reverb {self.rt60_s:g} s"
+        return "clean"
+
+
+CLEAN = Condition("clean")
+
+
+@dataclass(frozen=True)
+class CorruptionPlan:
+    """The conditions to evaluate and what makes them repeatable.
+
+    ``snrs`` in dB, ``rt60s`` in seconds; ``noises`` from :data:`NOISE_TYPES` (``recorded``
+    needs ``noise_files``); ``babble_talkers`` utterances make one babble; ``seed`` with the
+    utterance id fixes every random draw.
+    """
+
+    snrs: tuple[float, ...] = DEFAULT_SNRS
+    noises: tuple[str, ...] = DEFAULT_NOISES
+    rt60s: tuple[float, ...] = DEFAULT_RT60S
+    seed: int = 0
+    babble_talkers: int = 5
+    noise_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.noises if name not in NOISE_TYPES]
+        if unknown:
+            raise EmovisionError(
+                f"--noise: unknown noise type {unknown[0]!r}: choose from {', '.join(NOISE_TYPES)}"
+            )
+        if "recorded" in self.noises and not self.noise_files:
+            raise EmovisionError("--noise recorded needs --noise-dir with the noise recordings")
+        if self.noises and not self.snrs:
+            raise EmovisionError("--snr: noise types were given but no SNR")
+        if self.babble_talkers < 1:
+            raise EmovisionError("--babble-talkers must be at least 1")
+        for option, values in (("--snr", self.snrs), ("--noise", self.noises), ("--rt60", self.rt60s)):
+            if len(set(values)) != len(values):
+                raise EmovisionError(f"{option} lists a value twice")
+
+    @property
+    def conditions(self) -> list[Condition]:
+        """Clean first, then every noise type at every SNR, then every RT60, in the given orders."""
+        noisy = [Condition("noise", noise=n, snr_db=s) for n in self.noises for s in self.snrs]
+        return [CLEAN, *noisy, *(Condition("reverb", rt60_s=r) for r in self.rt60s)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_numbers(text: str, option: str, positive: bool = False, upper: float | None = None) -> tuple:
+    """Comma-separated numbers of an option (``"30,20,10"``); empty text gives ``()``.
+
+    Raises :class:`EmovisionError` naming ``option`` for a non-number, a non-finite value, a
+    value ≤ 0 when ``positive``, or one above ``upper``.
+    """
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise EmovisionError(
+                f"{option}: {part!r} is not a number (expected e.g. {option} 20,10,0)"
+            ) from None
+        if not math.isfinite(value):
+            raise EmovisionError(f"{option}: {part!r} is not a finite number")
+        if positive and value <= 0:
+            raise EmovisionError(f"{option}: values must be positive, got {part}")
+        if upper is not None and value > upper:
+            raise EmovisionError(f"{option}: {part} is above the largest allowed value {upper:g}")
+        values.append(value)
+    return tuple(values)
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """Comma-separated names (``"white,pink"``); empty text gives ``()``."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def noise_recordings(folder: str | Path) -> tuple[str, ...]:
+    """The wav/flac/ogg files under ``folder`` (searched recursively), sorted; each must be usable audio."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EmovisionError(f"--noise-dir {folder} is not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in NOISE_SUFFIXES)
+    if not files:
+        raise EmovisionError(f"--noise-dir {folder} holds no {'/'.join(NOISE_SUFFIXES)} files")
+    for path in files:
+        load_audio(path)
+    return tuple(str(p) for p in files)
+
+
+# ----- corruption ---------------------------------------------------------------------------------
+
+
+def babble_pool(utterances: dict[str, Utterance], test_speakers: Sequence[str]) -> list[str]:
+    """Ids of the utterances that may babble over a fold: those of every speaker but its test speakers."""
+    excluded = set(test_speakers)
+    return sorted(uid for uid, u in utterances.items() if u.speaker not in excluded)
+
+
+def babble_sources(pool: Sequence[str], key: str, plan: CorruptionPlan) -> list[str]:
+    """The ``plan.babble_talkers`` utterance ids (fewer if the pool is smaller) that babble over ``key``.
+
+    ``pool`` holds the candidate ids (never a test speaker's); the draw depends only on the seed,
+    ``key`` and the pool, whose order does not matter.
+    """
+    ordered = sorted(pool)
+    rng = acoustics.rng_for(plan.seed, f"babble-talkers/{key}")
+    picks = rng.choice(len(ordered), size=min(plan.babble_talkers, len(ordered)), replace=False)
+    return [ordered[int(i)] for i in sorted(picks)]
+
+
+def noise_signal(
+    kind: str, n: int, sample_rate: int, key: str, plan: CorruptionPlan, talkers: Sequence[np.ndarray] = ()
+) -> np.ndarray:
+    """Noise ``(n,)`` of type ``kind`` for utterance ``key``; ``talkers`` are the babble voices."""
+    rng = acoustics.rng_for(plan.seed, f"{kind}/{key}")
+    if kind == "white":
+        return acoustics.white_noise(n, rng)
+    if kind == "pink":
+        return acoustics.pink_noise(n, rng)
+    if kind == "babble":
+        if not talkers:
+            raise EmovisionError(f"no babble talkers for {key}: the corpus has no other speaker")
+        return acoustics.babble(list(talkers), n, sample_rate, rng)
+    recording = _noise_recording(plan.noise_files[int(rng.integers(len(plan.noise_files)))], sample_rate)
+    return acoustics.fit_length(recording, n, rng)
+
+
+def room_impulse_response(rt60: float, sample_rate: int, key: str, plan: CorruptionPlan) -> np.ndarray:
+    """The room of utterance ``key`` at ``rt60`` seconds: the same noise draw at every RT60."""
+    return acoustics.synthetic_rir(rt60, sample_rate, acoustics.rng_for(plan.seed, f"reverb/{key}"))
+
+
+def corrupt(
+    samples: np.ndarray,
+    sample_rate: int,
+    key: str,
+    plan: CorruptionPlan,
+    talkers: Sequence[np.ndarray] = (),
+) -> Iterator[tuple[Condition, np.ndarray]]:
+    """Every condition of ``plan`` applied to ``samples`` ``(n,)`` at ``sample_rate`` Hz, clean first.
+
+    ``key`` is the utterance id; ``talkers`` the babble voices (see :func:`babble_sources`).
+    Yields ``(condition, signal (n,))``.
+    """
+    yield CLEAN, samples
+    for kind in plan.noises:
+        noise = noise_signal(kind, samples.size, sample_rate, key, plan, talkers)
+        for snr in plan.snrs:
+            yield (
+                Condition("noise", noise=kind, snr_db=snr),
+                acoustics.add_noise_snr(samples, noise, snr, sample_rate),
+            )
+    for rt60 in plan.rt60s:
+        room = room_impulse_response(rt60, sample_rate, key, plan)
+        yield Condition("reverb", rt60_s=rt60), acoustics.reverberate(samples, room)
+
+
+@lru_cache(maxsize=16)
+def _noise_recording(path: str, sample_rate: int) -> np.ndarray:
+    return load_audio(path, sample_rate)
+
+
+@lru_cache(maxsize=256)
+def _talker(path: str, sample_rate: int) -> np.ndarray:
+    return load_audio(path, sample_rate)
+
+
+# ----- the cv folder --------------------------------------------------------------------------------
+
+
+@dataclass
+class FoldRun:
+    """One finished fold run of a cross-validation: its folder, ``metrics.json`` and best checkpoint."""
+
+    folder: Path
+    metrics: dict
+    checkpoint: dict
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.checkpoint["feature_config"])
+
+
+def finished_runs(run_dir: str | Path) -> tuple[dict, list[FoldRun]]:
+    """``cv.json`` and every fold run of the finished cross-validation in ``run_dir``.
+
+    Raises :class:`EmovisionError` when ``run_dir`` is not a cv folder, is unfinished, or a fold
+    run lacks its checkpoint, its metrics or the ids of its test utterances.
+    """
+    run_dir = Path(run_dir)
+    record_path = run_dir / "cv.json"
+    if not record_path.is_file():
+        raise EmovisionError(
+            f"{run_dir} is not a cross-validation folder (no cv.json): give the --out of emovision cv"
+        )
+    if not (run_dir / "summary.json").is_file():
+        raise EmovisionError(
+            f"{run_dir} holds an unfinished cross-validation (no summary.json): rerun its emovision cv command"
+        )
+    record = json.loads(record_path.read_text())
+    folders = sorted(p for p in run_dir.iterdir() if p.is_dir() and _RUN_FOLDER.match(p.name))
+    expected = len(record["folds"]) * int(record.get("repeats", 1))
+    if len(folders) != expected:
+        raise EmovisionError(f"{run_dir} should hold {expected} fold runs (cv.json), found {len(folders)}")
+    runs = []
+    for folder in folders:
+        metrics_path = folder / "metrics.json"
+        if not metrics_path.is_file():
+            raise EmovisionError(f"fold run {folder} is unfinished (no metrics.json)")
+        metrics = json.loads(metrics_path.read_text())
+        if "test_utterance_ids" not in metrics:
+            raise EmovisionError(
+                f"{metrics_path} lacks test_utterance_ids: retrain with this emovision version"
+            )
+        checkpoint = load_checkpoint(folder / "best.pth")
+        if checkpoint.get("feature_config") is None:
+            raise EmovisionError(
+                f"{folder / 'best.pth'} was trained on a legacy pickle: its feature configuration is unknown"
+            )
+        runs.append(FoldRun(folder, metrics, checkpoint))
+    return record, runs
+
+
+def resolve_utterances(
+    runs: list[FoldRun], corpus_name: str | None, root: str | Path, classes: str | None = None
+) -> tuple[str, dict[str, Utterance], list[str]]:
+    """The corpus name, its utterances by id, and the class names, checked against every run.
+
+    ``classes`` is the class selection to load the corpus with (default: the checkpoints'
+    class names as a comma list). Raises :class:`EmovisionError` for a corpus other than the
+    runs', other class names, or a test utterance id the corpus under ``root`` lacks.
+    """
+    trained = {run.checkpoint.get("corpus") for run in runs}
+    class_lists = {tuple(run.checkpoint["classes"]) for run in runs}
+    if len(trained) != 1 or len(class_lists) != 1:
+        raise EmovisionError("the fold runs disagree on their corpus or classes: not one cross-validation")
+    (trained_on,), (names,) = trained, class_lists
+    name = corpus_name or trained_on
+    if trained_on and name != trained_on:
+        raise EmovisionError(f"--corpus {name}: the runs were trained on {trained_on} features")
+    corpus = load_corpus(name, root, classes or ",".join(names))
+    if list(corpus.classes) != list(names):
+        raise EmovisionError(
+            f"the corpus classes {', '.join(corpus.classes)} differ from the model's {', '.join(names)}"
+        )
+    by_id = {u.id: u for u in corpus.utterances}
+    for run in runs:
+        ids = run.metrics["test_utterance_ids"]
+        missing = [uid for uid in ids if uid not in by_id]
+        if missing:
+            raise EmovisionError(
+                f"test utterance {missing[0]} of {run.name} ({len(missing)} of {len(ids)} missing) is not in the "
+                f"{name} corpus under {root}: give the --root (and --classes) the features were extracted from"
+            )
+    return name, by_id, list(names)
+
+
+# ----- evaluation ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Runs that share their test utterances and features (one fold, several seeds)."""
+
+    config: FeatureConfig
+    utterance_ids: list[str]
+    test_speakers: list[str]
+    runs: list[FoldRun] = field(default_factory=list)
+
+
+def evaluate_robustness(
+    run_dir: str | Path,
+    root: str | Path,
+    plan: CorruptionPlan,
+    corpus: str | None = None,
+    classes: str | None = None,
+    workers: int | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    progress: bool = True,
+) -> dict:
+    """Evaluate every fold run of the cv folder ``run_dir`` under every condition of ``plan``.
+
+    ``root`` is the corpus folder (``corpus`` defaults to the one the runs were trained on);
+    ``workers`` processes compute the features (default: all cores), ``device`` runs the
+    models. Writes ``robustness.json``, ``robustness.md`` and ``robustness.png`` in
+    ``run_dir`` and returns the ``robustness.json`` content.
+    """
+    run_dir = Path(run_dir)
+    record, runs = finished_runs(run_dir)
+    corpus_name, by_id, classes_list = resolve_utterances(runs, corpus, root, classes)
+    if workers is not None and workers < 1:
+        raise EmovisionError("--workers must be at least 1")
+    if batch_size < 1:
+        raise EmovisionError("--batch-size must be at least 1")
+    torch_device = resolve_device(device)
+    groups: dict[tuple, _Group] = {}
+    for run in runs:
+        config = run.feature_config
+        ids = list(run.metrics["test_utterance_ids"])
+        key = (tuple(ids), json.dumps(config.to_dict(), sort_keys=True))
+        group = groups.setdefault(key, _Group(config, ids, list(run.metrics["fold"]["test"])))
+        group.runs.append(run)
+    conditions = plan.conditions
+    results: dict[str, dict[str, dict]] = {}
+    workers = workers or default_workers()
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        with _progress_bar(progress) as bar:
+            total = sum(len(g.utterance_ids) for g in groups.values())
+            task = bar.add_task(f"robustness: {len(conditions)} conditions", total=total)
+            for group in groups.values():
+                bar.update(
+                    task, description=f"{', '.join(r.name for r in group.runs)}: {len(conditions)} conditions"
+                )
+                results.update(
+                    _evaluate_group(
+                        group, plan, by_id, classes_list, pool, workers, torch_device, batch_size,
+                        lambda: bar.advance(task),
+                    )
+                )  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    report = _report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
+    write_report(report, run_dir)
+    return report
+
+
+def _evaluate_group(
+    group: _Group,
+    plan: CorruptionPlan,
+    by_id: dict[str, Utterance],
+    classes: list[str],
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    device: torch.device,
+    batch_size: int,
+    advance: Callable[[], None],
+) -> dict[str, dict[str, dict]]:
+    """Metrics per run name and condition name for one group of runs."""
+    conditions = plan.conditions
+    pool_ids = babble_pool(by_id, group.test_speakers)
+    jobs = []
+    for uid in group.utterance_ids:
+        talkers = babble_sources(pool_ids, uid, plan) if "babble" in plan.noises else []
+        jobs.append(
+            (str(by_id[uid].path), uid, group.config, plan, tuple(str(by_id[t].path) for t in talkers))
+        )
+    models = [_load_model(run, device) for run in group.runs]
+    autocast = [
+        device.type == "cuda" and bool(run.checkpoint.get("train_config", {}).get("amp", True))
+        for run in group.runs
+    ]
+    log_probs: list[list[list[np.ndarray]]] = [[[] for _ in conditions] for _ in group.runs]
+    counts: list[list[int]] = [[] for _ in conditions]
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        """Score the pending segments of every condition in one batch per model."""
+        batch = torch.from_numpy(np.concatenate([segments for _, segments in pending]))
+        sizes = np.cumsum([segments.shape[0] for _, segments in pending])[:-1]
+        for r, model in enumerate(models):
+            scores = segment_log_probs(model, batch, batch_size, autocast[r])
+            for (c, _), part in zip(pending, np.split(scores, sizes), strict=True):
+                log_probs[r][c].append(part)
+        pending.clear()
+
+    for uid, (outputs, error) in zip(group.utterance_ids, _ordered(pool, jobs, workers), strict=True):
+        if error is not None:
+            raise EmovisionError(f"{by_id[uid].path}: {error}")
+        for c, segments in enumerate(outputs):
+            counts[c].append(segments.shape[0])
+            pending.append((c, segments))
+        if sum(part.shape[0] for _, part in pending) >= batch_size:
+            flush()
+        advance()
+    if pending:
+        flush()
+    labels = np.array([classes.index(by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64)
+    results: dict[str, dict[str, dict]] = {}
+    for r, run in enumerate(group.runs):
+        aggregate = run.checkpoint.get("aggregate", "logprob")
+        results[run.name] = {}
+        for c, condition in enumerate(conditions):
+            scores = utterance_scores(np.concatenate(log_probs[r][c]), np.array(counts[c]), aggregate)
+            metrics = score_utterances(labels, scores, classes)
+            metrics["nll"] = float(-scores[np.arange(labels.size), labels].mean())
+            results[run.name][condition.name] = metrics
+    return results
+
+
+def _load_model(run: FoldRun, device: torch.device) -> SERModel:
+    return model_from_checkpoint(run.checkpoint).to(device)
+
+
+def _ordered(pool: ProcessPoolExecutor | None, jobs: list[tuple], workers: int) -> Iterator[tuple]:
+    """:func:`_features_of_job` over ``jobs`` in ``pool``, results in job order, at most 2 per worker in flight."""
+    if pool is None:
+        yield from map(_features_of_job, jobs)
+        return
+    queue = iter(jobs)
+    running: deque[Future] = deque(pool.submit(_features_of_job, job) for job in islice(queue, 2 * workers))
+    while running:
+        result = running.popleft().result()
+        for job in islice(queue, 1):
+            running.append(pool.submit(_features_of_job, job))
+        yield result
+
+
+def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, str | None]:
+    """Segments ``(N, C, F, T)`` per condition for one utterance, or ``(None, reason)``.
+
+    Runs in a worker process; errors come back as text (they need not pickle).
+    """
+    path, key, config, plan, talker_paths = job
+    try:
+        samples = load_audio(path, config.sample_rate, min_samples=config.min_samples)
+        talkers = [_talker(p, config.sample_rate) for p in talker_paths]
+        return [
+            segment(compute_features(signal, config, key), config)
+            for _, signal in corrupt(samples, config.sample_rate, key, plan, talkers)
+        ], None
+    except AudioError as exc:
+        return None, f"{exc.source}: {exc.reason}"
+    except (EmovisionError, ValueError, MemoryError) as exc:
+        return None, f"feature extraction failed ({exc})"
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+# ----- the report -----------------------------------------------------------------------------------------
+
+
+def _report(
+    record: dict,
+    runs: list[FoldRun],
+    results: dict[str, dict[str, dict]],
+    conditions: list[Condition],
+    plan: CorruptionPlan,
+    corpus: str,
+    root: str | Path,
+    classes: list[str],
+) -> dict:
+    """The content of ``robustness.json``."""
+    folds = []
+    for run in runs:
+        reported = run.metrics["test"]
+        clean = results[run.name]["clean"]
+        folds.append(
+            {
+                "run": run.name,
+                "fold": run.metrics["fold"]["name"],
+                "test": run.metrics["fold"]["test"],
+                "seed": run.metrics["train_config"]["seed"],
+                "reported": {"wa": reported["wa"], "ua": reported["ua"]},
+                "clean_matches_reported": clean["confusion"] == reported["confusion"],
+                "conditions": results[run.name],
+            }
+        )
+    summaries = []
+    ddof = 1 if len(runs) > 1 else 0
+    for condition in conditions:
+        per_run = [results[run.name][condition.name] for run in runs]
+        wa = np.array([m["wa"] for m in per_run])
+        ua = np.array([m["ua"] for m in per_run])
+        nll = np.array([m["nll"] for m in per_run])
+        pooled = np.sum([np.array(m["confusion"]) for m in per_run], axis=0)
+        summaries.append(
+            {
+                "name": condition.name,
+                **asdict(condition),
+                "wa_mean": float(wa.mean()),
+                "wa_std": float(wa.std(ddof=ddof)),
+                "ua_mean": float(ua.mean()),
+                "ua_std": float(ua.std(ddof=ddof)),
+                "nll_mean": float(nll.mean()),
+                "pooled": metrics_from_confusion(pooled, classes),
+            }
+        )
+    first = runs[0].checkpoint
+    return {
+        "corpus": corpus,
+        "root": str(root),
+        "classes": classes,
+        "features_file": record.get("features_file"),
+        "plan": plan.to_dict(),
+        "conditions": summaries,
+        "folds": folds,
+        "repeats": int(record.get("repeats", 1)),
+        "train_config": first.get("train_config"),
+        "feature_config": first["feature_config"],
+        "versions": software_versions(),
+    }
+
+
+def write_report(report: dict, run_dir: Path) -> None:
+    """``robustness.json``, ``robustness.md`` and ``robustness.png`` in ``run_dir``."""
+    atomic_write_bytes(run_dir / "robustness.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(run_dir / "robustness.md", robustness_markdown(report).encode())
+    by_name = {c["name"]: c for c in report["conditions"]}
+    plan = report["plan"]
+    snrs = list(plan["snrs"])
+    noise_ua = {n: [by_name[Condition("noise", n, s).name]["ua_mean"] for s in snrs] for n in plan["noises"]}
+    rt60s = list(plan["rt60s"])
+    reverb_ua = [by_name[Condition("reverb", rt60_s=r).name]["ua_mean"] for r in rt60s]
+    plots.robustness_curves(
+        snrs,
+        noise_ua,
+        rt60s,
+        reverb_ua,
+        by_name["clean"]["ua_mean"],
+        run_dir / "robustness.png",
+        _title(report),
+    )
+
+
+def robustness_markdown(report: dict) -> str:
+    """A Markdown table of WA/UA per condition (clean first) with the UA change from clean."""
+    clean_ua = report["conditions"][0]["ua_mean"]
+    plan = report["plan"]
+    runs = report["folds"]
+    lines = [
+        f"# Robustness: {_title(report)}",
+        "",
+        f"Corpus {report['corpus']} under `{report['root']}`, {len(runs)} fold runs; seed {plan['seed']}, "
+        f"babble of {plan['babble_talkers']} talkers"
+        + (f", noise recordings: {len(plan['noise_files'])}" if plan["noise_files"] else "")
+        + ". SNR over the active speech; reverberation by a synthetic room of the given RT60.  ",
+        "WA and UA: mean ± standard deviation over the fold runs; ΔUA: change of the mean UA from clean; "
+        "NLL: mean over runs of the utterances' negative log-likelihood of the true class (nats).",
+        "",
+        "| condition | WA | UA | ΔUA | pooled WA | pooled UA | NLL |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report["conditions"]:
+        delta = "" if c["name"] == "clean" else f"{c['ua_mean'] - clean_ua:+.3f}"
+        lines.append(
+            f"| {c['name']} | {c['wa_mean']:.3f} ± {c['wa_std']:.3f} | {c['ua_mean']:.3f} ± {c['ua_std']:.3f} "
+            f"| {delta} | {c['pooled']['wa']:.3f} | {c['pooled']['ua']:.3f} | {c['nll_mean']:.3f} |"
+        )
+    mismatched = [f["run"] for f in runs if not f["clean_matches_reported"]]
+    lines += [
+        "",
+        "Clean reproduces every fold run's reported test metrics."
+        if not mismatched
+        else f"Clean differs from the reported test metrics of: {', '.join(mismatched)} "
+        "(audio, corpus or device other than at training time).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _title(report: dict) -> str:
+    config = report.get("train_config") or {}
+    options = [name for name in ("pretrained", "mixup", "stability", "oversampling") if config.get(name)]
+    model = config.get("model", "model")
+    return f"{model}, {report['feature_config']['kind']}" + (f" ({', '.join(options)})" if options else "")
