@@ -1,4 +1,5 @@
-"""Compare finished runs: cross-validations (``summary.json``) and single folds (``metrics.json``)."""
+"""Compare finished runs: cross-validations (``summary.json``) and single folds (``metrics.json``),
+and the robustness of cross-validations side by side (``robustness.json``)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,29 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(row[k]) for k in header) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def robustness_rows(folders: list[Path]) -> list[dict]:
+    """UA (mean ± std over fold runs) per condition and run, from each run's ``robustness.json``.
+
+    One row per condition (clean first, then in the order the runs list them) with a column per
+    run that has a ``robustness.json`` ("—" where a run lacks the condition); empty when none has.
+    """
+    found = [
+        (Path(f), json.loads((Path(f) / "robustness.json").read_text()))
+        for f in folders
+        if (Path(f) / "robustness.json").is_file()
+    ]
+    names = [folder.name for folder, _ in found]
+    labels = names if len(set(names)) == len(names) else [str(folder) for folder, _ in found]
+    conditions: list[str] = []
+    values: dict[tuple[str, str], str] = {}
+    for label, (_, report) in zip(labels, found, strict=True):
+        for c in report["conditions"]:
+            if c["name"] not in conditions:
+                conditions.append(c["name"])
+            values[label, c["name"]] = f"{c['ua_mean']:.3f} ± {c['ua_std']:.3f}"
+    return [
+        {"condition": name, **{label: values.get((label, name), "—") for label in labels}}
+        for name in conditions
+    ]

@@ -1,0 +1,236 @@
+"""Robustness evaluation: SNR and RT60 of the corruptions, determinism, and a tiny real cv run end to end."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emovision import acoustics
+from emovision.audio import load_audio
+from emovision.checkpoint import load_checkpoint, model_from_checkpoint
+from emovision.cli import main
+from emovision.corpora import load_corpus
+from emovision.cv import run_cv
+from emovision.dataset import load_split, open_source
+from emovision.errors import EmovisionError
+from emovision.evaluate import segment_log_probs, utterance_scores
+from emovision.extract import extract_corpus
+from emovision.features import FeatureConfig
+from emovision.robustness import (
+    CorruptionPlan,
+    babble_pool,
+    babble_sources,
+    corrupt,
+    parse_numbers,
+    room_impulse_response,
+)
+from emovision.train import TrainConfig
+
+SPEAKERS = ("03", "08", "10")
+FOLDS = [{"test": ["03"], "val": ["10"]}, {"test": ["08"], "val": ["10"]}]
+QUICK = TrainConfig(model="alexnet_gap", epochs=1, batch_size=32, lr=3e-4, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def noise_dir(tmp_path_factory):
+    """One stereo 22.05 kHz FLAC of hum plus noise: resampled and downmixed on loading."""
+    folder = tmp_path_factory.mktemp("noise")
+    t = np.arange(22050 * 2) / 22050
+    hum = 0.2 * np.sin(2 * np.pi * 100 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    sf.write(folder / "hum.flac", np.stack([hum, hum], axis=1).astype(np.float32), 22050)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory, emodb_dir):
+    """A finished cv run on emoDB speakers 03, 08, 10 (4 classes, 64 mels, 100 frames, 1 epoch), 2 folds."""
+    root = tmp_path_factory.mktemp("robustness")
+    corpus = load_corpus("emodb", emodb_dir, "4")
+    corpus.utterances = [u for u in corpus.utterances if u.speaker in SPEAKERS]
+    features = root / "small.h5"
+    extract_corpus(corpus, FeatureConfig(n_mels=64, segment_frames=100), features, progress=False)
+    folds = root / "folds.json"
+    folds.write_text(json.dumps(FOLDS))
+    run_cv(features, QUICK, root / "cv", folds=str(folds), progress=False)
+    return root / "cv"
+
+
+@pytest.fixture(scope="module")
+def evaluated(cv_run, emodb_dir, noise_dir):
+    """``robustness.json`` of the command on ``cv_run`` with two workers (white, babble, recorded; one room)."""
+    args = ["robustness", str(cv_run), "--corpus", "emodb", "--root", str(emodb_dir), "--snr", "10,0",
+            "--noise", "white,babble", "--noise-dir", str(noise_dir), "--rt60", "0.6", "--workers", "2",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    return json.loads((cv_run / "robustness.json").read_text())
+
+
+def _measured_snr(clean: np.ndarray, noisy: np.ndarray) -> float:
+    added = (noisy - clean).astype(np.float64)
+    return 10 * np.log10(acoustics.active_power(clean, 16000) / np.mean(added**2))
+
+
+def test_every_noise_type_is_added_at_the_requested_snr(emodb_wavs, noise_dir):
+    speech = load_audio(emodb_wavs[3])
+    talkers = [load_audio(path) for path in emodb_wavs[100:105]]
+    plan = CorruptionPlan(
+        snrs=(20.0, 5.0, 0.0, -5.0),
+        noises=("white", "pink", "babble", "recorded"),
+        rt60s=(),
+        noise_files=(str(noise_dir / "hum.flac"),),
+    )
+    outputs = list(corrupt(speech, 16000, "03a01Fa", plan, talkers))
+    assert [c.name for c, _ in outputs] == [c.name for c in plan.conditions]
+    assert outputs[0][1] is speech
+    for condition, noisy in outputs[1:]:
+        assert noisy.shape == speech.shape
+        assert _measured_snr(speech, noisy) == pytest.approx(condition.snr_db, abs=0.5), condition.name
+
+
+@pytest.mark.parametrize("rt60", [0.3, 0.6, 0.9])
+def test_rooms_have_the_requested_rt60_and_are_what_is_applied(emodb_wavs, rt60):
+    speech = load_audio(emodb_wavs[3])
+    plan = CorruptionPlan(snrs=(), noises=(), rt60s=(rt60,), seed=3)
+    for key in ("03a01Fa", "08b02Wb", "10a05Nc"):
+        room = room_impulse_response(rt60, 16000, key, plan)
+        assert acoustics.estimate_rt60(room, 16000) == pytest.approx(rt60, rel=0.10)
+    _, (condition, reverberant) = corrupt(speech, 16000, key, plan)
+    assert condition.name == f"reverb {rt60:g} s"
+    np.testing.assert_array_equal(reverberant, acoustics.reverberate(speech, room))
+
+
+def test_corruption_depends_on_seed_and_utterance_only(emodb_wavs):
+    a, b = load_audio(emodb_wavs[3]), load_audio(emodb_wavs[4])
+    plan = CorruptionPlan(snrs=(10.0,), noises=("white", "pink"), rt60s=(0.5,), seed=7)
+
+    def run(samples, key, p=plan):
+        return [signal for _, signal in corrupt(samples, 16000, key, p)]
+
+    first_a, first_b = run(a, "a"), run(b, "b")
+    second_b, second_a = run(b, "b"), run(a, "a")
+    for x, y in zip(first_a + first_b, second_a + second_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    other_seed = run(a, "a", CorruptionPlan(snrs=(10.0,), noises=("white", "pink"), rt60s=(0.5,), seed=8))
+    assert not np.allclose(other_seed[1], first_a[1])
+
+
+def test_babble_talkers_never_include_a_test_speaker(emodb_dir):
+    by_id = {u.id: u for u in load_corpus("emodb", emodb_dir).utterances}
+    pool = babble_pool(by_id, ["03", "08"])
+    plan = CorruptionPlan(babble_talkers=5, seed=1)
+    test_ids = [uid for uid, u in by_id.items() if u.speaker in ("03", "08")]
+    chosen = {uid: babble_sources(pool, uid, plan) for uid in test_ids}
+    assert all(len(ids) == 5 and len(set(ids)) == 5 for ids in chosen.values())
+    assert not {by_id[t].speaker for ids in chosen.values() for t in ids} & {"03", "08"}
+    assert babble_sources(list(reversed(pool)), test_ids[0], plan) == chosen[test_ids[0]]
+    assert len({tuple(ids) for ids in chosen.values()}) > len(chosen) // 2
+
+
+def test_bad_options_are_user_errors():
+    with pytest.raises(EmovisionError, match="--snr: 'x' is not a number"):
+        parse_numbers("10,x", "--snr")
+    with pytest.raises(EmovisionError, match="not a finite"):
+        parse_numbers("nan", "--snr")
+    with pytest.raises(EmovisionError, match="positive"):
+        parse_numbers("0.3,-1", "--rt60", positive=True)
+    assert parse_numbers(" 30, 0,-5 ", "--snr") == (30.0, 0.0, -5.0) and parse_numbers("", "--rt60") == ()
+    with pytest.raises(EmovisionError, match="unknown noise type 'brown'"):
+        CorruptionPlan(noises=("white", "brown"))
+    with pytest.raises(EmovisionError, match="--noise-dir"):
+        CorruptionPlan(noises=("recorded",))
+    with pytest.raises(EmovisionError, match="twice"):
+        CorruptionPlan(snrs=(10.0, 10.0))
+
+
+def test_end_to_end_clean_reproduces_the_folds_and_corruption_reaches_the_model(cv_run, evaluated):
+    names = [c["name"] for c in evaluated["conditions"]]
+    assert names == ["clean", "white 10 dB", "white 0 dB", "babble 10 dB", "babble 0 dB",
+                     "recorded 10 dB", "recorded 0 dB", "reverb 0.6 s"]  # fmt: skip
+    assert [f["run"] for f in evaluated["folds"]] == ["fold01-test-03", "fold02-test-08"]
+    source = open_source(cv_run.parent / "small.h5")
+    for fold in evaluated["folds"]:
+        reported = json.loads((cv_run / fold["run"] / "metrics.json").read_text())["test"]
+        clean = fold["conditions"]["clean"]
+        assert fold["clean_matches_reported"]
+        assert (clean["wa"], clean["ua"], clean["confusion"]) == (
+            reported["wa"], reported["ua"], reported["confusion"],
+        )  # fmt: skip
+        checkpoint = load_checkpoint(cv_run / fold["run"] / "best.pth")
+        split = load_split(source, fold["test"])
+        scores = utterance_scores(
+            segment_log_probs(model_from_checkpoint(checkpoint), split.segments),
+            split.segments_per_utterance,
+            checkpoint["aggregate"],
+        )
+        nll = -scores[np.arange(len(scores)), split.utterance_labels].mean()
+        assert clean["nll"] == pytest.approx(nll, rel=1e-5)
+        for name in names[1:]:
+            assert fold["conditions"][name]["utterances"] == clean["utterances"]
+            assert fold["conditions"][name]["nll"] != pytest.approx(clean["nll"], rel=1e-6), name
+    clean = evaluated["conditions"][0]
+    assert clean["ua_mean"] == pytest.approx(np.mean([f["reported"]["ua"] for f in evaluated["folds"]]))
+    table = (cv_run / "robustness.md").read_text()
+    assert table.index("| clean |") < table.index("| white 10 dB |") < table.index("| reverb 0.6 s |")
+    assert "Clean reproduces every fold run's reported test metrics." in table
+    assert (cv_run / "robustness.png").stat().st_size > 10_000
+
+
+def test_results_do_not_depend_on_workers_or_other_conditions_and_report_compares_runs(
+    cv_run, evaluated, emodb_dir, tmp_path, capsys
+):
+    copy = tmp_path / "again"
+    copy.mkdir()
+    for name in ("cv.json", "summary.json"):
+        shutil.copy(cv_run / name, copy / name)
+    for fold in evaluated["folds"]:
+        (copy / fold["run"]).mkdir()
+        for name in ("metrics.json", "best.pth"):
+            shutil.copy(cv_run / fold["run"] / name, copy / fold["run"] / name)
+    args = ["robustness", str(copy), "--root", str(emodb_dir), "--snr", "0", "--noise", "babble",
+            "--rt60", "", "--workers", "1", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    again = json.loads((copy / "robustness.json").read_text())
+    assert [c["name"] for c in again["conditions"]] == ["clean", "babble 0 dB"]
+    for first, second in zip(evaluated["folds"], again["folds"], strict=True):
+        for name in ("clean", "babble 0 dB"):
+            a, b = first["conditions"][name], second["conditions"][name]
+            assert a["confusion"] == b["confusion"]
+            assert a["nll"] == pytest.approx(b["nll"], rel=1e-5)
+    capsys.readouterr()
+    assert main(["report", str(cv_run), str(copy)]) == 0
+    printed = capsys.readouterr().out
+    assert "robustness" in printed and "reverb 0.6 s" in printed and "—" in printed
+    assert main(["report", "--markdown", str(cv_run)]) == 0
+    assert "| condition | cv |" in capsys.readouterr().out
+
+
+def test_user_errors_exit_2_with_one_line(cv_run, emodb_dir, emodb_wavs, tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(cv_run / "cv.json", unfinished / "cv.json")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    partial = tmp_path / "partial-emodb"
+    partial.mkdir()
+    for path in emodb_wavs:
+        if path.name.startswith(("03", "08")) and not path.name.startswith("03a01"):
+            (partial / path.name).symlink_to(path)
+    base = ["robustness", "--device", "cpu", "--quiet"]
+    cases = [
+        ([str(tmp_path), "--root", str(emodb_dir)], "is not a cross-validation folder"),
+        ([str(unfinished), "--root", str(emodb_dir)], "unfinished cross-validation"),
+        ([str(cv_run), "--root", str(tmp_path / "none")], "does not exist"),
+        ([str(cv_run), "--root", str(partial)], "test utterance 03a01"),
+        ([str(cv_run), "--root", str(emodb_dir), "--corpus", "ravdess"], "trained on emodb"),
+        ([str(cv_run), "--root", str(emodb_dir), "--snr", "20,ten"], "'ten' is not a number"),
+        ([str(cv_run), "--root", str(emodb_dir), "--rt60", "0"], "must be positive"),
+        ([str(cv_run), "--root", str(emodb_dir), "--noise", "recorded"], "needs --noise-dir"),
+        ([str(cv_run), "--root", str(emodb_dir), "--noise-dir", str(empty)], "holds no"),
+    ]
+    for extra, message in cases:
+        assert main(base[:1] + extra + base[1:]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (extra, err)
+    assert not (tmp_path / "robustness.json").exists()
