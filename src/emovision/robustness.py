@@ -432,6 +432,8 @@ def _evaluate_group(
     """Metrics per run name and condition name for one group of runs."""
     conditions = plan.conditions
     pool_ids = babble_pool(by_id, group.test_speakers)
+    if "babble" in plan.noises and not pool_ids:
+        raise EmovisionError(f"no babble talkers for {group.runs[0].name}: the corpus has no other speaker")
     jobs = []
     for uid in group.utterance_ids:
         talkers = babble_sources(pool_ids, uid, plan) if "babble" in plan.noises else []
