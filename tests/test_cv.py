@@ -1,0 +1,179 @@
+"""Cross-validation: fold rules, summaries, resume, parallel folds, reports, torchrun DDP."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import build_iemocap_tree
+
+from emovision.cli import main
+from emovision.corpora import load_corpus
+from emovision.cv import make_folds, run_cv, validation_speaker
+from emovision.dataset import open_source
+from emovision.errors import EmovisionError
+from emovision.extract import extract_corpus
+from emovision.features import FeatureConfig
+from emovision.train import TrainConfig
+
+QUICK = TrainConfig(model="alexnet_gap", epochs=1, batch_size=32, lr=3e-4, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def emodb_small(tmp_path_factory, emodb_dir):
+    """emoDB speakers 03 (M), 08 (F), 09 (F), 10 (M): 4 classes, 64 mels, 100 frames."""
+    corpus = load_corpus("emodb", emodb_dir, "4")
+    corpus.utterances = [u for u in corpus.utterances if u.speaker in ("03", "08", "09", "10")]
+    out = tmp_path_factory.mktemp("cv") / "small.h5"
+    extract_corpus(corpus, FeatureConfig(n_mels=64, segment_frames=100), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def iemocap_features(tmp_path_factory, emodb_wavs):
+    """A miniature IEMOCAP (three utterances per improvised dialog turn-taker) as features."""
+    root = tmp_path_factory.mktemp("iemocap")
+    keep = ("F000", "M000", "F001", "M001", "F002", "M002", "F003", "M003")
+    release = build_iemocap_tree(root, emodb_wavs[5], keep=lambda utt: "impro" in utt and utt.endswith(keep))
+    out = root / "iemocap.h5"
+    extract_corpus(
+        load_corpus("iemocap", release), FeatureConfig(n_mels=64, segment_frames=100), out, progress=False
+    )
+    return out
+
+
+def test_iemocap_fold_rules(iemocap_features):
+    source = open_source(iemocap_features)
+    assert sorted(source.speakers) == sorted(f"{s}{g}" for s in range(1, 6) for g in "FM")
+    ten = make_folds(source)
+    assert [(f.test, f.val) for f in ten[:3]] == [(["1F"], ["1M"]), (["1M"], ["1F"]), (["2F"], ["2M"])]
+    assert all(len(f.train) == 8 and not set(f.train) & set(f.val + f.test) for f in ten)
+    five = make_folds(source, "iemocap5")
+    assert [f.test[0] for f in five] == ["1M", "2F", "3F", "4F", "5F"]
+    assert [f.val[0] for f in five] == ["1F", "2M", "3M", "4M", "5M"]
+
+
+def test_loso_picks_a_validation_speaker_of_the_same_gender(emodb_small):
+    source = open_source(emodb_small)
+    assert source.genders == {"03": "M", "08": "F", "09": "F", "10": "M"}
+    assert [validation_speaker(source, s) for s in ("03", "08", "09", "10")] == ["10", "09", "08", "03"]
+    folds = make_folds(source)
+    assert [f.test for f in folds] == [["03"], ["08"], ["09"], ["10"]]
+
+
+def test_fold_files(emodb_small, tmp_path):
+    source = open_source(emodb_small)
+    as_json = tmp_path / "folds.json"
+    as_json.write_text(json.dumps([{"name": "a", "test": ["03"], "val": ["10"], "train": ["08", "09"]}]))
+    (fold,) = make_folds(source, str(as_json))
+    assert (fold.name, fold.train, fold.val, fold.test) == ("a", ["08", "09"], ["10"], ["03"])
+    as_csv = tmp_path / "folds.csv"
+    as_csv.write_text("test,val\n03,10\n08+09,10\n")
+    assert [f.test for f in make_folds(source, str(as_csv))] == [["03"], ["08", "09"]]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("test,val\n03,77\n")
+    with pytest.raises(EmovisionError, match="unknown validation speaker '77'"):
+        make_folds(source, str(bad))
+    with pytest.raises(EmovisionError, match="no such file"):
+        make_folds(source, str(tmp_path / "none.json"))
+
+
+def test_cv_writes_the_summary_and_resumes_without_redoing_folds(emodb_small, tmp_path, monkeypatch):
+    out = tmp_path / "cv"
+    summary = run_cv(emodb_small, QUICK, out, progress=False)
+    assert len(summary["folds"]) == 4
+    for name in ("summary.json", "summary.md", "confusion.png", "cv.json"):
+        assert (out / name).stat().st_size > 0
+    assert summary["pooled"]["utterances"] == sum(f["utterances"] for f in summary["folds"])
+    assert abs(summary["ua_mean"] - sum(f["ua"] for f in summary["folds"]) / 4) < 1e-12
+    assert "mean ± std" in (out / "summary.md").read_text()
+    assert summary["versions"]["torch"]
+    from emovision import train
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr(train.Trainer, "prepare", must_not_train)
+    again = run_cv(emodb_small, QUICK, out, progress=False)
+    assert again["folds"] == summary["folds"]
+    with pytest.raises(EmovisionError, match="other options"):
+        run_cv(emodb_small, TrainConfig(model="alexnet_gap", epochs=2, device="cpu"), out, progress=False)
+
+
+def test_interrupted_fold_is_continued(emodb_small, tmp_path):
+    out = tmp_path / "cv"
+    config = TrainConfig(model="alexnet_gap", epochs=2, batch_size=32, lr=3e-4, device="cpu")
+    run_cv(emodb_small, config, out, folds=_one_fold(tmp_path), progress=False)
+    fold_dir = next(out.glob("fold01-*"))
+    (fold_dir / "metrics.json").unlink()
+    state = fold_dir / "last.pth"
+    import torch
+
+    payload = torch.load(state, weights_only=True)
+    assert payload["epoch"] == 2
+    summary = run_cv(emodb_small, config, out, folds=_one_fold(tmp_path), progress=False)
+    assert summary["folds"][0]["wa"] >= 0
+
+
+def _one_fold(tmp_path: Path) -> str:
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps([{"test": ["03"], "val": ["10"]}]))
+    return str(path)
+
+
+def test_parallel_folds_and_repeats_match_sequential(emodb_small, tmp_path):
+    sequential = run_cv(emodb_small, QUICK, tmp_path / "seq", repeats=2, progress=False)
+    parallel = run_cv(emodb_small, QUICK, tmp_path / "par", repeats=2, parallel=2, progress=False)
+    assert len(parallel["folds"]) == 8 and {f["seed"] for f in parallel["folds"]} == {111, 112}
+    assert [(f["wa"], f["ua"]) for f in parallel["folds"]] == [
+        (f["wa"], f["ua"]) for f in sequential["folds"]
+    ]
+
+
+def test_cv_and_report_commands(emodb_small, tmp_path, capsys):
+    out = tmp_path / "cvcmd"
+    args = [
+        "cv",
+        str(emodb_small),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+    ]
+    assert main([*args, "--quiet", "--folds", _one_fold(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "mean ± std" in printed and "summary.md" in printed
+    assert main(["report", str(out), str(out / "fold01-test-03")]) == 0
+    report = capsys.readouterr().out
+    assert "alexnet_gap" in report and "pooled" in report
+    assert main(["report", str(tmp_path)]) == 2
+
+
+def test_torchrun_ddp_on_cpu_with_gloo(emodb_small, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = ["train", str(emodb_small), "--val-speaker", "10", "--test-speaker", "03", "--epochs", "2",
+            "--batch-size", "32", "--lr", "3e-4", "--device", "cpu", "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(torchrun), "--nproc-per-node", "2", "-m", "emovision", *args, "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert ddp["world_size"] == 2
+    single = subprocess.run(
+        [sys.executable, "-m", "emovision", *args, "--out", str(tmp_path / "one")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    for a, b in zip(ddp["history"], one["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-3)
+    shutil.rmtree(tmp_path / "ddp")

@@ -1,0 +1,42 @@
+"""The demo's plan and its emoDB download (from a local archive: there is no network here)."""
+
+import zipfile
+
+import pytest
+
+from emovision import demo
+from emovision.corpora import emodb, load_corpus
+from emovision.errors import CorpusError
+
+
+def test_cpu_plan_is_the_reduced_configuration():
+    plan = demo.plan("cpu")
+    assert plan.training.device == "cpu" and plan.training.model == "alexnet_gap"
+    assert "reduced" in plan.note and "15 minutes" in plan.note
+    assert plan.features.n_mels < 128
+
+
+def test_emodb_root_prefers_the_argument_then_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMODB_DIR", str(tmp_path / "env"))
+    assert demo.emodb_root(tmp_path / "arg") == tmp_path / "arg"
+    assert demo.emodb_root(None) == tmp_path / "env"
+
+
+def test_download_unpacks_the_archive_once(monkeypatch, tmp_path, emodb_wavs):
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for wav in emodb_wavs[:5]:
+            zipped.write(wav, f"wav/{wav.name}")
+    monkeypatch.setattr(emodb, "DOWNLOAD_URL", archive.as_uri())
+    root = emodb.download(tmp_path / "cache")
+    corpus = load_corpus("emodb", root)
+    assert len(corpus.utterances) == 5
+    archive.unlink()
+    assert emodb.download(tmp_path / "cache") == root
+
+
+def test_no_network_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setattr(emodb, "DOWNLOAD_URL", "http://127.0.0.1:9/download.zip")
+    with pytest.raises(CorpusError, match="EMODB_DIR"):
+        emodb.download(tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.partial"))

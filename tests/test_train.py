@@ -1,0 +1,182 @@
+"""Training on real emoDB features on the CPU: accuracy above chance, reload, resume, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from emovision.checkpoint import load_checkpoint, model_from_checkpoint
+from emovision.cli import main
+from emovision.corpora import load_corpus
+from emovision.dataset import load_split, open_source
+from emovision.errors import EmovisionError
+from emovision.evaluate import score_utterances, segment_log_probs, utterance_scores
+from emovision.extract import extract_corpus
+from emovision.features import FeatureConfig
+from emovision.train import TrainConfig, make_fold, train_fold
+
+FAST = {"device": "cpu", "batch_size": 32, "lr": 1e-3}
+
+
+@pytest.fixture(scope="session")
+def emodb4(tmp_path_factory, emodb_dir):
+    """emoDB, 4 classes, 64 mel bands, 100-frame segments (the last one shifted, not padded)."""
+    out = tmp_path_factory.mktemp("emodb4") / "emodb4.h5"
+    corpus = load_corpus("emodb", emodb_dir, "4")
+    extract_corpus(
+        corpus, FeatureConfig(n_mels=64, segment_frames=100, segment_tail="shift"), out, progress=False
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(emodb4, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "fold"
+    source = open_source(emodb4)
+    fold = make_fold(source, ["14"], ["13"])
+    metrics = train_fold(
+        source, fold, TrainConfig(model="alexnet_gap", epochs=8, schedule="cosine", **FAST), out
+    )
+    return out, metrics
+
+
+def test_test_speaker_accuracy_is_clearly_above_chance(trained):
+    out, metrics = trained
+    assert metrics["test"]["utterances"] == 36
+    assert metrics["test"]["ua"] >= 0.5, metrics["test"]  # chance: 0.25
+    assert metrics["test"]["wa"] >= 0.5, metrics["test"]  # majority class: 12 / 36
+    for name in ("best.pth", "last.pth", "metrics.json", "curves.png", "confusion.png"):
+        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "metrics.json").read_text())["test"]["ua"] == metrics["test"]["ua"]
+
+
+def test_checkpoint_reloads_and_reproduces_the_metrics(trained, emodb4):
+    out, metrics = trained
+    checkpoint = load_checkpoint(out / "best.pth")
+    assert checkpoint["classes"] == ["neutral", "happiness", "sadness", "anger"]
+    assert FeatureConfig.from_dict(checkpoint["feature_config"]).n_mels == 64
+    torch.load(out / "best.pth", weights_only=True)
+    model = model_from_checkpoint(checkpoint)
+    split = load_split(open_source(emodb4), ["13"])
+    scores = utterance_scores(segment_log_probs(model, split.segments), split.segments_per_utterance)
+    again = score_utterances(split.utterance_labels, scores, checkpoint["classes"])
+    assert again["wa"] == metrics["test"]["wa"] and again["ua"] == metrics["test"]["ua"]
+    assert again["confusion"] == metrics["test"]["confusion"]
+
+
+def test_training_is_bit_for_bit_repeatable_on_cpu(emodb4, tmp_path):
+    source = open_source(emodb4)
+    fold = make_fold(source, ["15"], ["16"])
+    config = TrainConfig(model="alexnet_gap", epochs=1, mixup=True, stability=True, oversampling=True, **FAST)
+    first = train_fold(source, fold, config, tmp_path / "a")
+    second = train_fold(source, fold, config, tmp_path / "b")
+    assert first["history"][0]["train_loss"] == second["history"][0]["train_loss"]
+    a = load_checkpoint(tmp_path / "a" / "best.pth")["state_dict"]
+    b = load_checkpoint(tmp_path / "b" / "best.pth")["state_dict"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_resume_continues_an_interrupted_run_identically(emodb4, tmp_path, monkeypatch):
+    from emovision import train as train_module
+
+    source = open_source(emodb4)
+    fold = make_fold(source, ["15"], ["16"])
+    config = TrainConfig(model="alexnet_gap", epochs=3, mixup=True, **FAST)
+    straight = train_fold(source, fold, config, tmp_path / "straight")
+    real = train_module.Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(train_module.Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(source, fold, config, tmp_path / "resumed")
+    monkeypatch.setattr(train_module.Trainer, "train_epoch", real)
+    with pytest.raises(EmovisionError, match="--resume"):
+        train_fold(source, fold, config, tmp_path / "resumed")
+    resumed = train_fold(source, fold, config, tmp_path / "resumed", resume=True)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert resumed["test"] == straight["test"]
+
+
+def test_mixup_stability_and_oversampling_together_with_three_channels(tmp_path, emodb_dir):
+    corpus = load_corpus("emodb", emodb_dir, "4")
+    corpus.utterances = [u for u in corpus.utterances if u.speaker in ("03", "08", "09", "10")]
+    out = tmp_path / "nrev.h5"
+    extract_corpus(
+        corpus, FeatureConfig(kind="lognrevspec", max_freq=4000, segment_frames=100), out, progress=False
+    )
+    source = open_source(out)
+    fold = make_fold(source, ["09"], ["10"])
+    config = TrainConfig(model="alexnet_gap", epochs=1, mixup=True, stability=True, oversampling=True, **FAST)
+    metrics = train_fold(source, fold, config, tmp_path / "run")
+    assert np.isfinite(metrics["history"][0]["train_loss"])
+    assert load_checkpoint(tmp_path / "run" / "best.pth")["model"]["channels"] == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--val-speaker", "99", "--test-speaker", "16"], "unknown validation speaker '99'"),
+        (["--val-speaker", "15", "--test-speaker", "15"], "both validation and test"),
+        (["--val-speaker", "15", "--test-speaker", "16", "--model", "vgg99"], "unknown model 'vgg99'"),
+        (["--val-speaker", "15", "--test-speaker", "16", "--device", "cuda"], "no CUDA GPU"),
+    ],
+)
+def test_bad_training_input_is_one_clear_error(emodb4, tmp_path, extra, message, capsys):
+    code = main(["train", str(emodb4), "--out", str(tmp_path / "x"), "--epochs", "1", "--quiet", *extra])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_other_files_and_empty_training_set(tmp_path, emodb4, emodb_wavs):
+    other = tmp_path / "other.h5"
+    import h5py
+
+    with h5py.File(other, "w") as handle:
+        handle["x"] = [1]
+    result = subprocess.run(
+        [sys.executable, "-m", "emovision", "train", str(other), "--val-speaker", "a", "--test-speaker", "b",
+         "--out", str(tmp_path / "r")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and "not an emovision features file" in result.stderr
+    assert "Traceback" not in result.stderr
+    csv = tmp_path / "three.csv"
+    csv.write_text(
+        "path,speaker,label\n"
+        + "".join(f"{w},s{i},{'a' if i else 'b'}\n" for i, w in enumerate(emodb_wavs[:3]))
+    )
+    three = tmp_path / "three.h5"
+    extract_corpus(load_corpus("manifest", csv), FeatureConfig(segment_frames=100), three, progress=False)
+    source = open_source(three)
+    with pytest.raises(EmovisionError, match="fewer than two classes"):
+        train_fold(source, make_fold(source, ["s1"], ["s2"]), TrainConfig(epochs=1, **FAST), tmp_path / "e")
+    with pytest.raises(EmovisionError, match="no speaker is left"):
+        make_fold(source, ["s0", "s1"], ["s2"])
+
+
+def test_original_command_line(emodb4, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    from train_ser import translate
+
+    args = translate(
+        [str(emodb4), "--ser_model", "alexnet_gap", "--val_id", "15", "--test_id", "16", "--num_epochs", "1",
+         "--batch_size", "32", "--lr", "3e-4", "--seed", "111", "--gpu", "0", "--save_label", "baseline",
+         "--mixup", "--oversampling", "--stability"]
+    )  # fmt: skip
+    assert args[:2] == ["train", str(emodb4)] and "--mixup" in args and "--stability" in args
+    assert main([*args, "--quiet"]) == 0
+    checkpoint = load_checkpoint(tmp_path / "baseline.pth")
+    assert checkpoint["train_config"]["mixup"] and checkpoint["train_config"]["oversampling"]
+    assert (
+        checkpoint["train_config"]["device"] == "cpu"
+        and (tmp_path / "runs" / "baseline" / "metrics.json").exists()
+    )
