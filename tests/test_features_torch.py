@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from emovision.audio import load_audio
+from emovision.cli import main
 from emovision.corpora import load_corpus
 from emovision.errors import EmovisionError
 from emovision.extract import extract_corpus, resolve_device
@@ -105,3 +106,18 @@ def test_devices_are_checked():
 def test_numpy_features_do_not_import_torch():
     code = "import sys, emovision.features, emovision.extract; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_extract_command_device_option(tmp_path, emodb_wavs, capsys):
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,speaker,label\n" + "".join(f"{wav},s0,a\n" for wav in emodb_wavs[:3]))
+    out = tmp_path / "auto.h5"
+    assert main(["extract", "manifest", str(csv), "-o", str(out), "--device", "auto", "--quiet"]) == 0
+    assert len(load_speakers(out)["s0"].utterance_ids) == 3
+    code = main(
+        ["extract", "manifest", str(csv), "-o", str(tmp_path / "gpu.h5"), "--device", "cuda", "--quiet"]
+    )
+    if torch.cuda.is_available():
+        assert code == 0
+    else:
+        assert code == 2 and "no CUDA GPU" in capsys.readouterr().err
