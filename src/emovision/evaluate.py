@@ -2,13 +2,20 @@
 
 **WA** (weighted accuracy) is the accuracy over utterances; **UA** (unweighted accuracy)
 the mean of the per-class recalls, so every class counts the same however rare it is.
+
+Importing this module does not import torch (the ONNX inference path uses it); only
+:func:`segment_log_probs` needs torch.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 AGGREGATES = ("logprob", "prob")
 
@@ -66,11 +73,21 @@ def score_utterances(y_true: np.ndarray, utterance_log_probs: np.ndarray, classe
     return metrics_from_confusion(confusion_matrix(y_true, predictions, len(classes)), classes)
 
 
-@torch.no_grad()
 def segment_log_probs(
     model: nn.Module, segments: torch.Tensor, batch_size: int = 256, autocast: bool = False
 ) -> np.ndarray:
     """Log-probabilities ``(N, K)`` of ``segments`` ``(N, C, F, T)`` (on the model's device)."""
+    import torch
+
+    with torch.no_grad():
+        return _segment_log_probs(model, segments, batch_size, autocast)
+
+
+def _segment_log_probs(
+    model: nn.Module, segments: torch.Tensor, batch_size: int, autocast: bool
+) -> np.ndarray:
+    import torch
+
     model.eval()
     device = next(model.parameters()).device
     outputs = []

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from emovision.audio import load_audio, prepare_audio
 from emovision.errors import AudioError, CheckpointError, EmovisionError
+from emovision.evaluate import utterance_scores
 from emovision.features import FeatureConfig, compute_features, segment, segment_times
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
@@ -317,7 +318,7 @@ class Recognizer:
             yield item if isinstance(item, Failure) else next(scored)
 
     def _prediction(self, prepared: _Prepared, log_probs: np.ndarray) -> Prediction:
-        utterance = utterance_log_probs(log_probs, self.aggregate)
+        utterance = utterance_scores(log_probs, np.array([log_probs.shape[0]]), self.aggregate)[0]
         probabilities = np.exp(utterance)
         if self.config is None:
             times = np.full((log_probs.shape[0], 2), np.nan)
@@ -335,20 +336,6 @@ class Recognizer:
             duration=duration,
             features=prepared.features,
         )
-
-
-def utterance_log_probs(segment_log_probs: np.ndarray, rule: str) -> np.ndarray:
-    """One utterance's log-probabilities ``(K,)`` from its segments' ``(N, K)``.
-
-    The rule of :func:`emovision.evaluate.utterance_scores` (a test keeps them equal),
-    written here without torch: ``logprob`` averages the log-probabilities and
-    renormalises, ``prob`` averages the probabilities.
-    """
-    values = segment_log_probs.astype(np.float64)
-    if rule == "prob":
-        return np.log(np.maximum(np.exp(values).mean(axis=0), 1e-30))
-    means = values.mean(axis=0)
-    return means - np.logaddexp.reduce(means)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
