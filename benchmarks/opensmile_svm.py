@@ -101,7 +101,7 @@ def main() -> None:
                 "utterances": r["test"]["utterances"],
             }
             for r in results
-        ],  # fmt: skip
+        ],
         "wa_mean": float(wa.mean()),
         "wa_std": float(wa.std(ddof=1)),
         "ua_mean": float(ua.mean()),
@@ -119,7 +119,7 @@ def main() -> None:
             "stability": False,
             "oversampling": False,
             "class_weighted": True,
-        },  # fmt: skip
+        },
         "versions": {"opensmile": opensmile.__version__},
     }
     args.out.mkdir(parents=True, exist_ok=True)

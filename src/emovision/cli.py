@@ -187,13 +187,20 @@ def print_extract_summary(summary, config) -> None:
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Every field of :class:`TrainConfig` as an option (the package's own names)."""
-    from emovision.evaluate import AGGREGATES
-    from emovision.models import INPUT_NORMS, list_models
-    from emovision.train import SCHEDULES, STABILITY_SOURCES, TrainConfig
+    from types import SimpleNamespace
 
-    d = TrainConfig()
+    from emovision.options import (
+        AGGREGATES,
+        INPUT_NORMS,
+        MODEL_NAMES,
+        SCHEDULES,
+        STABILITY_SOURCES,
+        TrainConfig,
+    )
+
+    d = SimpleNamespace(**TrainConfig.defaults())
     group = parser.add_argument_group("model and training")
-    group.add_argument("--model", default=d.model, help=f"backbone: {', '.join(list_models())}")
+    group.add_argument("--model", default=d.model, help=f"backbone: {', '.join(MODEL_NAMES)}")
     group.add_argument("--epochs", type=int, default=d.epochs)
     group.add_argument("--batch-size", type=int, default=d.batch_size)
     group.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
@@ -234,7 +241,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 def training_config_from_args(args: argparse.Namespace):
     from dataclasses import fields
 
-    from emovision.train import TrainConfig
+    from emovision.options import TrainConfig
 
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
@@ -278,14 +285,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _cv_arguments(parser: argparse.ArgumentParser) -> None:
-    from emovision.cv import FOLD_RULES
-
     parser.add_argument("features", type=Path, help="features file from emovision extract")
     parser.add_argument("--out", type=Path, required=True, help="folder of the cross-validation")
     parser.add_argument(
         "--folds",
         default="auto",
-        help=f"{', '.join(FOLD_RULES)} (auto: iemocap10 for IEMOCAP, else loso) or a JSON/CSV fold file",
+        help="auto, iemocap10, iemocap5, loso (auto: iemocap10 for IEMOCAP, else loso) or a JSON/CSV fold file",
     )
     parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
     parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")

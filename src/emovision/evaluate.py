@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emovision.options import AGGREGATES
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-AGGREGATES = ("logprob", "prob")
 
 
 def utterance_scores(

@@ -22,6 +22,7 @@ import torchvision
 from torch import nn
 
 from emovision.errors import CheckpointError, EmovisionError
+from emovision.options import INPUT_NORMS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -222,9 +223,6 @@ def _replace_classifier(model: nn.Module, path: str, num_classes: int) -> None:
     parent_path, _, attr = path.rpartition(".")
     parent = model.get_submodule(parent_path)
     setattr(parent, attr, new)
-
-
-INPUT_NORMS = ("bin", "imagenet")
 
 
 class InputNorm(nn.Module):

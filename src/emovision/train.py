@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,83 +27,10 @@ from emovision import augment, plots
 from emovision.checkpoint import FORMAT, VERSION, load_weights_only, save_checkpoint
 from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.errors import EmovisionError
-from emovision.evaluate import AGGREGATES, score_utterances, segment_log_probs, utterance_scores
-from emovision.models import INPUT_NORMS, SERModel, build_ser_model, get_spec
+from emovision.evaluate import score_utterances, segment_log_probs, utterance_scores
+from emovision.models import SERModel, build_ser_model, get_spec
+from emovision.options import TrainConfig
 from emovision.store import atomic_write_bytes
-
-SCHEDULES = ("none", "cosine", "plateau")
-STABILITY_SOURCES = ("auto", "gaussian", "channels")
-
-
-@dataclass
-class TrainConfig:
-    """Every training option; stored in checkpoints and compared when resuming."""
-
-    model: str = "alexnet_gap"
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    schedule: str = "none"
-    seed: int = 111
-    device: str = "auto"
-    pretrained: bool = False
-    weights: str | None = None
-    input_norm: str = "bin"
-    resize: int | None = None
-    mixup: bool = False
-    mixup_alpha: float = 0.4
-    stability: bool = False
-    stability_alpha: float = 0.1
-    stability_noise: float = 0.1
-    stability_source: str = "auto"
-    oversampling: bool = False
-    class_weighted: bool = False
-    select_by: str = "ua"
-    patience: int | None = None
-    aggregate: str = "logprob"
-    amp: bool = True
-    eval_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        get_spec(self.model)
-        checks = [
-            (self.epochs >= 1, "--epochs must be at least 1"),
-            (self.batch_size >= 2, "--batch-size must be at least 2"),
-            (self.lr > 0, "--lr must be positive"),
-            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-            (
-                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-                "--device: auto, cpu or cuda",
-            ),
-            (self.input_norm in INPUT_NORMS, f"--input-norm must be one of {', '.join(INPUT_NORMS)}"),
-            (self.select_by in ("ua", "wa"), "--select-by must be ua or wa"),
-            (self.aggregate in AGGREGATES, f"--aggregate must be one of {', '.join(AGGREGATES)}"),
-            (
-                self.stability_source in STABILITY_SOURCES,
-                f"--stability-source: {', '.join(STABILITY_SOURCES)}",
-            ),
-            (self.mixup_alpha > 0, "--mixup-alpha must be positive"),
-            (self.resize is None or self.resize >= 32, "--resize must be at least 32"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise EmovisionError(message)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def identity(self) -> dict:
-        """The options that define a run's results (not where it runs): compared on resume."""
-        values = self.to_dict()
-        values.pop("device")
-        values.pop("eval_batch_size")
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
 
 
 @dataclass
