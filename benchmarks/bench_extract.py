@@ -2,10 +2,7 @@
 
     .venv/bin/python benchmarks/bench_extract.py [--repeats N] [--json out.json] [--emodb DIR]
 
-Everything runs in this one process, on all emoDB recordings: one untimed warm-up round of every
-measurement (imports, caches, the files in the page cache, the CUDA context), then ``--repeats``
-timed rounds, each running every measurement once (so that a change in the machine's load hits
-all of them alike); the table gives the median over the rounds:
+One run measures, on all emoDB recordings:
 
 * baseline: librosa, one file after another, as the original code did: ``librosa.load(sr=16000)``,
   pre-emphasis, ``librosa.stft``, mel filterbank or the bins below 4 kHz, ``power_to_db(ref=max,
@@ -18,18 +15,26 @@ all of them alike); the table gives the median over the rounds:
 * compute only: the features of audio already decoded in memory (no reading, resampling or
   writing), numpy one by one and torch in batches of 64, to show what the feature math costs.
 
+The torch measurements run in a second process (started once, kept for the whole run), so that
+this one never imports torch, like ``emovision extract --device cpu``: a process with torch loaded
+forks its worker processes tens of milliseconds slower. First one untimed warm-up round of every
+measurement (imports, caches, the files in the page cache, the CUDA context), then ``--repeats``
+timed rounds, each running every measurement once (a change in the machine's load hits all of
+them alike); the table gives the median over the rounds.
+
 Real-time factor (RTF) = seconds of audio / wall seconds; ratios are against the baseline of the
 same feature type with BLAS threads as they are (and, in brackets, with one BLAS thread). The
-time for IEMOCAP (12.4 h of audio) is extrapolated from each RTF. "CPU s" is the CPU time of this
-process and its worker processes (what the work costs, whatever else runs); "other load" is the
-CPU time that other processes used meanwhile, in cores (median over the rounds): on a shared
-machine it slows every row, and the parallel ones most.
+time for IEMOCAP (12.4 h of audio) is extrapolated from each RTF. "CPU s" is the CPU time of the
+measurement's processes (what the work costs, whatever else runs); "other load" is the CPU time
+that other processes used meanwhile, in cores (median over the rounds): on a shared machine it
+slows every row, and the parallel ones most.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import pickle
 import platform
@@ -37,24 +42,25 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile as sf
-import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from emovision.audio import load_audio
 from emovision.corpora import load_corpus
 from emovision.extract import default_workers, extract_corpus
 from emovision.features import FEATURE_TYPES, FeatureConfig, compute_features
-from emovision.features_torch import batch_features
 
 ROOT = Path(__file__).resolve().parents[1]
 IEMOCAP_SECONDS = 12.4 * 3600
 STFT = {"n_fft": 800, "hop_length": 160, "win_length": 640, "window": "hamming"}
 SEGMENT_FRAMES = 300
+BATCH = 64
 
 
 def baseline_features(path: Path, kind: str) -> np.ndarray:
@@ -81,6 +87,14 @@ def run_baseline(paths: list[Path], kind: str, out: Path, blas_threads: int | No
     out.write_bytes(pickle.dumps(features, protocol=4))
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A measurement made in the torch process: its wall seconds and CPU seconds."""
+
+    seconds: float
+    cpu: float
+
+
 def _own_cpu_seconds() -> float:
     """CPU seconds of this process and its finished children."""
     own = os.times()
@@ -95,18 +109,58 @@ def _cpu_seconds() -> tuple[float, float]:
 
 def measure(function: Callable[[], object]) -> tuple[float, float | None, float]:
     """Wall seconds of ``function()``, the cores other processes used meanwhile (``None`` off Linux),
-    and the CPU seconds of this process and its worker processes."""
+    and the CPU seconds of the measurement (this process, its workers, or the torch process)."""
     linux = Path("/proc/stat").exists()
     busy, own = _cpu_seconds() if linux else (0.0, _own_cpu_seconds())
     start = time.perf_counter()
-    function()
+    result = function()
     seconds = time.perf_counter() - start
     busy_after, own_after = _cpu_seconds() if linux else (0.0, _own_cpu_seconds())
-    other = max(0.0, (busy_after - busy) - (own_after - own)) / seconds if linux else None
-    return seconds, other, own_after - own
+    cpu = own_after - own
+    if isinstance(result, Timed):
+        cpu += result.cpu
+    other = max(0.0, (busy_after - busy) - cpu) / seconds if linux else None
+    return (result.seconds if isinstance(result, Timed) else seconds), other, cpu
 
 
-def machine() -> dict:
+_TORCH_SIDE: dict = {}
+
+
+def torch_info() -> dict:
+    """In the torch process: torch's version, threads and GPU."""
+    import torch
+
+    return {
+        "torch": str(torch.__version__),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def torch_extract(emodb: str, kind: str, device: str, workers: int, out: str) -> Timed:
+    """In the torch process: one ``extract_corpus`` with ``device``."""
+    corpus = _TORCH_SIDE.setdefault("corpus", load_corpus("emodb", emodb))
+    own, start = _own_cpu_seconds(), time.perf_counter()
+    extract_corpus(corpus, FeatureConfig(kind=kind), out, workers, progress=False, device=device)
+    return Timed(time.perf_counter() - start, _own_cpu_seconds() - own)
+
+
+def torch_compute(emodb: str, kind: str, device: str) -> Timed:
+    """In the torch process: the features of every decoded recording, ``BATCH`` at a time."""
+    from emovision.features_torch import batch_features
+
+    if "decoded" not in _TORCH_SIDE:
+        paths = sorted((Path(emodb) / "wav").glob("*.wav"))
+        _TORCH_SIDE["decoded"] = ([load_audio(p) for p in paths], [p.stem for p in paths])
+    decoded, keys = _TORCH_SIDE["decoded"]
+    config = FeatureConfig(kind=kind)
+    own, start = _own_cpu_seconds(), time.perf_counter()
+    for i in range(0, len(decoded), BATCH):
+        batch_features(decoded[i : i + BATCH], config, keys[i : i + BATCH], device=device)
+    return Timed(time.perf_counter() - start, _own_cpu_seconds() - own)
+
+
+def machine(torch_side: dict) -> dict:
     """What ran the benchmark."""
     model = next(
         (
@@ -124,15 +178,15 @@ def machine() -> dict:
         "cpu": model,
         "cores_usable": default_workers(),
         "memory_gib": round(memory, 1),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "gpu": torch_side["gpu"],
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": {
             "numpy": np.__version__,
             "librosa": librosa.__version__,
-            "torch": torch.__version__,
             "blas": blas,
-            "torch_threads": torch.get_num_threads(),
+            "torch": torch_side["torch"],
+            "torch_threads": torch_side["torch_threads"],
         },
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
@@ -140,7 +194,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (the table gives medians)")
     parser.add_argument("--json", type=Path, default=None, help="also write every timing here")
     default_shared = Path(os.environ.get("EMOVISION_SHARED_DATA", ROOT.parent / "shared" / "data"))
     parser.add_argument("--emodb", type=Path, default=default_shared / "emodb", help="emoDB folder")
@@ -152,15 +206,17 @@ def main() -> None:
     audio_seconds = sum(sf.info(path).frames / sf.info(path).samplerate for path in paths)
     corpus = load_corpus("emodb", args.emodb)
     workers = default_workers()
-    devices = ["cpu-torch", *(["cuda"] if torch.cuda.is_available() else [])]
-    info = machine()
+    side = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    info = machine(side.submit(torch_info).result())
+    devices = ["cpu-torch", *(["cuda"] if info["gpu"] else [])]
     print(
         f"{len(paths)} files, {audio_seconds:.1f} s of audio; {info['cpu']}, {workers} cores, GPU: {info['gpu']}"
     )
 
-    measurements: list[tuple[str, str, Callable[[], object]]] = []
     folder = tempfile.TemporaryDirectory()
     out = Path(folder.name)
+    emodb = str(args.emodb)
+    measurements: list[tuple[str, str, Callable[[], object]]] = []
     for kind in ("logmelspec", "logspec"):
         measurements.append(("baseline librosa", kind, lambda k=kind: run_baseline(paths, k, out / "b.pkl")))
         measurements.append(
@@ -169,10 +225,9 @@ def main() -> None:
     for kind in FEATURE_TYPES:
         config = FeatureConfig(kind=kind)
         for count in sorted({1, workers}):
-            name = f"emovision cpu, {count} worker{'s' * (count > 1)}"
             measurements.append(
                 (
-                    name,
+                    f"emovision cpu, {count} worker{'s' * (count > 1)}",
                     kind,
                     lambda c=config, n=count: extract_corpus(corpus, c, out / "e.h5", n, progress=False),
                 )
@@ -182,9 +237,9 @@ def main() -> None:
                 (
                     f"emovision {device}, {workers} workers",
                     kind,
-                    lambda c=config, d=device: extract_corpus(
-                        corpus, c, out / "e.h5", workers, progress=False, device=d
-                    ),
+                    lambda k=kind, d=device: side.submit(
+                        torch_extract, emodb, k, d, workers, str(out / "t.h5")
+                    ).result(),
                 )
             )
     decoded = [load_audio(path) for path in paths]
@@ -201,12 +256,9 @@ def main() -> None:
         for device in ("cpu", *devices[1:]):
             measurements.append(
                 (
-                    f"compute only: torch {device}, batches of 64",
+                    f"compute only: torch {device}, batches of {BATCH}",
                     kind,
-                    lambda c=config, d=device: [
-                        batch_features(decoded[i : i + 64], c, keys[i : i + 64], device=d)
-                        for i in range(0, len(decoded), 64)
-                    ],
+                    lambda k=kind, d=device: side.submit(torch_compute, emodb, k, d).result(),
                 )
             )
 
@@ -214,7 +266,7 @@ def main() -> None:
         {"name": name, "kind": kind, "runs": [], "other_load": [], "cpu_seconds": []}
         for name, kind, _ in measurements
     ]
-    with folder:
+    with folder, side:
         for round_ in range(args.repeats + 1):
             print("warm-up round" if round_ == 0 else f"round {round_} of {args.repeats}", flush=True)
             for row, (_, _, function) in zip(rows, measurements, strict=True):

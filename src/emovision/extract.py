@@ -193,7 +193,7 @@ def _ordered_map(
     All speakers go through one stream (no pause between speakers), with a bounded number of
     chunks in flight so that finished results cannot pile up in memory.
     """
-    size = max(1, min(16, len(jobs) // (8 * workers)))
+    size = max(1, min(8, len(jobs) // (8 * workers)))
     chunks = iter([jobs[i : i + size] for i in range(0, len(jobs), size)])
     if pool is None:
         for chunk in chunks:
