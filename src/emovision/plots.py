@@ -122,11 +122,12 @@ def robustness_curves(
     clean_ua: float,
     path: str | Path,
     title: str = "",
+    chance: float | None = None,
 ) -> Path:
     """UA against SNR (dB, one line per noise type) and against RT60 (s), the clean UA as a dashed line.
 
     ``noise_ua[name]`` holds one UA per entry of ``snrs``, ``reverb_ua`` one per entry of ``rt60s``;
-    a panel without values is left out.
+    a panel without values is left out. ``chance`` (1 / classes) is drawn dotted when given.
     """
     panels = [name for name, present in (("noise", noise_ua and snrs), ("reverb", rt60s)) if present]
     figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4), squeeze=False)
@@ -144,6 +145,8 @@ def robustness_curves(
             )
             axis.set(xlabel="RT60 (s)", title="reverberation")
         axis.axhline(clean_ua, color="grey", linestyle="--", label="clean")
+        if chance is not None:
+            axis.axhline(chance, color="grey", linestyle=":", label="chance")
         axis.set(ylabel="UA", ylim=(0, 1))
         axis.grid(alpha=0.3)
         axis.legend()

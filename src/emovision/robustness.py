@@ -614,6 +614,7 @@ def write_report(report: dict, run_dir: Path) -> None:
         by_name["clean"]["ua_mean"],
         run_dir / "robustness.png",
         _title(report),
+        chance=1.0 / len(report["classes"]),
     )
 
 
