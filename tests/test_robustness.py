@@ -217,14 +217,23 @@ def test_user_errors_exit_2_with_one_line(cv_run, emodb_dir, emodb_wavs, tmp_pat
     for path in emodb_wavs:
         if path.name.startswith(("03", "08")) and not path.name.startswith("03a01"):
             (partial / path.name).symlink_to(path)
+    broken = tmp_path / "broken-emodb"
+    broken.mkdir()
+    for path in emodb_wavs:
+        if path.name.startswith(("03", "08")):
+            (broken / path.name).symlink_to(path)
+    (broken / "03a01Fa.wav").unlink()
+    (broken / "03a01Fa.wav").write_bytes(b"")
     base = ["robustness", "--device", "cpu", "--quiet"]
     cases = [
         ([str(tmp_path), "--root", str(emodb_dir)], "is not a cross-validation folder"),
         ([str(unfinished), "--root", str(emodb_dir)], "unfinished cross-validation"),
         ([str(cv_run), "--root", str(tmp_path / "none")], "does not exist"),
         ([str(cv_run), "--root", str(partial)], "test utterance 03a01"),
+        ([str(cv_run), "--root", str(broken), "--workers", "1"], "test utterance 03a01Fa: "),
         ([str(cv_run), "--root", str(emodb_dir), "--corpus", "ravdess"], "trained on emodb"),
         ([str(cv_run), "--root", str(emodb_dir), "--snr", "20,ten"], "'ten' is not a number"),
+        ([str(cv_run), "--root", str(emodb_dir), "--snr", "20,1e9"], "above the largest allowed value 100"),
         ([str(cv_run), "--root", str(emodb_dir), "--rt60", "0"], "must be positive"),
         ([str(cv_run), "--root", str(emodb_dir), "--noise", "recorded"], "needs --noise-dir"),
         ([str(cv_run), "--root", str(emodb_dir), "--noise-dir", str(empty)], "holds no"),

@@ -576,6 +576,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
     from emovision.robustness import (
         DEFAULT_NOISES,
         MAX_RT60,
+        SNR_RANGE,
         CorruptionPlan,
         evaluate_robustness,
         noise_recordings,
@@ -588,7 +589,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
     if files and "recorded" not in noises:
         noises = (*noises, "recorded")
     plan = CorruptionPlan(
-        snrs=parse_numbers(args.snr, "--snr"),
+        snrs=parse_numbers(args.snr, "--snr", lower=SNR_RANGE[0], upper=SNR_RANGE[1]),
         noises=noises,
         rt60s=parse_numbers(args.rt60, "--rt60", positive=True, upper=MAX_RT60),
         seed=args.seed,

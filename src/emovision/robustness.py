@@ -53,7 +53,6 @@ from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
 from emovision.extract import default_workers
 from emovision.features import FeatureConfig, compute_features, segment
-from emovision.models import SERModel
 from emovision.store import atomic_write_bytes
 from emovision.train import resolve_device, software_versions
 
@@ -63,6 +62,7 @@ DEFAULT_SNRS = (30.0, 20.0, 10.0, 5.0, 0.0)
 DEFAULT_NOISES = ("white", "pink", "babble")
 DEFAULT_RT60S = (0.3, 0.6, 0.9)
 MAX_RT60 = 10.0
+SNR_RANGE = (-50.0, 100.0)
 _RUN_FOLDER = re.compile(r"^fold\d{2,}-")
 
 
@@ -130,11 +130,13 @@ class CorruptionPlan:
         return asdict(self)
 
 
-def parse_numbers(text: str, option: str, positive: bool = False, upper: float | None = None) -> tuple:
+def parse_numbers(
+    text: str, option: str, positive: bool = False, lower: float | None = None, upper: float | None = None
+) -> tuple:
     """Comma-separated numbers of an option (``"30,20,10"``); empty text gives ``()``.
 
     Raises :class:`EmovisionError` naming ``option`` for a non-number, a non-finite value, a
-    value ≤ 0 when ``positive``, or one above ``upper``.
+    value ≤ 0 when ``positive``, or one outside ``[lower, upper]``.
     """
     values = []
     for part in (p.strip() for p in text.split(",")):
@@ -152,6 +154,8 @@ def parse_numbers(text: str, option: str, positive: bool = False, upper: float |
             raise EmovisionError(f"{option}: values must be positive, got {part}")
         if upper is not None and value > upper:
             raise EmovisionError(f"{option}: {part} is above the largest allowed value {upper:g}")
+        if lower is not None and value < lower:
+            raise EmovisionError(f"{option}: {part} is below the smallest allowed value {lower:g}")
         values.append(value)
     return tuple(values)
 
@@ -440,7 +444,7 @@ def _evaluate_group(
         jobs.append(
             (str(by_id[uid].path), uid, group.config, plan, tuple(str(by_id[t].path) for t in talkers))
         )
-    models = [_load_model(run, device) for run in group.runs]
+    models = [model_from_checkpoint(run.checkpoint).to(device) for run in group.runs]
     autocast = [
         device.type == "cuda" and bool(run.checkpoint.get("train_config", {}).get("amp", True))
         for run in group.runs
@@ -461,7 +465,7 @@ def _evaluate_group(
 
     for uid, (outputs, error) in zip(group.utterance_ids, _ordered(pool, jobs, workers), strict=True):
         if error is not None:
-            raise EmovisionError(f"{by_id[uid].path}: {error}")
+            raise EmovisionError(f"test utterance {uid}: {error}")
         for c, segments in enumerate(outputs):
             counts[c].append(segments.shape[0])
             pending.append((c, segments))
@@ -481,10 +485,6 @@ def _evaluate_group(
             metrics["nll"] = float(-scores[np.arange(labels.size), labels].mean())
             results[run.name][condition.name] = metrics
     return results
-
-
-def _load_model(run: FoldRun, device: torch.device) -> SERModel:
-    return model_from_checkpoint(run.checkpoint).to(device)
 
 
 def _ordered(pool: ProcessPoolExecutor | None, jobs: list[tuple], workers: int) -> Iterator[tuple]:
