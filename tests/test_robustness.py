@@ -18,6 +18,7 @@ from emovision.errors import EmovisionError
 from emovision.evaluate import segment_log_probs, utterance_scores
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
+from emovision.report import robustness_deltas
 from emovision.robustness import (
     CorruptionPlan,
     babble_pool,
@@ -204,6 +205,30 @@ def test_results_do_not_depend_on_workers_or_other_conditions_and_report_compare
     assert "robustness" in printed and "reverb 0.6 s" in printed and "—" in printed
     assert main(["report", "--markdown", str(cv_run)]) == 0
     assert "| condition | cv |" in capsys.readouterr().out
+    deltas = {row["condition"]: row["again"] for row in robustness_deltas([cv_run, copy])}
+    assert deltas["clean"] == deltas["babble 0 dB"] == "+0.000 ± 0.000 (0/2)"
+    assert deltas["white 10 dB"] == "—"
+
+
+def test_paired_deltas_use_only_the_folds_both_runs_share(tmp_path):
+    def write(name, folds):
+        folder = tmp_path / name
+        folder.mkdir()
+        report = {
+            "conditions": [{"name": "clean", "ua_mean": 0.5, "ua_std": 0.1}],
+            "folds": [
+                {"run": run, "test": [run[-2:]], "conditions": {"clean": {"ua": ua}}} for run, ua in folds
+            ],
+        }
+        (folder / "robustness.json").write_text(json.dumps(report))
+        return folder
+
+    base = write("base", [("fold01-test-03", 0.50), ("fold02-test-08", 0.40), ("fold03-test-09", 0.30)])
+    better = write("better", [("fold01-test-03", 0.60), ("fold02-test-08", 0.60), ("fold04-test-10", 0.0)])
+    elsewhere = write("elsewhere", [("fold01-test-13", 0.9)])
+    rows = robustness_deltas([base, better, elsewhere, tmp_path / "no-robustness"])
+    assert rows == [{"condition": "clean", "better": "+0.150 ± 0.050 (2/2)", "elsewhere": "—"}]
+    assert robustness_deltas([base]) == []
 
 
 def test_user_errors_exit_2_with_one_line(cv_run, emodb_dir, emodb_wavs, tmp_path, capsys):

@@ -348,20 +348,26 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from emovision.report import compare_runs, markdown_table, robustness_rows
+    from emovision.report import compare_runs, markdown_table, robustness_deltas, robustness_rows
 
     rows = compare_runs(args.runs)
     robustness = robustness_rows(args.runs)
-    if args.markdown:
-        console.print(markdown_table(rows), highlight=False, markup=False)
-        if robustness:
-            console.print("\nRobustness: UA (mean ± std over folds) per condition\n", highlight=False)
-            console.print(markdown_table(robustness), highlight=False, markup=False)
-        return 0
-    for title, table_rows, left in (
+    deltas = robustness_deltas(args.runs)
+    base = list(robustness[0])[1] if robustness else ""
+    paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
+    tables = (
         ("comparison", rows, ("run", "model", "options")),
         ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
-    ):
+        (paired, deltas, ("condition",)),
+    )
+    if args.markdown:
+        for number, (title, table_rows, _) in enumerate(tables):
+            if table_rows:
+                if number:
+                    console.print(f"\n{title[0].upper()}{title[1:]}\n", highlight=False, markup=False)
+                console.print(markdown_table(table_rows), highlight=False, markup=False)
+        return 0
+    for title, table_rows, left in tables:
         if not table_rows:
             continue
         table = Table(title=title)

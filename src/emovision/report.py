@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from emovision.errors import EmovisionError
 
 OPTIONS = ("pretrained", "mixup", "stability", "oversampling", "class_weighted")
@@ -53,27 +55,69 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def robustness_rows(folders: list[Path]) -> list[dict]:
-    """UA (mean ± std over fold runs) per condition and run, from each run's ``robustness.json``.
-
-    One row per condition (clean first, then in the order the runs list them) with a column per
-    run that has a ``robustness.json`` ("—" where a run lacks the condition); empty when none has.
-    """
+def robustness_reports(folders: list[Path]) -> list[tuple[str, dict]]:
+    """``(label, robustness.json content)`` of every folder that has one; the label is the folder's
+    name, or its whole path where names repeat."""
     found = [
         (Path(f), json.loads((Path(f) / "robustness.json").read_text()))
         for f in folders
         if (Path(f) / "robustness.json").is_file()
     ]
     names = [folder.name for folder, _ in found]
-    labels = names if len(set(names)) == len(names) else [str(folder) for folder, _ in found]
+    unique = len(set(names)) == len(names)
+    return [(folder.name if unique else str(folder), report) for folder, report in found]
+
+
+def robustness_rows(folders: list[Path]) -> list[dict]:
+    """UA (mean ± std over fold runs) per condition and run, from each run's ``robustness.json``.
+
+    One row per condition (clean first, then in the order the runs list them) with a column per
+    run that has a ``robustness.json`` ("—" where a run lacks the condition); empty when none has.
+    """
+    found = robustness_reports(folders)
     conditions: list[str] = []
     values: dict[tuple[str, str], str] = {}
-    for label, (_, report) in zip(labels, found, strict=True):
+    for label, report in found:
         for c in report["conditions"]:
             if c["name"] not in conditions:
                 conditions.append(c["name"])
             values[label, c["name"]] = f"{c['ua_mean']:.3f} ± {c['ua_std']:.3f}"
     return [
-        {"condition": name, **{label: values.get((label, name), "—") for label in labels}}
+        {"condition": name, **{label: values.get((label, name), "—") for label, _ in found}}
         for name in conditions
     ]
+
+
+def robustness_deltas(folders: list[Path]) -> list[dict]:
+    """Paired UA differences from the first run with a ``robustness.json``, per condition and later run.
+
+    Fold runs are paired by their folder name and test speakers (the same folds of the same
+    features); a cell is ``mean ± standard error`` of the per-fold differences with the number
+    of folds that improved, e.g. ``+0.016 ± 0.011 (6/10)``, or "—" without a shared fold or
+    condition. Empty with fewer than two runs.
+    """
+    found = robustness_reports(folders)
+    if len(found) < 2:
+        return []
+    (_, base), others = found[0], found[1:]
+    base_folds = {(f["run"], tuple(f["test"])): f["conditions"] for f in base["folds"]}
+    rows = []
+    for condition in (c["name"] for c in base["conditions"]):
+        row = {"condition": condition}
+        for label, report in others:
+            differences = [
+                f["conditions"][condition]["ua"] - base_folds[key][condition]["ua"]
+                for f in report["folds"]
+                if (key := (f["run"], tuple(f["test"]))) in base_folds and condition in f["conditions"]
+            ]
+            row[label] = _paired(differences)
+        rows.append(row)
+    return rows
+
+
+def _paired(differences: list[float]) -> str:
+    if not differences:
+        return "—"
+    values = np.array(differences)
+    error = values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else 0.0
+    return f"{values.mean():+.3f} ± {error:.3f} ({int((values > 0).sum())}/{values.size})"
