@@ -145,6 +145,7 @@ def resolve_device(device: str) -> str | None:
 
 
 Outcome = tuple[np.ndarray | None, float, str | None]
+"""(features (C, F, T), seconds of audio, None) or (None, 0.0, why the file was skipped)."""
 
 
 def _extract_speaker(
@@ -155,7 +156,7 @@ def _extract_speaker(
     strict: bool,
     advance: Callable[[], None],
 ) -> SpeakerFeatures:
-    """The next ``len(utterances)`` outcomes (segments, seconds, error) as one speaker's arrays."""
+    """The next ``len(utterances)`` outcomes (features, seconds, error) as one speaker's segments."""
     segments, seg_labels, utt_labels, counts, ids, durations, skipped = [], [], [], [], [], [], []
     for utterance in utterances:
         feature, duration, error = next(outcomes)
@@ -166,10 +167,11 @@ def _extract_speaker(
             skipped.append((str(utterance.path), error))
             continue
         label = corpus.label_index(utterance.label)
-        segments.append(feature)
-        seg_labels.append(np.full(feature.shape[0], label, dtype=np.int64))
+        pieces = segment(feature, config)
+        segments.append(pieces)
+        seg_labels.append(np.full(pieces.shape[0], label, dtype=np.int64))
         utt_labels.append(label)
-        counts.append(feature.shape[0])
+        counts.append(pieces.shape[0])
         ids.append(utterance.id)
         durations.append(duration)
     empty = np.zeros((0, config.channels, config.height, config.segment_frames), dtype=np.float32)
@@ -210,7 +212,7 @@ def _ordered_map(
 def _batched_features(
     prepared: Iterator[tuple], config: FeatureConfig, device: str, batch_size: int
 ) -> Iterator[Outcome]:
-    """Outcomes (segments, seconds, error) from outcomes (channel signals, seconds, error), in order,
+    """Outcomes (features, seconds, error) from outcomes (channel signals, seconds, error), in order,
     the features computed in torch batches on ``device``."""
     from emovision.features_torch import features_of_channel_signals
 
@@ -219,7 +221,7 @@ def _batched_features(
             features_of_channel_signals([item[0] for item in batch if item[0] is not None], config, device)
         )
         for signals, seconds, error in batch:
-            yield (None, 0.0, error) if signals is None else (segment(next(features), config), seconds, None)
+            yield (None, 0.0, error) if signals is None else (next(features), seconds, None)
 
     limit = _MAX_BATCH_SECONDS * config.sample_rate * batch_size
     batch: list[tuple] = []
@@ -251,8 +253,8 @@ def _prepare_chunk(jobs: list[tuple[str, str]]) -> list[tuple[list[np.ndarray] |
 
 
 def _extract_one(job: tuple[str, str]) -> Outcome:
-    """``(segments (N, C, F, T), seconds, None)`` or ``(None, 0, reason)`` for one file."""
-    return _guarded(job, lambda samples, config: segment(compute_features(samples, config, job[1]), config))
+    """``(features (C, F, T), seconds, None)`` or ``(None, 0, reason)`` for one file."""
+    return _guarded(job, lambda samples, config: compute_features(samples, config, job[1]))
 
 
 def _prepare_one(job: tuple[str, str]) -> tuple[list[np.ndarray] | None, float, str | None]:
