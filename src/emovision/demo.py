@@ -37,7 +37,9 @@ def plan(device: str = "auto") -> DemoPlan:
     if cuda:
         return DemoPlan(
             FeatureConfig(kind="logmelspec", n_mels=128, segment_frames=300, segment_tail="shift"),
-            TrainConfig(model="alexnet_gap", epochs=60, batch_size=64, lr=1e-3, schedule="cosine", device="cuda"),
+            TrainConfig(
+                model="alexnet_gap", epochs=60, batch_size=64, lr=1e-3, schedule="cosine", device="cuda"
+            ),
             "GPU found: full configuration (128 mel bands, 300-frame segments, 60 epochs)",
         )
     return DemoPlan(
