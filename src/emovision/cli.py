@@ -264,14 +264,15 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from emovision.dataset import open_source
     from emovision.distributed import distributed_session
-    from emovision.train import make_fold, progress_display, train_fold
+    from emovision.progress import progress_bar
+    from emovision.train import make_fold, train_fold
 
     config = training_config_from_args(args)
     source = open_source(args.features, args.trust_pickle)
     fold = make_fold(source, _speakers(args.val_speaker), _speakers(args.test_speaker))
     with (
         distributed_session(config.device) as rank,
-        progress_display(not args.quiet and rank == 0) as progress,
+        progress_bar(not args.quiet and rank == 0) as progress,
     ):
         metrics = train_fold(source, fold, config, args.out, resume=args.resume, progress=progress)
     if rank != 0:
@@ -440,17 +441,15 @@ def _run_predict(args: argparse.Namespace) -> int:
     """Exit status 0: every file predicted; 1: some failed (listed on stderr); 2: none could be used."""
     import json
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from emovision.predict import Failure, Recognizer, find_audio, save_timelines
+    from emovision.progress import progress_bar
 
     if args.workers is not None and args.workers < 1:
         raise EmovisionError("--workers must be at least 1")
     recognizer = Recognizer.load(args.model, device=args.device, batch_size=args.batch_size)
     files, failures = find_audio(args.paths)
     predictions = []
-    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, disable=args.quiet or not files, transient=True) as bar:
+    with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
         task = bar.add_task("predicting", total=len(files))
         for result in recognizer.iter_predict(files, workers=args.workers):
             bar.advance(task)

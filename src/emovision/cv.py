@@ -40,8 +40,9 @@ from emovision import plots
 from emovision.dataset import FeatureSource, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import metrics_from_confusion
+from emovision.progress import progress_bar
 from emovision.store import atomic_write_bytes
-from emovision.train import Fold, TrainConfig, make_fold, progress_display, software_versions, train_fold
+from emovision.train import Fold, TrainConfig, make_fold, software_versions, train_fold
 
 FOLD_RULES = ("auto", "iemocap10", "iemocap5", "loso")
 IEMOCAP_SPEAKERS = [f"{s}{g}" for s in range(1, 6) for g in "FM"]
@@ -131,7 +132,7 @@ def run_cv(
         for r in range(repeats)
     ]
     _claim_folder(out_dir, source, config, fold_list, repeats, folds)
-    with progress_display(progress) as display:
+    with progress_bar(progress) as display:
         overall = display.add_task(f"cross-validation: {len(runs)} runs", total=len(runs))
         if parallel == 1:
             results = []

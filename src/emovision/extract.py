@@ -17,12 +17,12 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from emovision.audio import load_audio
 from emovision.corpora import Corpus, Utterance
 from emovision.errors import AudioError, EmovisionError
 from emovision.features import FeatureConfig, channel_signals, compute_features, segment
+from emovision.progress import progress_bar
 from emovision.store import FeatureWriter, SpeakerFeatures, write_seed_pickle
 
 
@@ -99,7 +99,7 @@ def extract_corpus(
         else:
             prepared = _ordered_map(pool, _prepare_chunk, jobs, workers)
             outcomes = _batched_features(prepared, config, torch_device, batch_size)
-        with _progress_bar(progress) as bar:
+        with progress_bar(progress) as bar:
             task = bar.add_task("extracting", total=len(corpus.utterances))
             for speaker in sorted(by_speaker):
                 utterances = by_speaker[speaker]
@@ -272,14 +272,3 @@ def _guarded(job: tuple[str, str], make: Callable) -> tuple:
         return None, 0.0, exc.reason
     except (EmovisionError, MemoryError, ValueError) as exc:
         return None, 0.0, f"feature extraction failed ({exc})"
-
-
-def _progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )

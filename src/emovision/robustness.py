@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from emovision import acoustics, plots
 from emovision.audio import load_audio
@@ -53,6 +52,7 @@ from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
 from emovision.extract import default_workers
 from emovision.features import FeatureConfig, compute_features, segment
+from emovision.progress import progress_bar
 from emovision.store import atomic_write_bytes
 from emovision.train import resolve_device, software_versions
 
@@ -401,7 +401,7 @@ def evaluate_robustness(
     workers = workers or default_workers()
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
-        with _progress_bar(progress) as bar:
+        with progress_bar(progress) as bar:
             total = sum(len(g.utterance_ids) for g in groups.values())
             task = bar.add_task(f"robustness: {len(conditions)} conditions", total=total)
             for group in groups.values():
@@ -518,17 +518,6 @@ def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, str | None]:
         return None, f"{exc.source}: {exc.reason}"
     except (EmovisionError, ValueError, MemoryError) as exc:
         return None, f"feature extraction failed ({exc})"
-
-
-def _progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
 
 
 # ----- the report -----------------------------------------------------------------------------------------

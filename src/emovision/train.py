@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from emovision import augment, plots
 from emovision.checkpoint import FORMAT, VERSION, load_weights_only, save_checkpoint
@@ -442,17 +442,6 @@ def train_fold(
     trainer = Trainer(source, fold, config, out_dir, progress)
     trainer.prepare()
     return trainer.run(resume)
-
-
-def progress_display(enabled: bool = True) -> Progress:
-    """The progress display used by ``train`` and ``cv``."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not enabled,
-    )
 
 
 def _resident(segments: torch.Tensor, device: torch.device) -> torch.Tensor:
