@@ -7,7 +7,9 @@ labels but missing on disk are listed in ``skipped`` with the reason.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,3 +94,11 @@ def require_utterances(corpus: Corpus, root: Path, hint: str) -> Corpus:
     if not corpus.utterances:
         raise CorpusError(f"no labelled audio found for {corpus.name} under {root}: {hint}")
     return corpus
+
+
+def named_wavs(root: Path, pattern: re.Pattern[str]) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """Every ``*.wav`` under ``root`` (recursively, sorted) whose stem matches ``pattern``, with its groups."""
+    for path in sorted(root.rglob("*.wav")):
+        match = pattern.match(path.stem)
+        if match:
+            yield path, match.groups()

@@ -13,7 +13,14 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from emovision.corpora.base import Corpus, Utterance, require_dir, require_utterances, resolve_classes
+from emovision.corpora.base import (
+    Corpus,
+    Utterance,
+    named_wavs,
+    require_dir,
+    require_utterances,
+    resolve_classes,
+)
 from emovision.errors import CorpusError
 
 NAME = "emodb"
@@ -41,11 +48,8 @@ def load_corpus(root: str | Path, classes: str | None = None) -> Corpus:
     root = require_dir(Path(root), "emoDB")
     names = resolve_classes(classes, CLASS_SETS, DEFAULT_CLASSES)
     utterances = []
-    for path in sorted(root.rglob("*.wav")):
-        match = _NAME_RE.match(path.stem)
-        if not match:
-            continue
-        speaker, text, letter, version = match.groups()
+    for path, groups in named_wavs(root, _NAME_RE):
+        speaker, text, letter, version = groups
         label = EMOTIONS[letter]
         if label not in names:
             continue

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from emovision.corpora.base import Corpus, Utterance, require_dir, require_utterances, resolve_classes
+from emovision.corpora.base import (
+    Corpus,
+    Utterance,
+    named_wavs,
+    require_dir,
+    require_utterances,
+    resolve_classes,
+)
 
 NAME = "ravdess"
 EMOTIONS = {
@@ -33,11 +40,8 @@ def load_corpus(root: str | Path, classes: str | None = None) -> Corpus:
     root = require_dir(Path(root), "RAVDESS")
     names = resolve_classes(classes, CLASS_SETS, DEFAULT_CLASSES)
     utterances = []
-    for path in sorted(root.rglob("*.wav")):
-        match = _NAME_RE.match(path.stem)
-        if not match:
-            continue
-        _modality, channel, emotion, intensity, statement, repetition, actor = match.groups()
+    for path, groups in named_wavs(root, _NAME_RE):
+        _modality, channel, emotion, intensity, statement, repetition, actor = groups
         label = EMOTIONS.get(emotion)
         if channel != "01" or label not in names:
             continue
