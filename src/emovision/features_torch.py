@@ -7,8 +7,9 @@ those of :mod:`emovision.features`. The noise and the room of ``lognrevspec`` co
 :func:`emovision.features.channel_signals` on the CPU (the same numpy generator, so the same
 signals); only the STFT, mel, dB and Δ run in torch.
 
-The results equal :func:`emovision.features.compute_features` to float32 rounding (about 1e-4 dB;
-the FFT and ``log10`` implementations differ in the last bits).
+The results equal :func:`emovision.features.compute_features` to float32 rounding: over emoDB,
+99.99 % of the values within 1e-3 dB and all within 0.02 dB (the largest differences are bins
+60–80 dB below their frame, where float32 FFT rounding is relatively large in either path).
 """
 
 from __future__ import annotations
