@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The shared test copy of emoDB when it is there; unset elsewhere, so `make demo` downloads it.
 EMODB_DIR ?= $(wildcard ../shared/data/emodb)
 
-.PHONY: setup browser test demo lint format bench clean
+.PHONY: setup browser lint test demo format clean
 
 setup: $(STAMP)
 
@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 browser:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: $(STAMP) browser
+lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks train_ser.py
 	$(BIN)/ruff format --check src tests benchmarks train_ser.py
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
