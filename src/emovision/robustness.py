@@ -50,7 +50,7 @@ from emovision.checkpoint import load_checkpoint, model_from_checkpoint
 from emovision.corpora import Utterance, load_corpus
 from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
-from emovision.extract import default_workers
+from emovision.extract import default_workers, worker_pool
 from emovision.features import FeatureConfig, compute_features, segment
 from emovision.progress import progress_bar
 from emovision.store import atomic_write_bytes
@@ -399,7 +399,7 @@ def evaluate_robustness(
     conditions = plan.conditions
     results: dict[str, dict[str, dict]] = {}
     workers = workers or default_workers()
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = worker_pool(workers) if workers > 1 else None
     try:
         with progress_bar(progress) as bar:
             total = sum(len(g.utterance_ids) for g in groups.values())
