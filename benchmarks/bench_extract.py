@@ -15,9 +15,10 @@ One run measures, on all emoDB recordings:
 * compute only: the features of audio already decoded in memory (no reading, resampling or
   writing), numpy one by one and torch in batches of 64, to show what the feature math costs.
 
-The torch measurements run in a second process (started once, kept for the whole run), so that
-this one never imports torch, like ``emovision extract --device cpu``: a process with torch loaded
-forks its worker processes tens of milliseconds slower. First one untimed warm-up round of every
+Every emovision measurement runs in a lean side process started once for the whole run, as
+``emovision extract`` would: the ``cpu`` rows in one that never imports torch, the torch rows in
+another. This process holds librosa, the baseline's results and all the decoded audio, and a
+process that large forks its worker processes tens of milliseconds slower. First one untimed warm-up round of every
 measurement (imports, caches, the files in the page cache, the CUDA context), then ``--repeats``
 timed rounds, each running every measurement once (a change in the machine's load hits all of
 them alike); the table gives the median over the rounds.
@@ -123,7 +124,7 @@ def measure(function: Callable[[], object]) -> tuple[float, float | None, float]
     return (result.seconds if isinstance(result, Timed) else seconds), other, cpu
 
 
-_TORCH_SIDE: dict = {}
+_SIDE: dict = {}
 
 
 def torch_info() -> dict:
@@ -137,9 +138,9 @@ def torch_info() -> dict:
     }
 
 
-def torch_extract(emodb: str, kind: str, device: str, workers: int, out: str) -> Timed:
-    """In the torch process: one ``extract_corpus`` with ``device``."""
-    corpus = _TORCH_SIDE.setdefault("corpus", load_corpus("emodb", emodb))
+def side_extract(emodb: str, kind: str, device: str, workers: int, out: str) -> Timed:
+    """In a side process: one ``extract_corpus`` with ``device`` and ``workers``."""
+    corpus = _SIDE.setdefault("corpus", load_corpus("emodb", emodb))
     own, start = _own_cpu_seconds(), time.perf_counter()
     extract_corpus(corpus, FeatureConfig(kind=kind), out, workers, progress=False, device=device)
     return Timed(time.perf_counter() - start, _own_cpu_seconds() - own)
@@ -149,10 +150,10 @@ def torch_compute(emodb: str, kind: str, device: str) -> Timed:
     """In the torch process: the features of every decoded recording, ``BATCH`` at a time."""
     from emovision.features_torch import batch_features
 
-    if "decoded" not in _TORCH_SIDE:
+    if "decoded" not in _SIDE:
         paths = sorted((Path(emodb) / "wav").glob("*.wav"))
-        _TORCH_SIDE["decoded"] = ([load_audio(p) for p in paths], [p.stem for p in paths])
-    decoded, keys = _TORCH_SIDE["decoded"]
+        _SIDE["decoded"] = ([load_audio(p) for p in paths], [p.stem for p in paths])
+    decoded, keys = _SIDE["decoded"]
     config = FeatureConfig(kind=kind)
     own, start = _own_cpu_seconds(), time.perf_counter()
     for i in range(0, len(decoded), BATCH):
@@ -204,9 +205,9 @@ def main() -> None:
     if not paths:
         parser.error(f"no emoDB recordings in {args.emodb / 'wav'}")
     audio_seconds = sum(sf.info(path).frames / sf.info(path).samplerate for path in paths)
-    corpus = load_corpus("emodb", args.emodb)
     workers = default_workers()
     side = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    lean = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     info = machine(side.submit(torch_info).result())
     devices = ["cpu-torch", *(["cuda"] if info["gpu"] else [])]
     print(
@@ -223,13 +224,14 @@ def main() -> None:
             ("baseline librosa, 1 BLAS thread", kind, lambda k=kind: run_baseline(paths, k, out / "b.pkl", 1))
         )
     for kind in FEATURE_TYPES:
-        config = FeatureConfig(kind=kind)
         for count in sorted({1, workers}):
             measurements.append(
                 (
                     f"emovision cpu, {count} worker{'s' * (count > 1)}",
                     kind,
-                    lambda c=config, n=count: extract_corpus(corpus, c, out / "e.h5", n, progress=False),
+                    lambda k=kind, n=count: lean.submit(
+                        side_extract, emodb, k, "cpu", n, str(out / "e.h5")
+                    ).result(),
                 )
             )
         for device in devices:
@@ -238,7 +240,7 @@ def main() -> None:
                     f"emovision {device}, {workers} workers",
                     kind,
                     lambda k=kind, d=device: side.submit(
-                        torch_extract, emodb, k, d, workers, str(out / "t.h5")
+                        side_extract, emodb, k, d, workers, str(out / "t.h5")
                     ).result(),
                 )
             )
@@ -266,7 +268,7 @@ def main() -> None:
         {"name": name, "kind": kind, "runs": [], "other_load": [], "cpu_seconds": []}
         for name, kind, _ in measurements
     ]
-    with folder, side:
+    with folder, side, lean:
         for round_ in range(args.repeats + 1):
             print("warm-up round" if round_ == 0 else f"round {round_} of {args.repeats}", flush=True)
             for row, (_, _, function) in zip(rows, measurements, strict=True):
