@@ -5,14 +5,15 @@
 #   benchmarks/accuracy_emodb.sh OUT [CONFIG ...]      # no CONFIG: all of them, in this order
 #
 # CONFIG: alexnet_gap lite0-pretrained alexnet_gap-mixup alexnet_gap-stability alexnet_gap-lognrevspec
-#         alexnet_gap-oversampling alexnet lite0-scratch alexnet-all opensmile-egemaps opensmile-compare
+#         alexnet_gap-lognrevspec-stability alexnet_gap-oversampling alexnet lite0-scratch alexnet-all
+#         opensmile-egemaps opensmile-compare
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20) and PARALLEL (2) can be set.
 set -euo pipefail
 OUT=${1:?usage: $0 OUT [CONFIG ...]}
 shift
 CONFIGS=("$@")
 [ ${#CONFIGS[@]} -gt 0 ] || CONFIGS=(alexnet_gap lite0-pretrained alexnet_gap-mixup alexnet_gap-stability
-  alexnet_gap-lognrevspec alexnet_gap-oversampling alexnet lite0-scratch alexnet-all opensmile-egemaps opensmile-compare)
+  alexnet_gap-lognrevspec alexnet_gap-lognrevspec-stability alexnet_gap-oversampling alexnet lite0-scratch alexnet-all opensmile-egemaps opensmile-compare)
 EMODB=${EMODB_DIR:-../shared/data/emodb}
 BIN=.venv/bin
 EPOCHS=${EPOCHS:-20}
@@ -39,6 +40,7 @@ for config in "${CONFIGS[@]}"; do
     alexnet_gap-stability) cv "$config" "$LOGMEL" --model alexnet_gap --lr 1e-3 --stability "${COMMON[@]}" ;;
     alexnet_gap-oversampling) cv "$config" "$LOGMEL" --model alexnet_gap --lr 1e-3 --oversampling "${COMMON[@]}" ;;
     alexnet_gap-lognrevspec) cv "$config" "$LOGNREV" --model alexnet_gap --lr 1e-3 "${COMMON[@]}" ;;
+    alexnet_gap-lognrevspec-stability) cv "$config" "$LOGNREV" --model alexnet_gap --lr 1e-3 --stability "${COMMON[@]}" ;;
     alexnet) cv "$config" "$LOGMEL" --model alexnet --lr 1e-4 "${COMMON[@]}" ;;
     alexnet-all) cv "$config" "$LOGMEL" --model alexnet --lr 1e-4 --mixup --stability --oversampling "${COMMON[@]}" ;;
     lite0-pretrained) cv "$config" "$LOGMEL" --model efficientnet_lite0 --pretrained --lr 1e-3 "${COMMON[@]}" ;;
