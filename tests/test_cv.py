@@ -153,6 +153,8 @@ def test_cv_and_report_commands(emodb_small, tmp_path, capsys):
     assert main(["report", str(out), str(out / "fold01-test-03")]) == 0
     report = capsys.readouterr().out
     assert "alexnet_gap" in report and "pooled" in report
+    config = FeatureConfig.from_dict(json.loads((out / "summary.json").read_text())["feature_config"])
+    assert f"{config.kind} {config.height}×{config.segment_frames}" in report
     assert main(["report", str(tmp_path)]) == 2
 
 

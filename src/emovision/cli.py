@@ -357,7 +357,7 @@ def _run_report(args: argparse.Namespace) -> int:
     base = list(robustness[0])[1] if robustness else ""
     paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
     tables = (
-        ("comparison", rows, ("run", "model", "options")),
+        ("comparison", rows, ("run", "model", "features", "options")),
         ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
         (paired, deltas, ("condition",)),
     )

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from emovision.errors import EmovisionError
+from emovision.features import FeatureConfig
 
 OPTIONS = ("pretrained", "mixup", "stability", "oversampling", "class_weighted")
 
 
 def load_run(folder: Path) -> dict:
-    """One row: run, model, options, runs, WA/UA mean ± std, pooled WA/UA."""
+    """One row: run, model, features, options, runs, WA/UA mean ± std, pooled WA/UA."""
     summary_path, metrics_path = folder / "summary.json", folder / "metrics.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
@@ -24,17 +25,20 @@ def load_run(folder: Path) -> dict:
         ua = f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}"
         count = len(summary["folds"])
         pooled_wa, pooled_ua = pooled["wa"], pooled["ua"]
+        features = _describe_features(summary.get("feature_config"))
     elif metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
         config = metrics["train_config"]
         wa, ua = f"{metrics['test']['wa']:.3f}", f"{metrics['test']['ua']:.3f}"
         count, pooled_wa, pooled_ua = 1, metrics["test"]["wa"], metrics["test"]["ua"]
+        features = "—"
     else:
         raise EmovisionError(f"{folder} holds no finished run (no summary.json or metrics.json)")
     options = [name for name in OPTIONS if config.get(name)]
     return {
         "run": str(folder),
         "model": config["model"],
+        "features": features,
         "options": ", ".join(options) or "baseline",
         "runs": count,
         "WA": wa,
@@ -42,6 +46,14 @@ def load_run(folder: Path) -> dict:
         "pooled WA": f"{pooled_wa:.3f}",
         "pooled UA": f"{pooled_ua:.3f}",
     }
+
+
+def _describe_features(values: dict | None) -> str:
+    """``"logmelspec 64×100"``: the feature type, bands × segment frames; ``"—"`` when unknown."""
+    if not values:
+        return "—"
+    config = FeatureConfig.from_dict(values)
+    return f"{config.kind} {config.height}×{config.segment_frames}"
 
 
 def compare_runs(folders: list[Path]) -> list[dict]:
