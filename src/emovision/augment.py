@@ -1,4 +1,5 @@
-"""Training-time augmentation: mixup, stability-training perturbations, random oversampling.
+"""Training-time augmentation in the batch: SpecAugment masks, mixup, stability-training
+perturbations, random oversampling, and the pick of stored waveform-augmented copies.
 
 Batches are ``(B, C, F, T)`` tensors. Index-like draws (permutations, mixing weights, picks)
 come from the CPU ``generator`` passed in; noise tensors from the device's global RNG. Both
@@ -10,6 +11,59 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from scipy.special import betaincinv
+
+
+def spec_augment(
+    x: torch.Tensor,
+    fill: torch.Tensor,
+    generator: torch.Generator,
+    freq_masks: int = 2,
+    freq_width: int = 8,
+    time_masks: int = 2,
+    time_width: int = 12,
+) -> torch.Tensor:
+    """A copy of ``x`` ``(B, C, F, T)`` with SpecAugment (Park et al. 2019) frequency and time masks.
+
+    Each sample gets ``freq_masks`` bands of ``0 … freq_width`` bins and ``time_masks`` spans of
+    ``0 … time_width`` frames (widths and positions uniform, masks may overlap), the same on every
+    channel, set to ``fill`` (broadcast over ``(C, F, 1)``: the per-bin training mean, so a masked
+    region is zero after input normalisation). Draws come from the CPU ``generator``; the
+    masks are built on ``x``'s device.
+    """
+    batch, _, height, frames = x.shape
+    mask = torch.zeros(batch, 1, height, frames, dtype=torch.bool, device=x.device)
+    for count, width, size, axis in (
+        (freq_masks, freq_width, height, 2),
+        (time_masks, time_width, frames, 3),
+    ):
+        if count == 0:
+            continue
+        widths = torch.randint(0, min(width, size) + 1, (batch, count), generator=generator)
+        starts = (torch.rand(batch, count, generator=generator) * (size - widths + 1)).long()
+        position = torch.arange(size).view(1, 1, size)
+        inside = (position >= starts.unsqueeze(-1)) & (position < (starts + widths).unsqueeze(-1))
+        band = inside.any(dim=1).to(x.device)
+        mask |= band.view(batch, 1, size, 1) if axis == 2 else band.view(batch, 1, 1, size)
+    return torch.where(mask, fill.to(x.dtype), x)
+
+
+def pick_versions(
+    segment_ranges: list[list[tuple[int, int]]], prob: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Segment indices of one epoch: every utterance once, as itself or one of its augmented copies.
+
+    ``segment_ranges[u]`` lists ``(start, count)`` of utterance ``u``'s versions, the clean one
+    first; with probability ``prob`` one of the copies (uniformly) replaces the clean version.
+    """
+    draws = torch.rand(len(segment_ranges), generator=generator).tolist()
+    picks = torch.randint(0, 1 << 30, (len(segment_ranges),), generator=generator).tolist()
+    chosen = []
+    for versions, draw, pick in zip(segment_ranges, draws, picks, strict=True):
+        start, count = versions[0]
+        if len(versions) > 1 and draw < prob:
+            start, count = versions[1 + pick % (len(versions) - 1)]
+        chosen.append(torch.arange(start, start + count))
+    return torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.long)
 
 
 def mixup(

@@ -4,7 +4,9 @@ A checkpoint is a dict of plain values and tensors: ``format``, ``version``, ``m
 (name, classes count, channels, height, input normalisation, resize), ``classes``,
 ``feature_config`` (``None`` when trained on a legacy pickle), ``aggregate``,
 ``state_dict`` (input normaliser statistics included), ``metrics``, ``train_config``,
-``fold`` and ``versions``.
+``fold`` and ``versions``. An *ensemble* payload (a cv folder used as one model, see
+:func:`emovision.runs.load_model_payload`) has the same keys but ``state_dict``, and ``members``:
+the list of its models' checkpoints.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 
 from emovision.errors import CheckpointError
-from emovision.models import SERModel, build_ser_model
+from emovision.models import EnsembleModel, SERModel, build_ser_model
 
 FORMAT = "emovision-checkpoint"
 VERSION = 1
@@ -61,8 +63,10 @@ def load_weights_only(path: str | Path) -> object:
         ) from None
 
 
-def model_from_checkpoint(payload: dict) -> SERModel:
-    """The trained model of a checkpoint, in eval mode on the CPU."""
+def model_from_checkpoint(payload: dict) -> SERModel | EnsembleModel:
+    """The trained model of a checkpoint (or of an ensemble payload), in eval mode on the CPU."""
+    if "members" in payload:
+        return EnsembleModel([model_from_checkpoint(member) for member in payload["members"]]).eval()
     spec = payload["model"]
     model = build_ser_model(
         spec["name"],

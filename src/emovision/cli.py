@@ -120,6 +120,25 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_feature_arguments(parser)
+    group = parser.add_argument_group("waveform augmentation (copies that only training speakers use)")
+    group.add_argument(
+        "--augment",
+        default="",
+        help="comma list of noise, reverb, speed, gain: copies to write per utterance",
+    )
+    group.add_argument("--augment-copies", type=int, default=1, help="copies per kind (and noise type)")
+    group.add_argument("--augment-noises", default="white,pink,babble", help="noise types of 'noise'")
+    group.add_argument("--augment-snr", default="0,20", help="LOW,HIGH: uniform SNR range in dB")
+    group.add_argument("--augment-rt60", default="0.2,1.0", help="LOW,HIGH: uniform RT60 range in s")
+    group.add_argument(
+        "--augment-noise-dir", type=Path, default=None, help="recorded noises (type 'recorded')"
+    )
+    group.add_argument("--augment-seed", type=int, default=0)
+    parser.add_argument(
+        "--functionals",
+        default=None,
+        help="also store openSMILE functionals per utterance (ComParE_2016 or eGeMAPSv02) for fusion",
+    )
 
 
 def _run_extract(args: argparse.Namespace) -> int:
@@ -132,6 +151,11 @@ def _run_extract(args: argparse.Namespace) -> int:
     options = {"improvised_only": True} if args.improvised_only else {}
     if args.improvised_only and args.corpus != "iemocap":
         raise EmovisionError("--improvised-only applies to iemocap only")
+    plan = augment_plan_from_args(args)
+    if args.functionals is not None:
+        from emovision.functionals import check_set
+
+        check_set(args.functionals)
     corpus = load_corpus(args.corpus, args.root, args.classes, **options)
     summary = extract_corpus(
         corpus,
@@ -142,9 +166,44 @@ def _run_extract(args: argparse.Namespace) -> int:
         seed_pickle=args.format == "seed-pickle",
         device=args.device,
         progress=not args.quiet,
+        augment=plan,
+        functionals=args.functionals,
     )
     print_extract_summary(summary, config)
     return 0
+
+
+def augment_plan_from_args(args: argparse.Namespace):
+    """The :class:`AugmentPlan` of ``extract``'s options (checked before any work), or ``None``."""
+    from emovision.augment_audio import AugmentPlan
+    from emovision.options import parse_augment
+    from emovision.robustness import noise_recordings, parse_names, parse_numbers
+
+    names = parse_augment(args.augment)
+    if "specaugment" in names:
+        raise EmovisionError("--augment specaugment is applied in training: pass it to train or cv")
+    typed = [name for name in names if ":" in name]
+    if typed:
+        raise EmovisionError(f"extract --augment {typed[0]}: choose noise types with --augment-noises")
+    noises = parse_names(args.augment_noises)
+    if args.augment_noise_dir is not None and "recorded" not in noises:
+        noises = (*noises, "recorded")
+    if not names:
+        return None
+    snr = parse_numbers(args.augment_snr, "--augment-snr")
+    rt60 = parse_numbers(args.augment_rt60, "--augment-rt60", positive=True)
+    if len(snr) != 2 or len(rt60) != 2:
+        raise EmovisionError("--augment-snr and --augment-rt60 take two numbers: LOW,HIGH")
+    files = noise_recordings(args.augment_noise_dir) if args.augment_noise_dir else ()
+    return AugmentPlan(
+        augment=names,
+        copies=args.augment_copies,
+        noises=noises,
+        snr=snr,
+        rt60=rt60,
+        noise_files=files,
+        seed=args.augment_seed,
+    )
 
 
 def print_extract_summary(summary, config) -> None:
@@ -153,7 +212,8 @@ def print_extract_summary(summary, config) -> None:
         title=f"{summary.path}  ({config.kind}, {config.channels}×{config.height}×{config.segment_frames})"
     )
     table.add_column("speaker")
-    for column in ("utterances", "segments", "seconds", *summary.classes):
+    copies = ("augmented copies",) if summary.copies else ()
+    for column in ("utterances", "segments", "seconds", *copies, *summary.classes):
         table.add_column(column, justify="right")
     speakers = sorted(summary.utterances)
     for speaker in speakers:
@@ -162,6 +222,7 @@ def print_extract_summary(summary, config) -> None:
             str(summary.utterances[speaker]),
             str(summary.segments[speaker]),
             f"{summary.seconds[speaker]:.1f}",
+            *([str(summary.copies[speaker])] if copies else []),
             *(str(summary.per_class[speaker, name]) for name in summary.classes),
         )
     table.add_row(
@@ -169,6 +230,7 @@ def print_extract_summary(summary, config) -> None:
         str(sum(summary.utterances.values())),
         str(sum(summary.segments.values())),
         f"{sum(summary.seconds.values()):.1f}",
+        *([str(sum(summary.copies.values()))] if copies else []),
         *(str(sum(summary.per_class[s, name] for s in speakers)) for name in summary.classes),
         style="bold",
     )
@@ -225,6 +287,22 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--stability-source", choices=STABILITY_SOURCES, default=d.stability_source)
     group.add_argument("--oversampling", action="store_true", help="random oversampling of minority classes")
+    group.add_argument(
+        "--augment",
+        default=d.augment,
+        help="comma list: specaugment (masks in the batch), and noise, noise:TYPE, reverb, speed, gain "
+        "(the copies written by extract --augment, training speakers only)",
+    )
+    group.add_argument(
+        "--augment-prob",
+        type=float,
+        default=d.augment_prob,
+        help="chance per epoch that a training utterance is replaced by one of its augmented copies",
+    )
+    group.add_argument("--freq-masks", type=int, default=d.freq_masks, help="specaugment: bands per segment")
+    group.add_argument("--freq-mask-width", type=int, default=d.freq_mask_width, help="most bins per band")
+    group.add_argument("--time-masks", type=int, default=d.time_masks, help="specaugment: spans per segment")
+    group.add_argument("--time-mask-width", type=int, default=d.time_mask_width, help="most frames per span")
     group.add_argument("--class-weighted", action="store_true", help="class-weighted cross-entropy")
     group.add_argument("--select-by", choices=["ua", "wa"], default=d.select_by)
     group.add_argument(
@@ -246,14 +324,54 @@ def training_config_from_args(args: argparse.Namespace):
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
+def _final_config(args: argparse.Namespace):
+    """The cv run's training options, its folds' median best epoch, and the options given explicitly."""
+    import json
+    import statistics
+    from dataclasses import fields, replace
+
+    from emovision.options import TrainConfig
+
+    summary_path = args.epochs_from / "summary.json"
+    if not summary_path.is_file():
+        raise EmovisionError(f"--epochs-from {args.epochs_from}: not a finished cv folder (no summary.json)")
+    try:
+        summary = json.loads(summary_path.read_text())
+        epochs = round(float(statistics.median(f["best_epoch"] for f in summary["folds"])))
+        recipe = TrainConfig.from_dict(summary["train_config"]).to_dict()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmovisionError(f"{summary_path} is not a readable cv summary ({exc})") from None
+    defaults = TrainConfig.defaults()
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if getattr(args, f.name) != defaults[f.name]
+    }
+    config = TrainConfig.from_dict({**recipe, **given})
+    return replace(config, epochs=given.get("epochs", epochs), patience=None)
+
+
 def _speakers(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("features", type=Path, help="features file from emovision extract")
-    parser.add_argument("--val-speaker", required=True, help="validation speaker id(s), comma separated")
-    parser.add_argument("--test-speaker", required=True, help="test speaker id(s), comma separated")
+    parser.add_argument("--val-speaker", default=None, help="validation speaker id(s), comma separated")
+    parser.add_argument("--test-speaker", default=None, help="test speaker id(s), comma separated")
+    parser.add_argument(
+        "--all-speakers",
+        action="store_true",
+        help="a final model trained on every speaker for a fixed number of epochs (no validation, no test)",
+    )
+    parser.add_argument(
+        "--epochs-from",
+        type=Path,
+        default=None,
+        metavar="CV_DIR",
+        help="with --all-speakers: the cv run's recipe and the median of its folds' best epochs "
+        "(options given on the command line win)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.add_argument("--save-label", default=None, help="also write LABEL.pth (as the original)")
@@ -265,11 +383,25 @@ def _run_train(args: argparse.Namespace) -> int:
     from emovision.dataset import open_source
     from emovision.distributed import distributed_session
     from emovision.progress import progress_bar
-    from emovision.train import make_fold, train_fold
+    from emovision.train import all_speakers_fold, make_fold, train_fold
 
-    config = training_config_from_args(args)
+    if args.all_speakers:
+        if args.val_speaker or args.test_speaker:
+            raise EmovisionError(
+                "--all-speakers trains on every speaker: drop --val-speaker and --test-speaker"
+            )
+        config = _final_config(args) if args.epochs_from else training_config_from_args(args)
+    else:
+        if args.epochs_from:
+            raise EmovisionError("--epochs-from applies to --all-speakers")
+        if not args.val_speaker or not args.test_speaker:
+            raise EmovisionError("train needs --val-speaker and --test-speaker (or --all-speakers)")
+        config = training_config_from_args(args)
     source = open_source(args.features, args.trust_pickle)
-    fold = make_fold(source, _speakers(args.val_speaker), _speakers(args.test_speaker))
+    if args.all_speakers:
+        fold = all_speakers_fold(source)
+    else:
+        fold = make_fold(source, _speakers(args.val_speaker), _speakers(args.test_speaker))
     with (
         distributed_session(config.device) as rank,
         progress_bar(not args.quiet and rank == 0) as progress,
@@ -295,6 +427,12 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
     parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")
+    parser.add_argument(
+        "--fusion",
+        action="store_true",
+        help="then late-fuse each fold with a linear model on the openSMILE functionals in FEATURES "
+        "(extract --functionals), as emovision fuse does",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     add_training_arguments(parser)
 
@@ -303,6 +441,14 @@ def _run_cv(args: argparse.Namespace) -> int:
     from emovision.cv import run_cv
 
     config = training_config_from_args(args)
+    if args.fusion:
+        from emovision.store import open_info
+
+        if not open_info(args.features).functionals:
+            raise EmovisionError(
+                f"--fusion: {args.features} holds no openSMILE functionals "
+                "(extract with --functionals ComParE_2016)"
+            )
     summary = run_cv(
         args.features,
         config,
@@ -314,7 +460,49 @@ def _run_cv(args: argparse.Namespace) -> int:
         trust_pickle=args.trust_pickle,
     )
     print_cv_summary(summary, args.out)
+    if args.fusion:
+        from emovision.fusion import fuse_cv
+
+        print_fusion(fuse_cv(args.out, progress=not args.quiet), args.out)
     return 0
+
+
+def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="a finished emovision cv folder")
+    parser.add_argument(
+        "--functionals",
+        type=Path,
+        default=None,
+        help="features file with openSMILE functionals of the same utterances (default: the cv's own)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _run_fuse(args: argparse.Namespace) -> int:
+    from emovision.fusion import fuse_cv
+
+    print_fusion(fuse_cv(args.run, args.functionals, progress=not args.quiet), args.run)
+    return 0
+
+
+def print_fusion(report: dict, out: Path) -> None:
+    table = Table(title="late fusion with openSMILE functionals (test speakers)")
+    for column in ("model", "WA", "UA", "pooled WA", "pooled UA"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for key, s in report["summary"].items():
+        table.add_row(
+            key,
+            f"{s['wa_mean']:.3f} ± {s['wa_std']:.3f}",
+            f"{s['ua_mean']:.3f} ± {s['ua_std']:.3f}",
+            f"{s['pooled']['wa']:.3f}",
+            f"{s['pooled']['ua']:.3f}",
+        )
+    console.print(table)
+    for key, p in report["paired_ua"].items():
+        console.print(
+            f"ΔUA {key}: {p['mean']:+.3f} ± {p['se']:.3f}, better on {p['better']}/{p['folds']} folds"
+        )
+    console.print(f"written: {out / 'fusion.json'}, {out / 'fusion.md'}", highlight=False)
 
 
 def print_cv_summary(summary: dict, out: Path) -> None:
@@ -401,6 +589,12 @@ Handler = Callable
 
 def print_fold_metrics(metrics: dict, out: Path) -> None:
     test, val = metrics["test"], metrics["val"]
+    if test is None:
+        console.print(
+            f"final model on all speakers: {metrics['epochs_run']} epochs; run folder: {out} (best.pth)",
+            highlight=False,
+        )
+        return
     table = Table(
         title=f"{metrics['fold']['name']}: best epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
     )
@@ -419,7 +613,9 @@ def print_fold_metrics(metrics: dict, out: Path) -> None:
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="trained model: checkpoint (.pth) or ONNX file (.onnx)")
+    parser.add_argument(
+        "model", type=Path, help="trained model: checkpoint (.pth), ONNX file (.onnx) or cv folder (ensemble)"
+    )
     parser.add_argument(
         "paths", type=Path, nargs="+", metavar="PATH", help="audio files or folders (searched recursively)"
     )
@@ -485,7 +681,11 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="checkpoint (.pth) made by emovision train")
+    parser.add_argument(
+        "model",
+        type=Path,
+        help="checkpoint (.pth) made by emovision train, or a cv folder (its fold ensemble)",
+    )
     parser.add_argument(
         "-o", "--output", type=Path, default=None, help="ONNX file to write (default: MODEL with .onnx)"
     )
@@ -511,7 +711,9 @@ def _run_export(args: argparse.Namespace) -> int:
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     from emovision import serve
 
-    parser.add_argument("model", type=Path, help="trained model: checkpoint (.pth) or ONNX file (.onnx)")
+    parser.add_argument(
+        "model", type=Path, help="trained model: checkpoint (.pth), ONNX file (.onnx) or cv folder (ensemble)"
+    )
     parser.add_argument(
         "--host", default=serve.DEFAULT_HOST, help="interface to listen on (default: this machine only)"
     )
@@ -643,6 +845,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, st
     "train": (_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
     "cv": (_cv_arguments, _run_cv, "speaker-independent cross-validation with a summary report"),
     "report": (_report_arguments, _run_report, "compare the results of several runs"),
+    "fuse": (
+        _fuse_arguments,
+        _run_fuse,
+        "late fusion of a cv run with a linear model on openSMILE functionals",
+    ),
     "demo": (_demo_arguments, _run_demo, "the whole pipeline on emoDB: extract, cross-validate, report"),
     "predict": (_predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"),
     "export": (_export_arguments, _run_export, "export a checkpoint to ONNX (runs without PyTorch)"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emovision.augment_audio import AugmentPlan
 from emovision.errors import FeatureFileError
 from emovision.features import FeatureConfig
 from emovision.store import SpeakerFeatures, is_pickle, load_seed_pickle, load_speakers, open_info
@@ -28,15 +29,21 @@ class FeatureSource:
     speakers: list[str]
     genders: dict[str, str]
     _pickle: dict | None = None
+    augment: dict | None = None
 
-    def load(self, speakers: list[str]) -> dict[str, SpeakerFeatures]:
+    @property
+    def copy_kinds(self) -> tuple[str, ...]:
+        """Kinds of the waveform-augmented copies in the file (``noise:white``, ``reverb`` …)."""
+        return AugmentPlan.from_dict(self.augment).kinds if self.augment else ()
+
+    def load(self, speakers: list[str], augmented: bool = False) -> dict[str, SpeakerFeatures]:
         unknown = [name for name in speakers if name not in self.speakers]
         if unknown:
             raise FeatureFileError(
                 f"speaker {unknown[0]!r} is not in {self.path}; its speakers are {', '.join(self.speakers)}"
             )
         if self._pickle is None:
-            return load_speakers(self.path, speakers)
+            return load_speakers(self.path, speakers, augmented)
         return {name: _from_seed_tuple(name, self._pickle[name]) for name in speakers}
 
     @property
@@ -55,12 +62,19 @@ def open_source(path: str | Path, trust_pickle: bool = False) -> FeatureSource:
         classes = [f"class{i}" for i in range(int(labels.max()) + 1)] if labels.size else []
         return FeatureSource(path, "pickle", classes, None, sorted(payload), {}, payload)
     info = open_info(path)
-    return FeatureSource(path, info.corpus, info.classes, info.config, info.speakers, info.genders)
+    return FeatureSource(
+        path, info.corpus, info.classes, info.config, info.speakers, info.genders, augment=info.augment
+    )
 
 
 @dataclass
 class Split:
-    """Segments ``(N, C, F, T)`` with their labels, and the utterances they belong to."""
+    """Segments ``(N, C, F, T)`` with their labels, and the utterances they belong to.
+
+    A training split may also hold waveform-augmented copies: ``copies`` ``(M, C, F, T)`` with
+    ``copy_labels``, and ``versions[u]``, the ``(start, count)`` segment ranges of utterance
+    ``u``'s clean version and of its copies in ``cat(segments, copies)``.
+    """
 
     segments: torch.Tensor
     segment_labels: torch.Tensor
@@ -68,16 +82,32 @@ class Split:
     segments_per_utterance: np.ndarray
     utterance_ids: list[str]
     speakers: list[str]
+    copies: torch.Tensor | None = None
+    copy_labels: torch.Tensor | None = None
+    versions: list[list[tuple[int, int]]] | None = None
 
     def __len__(self) -> int:
         return int(self.segments.shape[0])
 
 
-def load_split(source: FeatureSource, speakers: list[str]) -> Split:
-    """The speakers' data concatenated in the order given (CPU tensors)."""
-    data = source.load(speakers)
+def matches(kind: str, wanted: tuple[str, ...]) -> bool:
+    """Whether a stored copy's ``kind`` (``noise:pink``) is asked for by ``wanted`` (``noise`` or ``noise:pink``)."""
+    return kind in wanted or kind.partition(":")[0] in wanted
+
+
+def load_split(source: FeatureSource, speakers: list[str], copy_kinds: tuple[str, ...] = ()) -> Split:
+    """The speakers' data concatenated in the order given (CPU tensors), with the stored
+    waveform-augmented copies of ``copy_kinds`` (``noise``, ``noise:pink``, ``reverb`` …)."""
+    missing = [k for k in copy_kinds if not any(matches(have, (k,)) for have in source.copy_kinds)]
+    if missing:
+        have = ", ".join(source.copy_kinds) or "none"
+        raise FeatureFileError(
+            f"--augment {missing[0]}: {source.path} holds no such augmented copies (it has: {have}); "
+            f"write them with emovision extract … --augment {missing[0].partition(':')[0]}"
+        )
+    data = source.load(speakers, augmented=bool(copy_kinds))
     parts = [data[name] for name in speakers]
-    return Split(
+    split = Split(
         segments=torch.from_numpy(np.concatenate([p.segments for p in parts]).astype(np.float32, copy=False)),
         segment_labels=torch.from_numpy(np.concatenate([p.segment_labels for p in parts]).astype(np.int64)),
         utterance_labels=np.concatenate([p.utterance_labels for p in parts]).astype(np.int64),
@@ -85,6 +115,38 @@ def load_split(source: FeatureSource, speakers: list[str]) -> Split:
         utterance_ids=[uid for p in parts for uid in p.utterance_ids],
         speakers=list(speakers),
     )
+    if copy_kinds:
+        _attach_copies(split, parts, copy_kinds)
+    return split
+
+
+def _attach_copies(split: Split, parts: list[SpeakerFeatures], copy_kinds: tuple[str, ...]) -> None:
+    starts = np.concatenate([[0], np.cumsum(split.segments_per_utterance)])
+    versions = [[(int(starts[u]), int(split.segments_per_utterance[u]))] for u in range(len(starts) - 1)]
+    pieces, labels = [], []
+    offset, utterance_base = len(split), 0
+    for part in parts:
+        copies = part.augmented
+        copy_starts = np.concatenate([[0], np.cumsum(copies.segments_per_utterance)])
+        for i, kind in enumerate(copies.kinds):
+            if not matches(kind, copy_kinds):
+                continue
+            lo, hi = int(copy_starts[i]), int(copy_starts[i + 1])
+            pieces.append(copies.segments[lo:hi])
+            labels.append(copies.segment_labels[lo:hi])
+            versions[utterance_base + int(copies.source[i])].append((offset, hi - lo))
+            offset += hi - lo
+        utterance_base += len(part.utterance_ids)
+    shape = (0, *split.segments.shape[1:])
+    split.copies = (
+        torch.from_numpy(np.concatenate(pieces).astype(np.float32)) if pieces else torch.zeros(shape)
+    )
+    split.copy_labels = (
+        torch.from_numpy(np.concatenate(labels).astype(np.int64))
+        if labels
+        else torch.zeros(0, dtype=torch.long)
+    )
+    split.versions = versions
 
 
 def _from_seed_tuple(speaker: str, item: tuple) -> SpeakerFeatures:

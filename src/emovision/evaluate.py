@@ -93,6 +93,7 @@ def _segment_log_probs(
     outputs = []
     for start in range(0, segments.shape[0], batch_size):
         batch = segments[start : start + batch_size].to(device, non_blocking=True)
+        batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch)
         outputs.append(torch.log_softmax(logits.float(), dim=1).cpu())

@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from emovision.audio import load_audio
+from emovision.augment_audio import AugmentPlan, augmented_copies, babble_talkers
 from emovision.corpora import Corpus, Utterance
 from emovision.errors import AudioError, EmovisionError
 from emovision.features import FeatureConfig, channel_signals, compute_features, segment
+from emovision.functionals import Functionals
 from emovision.progress import progress_bar
-from emovision.store import FeatureWriter, SpeakerFeatures, write_seed_pickle
+from emovision.store import AugmentedCopies, FeatureWriter, SpeakerFeatures, write_seed_pickle
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ExtractSummary:
     path: Path
     classes: list[str]
     utterances: Counter = field(default_factory=Counter)
+    copies: Counter = field(default_factory=Counter)
     segments: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
     per_class: Counter = field(default_factory=Counter)
@@ -43,6 +46,8 @@ class ExtractSummary:
     def add(self, speaker: str, data: SpeakerFeatures) -> None:
         self.utterances[speaker] += len(data.utterance_ids)
         self.segments[speaker] += int(data.segments.shape[0])
+        if data.augmented is not None:
+            self.copies[speaker] += len(data.augmented.kinds)
         self.seconds[speaker] += float(data.durations.sum())
         for label in data.utterance_labels:
             self.per_class[speaker, self.classes[int(label)]] += 1
@@ -83,6 +88,8 @@ def extract_corpus(
     progress: bool = True,
     device: str = "cpu",
     batch_size: int = 64,
+    augment: AugmentPlan | None = None,
+    functionals: str | None = None,
 ) -> ExtractSummary:
     """Extract every utterance of ``corpus`` into the features file ``out``; return the summary.
 
@@ -93,6 +100,8 @@ def extract_corpus(
     GPU is available, else ``"cpu"``; ``"cpu-torch"`` runs the batched torch path on CPU tensors
     (for tests and comparisons). Every device writes the same file, to float32 rounding.
     Unreadable audio is skipped with its reason, or raises :class:`AudioError` when ``strict``.
+    ``augment`` adds the waveform-augmented copies of every utterance (see :mod:`augment_audio`);
+    ``functionals`` (an openSMILE set) the functionals of every clean utterance.
     """
     if strict and corpus.skipped:
         path, reason = corpus.skipped[0]
@@ -102,13 +111,16 @@ def extract_corpus(
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
     for utterance in corpus.utterances:
         by_speaker[utterance.speaker].append(utterance)
-    writer = FeatureWriter(out, corpus.name, corpus.classes, config)
+    plan = augment if augment is not None and augment.augment else None
+    writer = FeatureWriter(
+        out, corpus.name, corpus.classes, config, plan.to_dict() if plan else None, functionals
+    )
     summary = ExtractSummary(Path(out), corpus.classes, skipped=list(corpus.skipped))
     done = writer.done_speakers()
-    jobs = [(str(u.path), u.id) for s in sorted(by_speaker) if s not in done for u in by_speaker[s]]
-    pool = worker_pool(workers, _init_worker, (config,)) if workers > 1 else None
+    jobs = [_job(u, by_speaker[s], plan) for s in sorted(by_speaker) if s not in done for u in by_speaker[s]]
+    pool = worker_pool(workers, _init_worker, (config, plan, functionals)) if workers > 1 else None
     if pool is None:
-        _init_worker(config)
+        _init_worker(config, plan, functionals)
     try:
         if torch_device is None:
             outcomes = _ordered_map(pool, _extract_chunk, jobs, workers)
@@ -126,7 +138,7 @@ def extract_corpus(
                 else:
                     bar.update(task, description=f"speaker {speaker}")
                     data = _extract_speaker(
-                        utterances, corpus, config, outcomes, strict, lambda: bar.advance(task)
+                        utterances, corpus, config, outcomes, strict, lambda: bar.advance(task), plan
                     )
                     writer.write_speaker(speaker, data)
                 summary.add(speaker, data)
@@ -160,8 +172,20 @@ def resolve_device(device: str) -> str | None:
     raise EmovisionError(f"--device {device}: no CUDA GPU is available (use --device cpu or auto)")
 
 
-Outcome = tuple[np.ndarray | None, float, str | None]
-"""(features (C, F, T), seconds of audio, None) or (None, 0.0, why the file was skipped)."""
+Outcome = tuple[list[np.ndarray] | None, float, str | None, np.ndarray | None]
+"""([features (C, F, T) of the utterance, then of each augmented copy], seconds of audio, None,
+functionals (D,) or None), or (None, 0.0, why the file was skipped, None)."""
+
+Job = tuple[str, str, tuple[str, ...]]
+"""(audio path, utterance id, babble talkers' paths for augmented copies)."""
+
+
+def _job(utterance: Utterance, same_speaker: list[Utterance], plan: AugmentPlan | None) -> Job:
+    talkers: tuple[str, ...] = ()
+    if plan is not None and any(kind == "noise:babble" for kind in plan.kinds):
+        pool = [str(u.path) for u in same_speaker if u.id != utterance.id]
+        talkers = tuple(babble_talkers(pool, utterance.id, plan))
+    return (str(utterance.path), utterance.id, talkers)
 
 
 def _extract_speaker(
@@ -171,11 +195,14 @@ def _extract_speaker(
     outcomes: Iterator[Outcome],
     strict: bool,
     advance: Callable[[], None],
+    plan: AugmentPlan | None = None,
 ) -> SpeakerFeatures:
     """The next ``len(utterances)`` outcomes (features, seconds, error) as one speaker's segments."""
     segments, seg_labels, utt_labels, counts, ids, durations, skipped = [], [], [], [], [], [], []
+    copies: list[tuple[int, np.ndarray]] = []
+    functionals: list[np.ndarray] = []
     for utterance in utterances:
-        feature, duration, error = next(outcomes)
+        versions, duration, error, values = next(outcomes)
         advance()
         if error is not None:
             if strict:
@@ -183,7 +210,10 @@ def _extract_speaker(
             skipped.append((str(utterance.path), error))
             continue
         label = corpus.label_index(utterance.label)
-        pieces = segment(feature, config)
+        copies.extend((len(ids), segment(feature, config)) for feature in versions[1:])
+        if values is not None:
+            functionals.append(values)
+        pieces = segment(versions[0], config)
         segments.append(pieces)
         seg_labels.append(np.full(pieces.shape[0], label, dtype=np.int64))
         utt_labels.append(label)
@@ -191,6 +221,20 @@ def _extract_speaker(
         ids.append(utterance.id)
         durations.append(duration)
     empty = np.zeros((0, config.channels, config.height, config.segment_frames), dtype=np.float32)
+    augmented = None
+    if plan is not None:
+        kinds = list(plan.variants) * len(ids)
+        augmented = AugmentedCopies(
+            segments=np.concatenate([p for _, p in copies]) if copies else empty,
+            segment_labels=np.concatenate(
+                [np.full(p.shape[0], utt_labels[row], dtype=np.int64) for row, p in copies]
+            )
+            if copies
+            else np.zeros(0, dtype=np.int64),
+            segments_per_utterance=np.array([p.shape[0] for _, p in copies], dtype=np.int64),
+            source=np.array([row for row, _ in copies], dtype=np.int64),
+            kinds=kinds,
+        )
     return SpeakerFeatures(
         segments=np.concatenate(segments) if segments else empty,
         segment_labels=np.concatenate(seg_labels) if seg_labels else np.zeros(0, dtype=np.int64),
@@ -200,6 +244,8 @@ def _extract_speaker(
         durations=np.array(durations, dtype=np.float32),
         gender=utterances[0].gender or "",
         skipped=tuple(skipped),
+        augmented=augmented,
+        functionals=np.stack(functionals) if functionals else None,
     )
 
 
@@ -233,17 +279,19 @@ def _batched_features(
     from emovision.features_torch import features_of_channel_signals
 
     def finish(batch: list[tuple]) -> Iterator[Outcome]:
-        features = iter(
-            features_of_channel_signals([item[0] for item in batch if item[0] is not None], config, device)
-        )
-        for signals, seconds, error in batch:
-            yield (None, 0.0, error) if signals is None else (next(features), seconds, None)
+        signals = [version for item in batch if item[0] is not None for version in item[0]]
+        features = iter(features_of_channel_signals(signals, config, device))
+        for versions, seconds, error, values in batch:
+            if versions is None:
+                yield None, 0.0, error, None
+            else:
+                yield [next(features) for _ in versions], seconds, None, values
 
     limit = _MAX_BATCH_SECONDS * config.sample_rate * batch_size
     batch: list[tuple] = []
     longest = 0
     for item in prepared:
-        size = item[0][0].size if item[0] is not None else 0
+        size = max(version[0].size for version in item[0]) * len(item[0]) if item[0] is not None else 0
         if batch and (len(batch) == batch_size or (len(batch) + 1) * max(longest, size) > limit):
             yield from finish(batch)
             batch, longest = [], 0
@@ -253,38 +301,49 @@ def _batched_features(
 
 
 _WORKER_CONFIG: FeatureConfig = FeatureConfig()
+_WORKER_PLAN: AugmentPlan | None = None
+_WORKER_FUNCTIONALS: Functionals | None = None
 
 
-def _init_worker(config: FeatureConfig) -> None:
-    global _WORKER_CONFIG
-    _WORKER_CONFIG = config
+def _init_worker(
+    config: FeatureConfig, plan: AugmentPlan | None = None, functionals: str | None = None
+) -> None:
+    global _WORKER_CONFIG, _WORKER_PLAN, _WORKER_FUNCTIONALS
+    _WORKER_CONFIG, _WORKER_PLAN = config, plan
+    _WORKER_FUNCTIONALS = Functionals(functionals) if functionals else None
 
 
-def _extract_chunk(jobs: list[tuple[str, str]]) -> list[Outcome]:
+def _extract_chunk(jobs: list[Job]) -> list[Outcome]:
     return [_extract_one(job) for job in jobs]
 
 
-def _prepare_chunk(jobs: list[tuple[str, str]]) -> list[tuple[list[np.ndarray] | None, float, str | None]]:
+def _prepare_chunk(jobs: list[Job]) -> list[tuple]:
     return [_prepare_one(job) for job in jobs]
 
 
-def _extract_one(job: tuple[str, str]) -> Outcome:
-    """``(features (C, F, T), seconds, None)`` or ``(None, 0, reason)`` for one file."""
+def _extract_one(job: Job) -> Outcome:
+    """``([features (C, F, T) per version], seconds, None)`` or ``(None, 0, reason)`` for one file."""
     return _guarded(job, lambda samples, config: compute_features(samples, config, job[1]))
 
 
-def _prepare_one(job: tuple[str, str]) -> tuple[list[np.ndarray] | None, float, str | None]:
-    """``(channel signals [(n,), ...], seconds, None)`` or ``(None, 0, reason)`` for one file."""
+def _prepare_one(job: Job) -> tuple:
+    """``([channel signals [(n,), ...] per version], seconds, None, functionals)`` or
+    ``(None, 0, reason, None)``."""
     return _guarded(job, lambda samples, config: channel_signals(samples, config, job[1]))
 
 
-def _guarded(job: tuple[str, str], make: Callable) -> tuple:
-    """``(make(samples, config), seconds, None)`` for the audio of ``job``, or ``(None, 0, reason)``."""
-    config = _WORKER_CONFIG
+def _guarded(job: Job, make: Callable) -> tuple:
+    """``([make(version, config) for the audio of ``job`` and each augmented copy], seconds, None,
+    functionals or None)``, or ``(None, 0, reason, None)``."""
+    config, plan, functionals = _WORKER_CONFIG, _WORKER_PLAN, _WORKER_FUNCTIONALS
     try:
         samples = load_audio(job[0], config.sample_rate, min_samples=config.min_samples)
-        return make(samples, config), samples.size / config.sample_rate, None
+        versions = [samples]
+        if plan is not None:
+            versions += augmented_copies(samples, config.sample_rate, job[1], plan, job[2])
+        values = functionals(samples, config.sample_rate) if functionals is not None else None
+        return [make(v, config) for v in versions], samples.size / config.sample_rate, None, values
     except AudioError as exc:
-        return None, 0.0, exc.reason
+        return None, 0.0, exc.reason, None
     except (EmovisionError, MemoryError, ValueError) as exc:
-        return None, 0.0, f"feature extraction failed ({exc})"
+        return None, 0.0, f"feature extraction failed ({exc})", None

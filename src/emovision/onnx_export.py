@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 import emovision
-from emovision.checkpoint import load_checkpoint, model_from_checkpoint
+from emovision.checkpoint import model_from_checkpoint
 from emovision.errors import EmovisionError
 from emovision.predict import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAME
+from emovision.runs import load_model_payload
 from emovision.store import atomic_write_bytes
 
 TOLERANCE = 1e-4
@@ -45,13 +46,14 @@ class ExportResult:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int | None = None) -> ExportResult:
-    """Export ``checkpoint``'s model to ``out`` and verify it with ONNX Runtime.
+    """Export ``checkpoint``'s model (or a cv folder's fold ensemble, as one graph) to ``out`` and
+    verify it with ONNX Runtime.
 
     The ONNX logits must equal PyTorch's within :data:`TOLERANCE` on a batch of trained
     length and on a longer one (when the time axis is dynamic); otherwise nothing is written
     and :class:`EmovisionError` says by how much they differ.
     """
-    payload = load_checkpoint(checkpoint)
+    payload = load_model_payload(checkpoint)
     model = model_from_checkpoint(payload)
     spec = payload["model"]
     frames = int(spec["frames"])

@@ -18,11 +18,16 @@ MODEL_NAMES = (
     "mobilenet_v3_large",
     "convnext_tiny",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
 )
 SCHEDULES = ("none", "cosine", "plateau")
 STABILITY_SOURCES = ("auto", "gaussian", "channels")
 INPUT_NORMS = ("bin", "imagenet")
 AGGREGATES = ("logprob", "prob")
+BATCH_AUGMENTS = ("specaugment",)
+WAVE_AUGMENTS = ("noise", "reverb", "speed", "gain")
+NOISE_TYPES = ("white", "pink", "babble", "recorded")
 
 
 @dataclass
@@ -48,6 +53,12 @@ class TrainConfig:
     stability_noise: float = 0.1
     stability_source: str = "auto"
     oversampling: bool = False
+    augment: str = ""
+    augment_prob: float = 0.5
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 12
     class_weighted: bool = False
     select_by: str = "ua"
     patience: int | None = None
@@ -79,10 +90,27 @@ class TrainConfig:
             (self.mixup_alpha > 0, "--mixup-alpha must be positive"),
             (self.resize is None or self.resize >= 32, "--resize must be at least 32"),
             (self.patience is None or self.patience >= 1, "--patience must be at least 1"),
+            (0.0 <= self.augment_prob <= 1.0, "--augment-prob must be between 0 and 1"),
+            (min(self.freq_masks, self.time_masks) >= 0, "--freq-masks and --time-masks must be ≥ 0"),
+            (
+                min(self.freq_mask_width, self.time_mask_width) >= 1,
+                "--freq-mask-width and --time-mask-width must be at least 1",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise EmovisionError(message)
+        self.augment = ",".join(parse_augment(self.augment))
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        """The ``--augment`` names: ``specaugment`` (in the batch) and waveform kinds (stored copies)."""
+        return parse_augment(self.augment)
+
+    @property
+    def copy_kinds(self) -> tuple[str, ...]:
+        """The waveform augmentations whose stored copies this run trains on (``noise``, ``noise:pink`` …)."""
+        return tuple(name for name in self.augmentations if name not in BATCH_AUGMENTS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,3 +131,21 @@ class TrainConfig:
     def defaults(cls) -> dict:
         """Default value of every field, without validating (for building the command line)."""
         return {f.name: f.default for f in fields(cls)}
+
+
+def parse_augment(text: str) -> tuple[str, ...]:
+    """``--augment`` as names, checked: ``specaugment``, ``noise`` (every noise type) or
+    ``noise:TYPE`` (one of :data:`NOISE_TYPES`), ``reverb``, ``speed``, ``gain``."""
+    names = []
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        kind, _, noise = name.partition(":")
+        valid = name in BATCH_AUGMENTS or (kind in WAVE_AUGMENTS and (not noise or kind == "noise"))
+        if not valid or (noise and noise not in NOISE_TYPES):
+            choices = ", ".join([*BATCH_AUGMENTS, *WAVE_AUGMENTS, "noise:" + "|".join(NOISE_TYPES)])
+            raise EmovisionError(f"--augment: unknown augmentation {name!r}: choose from {choices}")
+        if name in names:
+            raise EmovisionError(f"--augment lists {name!r} twice")
+        names.append(name)
+    return tuple(names)

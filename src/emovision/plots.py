@@ -31,8 +31,13 @@ def save_figure(figure, path: str | Path) -> Path:
 
 
 def training_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Training loss and validation WA/UA per epoch."""
+    """Training loss and validation WA/UA per epoch (the loss alone for a run without validation)."""
     epochs = [row["epoch"] for row in history]
+    if "val_wa" not in history[0]:
+        figure, loss_axis = plt.subplots(figsize=(5, 3.8))
+        loss_axis.plot(epochs, [row["train_loss"] for row in history], label="training loss")
+        loss_axis.set(xlabel="epoch", ylabel="loss", title=title or "loss")
+        return save_figure(figure, path)
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     loss_axis.plot(epochs, [row["train_loss"] for row in history], label="training loss")
     if "val_loss" in history[0]:

@@ -150,7 +150,8 @@ class Recognizer:
     def load(
         cls, path: str | Path, device: str = "cpu", threads: int | None = None, batch_size: int = 64
     ) -> Recognizer:
-        """The model at ``path``: an ONNX file (``.onnx``) or an emovision checkpoint.
+        """The model at ``path``: an ONNX file (``.onnx``), an emovision checkpoint, or a finished
+        ``emovision cv`` folder (the ensemble of its fold models: mean of log-probabilities).
 
         ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ``threads``: CPU threads for
         the model (for PyTorch a process-wide setting); default: the library's choice.
@@ -170,9 +171,9 @@ class Recognizer:
                 json.loads(meta["model"]),
                 batch_size,
             )
-        from emovision.checkpoint import load_checkpoint
+        from emovision.runs import load_model_payload
 
-        payload = load_checkpoint(path)
+        payload = load_model_payload(path)
         backend = _TorchBackend(payload, device, threads)
         config = payload.get("feature_config")
         return cls(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,13 +45,14 @@ import torch
 
 from emovision import acoustics, plots
 from emovision.audio import load_audio
-from emovision.checkpoint import load_checkpoint, model_from_checkpoint
+from emovision.checkpoint import model_from_checkpoint
 from emovision.corpora import Utterance, load_corpus
 from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
 from emovision.extract import default_workers, worker_pool
 from emovision.features import FeatureConfig, compute_features, segment
 from emovision.progress import progress_bar
+from emovision.runs import FoldRun, finished_runs
 from emovision.store import atomic_write_bytes
 from emovision.train import resolve_device, software_versions
 
@@ -63,7 +63,6 @@ DEFAULT_NOISES = ("white", "pink", "babble")
 DEFAULT_RT60S = (0.3, 0.6, 0.9)
 MAX_RT60 = 10.0
 SNR_RANGE = (-50.0, 100.0)
-_RUN_FOLDER = re.compile(r"^fold\d{2,}-")
 
 
 @dataclass(frozen=True)
@@ -257,63 +256,6 @@ def _talker(path: str, sample_rate: int) -> np.ndarray:
 
 
 # ----- the cv folder --------------------------------------------------------------------------------
-
-
-@dataclass
-class FoldRun:
-    """One finished fold run of a cross-validation: its folder, ``metrics.json`` and best checkpoint."""
-
-    folder: Path
-    metrics: dict
-    checkpoint: dict
-
-    @property
-    def name(self) -> str:
-        return self.folder.name
-
-    @property
-    def feature_config(self) -> FeatureConfig:
-        return FeatureConfig.from_dict(self.checkpoint["feature_config"])
-
-
-def finished_runs(run_dir: str | Path) -> tuple[dict, list[FoldRun]]:
-    """``cv.json`` and every fold run of the finished cross-validation in ``run_dir``.
-
-    Raises :class:`EmovisionError` when ``run_dir`` is not a cv folder, is unfinished, or a fold
-    run lacks its checkpoint, its metrics or the ids of its test utterances.
-    """
-    run_dir = Path(run_dir)
-    record_path = run_dir / "cv.json"
-    if not record_path.is_file():
-        raise EmovisionError(
-            f"{run_dir} is not a cross-validation folder (no cv.json): give the --out of emovision cv"
-        )
-    if not (run_dir / "summary.json").is_file():
-        raise EmovisionError(
-            f"{run_dir} holds an unfinished cross-validation (no summary.json): rerun its emovision cv command"
-        )
-    record = json.loads(record_path.read_text())
-    folders = sorted(p for p in run_dir.iterdir() if p.is_dir() and _RUN_FOLDER.match(p.name))
-    expected = len(record["folds"]) * int(record.get("repeats", 1))
-    if len(folders) != expected:
-        raise EmovisionError(f"{run_dir} should hold {expected} fold runs (cv.json), found {len(folders)}")
-    runs = []
-    for folder in folders:
-        metrics_path = folder / "metrics.json"
-        if not metrics_path.is_file():
-            raise EmovisionError(f"fold run {folder} is unfinished (no metrics.json)")
-        metrics = json.loads(metrics_path.read_text())
-        if "test_utterance_ids" not in metrics:
-            raise EmovisionError(
-                f"{metrics_path} lacks test_utterance_ids: retrain with this emovision version"
-            )
-        checkpoint = load_checkpoint(folder / "best.pth")
-        if checkpoint.get("feature_config") is None:
-            raise EmovisionError(
-                f"{folder / 'best.pth'} was trained on a legacy pickle: its feature configuration is unknown"
-            )
-        runs.append(FoldRun(folder, metrics, checkpoint))
-    return record, runs
 
 
 def resolve_utterances(

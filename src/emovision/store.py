@@ -11,6 +11,13 @@ Layout (format ``emovision-features``, version :data:`FORMAT_VERSION`)::
     /<speaker>/utterance_ids           (U,) UTF-8 strings
     /<speaker>/durations               (U,) float32 seconds of audio
                attrs: gender ("F", "M" or ""), skipped (JSON list of [file, reason]), complete
+    /<speaker>/augmented/              only in files made with ``extract --augment``:
+               segments, segment_labels, segments_per_utterance   as above, for the copies
+               source  (A,) int64 row of the clean utterance each copy is made from
+               kinds   (A,) UTF-8 augmentation kind of each copy (``noise:white``, ``reverb`` …)
+    /<speaker>/functionals  (U, D) float32 openSMILE functionals (files made with ``--functionals``)
+    / attrs also: augment (JSON of the :class:`~emovision.augment_audio.AugmentPlan`, or ""),
+                  functionals (the openSMILE set's name, or "")
 
 A file is written as ``<name>.partial`` and renamed when every speaker is in it; an
 interrupted run resumes from the speakers already complete in the partial file.
@@ -38,6 +45,20 @@ _ARRAYS = ("segments", "segment_labels", "utterance_labels", "segments_per_utter
 
 
 @dataclass
+class AugmentedCopies:
+    """Waveform-augmented copies of a speaker's utterances; copy ``i`` is of utterance ``source[i]``."""
+
+    segments: np.ndarray
+    segment_labels: np.ndarray
+    segments_per_utterance: np.ndarray
+    source: np.ndarray
+    kinds: list[str]
+
+
+_COPY_ARRAYS = ("segments", "segment_labels", "segments_per_utterance", "source")
+
+
+@dataclass
 class SpeakerFeatures:
     """All features of one speaker; row ``i`` of ``utterance_*`` owns ``segments_per_utterance[i]`` segments."""
 
@@ -49,6 +70,8 @@ class SpeakerFeatures:
     durations: np.ndarray
     gender: str = ""
     skipped: tuple = ()
+    augmented: AugmentedCopies | None = None
+    functionals: np.ndarray | None = None
 
     def as_seed_tuple(self) -> tuple:
         """``(segments, utterance_labels, segment_labels, segments_per_utterance)`` as the original."""
@@ -65,6 +88,8 @@ class FeatureFileInfo:
     config: FeatureConfig
     speakers: list[str]
     genders: dict[str, str]
+    augment: dict | None = None
+    functionals: str = ""
 
 
 class FeatureWriter:
@@ -74,7 +99,15 @@ class FeatureWriter:
     the same job is resumed, one of another job is started over.
     """
 
-    def __init__(self, path: str | Path, corpus: str, classes: list[str], config: FeatureConfig):
+    def __init__(
+        self,
+        path: str | Path,
+        corpus: str,
+        classes: list[str],
+        config: FeatureConfig,
+        augment: dict | None = None,
+        functionals: str | None = None,
+    ):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +117,8 @@ class FeatureWriter:
             "corpus": corpus,
             "classes": json.dumps(classes),
             "feature_config": json.dumps(config.to_dict(), sort_keys=True),
+            "augment": json.dumps(augment, sort_keys=True) if augment else "",
+            "functionals": functionals or "",
         }
         self._file = self._open_partial(attrs)
 
@@ -118,6 +153,15 @@ class FeatureWriter:
         group.create_dataset(
             "utterance_ids", data=np.array(data.utterance_ids, dtype=object), dtype=h5py.string_dtype()
         )
+        if data.functionals is not None:
+            group.create_dataset("functionals", data=data.functionals)
+        if data.augmented is not None:
+            copies = group.create_group("augmented")
+            for name in _COPY_ARRAYS:
+                copies.create_dataset(name, data=getattr(data.augmented, name))
+            copies.create_dataset(
+                "kinds", data=np.array(data.augmented.kinds, dtype=object), dtype=h5py.string_dtype()
+            )
         group.attrs["gender"] = data.gender or ""
         group.attrs["skipped"] = json.dumps([list(item) for item in data.skipped])
         group.attrs["complete"] = True
@@ -144,15 +188,31 @@ def open_info(path: str | Path) -> FeatureFileInfo:
         return _info(path, handle)
 
 
-def load_speakers(path: str | Path, speakers: list[str] | None = None) -> dict[str, SpeakerFeatures]:
-    """Arrays of the given speakers (all when ``None``), in the order asked."""
+def load_speakers(
+    path: str | Path, speakers: list[str] | None = None, augmented: bool = False
+) -> dict[str, SpeakerFeatures]:
+    """Arrays of the given speakers (all when ``None``), in the order asked; with ``augmented``
+    their waveform-augmented copies too (training speakers only)."""
     path = Path(path)
     with _open(path) as handle:
         names = list(handle) if speakers is None else speakers
         missing = [name for name in names if name not in handle]
         if missing:
             raise FeatureFileError(f"{path} has no speaker {missing[0]!r} (it has {', '.join(handle)})")
-        return {name: _read_group(handle[name]) for name in names}
+        return {name: _read_group(handle[name], augmented) for name in names}
+
+
+def read_functionals(path: str | Path) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """``{speaker: (utterance ids, functionals (U, D), utterance labels (U,))}`` of a file made with
+    ``extract --functionals`` (the spectrograms are not read)."""
+    path = Path(path)
+    with _open(path) as handle:
+        if not all("functionals" in handle[name] for name in handle):
+            raise FeatureFileError(f"{path} holds no openSMILE functionals (extract with --functionals)")
+        return {
+            name: (_strings(g["utterance_ids"]), g["functionals"][()], g["utterance_labels"][()])
+            for name, g in handle.items()
+        }
 
 
 def read_features(path: str | Path, trust_pickle: bool = False) -> dict[str, tuple]:
@@ -251,15 +311,29 @@ def _info(path: Path, handle: h5py.File) -> FeatureFileInfo:
     speakers = list(handle)
     genders = {name: str(handle[name].attrs.get("gender", "")) for name in speakers}
     classes = json.loads(handle.attrs["classes"])
-    return FeatureFileInfo(path, str(handle.attrs["corpus"]), classes, config, speakers, genders)
-
-
-def _read_group(group: h5py.Group) -> SpeakerFeatures:
-    arrays = {name: group[name][()] for name in _ARRAYS}
-    ids = [
-        item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in group["utterance_ids"][()]
-    ]
-    skipped = tuple(tuple(item) for item in json.loads(group.attrs.get("skipped", "[]")))
-    return SpeakerFeatures(
-        utterance_ids=ids, gender=str(group.attrs.get("gender", "")), skipped=skipped, **arrays
+    augment = json.loads(handle.attrs.get("augment", "") or "null")
+    functionals = str(handle.attrs.get("functionals", ""))
+    return FeatureFileInfo(
+        path, str(handle.attrs["corpus"]), classes, config, speakers, genders, augment, functionals
     )
+
+
+def _read_group(group: h5py.Group, augmented: bool = False) -> SpeakerFeatures:
+    arrays = {name: group[name][()] for name in _ARRAYS}
+    skipped = tuple(tuple(item) for item in json.loads(group.attrs.get("skipped", "[]")))
+    copies = None
+    if augmented and "augmented" in group:
+        node = group["augmented"]
+        copies = AugmentedCopies(kinds=_strings(node["kinds"]), **{n: node[n][()] for n in _COPY_ARRAYS})
+    return SpeakerFeatures(
+        utterance_ids=_strings(group["utterance_ids"]),
+        gender=str(group.attrs.get("gender", "")),
+        skipped=skipped,
+        augmented=copies,
+        functionals=group["functionals"][()] if "functionals" in group else None,
+        **arrays,
+    )
+
+
+def _strings(dataset: h5py.Dataset) -> list[str]:
+    return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in dataset[()]]

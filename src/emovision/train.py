@@ -69,6 +69,11 @@ def make_fold(source: FeatureSource, val: list[str], test: list[str], train: lis
     return Fold(train, list(val), list(test), name=f"test-{'+'.join(test)}")
 
 
+def all_speakers_fold(source: FeatureSource) -> Fold:
+    """Every speaker trains; no validation or test speaker (a final model for deployment)."""
+    return Fold(list(source.speakers), [], [], name="all-speakers")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without it is an error."""
     if name == "auto":
@@ -115,15 +120,15 @@ class Trainer:
         config = self.config
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.train_split = load_split(self.source, self.fold.train)
-        self.val_split = load_split(self.source, self.fold.val)
-        self.test_split = load_split(self.source, self.fold.test)
+        self.train_split = load_split(self.source, self.fold.train, config.copy_kinds)
+        self.val_split = load_split(self.source, self.fold.val) if self.fold.val else None
+        self.test_split = load_split(self.source, self.fold.test) if self.fold.test else None
         for role, split in (
             ("training", self.train_split),
             ("validation", self.val_split),
             ("test", self.test_split),
         ):
-            if len(split) == 0:
+            if split is not None and len(split) == 0:
                 raise EmovisionError(f"the {role} set ({', '.join(split.speakers)}) has no segments")
         present = torch.unique(self.train_split.segment_labels).numel()
         if present < 2:
@@ -143,15 +148,18 @@ class Trainer:
         top_db = self.source.config.top_db if self.source.config else 80.0
         model.norm.fit(self.train_split.segments, top_db, spec.mean, spec.std)
         _check_input_size(model, self.train_split.segments[:2], config.model)
-        self.model = model.to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.network = self.model
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.train_x = _resident(self.train_split.segments, self.device)
-        self.train_y = self.train_split.segment_labels.to(self.train_x.device)
+        segments, labels = self.train_split.segments, self.train_split.segment_labels
+        if self.train_split.copies is not None:
+            segments = torch.cat([segments, self.train_split.copies])
+            labels = torch.cat([labels, self.train_split.copy_labels])
+        self.train_labels = labels
+        self.train_x = _resident(segments, self.device)
+        self.train_y = labels.to(self.train_x.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -183,10 +191,12 @@ class Trainer:
         """Mean training loss and segments per second of one epoch."""
         config = self.config
         self.network.train()
-        if config.oversampling:
-            pool = augment.oversample_indices(self.train_split.segment_labels, self.generator)
+        if self.train_split.versions is not None:
+            pool = augment.pick_versions(self.train_split.versions, config.augment_prob, self.generator)
         else:
             pool = torch.arange(len(self.train_split))
+        if config.oversampling:
+            pool = pool[augment.oversample_indices(self.train_labels[pool], self.generator)]
         order = pool[torch.randperm(pool.numel(), generator=self.generator)]
         batch_size = config.batch_size
         n_batches = order.numel() // batch_size + (1 if order.numel() % batch_size >= 2 else 0)
@@ -200,8 +210,7 @@ class Trainer:
             index = batch.to(self.train_x.device)
             x = self.train_x[index].to(self.device, non_blocking=True)
             y = self.train_y[index].to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             loss = self._loss(x, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -219,6 +228,16 @@ class Trainer:
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         config = self.config
+        if "specaugment" in config.augmentations:
+            x = augment.spec_augment(
+                x,
+                self.model.norm.mean,
+                self.generator,
+                config.freq_masks,
+                config.freq_mask_width,
+                config.time_masks,
+                config.time_mask_width,
+            )
         if config.mixup:
             x, y_a, y_b, lam = augment.mixup(x, y, config.mixup_alpha, self.generator)
         perturbed = None
@@ -334,18 +353,15 @@ class Trainer:
         while self.epoch < self.config.epochs and not self._stopped():
             self.epoch += 1
             loss, speed = self.train_epoch()
-            val, val_loss = self.evaluate(self.val_split)
-            row = {
-                "epoch": self.epoch,
-                "train_loss": loss,
-                "val_loss": val_loss,
-                "val_wa": val["wa"],
-                "val_ua": val["ua"],
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "segments_per_s": speed,
-            }
+            row = {"epoch": self.epoch, "train_loss": loss}
+            if self.val_split is not None:
+                val, val_loss = self.evaluate(self.val_split)
+                row.update(val_loss=val_loss, val_wa=val["wa"], val_ua=val["ua"])
+                score = val[self.config.select_by]
+            else:
+                val, score = None, float(self.epoch)
+            row.update(lr=self.optimizer.param_groups[0]["lr"], segments_per_s=speed)
             self.history.append(row)
-            score = val[self.config.select_by]
             if self.best is None or score > self.best["score"]:
                 self.best = {"score": score, "epoch": self.epoch}
                 self.stale = 0
@@ -361,13 +377,14 @@ class Trainer:
                 save_checkpoint(self.resume_state(), last_path)
             if task is not None:
                 best = self.best
+                scores = (
+                    f" val WA {val['wa']:.3f} UA {val['ua']:.3f} "
+                    f"best {self.config.select_by.upper()} {best['score']:.3f}@{best['epoch']}"
+                    if val is not None
+                    else ""
+                )
                 self.progress.update(
-                    task,
-                    completed=self.epoch,
-                    description=(
-                        f"{self.fold.name} loss {loss:.3f} val WA {val['wa']:.3f} UA {val['ua']:.3f} "
-                        f"best {self.config.select_by.upper()} {best['score']:.3f}@{best['epoch']}"
-                    ),
+                    task, completed=self.epoch, description=f"{self.fold.name} loss {loss:.3f}{scores}"
                 )
         return self.finish(best_path)
 
@@ -378,8 +395,8 @@ class Trainer:
     def finish(self, best_path: Path) -> dict:
         best = load_weights_only(best_path)
         self.model.load_state_dict(best["state_dict"])
-        val, _ = self.evaluate(self.val_split)
-        test, _ = self.evaluate(self.test_split)
+        val = self.evaluate(self.val_split)[0] if self.val_split is not None else None
+        test = self.evaluate(self.test_split)[0] if self.test_split is not None else None
         metrics = {
             "fold": self.fold.to_dict(),
             "best_epoch": self.best["epoch"],
@@ -387,7 +404,7 @@ class Trainer:
             "select_by": self.config.select_by,
             "val": val,
             "test": test,
-            "test_utterance_ids": self.test_split.utterance_ids,
+            "test_utterance_ids": self.test_split.utterance_ids if test is not None else [],
             "history": self.history,
             "classes": list(self.classes),
             "train_config": self.config.to_dict(),
@@ -398,12 +415,13 @@ class Trainer:
         if self.rank == 0:
             save_checkpoint(self.checkpoint(metrics), best_path)
             plots.training_curves(self.history, self.out_dir / "curves.png", title=self.fold.name)
-            plots.confusion(
-                test["confusion"],
-                self.classes,
-                self.out_dir / "confusion.png",
-                title=f"{self.fold.name}: WA {test['wa']:.3f}, UA {test['ua']:.3f}",
-            )
+            if test is not None:
+                plots.confusion(
+                    test["confusion"],
+                    self.classes,
+                    self.out_dir / "confusion.png",
+                    title=f"{self.fold.name}: WA {test['wa']:.3f}, UA {test['ua']:.3f}",
+                )
             atomic_write_bytes(self.out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
         return metrics
 

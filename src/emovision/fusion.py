@@ -1,0 +1,220 @@
+"""Late fusion: a cross-validation's image models with a linear model on openSMILE functionals.
+
+For every fold, a standardised, class-balanced logistic regression is trained on the
+functionals of the fold's *training* speakers (``C`` chosen by UA on the validation speaker).
+Its utterance log-probabilities and the image model's (the mean over a fold's repeats, a
+within-fold ensemble) are mixed as ``w·image + (1 − w)·linear``, with ``w`` in 0, 0.1 … 1 chosen
+by UA on the validation speaker (ties: the ``w`` nearest 0.5). The test speaker is scored once,
+with everything fixed. The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and
+pooled for the image model, the linear model and the fusion, with paired differences.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emovision.checkpoint import model_from_checkpoint
+from emovision.dataset import load_split, open_source
+from emovision.errors import EmovisionError
+from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
+from emovision.progress import progress_bar
+from emovision.runs import finished_runs
+from emovision.store import atomic_write_bytes, open_info, read_functionals
+
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+MODELS = ("image", "linear", "fusion")
+
+
+def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress: bool = True) -> dict:
+    """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
+    openSMILE functionals of the same utterances (default: the cv's own features file)."""
+    run_dir = Path(run_dir)
+    record, runs = finished_runs(run_dir)
+    source = open_source(record["features_file"])
+    table_path = Path(functionals) if functionals else source.path
+    table = _functionals_by_id(table_path, source.classes)
+    groups: dict[str, list] = defaultdict(list)
+    for run in runs:
+        groups[run.metrics["fold"]["name"]].append(run)
+    folds = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("fusion", total=len(groups))
+        for name, members in groups.items():
+            folds.append(_fuse_fold(name, members, source, table, table_path))
+            bar.advance(task)
+    report = _report(folds, source.classes, run_dir, table_path)
+    atomic_write_bytes(run_dir / "fusion.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(run_dir / "fusion.md", fusion_markdown(report).encode())
+    return report
+
+
+def fit_linear(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: list[str]
+):
+    """The logistic regression (in a scaler pipeline) with the best validation UA over :data:`C_GRID`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    best = None
+    for c in C_GRID:
+        model = make_pipeline(
+            StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+        )
+        model.fit(x_train, y_train)
+        ua = score_utterances(y_val, linear_log_probs(model, x_val, len(classes)), classes)["ua"]
+        if best is None or ua > best[0]:
+            best = (ua, c, model)
+    return best[2], best[1]
+
+
+def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(U, K)`` log-probabilities; classes absent from training get log(1e-6)."""
+    out = np.full((x.shape[0], num_classes), np.log(1e-6))
+    out[:, model.classes_] = np.log(np.clip(model.predict_proba(x), 1e-6, None))
+    return out
+
+
+def choose_weight(image: np.ndarray, linear: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
+    """The image weight of :data:`WEIGHTS` with the best UA of the fused scores (ties: nearest 0.5)."""
+    scored = [
+        (score_utterances(labels, w * image + (1 - w) * linear, classes)["ua"], -abs(w - 0.5), w)
+        for w in WEIGHTS
+    ]
+    return max(scored)[2]
+
+
+def _fuse_fold(name: str, members: list, source, table: dict, table_path: Path) -> dict:
+    fold = members[0].metrics["fold"]
+    val = load_split(source, fold["val"])
+    test = load_split(source, fold["test"])
+    image = {
+        role: np.mean([_image_scores(run, split) for run in members], axis=0)
+        for role, split in (("val", val), ("test", test))
+    }
+    train_ids = [uid for uid, (_, speaker, _) in table.items() if speaker in fold["train"]]
+    x_train = _lookup(table, train_ids, table_path)
+    y_train = np.array([table[uid][2] for uid in train_ids])
+    x_val, x_test = (
+        _lookup(table, val.utterance_ids, table_path),
+        _lookup(table, test.utterance_ids, table_path),
+    )
+    classes = source.classes
+    model, c = fit_linear(x_train, y_train, x_val, val.utterance_labels, classes)
+    linear = {
+        "val": linear_log_probs(model, x_val, len(classes)),
+        "test": linear_log_probs(model, x_test, len(classes)),
+    }
+    weight = choose_weight(image["val"], linear["val"], val.utterance_labels, classes)
+    fused = weight * image["test"] + (1 - weight) * linear["test"]
+    scores = {"image": image["test"], "linear": linear["test"], "fusion": fused}
+    return {
+        "name": name,
+        "test": fold["test"],
+        "val": fold["val"],
+        "runs": len(members),
+        "C": c,
+        "weight": weight,
+        **{key: score_utterances(test.utterance_labels, value, classes) for key, value in scores.items()},
+    }
+
+
+def _image_scores(run, split) -> np.ndarray:
+    model = model_from_checkpoint(run.checkpoint)
+    with torch.no_grad():
+        log_probs = segment_log_probs(model, split.segments)
+    return utterance_scores(
+        log_probs, split.segments_per_utterance, run.checkpoint.get("aggregate", "logprob")
+    )
+
+
+def _functionals_by_id(path: Path, classes: list[str]) -> dict[str, tuple[np.ndarray, str, int]]:
+    """``{utterance id: (functionals (D,), speaker, label)}`` of the features file at ``path``."""
+    info = open_info(path)
+    if not info.functionals:
+        raise EmovisionError(
+            f"{path} holds no openSMILE functionals: extract with --functionals ComParE_2016 "
+            "(or pass such a file with --functionals)"
+        )
+    if info.classes != classes:
+        raise EmovisionError(f"{path} has the classes {info.classes}, the cv run {classes}")
+    table = {}
+    for speaker, (ids, values, labels) in read_functionals(path).items():
+        table.update({uid: (v, speaker, int(y)) for uid, v, y in zip(ids, values, labels, strict=True)})
+    return table
+
+
+def _lookup(table: dict[str, tuple], ids: list[str], path: Path) -> np.ndarray:
+    missing = [uid for uid in ids if uid not in table]
+    if missing:
+        raise EmovisionError(
+            f"{path} has no functionals for utterance {missing[0]!r} ({len(missing)} missing)"
+        )
+    return np.stack([table[uid][0] for uid in ids]).astype(np.float64)
+
+
+def _report(folds: list[dict], classes: list[str], run_dir: Path, table_path: Path) -> dict:
+    summary = {}
+    for key in MODELS:
+        ua = np.array([f[key]["ua"] for f in folds])
+        wa = np.array([f[key]["wa"] for f in folds])
+        pooled = np.sum([np.array(f[key]["confusion"]) for f in folds], axis=0)
+        ddof = 1 if len(folds) > 1 else 0
+        summary[key] = {
+            "wa_mean": float(wa.mean()),
+            "wa_std": float(wa.std(ddof=ddof)),
+            "ua_mean": float(ua.mean()),
+            "ua_std": float(ua.std(ddof=ddof)),
+            "pooled": metrics_from_confusion(pooled, classes),
+        }
+    paired = {}
+    for a, b in (("fusion", "image"), ("fusion", "linear"), ("image", "linear")):
+        delta = np.array([f[a]["ua"] - f[b]["ua"] for f in folds])
+        se = float(delta.std(ddof=1) / np.sqrt(delta.size)) if delta.size > 1 else float("nan")
+        paired[f"{a} - {b}"] = {
+            "mean": float(delta.mean()),
+            "se": se,
+            "better": int((delta > 0).sum()),
+            "folds": int(delta.size),
+        }
+    return {
+        "cv": str(run_dir),
+        "functionals_file": str(table_path),
+        "classes": classes,
+        "folds": folds,
+        "summary": summary,
+        "paired_ua": paired,
+    }
+
+
+def fusion_markdown(report: dict) -> str:
+    """The fusion report as Markdown: per-fold UA, summary rows, paired ΔUA."""
+    lines = [
+        f"# Late fusion: {report['cv']}",
+        "",
+        f"Functionals: `{report['functionals_file']}`; image weight and C chosen on the validation speaker.",
+        "",
+        "| fold | test | image UA | linear UA | fusion UA | weight | C |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in report["folds"]:
+        lines.append(
+            f"| {f['name']} | {'+'.join(f['test'])} | {f['image']['ua']:.3f} | {f['linear']['ua']:.3f} "
+            f"| {f['fusion']['ua']:.3f} | {f['weight']:.1f} | {f['C']:g} |"
+        )
+    lines += ["", "| model | WA | UA | pooled WA | pooled UA |", "|---|---|---|---|---|"]
+    for key, s in report["summary"].items():
+        lines.append(
+            f"| {key} | {s['wa_mean']:.3f} ± {s['wa_std']:.3f} | {s['ua_mean']:.3f} ± {s['ua_std']:.3f} "
+            f"| {s['pooled']['wa']:.3f} | {s['pooled']['ua']:.3f} |"
+        )
+    lines += ["", "| paired ΔUA | mean ± s.e. | folds better |", "|---|---|---|"]
+    for key, p in report["paired_ua"].items():
+        lines.append(f"| {key} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,113 @@
+"""A finished cross-validation folder as data: its record (``cv.json``) and its fold runs.
+
+Read by ``robustness``, ``fuse`` and by :class:`~emovision.predict.Recognizer` when a cv folder
+is used as one model (the ensemble of its fold models).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from emovision.checkpoint import load_checkpoint
+from emovision.errors import EmovisionError
+from emovision.features import FeatureConfig
+
+_RUN_FOLDER = re.compile(r"^fold\d{2,}-")
+
+
+@dataclass
+class FoldRun:
+    """One finished fold run of a cross-validation: its folder, ``metrics.json`` and best checkpoint."""
+
+    folder: Path
+    metrics: dict
+    checkpoint: dict
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.checkpoint["feature_config"])
+
+
+def finished_runs(run_dir: str | Path) -> tuple[dict, list[FoldRun]]:
+    """``cv.json`` and every fold run of the finished cross-validation in ``run_dir``.
+
+    Raises :class:`EmovisionError` when ``run_dir`` is not a cv folder, is unfinished, or a fold
+    run lacks its checkpoint, its metrics or the ids of its test utterances.
+    """
+    run_dir = Path(run_dir)
+    record_path = run_dir / "cv.json"
+    if not record_path.is_file():
+        raise EmovisionError(
+            f"{run_dir} is not a cross-validation folder (no cv.json): give the --out of emovision cv"
+        )
+    if not (run_dir / "summary.json").is_file():
+        raise EmovisionError(
+            f"{run_dir} holds an unfinished cross-validation (no summary.json): rerun its emovision cv command"
+        )
+    record = json.loads(record_path.read_text())
+    folders = sorted(p for p in run_dir.iterdir() if p.is_dir() and _RUN_FOLDER.match(p.name))
+    expected = len(record["folds"]) * int(record.get("repeats", 1))
+    if len(folders) != expected:
+        raise EmovisionError(f"{run_dir} should hold {expected} fold runs (cv.json), found {len(folders)}")
+    runs = []
+    for folder in folders:
+        metrics_path = folder / "metrics.json"
+        if not metrics_path.is_file():
+            raise EmovisionError(f"fold run {folder} is unfinished (no metrics.json)")
+        metrics = json.loads(metrics_path.read_text())
+        if "test_utterance_ids" not in metrics:
+            raise EmovisionError(
+                f"{metrics_path} lacks test_utterance_ids: retrain with this emovision version"
+            )
+        checkpoint = load_checkpoint(folder / "best.pth")
+        if checkpoint.get("feature_config") is None:
+            raise EmovisionError(
+                f"{folder / 'best.pth'} was trained on a legacy pickle: its feature configuration is unknown"
+            )
+        runs.append(FoldRun(folder, metrics, checkpoint))
+    return record, runs
+
+
+def is_cv_folder(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "cv.json").is_file()
+
+
+def load_model_payload(path: str | Path) -> dict:
+    """A checkpoint file, or a finished cv folder as one model: the ensemble of all its fold runs.
+
+    The fold models (every fold, every repeat) must share classes, feature configuration,
+    aggregation rule and input shape. A fold ensemble is for deployment only: each fold model
+    has seen the other folds' test speakers, so it cannot be scored on the cv's folds.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return load_checkpoint(path)
+    if not is_cv_folder(path):
+        raise EmovisionError(f"{path} is a folder but not an emovision cv folder (no cv.json)")
+    _, runs = finished_runs(path)
+    first = runs[0].checkpoint
+    keys = ("classes", "feature_config", "aggregate")
+    shape = ("channels", "height", "frames")
+    for run in runs[1:]:
+        other = run.checkpoint
+        if any(other.get(k) != first.get(k) for k in keys) or any(
+            other["model"][k] != first["model"][k] for k in shape
+        ):
+            raise EmovisionError(
+                f"{run.folder} differs from {runs[0].folder} in classes, features or input shape: "
+                "its models cannot form one ensemble"
+            )
+    names = sorted({run.checkpoint["model"]["name"] for run in runs})
+    return {
+        **{k: first[k] for k in ("format", "version", "classes", "corpus", "feature_config", "aggregate")},
+        "model": {**first["model"], "name": f"ensemble of {len(runs)} ({', '.join(names)})"},
+        "members": [run.checkpoint for run in runs],
+        "versions": first.get("versions", {}),
+    }
