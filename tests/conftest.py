@@ -75,3 +75,16 @@ def trained_model(tmp_path_factory, emodb_dir):
     from trained_model import train_tiny_model
 
     return train_tiny_model(tmp_path_factory.mktemp("trained-model"), emodb_dir)
+
+
+@pytest.fixture(scope="session")
+def emodb_augmented(tmp_path_factory, emodb_dir) -> Path:
+    """emoDB, 4 classes, 64 mels × 100 frames, with one copy per augmentation kind (noise white,
+    pink, babble; reverb; speed; gain) and eGeMAPS functionals, made by the extract command."""
+    from emovision.cli import main
+
+    out = tmp_path_factory.mktemp("emodb-augmented") / "emodb-aug.h5"
+    args = ["extract", "emodb", str(emodb_dir), "--classes", "4", "--n-mels", "64", "--segment-frames", "100"]
+    args += ["--segment-tail", "shift", "--augment", "noise,reverb,speed,gain", "--functionals", "eGeMAPSv02"]
+    assert main([*args, "-o", str(out), "--quiet"]) == 0
+    return out

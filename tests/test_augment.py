@@ -60,3 +60,30 @@ def test_perturbations():
     assert 0.4 < float((noisy - x).std()) < 0.6
     weights = augment.class_weights(torch.tensor([0, 0, 0, 1]), 3)
     assert torch.allclose(weights, torch.tensor([4 / 9, 4 / 3, 1.0]))
+
+
+def test_spec_augment_masks_bands_and_spans_within_their_widths():
+    x = torch.randn(64, 2, 40, 50)
+    fill = torch.full((2, 40, 1), 7.0)
+    masked = augment.spec_augment(x, fill, torch.Generator().manual_seed(3), 2, 8, 2, 12)
+    assert masked.shape == x.shape and not torch.equal(masked, x)
+    hit = masked == 7.0
+    assert torch.equal(hit[:, 0], hit[:, 1])  # the same masks on every channel
+    for sample in hit[:, 0]:
+        bands, spans = sample.all(dim=1), sample.all(dim=0)  # fully masked bins and frames
+        assert int(bands.sum()) <= 16 and int(spans.sum()) <= 24
+        assert torch.equal(sample, bands[:, None] | spans[None, :])  # nothing masked outside them
+    assert torch.equal(masked[~hit], x[~hit])
+    again = augment.spec_augment(x, fill, torch.Generator().manual_seed(3), 2, 8, 2, 12)
+    assert torch.equal(again, masked)  # reproducible for a seed
+    assert torch.equal(augment.spec_augment(x, fill, torch.Generator(), 0, 8, 0, 12), x)
+
+
+def test_pick_versions_uses_every_utterance_once_and_copies_at_the_asked_rate():
+    versions = [[(3 * u, 3), (100 + 2 * u, 2)] for u in range(20)] + [[(60, 1)]]
+    generator = torch.Generator().manual_seed(0)
+    assert augment.pick_versions(versions, 0.0, generator).tolist() == list(range(61))
+    always = augment.pick_versions(versions, 1.0, generator).tolist()
+    assert always == [i for u in range(20) for i in (100 + 2 * u, 101 + 2 * u)] + [60]
+    copies = sum(int(augment.pick_versions(versions, 0.3, generator)[0] >= 100) for _ in range(2000))
+    assert 500 < copies < 700  # 0.3 · 2000 = 600
