@@ -1,12 +1,13 @@
 """Classical reference: openSMILE functionals + linear SVM, on the folds of a features file.
 
 For every fold of ``emovision cv``'s fold rule, the utterances of the training speakers
-train a standardised linear SVM on openSMILE functionals (eGeMAPSv02, 88 values, or
-ComParE_2016, 6373 values); ``C`` is chosen on the validation speaker by UA; the test
-speaker gives WA and UA, summarised exactly like ``emovision cv``.
+train a standardised linear SVM on the openSMILE functionals stored in the features file
+(``emovision extract … --functionals ComParE_2016``: 6373 values, or ``eGeMAPSv02``: 88);
+``C`` is chosen on the validation speaker by UA; the test speaker gives WA and UA, summarised
+exactly like ``emovision cv``. The utterances and their labels are the features file's own,
+so every corpus and class preset works as it was extracted.
 
-    .venv/bin/python benchmarks/opensmile_svm.py emodb ../shared/data/emodb FEATURES.h5 \\
-        --feature-set eGeMAPSv02 --out runs/opensmile-egemaps
+    .venv/bin/python benchmarks/opensmile_svm.py FEATURES.h5 --out runs/opensmile-compare
 """
 
 from __future__ import annotations
@@ -17,54 +18,33 @@ from pathlib import Path
 
 import numpy as np
 import opensmile
-from rich.progress import track
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from emovision.audio import load_audio
-from emovision.corpora import load_corpus
 from emovision.cv import make_folds, summary_markdown
 from emovision.dataset import open_source
 from emovision.evaluate import confusion_matrix, metrics_from_confusion
-from emovision.store import atomic_write_bytes, load_speakers
+from emovision.store import atomic_write_bytes, read_functionals
 
 C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0)
-
-
-def functionals(paths: list[Path], feature_set: str, sample_rate: int) -> np.ndarray:
-    """``(U, D)`` openSMILE functionals of each file (read and resampled by emovision's loader)."""
-    smile = opensmile.Smile(
-        feature_set=getattr(opensmile.FeatureSet, feature_set),
-        feature_level=opensmile.FeatureLevel.Functionals,
-    )
-    rows = [
-        smile.process_signal(load_audio(p, sample_rate), sample_rate).to_numpy()[0]
-        for p in track(paths, "openSMILE")
-    ]
-    return np.nan_to_num(np.stack(rows).astype(np.float64))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("corpus")
-    parser.add_argument("root", type=Path)
-    parser.add_argument("features", type=Path, help="the features file whose utterances and folds are used")
-    parser.add_argument("--feature-set", default="eGeMAPSv02", choices=["eGeMAPSv02", "ComParE_2016"])
+    parser.add_argument("features", type=Path, help="a features file made with --functionals SET")
     parser.add_argument("--folds", default="auto")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     source = open_source(args.features)
-    corpus = load_corpus(args.corpus, args.root, ",".join(source.classes))
-    paths = {u.id: u.path for u in corpus.utterances}
-    data = load_speakers(args.features)
-    ids = [uid for speaker in source.speakers for uid in data[speaker].utterance_ids]
-    speakers = np.array([speaker for speaker in source.speakers for _ in data[speaker].utterance_ids])
-    labels = np.concatenate([data[speaker].utterance_labels for speaker in source.speakers])
-    matrix = functionals([paths[uid] for uid in ids], args.feature_set, source.config.sample_rate)
+    table = read_functionals(args.features)
+    feature_set = source.functionals
+    speakers = np.array([speaker for speaker in source.speakers for _ in table[speaker][0]])
+    matrix = np.concatenate([table[speaker][1] for speaker in source.speakers]).astype(np.float64)
+    labels = np.concatenate([table[speaker][2] for speaker in source.speakers])
 
     results = []
     for fold in make_folds(source, args.folds):
@@ -109,7 +89,7 @@ def main() -> None:
         "pooled": metrics_from_confusion(pooled, source.classes),
         "repeats": 1,
         "train_config": {
-            "model": f"openSMILE {args.feature_set} + linear SVM",
+            "model": f"openSMILE {feature_set} + linear SVM",
             "epochs": "-",
             "batch_size": "-",
             "lr": "-",

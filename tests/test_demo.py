@@ -11,9 +11,10 @@ from emovision.errors import CorpusError
 
 def test_cpu_plan_is_the_reduced_configuration():
     plan = demo.plan("cpu")
-    assert plan.training.device == "cpu" and plan.training.model == "alexnet_gap"
+    assert plan.training.device == "cpu" and plan.training.model == "efficientnet_lite0"
+    assert plan.training.pretrained and plan.training.augmentations == ("specaugment",)
     assert "reduced" in plan.note and "15 minutes" in plan.note
-    assert plan.features.n_mels < 128
+    assert plan.features.segment_tail == "trim" and plan.augment is None
 
 
 def test_emodb_root_prefers_the_argument_then_the_environment(monkeypatch, tmp_path):

@@ -79,7 +79,8 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         "--segment-tail",
         choices=SEGMENT_TAILS,
         default=defaults.segment_tail,
-        help="last partial segment: pad it (original) or shift it back to end at the last frame",
+        help="last partial segment: pad it (original), shift it back to end at the last frame, or trim: "
+        "shift it when it holds at least half a segment of new frames, else drop those frames",
     )
 
 

@@ -30,6 +30,7 @@ class FeatureSource:
     genders: dict[str, str]
     _pickle: dict | None = None
     augment: dict | None = None
+    functionals: str = ""
 
     @property
     def copy_kinds(self) -> tuple[str, ...]:
@@ -63,7 +64,14 @@ def open_source(path: str | Path, trust_pickle: bool = False) -> FeatureSource:
         return FeatureSource(path, "pickle", classes, None, sorted(payload), {}, payload)
     info = open_info(path)
     return FeatureSource(
-        path, info.corpus, info.classes, info.config, info.speakers, info.genders, augment=info.augment
+        path,
+        info.corpus,
+        info.classes,
+        info.config,
+        info.speakers,
+        info.genders,
+        augment=info.augment,
+        functionals=info.functionals,
     )
 
 

@@ -23,7 +23,11 @@ overlap). The last partial segment and utterances shorter than one segment are p
 each channel's silence value: the utterance's floor for dB channels, 0 for Δ channels (the
 original padded with 0, the loudest value on this scale). With ``segment_tail="shift"`` the
 last partial segment of a longer utterance is instead moved back to end at the last frame,
-so no segment of such an utterance is mostly padding.
+so no segment of such an utterance is mostly padding. ``segment_tail="trim"`` shifts such a
+last segment only when the frames left over fill at least half a segment, and otherwise drops
+them: a shifted segment that overlaps its predecessor almost entirely (a 201-frame utterance
+cut into 100-frame segments gives ``[0, 100)``, ``[100, 200)`` and ``[101, 201)``) costs a third
+of the compute and adds one new frame.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from emovision import acoustics
 from emovision.errors import EmovisionError
 
 FEATURE_TYPES = ("logspec", "logmelspec", "logmeldeltaspec", "lognrevspec")
-SEGMENT_TAILS = ("pad", "shift")
+SEGMENT_TAILS = ("pad", "shift", "trim")
 AMIN = 1e-10
 
 
@@ -200,7 +204,10 @@ def segment_starts(frames: int, config: FeatureConfig) -> np.ndarray:
     size, hop = config.segment_frames, config.frame_hop
     count = 1 if frames <= size else 1 + math.ceil((frames - size) / hop)
     starts = np.arange(count) * hop
-    if config.segment_tail == "shift" and frames > size:
+    if config.segment_tail != "pad" and frames > size:
+        left_over = frames - (int(starts[-2]) + size) if count > 1 else 0
+        if config.segment_tail == "trim" and 0 < left_over < size / 2:
+            return starts[:-1]
         starts[-1] = frames - size
     return starts
 
