@@ -12,7 +12,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test,baseline]'
+	$(BIN)/python -m pip install --quiet -e '.[test,opensmile]'
 	@touch $(STAMP)
 
 # Headless Chromium for the web page tests (tests/serve/test_page.py): Debian's package, as root.

@@ -7,7 +7,12 @@
 # CONFIG: alexnet_gap lite0-pretrained alexnet_gap-mixup alexnet_gap-stability alexnet_gap-lognrevspec
 #         alexnet_gap-lognrevspec-stability alexnet_gap-oversampling alexnet lite0-scratch alexnet-all
 #         opensmile-egemaps opensmile-compare
-# Each cv run folder gets command.txt with the exact command. EPOCHS (20) and PARALLEL (2) can be set.
+#         lite0-aug (SpecAugment + noise, reverb and speed copies), lite0-specaugment, lite0-noise,
+#         lite0-reverb, lite0-speed (each augmentation alone), lite0-aug-no-white (white noise held
+#         out of training), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
+#         ensemble), fusion (emovision fuse on lite0-aug with the ComParE functionals)
+# Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
+# (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
 OUT=${1:?usage: $0 OUT [CONFIG ...]}
 shift
@@ -18,12 +23,19 @@ EMODB=${EMODB_DIR:-../shared/data/emodb}
 BIN=.venv/bin
 EPOCHS=${EPOCHS:-20}
 PARALLEL=${PARALLEL:-2}
+FOLDS=${FOLDS:-auto}
 mkdir -p "$OUT"
 LOGMEL="$OUT/emodb-logmel64.h5"
+LOGMEL_AUG="$OUT/emodb-logmel64-aug.h5"
+COMPARE="$OUT/emodb-compare.h5"
 LOGNREV="$OUT/emodb-lognrevspec.h5"
-[ -f "$LOGMEL" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 --segment-frames 100 --segment-tail shift -o "$LOGMEL" --quiet
+SEGMENTS=(--n-mels 64 --segment-frames 100 --segment-tail shift)
+[ -f "$LOGMEL" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" -o "$LOGMEL" --quiet
+[ -f "$LOGMEL_AUG" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --augment noise,reverb,speed -o "$LOGMEL_AUG" --quiet
+[ -f "$COMPARE" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --functionals ComParE_2016 -o "$COMPARE" --quiet
 [ -f "$LOGNREV" ] || $BIN/emovision extract emodb "$EMODB" --features lognrevspec --segment-frames 100 --segment-tail shift -o "$LOGNREV" --quiet
-COMMON=(--epochs "$EPOCHS" --batch-size 32 --schedule cosine --parallel-folds "$PARALLEL" --device cpu --quiet)
+COMMON=(--epochs "$EPOCHS" --batch-size 32 --schedule cosine --parallel-folds "$PARALLEL" --device cpu --folds "$FOLDS" --quiet)
+LITE0=(--model efficientnet_lite0 --pretrained --lr 1e-3)
 
 cv() {
   local name=$1
@@ -43,14 +55,29 @@ for config in "${CONFIGS[@]}"; do
     alexnet_gap-lognrevspec-stability) cv "$config" "$LOGNREV" --model alexnet_gap --lr 1e-3 --stability "${COMMON[@]}" ;;
     alexnet) cv "$config" "$LOGMEL" --model alexnet --lr 1e-4 "${COMMON[@]}" ;;
     alexnet-all) cv "$config" "$LOGMEL" --model alexnet --lr 1e-4 --mixup --stability --oversampling "${COMMON[@]}" ;;
-    lite0-pretrained) cv "$config" "$LOGMEL" --model efficientnet_lite0 --pretrained --lr 1e-3 "${COMMON[@]}" ;;
+    lite0-pretrained) cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" "${COMMON[@]}" ;;
+    lite0-aug) cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed "${COMMON[@]}" ;;
+    lite0-specaugment | lite0-noise | lite0-reverb | lite0-speed)
+      cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment "${config#lite0-}" "${COMMON[@]}" ;;
+    lite0-aug-no-white)
+      cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise:pink,noise:babble,reverb,speed "${COMMON[@]}" ;;
+    lite1-aug | lite2-aug)
+      cv "$config" "$LOGMEL_AUG" --model "efficientnet_${config%-aug}" --pretrained --lr 1e-3 \
+        --augment specaugment,noise,reverb,speed "${COMMON[@]}" ;;
+    lite0-aug-x3) cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --repeats 3 "${COMMON[@]}" ;;
+    fusion)
+      echo "$BIN/emovision fuse $OUT/lite0-aug --functionals $COMPARE" > "$OUT/lite0-aug/fusion-command.txt"
+      $BIN/emovision fuse "$OUT/lite0-aug" --functionals "$COMPARE" --quiet ;;
     lite0-scratch) cv "$config" "$LOGMEL" --model efficientnet_lite0 --lr 1e-3 "${COMMON[@]}" ;;
     opensmile-egemaps | opensmile-compare)
-      set_name=eGeMAPSv02
-      [ "$config" = opensmile-compare ] && set_name=ComParE_2016
+      table=$COMPARE
+      if [ "$config" = opensmile-egemaps ]; then
+        table="$OUT/emodb-egemaps.h5"
+        [ -f "$table" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --functionals eGeMAPSv02 -o "$table" --quiet
+      fi
       mkdir -p "$OUT/$config"
-      echo "$BIN/python benchmarks/opensmile_svm.py emodb $EMODB $LOGMEL --feature-set $set_name --out $OUT/$config" > "$OUT/$config/command.txt"
-      $BIN/python benchmarks/opensmile_svm.py emodb "$EMODB" "$LOGMEL" --feature-set "$set_name" --out "$OUT/$config" ;;
+      echo "$BIN/python benchmarks/opensmile_svm.py $table --folds $FOLDS --out $OUT/$config" > "$OUT/$config/command.txt"
+      $BIN/python benchmarks/opensmile_svm.py "$table" --folds "$FOLDS" --out "$OUT/$config" ;;
     *) echo "unknown configuration $config" >&2; exit 2 ;;
   esac
 done

@@ -179,3 +179,56 @@ def test_torchrun_ddp_on_cpu_with_gloo(emodb_small, tmp_path):
     for a, b in zip(ddp["history"], one["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-3)
     shutil.rmtree(tmp_path / "ddp")
+
+
+def test_repeats_are_also_scored_as_a_within_fold_ensemble(emodb_small, tmp_path):
+    summary = run_cv(emodb_small, QUICK, tmp_path / "cv", folds="loso", repeats=2, progress=False)
+    ensemble = summary["ensemble"]
+    assert [f["runs"] for f in ensemble["folds"]] == [2, 2, 2, 2]
+    runs = sorted((tmp_path / "cv").glob("fold*/metrics.json"))
+    first = [json.loads(p.read_text()) for p in runs[:2]]
+    import numpy as np
+
+    from emovision.evaluate import score_utterances
+
+    mean = np.mean([np.asarray(m["test_scores"]) for m in first], axis=0)
+    expected = score_utterances(np.asarray(first[0]["test_labels"]), mean, summary["classes"])
+    assert ensemble["folds"][0]["ua"] == pytest.approx(expected["ua"])
+    assert "Within-fold ensemble of the 2 seeds" in (tmp_path / "cv" / "summary.md").read_text()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
+def test_killing_cv_ends_its_fold_workers(emodb_small, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "cv"
+    command = [sys.executable, "-m", "emovision.cli", "cv", str(emodb_small), "--model", "alexnet_gap"]
+    command += ["--epochs", "50", "--device", "cpu", "--parallel-folds", "2", "--quiet", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob("fold*/last.pth")) and time.time() < deadline:
+        time.sleep(0.5)
+    workers = _children(process.pid)
+    assert list(out.glob("fold*/last.pth")) and len(workers) >= 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
+        time.sleep(0.5)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "fold workers outlived the killed cv process"

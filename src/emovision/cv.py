@@ -27,6 +27,7 @@ import json
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from multiprocessing import get_context
@@ -39,7 +40,8 @@ from rich.progress import Progress
 from emovision import plots
 from emovision.dataset import FeatureSource, open_source
 from emovision.errors import EmovisionError
-from emovision.evaluate import metrics_from_confusion
+from emovision.evaluate import metrics_from_confusion, score_utterances
+from emovision.options import run_options
 from emovision.progress import progress_bar
 from emovision.store import atomic_write_bytes
 from emovision.train import Fold, TrainConfig, make_fold, software_versions, train_fold
@@ -179,10 +181,38 @@ def summarize(
         "ua_mean": float(ua.mean()),
         "ua_std": float(ua.std(ddof=ddof)),
         "pooled": metrics_from_confusion(pooled, classes),
+        "ensemble": within_fold_ensemble(results, classes) if repeats > 1 else None,
         "repeats": repeats,
         "train_config": config.to_dict(),
         "feature_config": source.config.to_dict() if source.config else None,
         "versions": software_versions(),
+    }
+
+
+def within_fold_ensemble(results: list[dict], classes: list[str]) -> dict | None:
+    """Each fold's repeats as one model (mean of their test utterance log-probabilities): WA/UA per
+    fold, mean ± std and pooled; ``None`` when a run did not record its test scores."""
+    if not all(r.get("test_scores") and r.get("test_labels") for r in results):
+        return None
+    by_fold: dict[str, list[dict]] = {}
+    for r in results:
+        by_fold.setdefault(r["fold"]["name"], []).append(r)
+    folds, confusions = [], []
+    for name, runs in by_fold.items():
+        labels = np.asarray(runs[0]["test_labels"])
+        scores = np.mean([np.asarray(r["test_scores"]) for r in runs], axis=0)
+        metrics = score_utterances(labels, scores, classes)
+        folds.append({"name": name, "runs": len(runs), "wa": metrics["wa"], "ua": metrics["ua"]})
+        confusions.append(np.asarray(metrics["confusion"]))
+    wa, ua = np.array([f["wa"] for f in folds]), np.array([f["ua"] for f in folds])
+    ddof = 1 if len(folds) > 1 else 0
+    return {
+        "folds": folds,
+        "wa_mean": float(wa.mean()),
+        "wa_std": float(wa.std(ddof=ddof)),
+        "ua_mean": float(ua.mean()),
+        "ua_std": float(ua.std(ddof=ddof)),
+        "pooled": metrics_from_confusion(np.sum(confusions, axis=0), classes),
     }
 
 
@@ -201,11 +231,7 @@ def write_summary(summary: dict, out_dir: Path, classes: list[str]) -> None:
 
 def summary_markdown(summary: dict) -> str:
     config = summary["train_config"]
-    options = [
-        name
-        for name in ("pretrained", "mixup", "stability", "oversampling", "class_weighted")
-        if config[name]
-    ]
+    options = run_options(config)
     lines = [
         f"# Cross-validation: {config['model']}" + (f" ({', '.join(options)})" if options else ""),
         "",
@@ -227,6 +253,16 @@ def summary_markdown(summary: dict) -> str:
         f"| **{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}** |",
         f"| pooled | | | | | {pooled['utterances']} | {pooled['wa']:.3f} | {pooled['ua']:.3f} |",
         "",
+        *(
+            [
+                f"Within-fold ensemble of the {summary['repeats']} seeds: UA "
+                f"{summary['ensemble']['ua_mean']:.3f} ± {summary['ensemble']['ua_std']:.3f}, pooled UA "
+                f"{summary['ensemble']['pooled']['ua']:.3f}, pooled WA {summary['ensemble']['pooled']['wa']:.3f}",
+                "",
+            ]
+            if summary.get("ensemble")
+            else []
+        ),
         "Per-class recall (pooled): "
         + ", ".join(f"{name} {value:.3f}" for name, value in pooled["recall"].items() if value is not None),
         "",
@@ -290,12 +326,30 @@ class _QueueProgress:
         self.channel.put((self.run, "update", changes))
 
 
+_CHANNEL = None
+
+
+def _init_fold_worker(parent: int, channel) -> None:
+    """In a fold worker: keep the progress channel, and end this process when the cv process that
+    started it is gone (killed or interrupted), so that no orphan goes on training and writing
+    into the cv folder."""
+    global _CHANNEL
+    _CHANNEL = channel
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_train(
-    features: str, trust_pickle: bool, fold: Fold, config: TrainConfig, out_dir: str, channel, threads: int
+    features: str, trust_pickle: bool, fold: Fold, config: TrainConfig, out_dir: str, threads: int
 ) -> dict:
     torch.set_num_threads(threads)
     source = open_source(features, trust_pickle)
-    return train_fold(source, fold, config, out_dir, resume=True, progress=_QueueProgress(channel, out_dir))
+    return train_fold(source, fold, config, out_dir, resume=True, progress=_QueueProgress(_CHANNEL, out_dir))
 
 
 def _run_parallel(source, runs, out_dir: Path, parallel: int, display: Progress, overall) -> list[dict]:
@@ -303,8 +357,7 @@ def _run_parallel(source, runs, out_dir: Path, parallel: int, display: Progress,
     gpus = torch.cuda.device_count()
     threads = max(1, len(os.sched_getaffinity(0)) // parallel)
     context = get_context("spawn")
-    manager = context.Manager()
-    channel = manager.Queue()
+    channel = context.Queue()
     tasks: dict[str, object] = {}
     stop = threading.Event()
 
@@ -322,13 +375,15 @@ def _run_parallel(source, runs, out_dir: Path, parallel: int, display: Progress,
     listener = threading.Thread(target=relay, daemon=True)
     listener.start()
     try:
-        with ProcessPoolExecutor(parallel, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            parallel, mp_context=context, initializer=_init_fold_worker, initargs=(os.getpid(), channel)
+        ) as pool:
             futures = []
             for number, (fold, config, name) in enumerate(runs):
                 if gpus and config.device in ("auto", "cuda"):
                     config = replace(config, device=f"cuda:{number % gpus}")
                 job = (str(source.path), source.corpus == "pickle", fold, config, str(out_dir / name))
-                futures.append(pool.submit(_worker_train, *job, channel, threads))
+                futures.append(pool.submit(_worker_train, *job, threads))
             results = []
             for future in futures:
                 results.append(future.result())
@@ -336,5 +391,5 @@ def _run_parallel(source, runs, out_dir: Path, parallel: int, display: Progress,
     finally:
         stop.set()
         listener.join()
-        manager.shutdown()
+        channel.close()
     return results

