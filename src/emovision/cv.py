@@ -44,6 +44,7 @@ from emovision.evaluate import metrics_from_confusion, score_utterances
 from emovision.options import run_options
 from emovision.progress import progress_bar
 from emovision.store import atomic_write_bytes
+from emovision.system import available_cores
 from emovision.train import Fold, TrainConfig, make_fold, software_versions, train_fold
 
 FOLD_RULES = ("auto", "iemocap10", "iemocap5", "loso")
@@ -355,7 +356,7 @@ def _worker_train(
 def _run_parallel(source, runs, out_dir: Path, parallel: int, display: Progress, overall) -> list[dict]:
     """Run folds in ``parallel`` spawned processes; GPUs are dealt out round-robin."""
     gpus = torch.cuda.device_count()
-    threads = max(1, len(os.sched_getaffinity(0)) // parallel)
+    threads = max(1, available_cores() // parallel)
     context = get_context("spawn")
     channel = context.Queue()
     tasks: dict[str, object] = {}

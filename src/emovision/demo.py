@@ -20,6 +20,7 @@ from emovision.corpora import emodb, load_corpus
 from emovision.cv import run_cv
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
+from emovision.system import available_cores
 from emovision.train import TrainConfig
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emovision"
@@ -84,5 +85,5 @@ def run_demo(emodb_dir: str | Path | None, out: str | Path, device: str = "auto"
     if not features.exists():
         extract_corpus(corpus, chosen.features, features, augment=chosen.augment)
     say(f"features: {features}")
-    parallel = 1 if chosen.training.device == "cuda" else len(os.sched_getaffinity(0))
+    parallel = 1 if chosen.training.device == "cuda" else available_cores()
     return run_cv(features, chosen.training, out / f"cv-{chosen.training.model}", parallel=parallel)

@@ -9,7 +9,6 @@ speaker.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +26,7 @@ from emovision.features import FeatureConfig, channel_signals, compute_features,
 from emovision.functionals import Functionals
 from emovision.progress import progress_bar
 from emovision.store import AugmentedCopies, FeatureWriter, SpeakerFeatures, write_seed_pickle
+from emovision.system import available_cores
 
 
 @dataclass
@@ -56,7 +56,7 @@ class ExtractSummary:
 
 def default_workers() -> int:
     """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0))
+    return available_cores()
 
 
 def worker_pool(
@@ -142,6 +142,13 @@ def extract_corpus(
                     )
                     writer.write_speaker(speaker, data)
                 summary.add(speaker, data)
+        if not sum(summary.utterances.values()):
+            writer.close()
+            writer.partial.unlink(missing_ok=True)
+            first = f" (first: {summary.skipped[0][0]}: {summary.skipped[0][1]})" if summary.skipped else ""
+            raise EmovisionError(
+                f"no usable recording: all {len(summary.skipped)} files were skipped{first}; nothing written"
+            )
         path = writer.finish()
     finally:
         writer.close()

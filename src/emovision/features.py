@@ -76,6 +76,36 @@ class FeatureConfig:
             raise EmovisionError(
                 f"unknown feature type {self.kind!r}: choose one of {', '.join(FEATURE_TYPES)}"
             )
+        finite = all(
+            math.isfinite(v)
+            for v in (self.window_ms, self.hop_ms, self.top_db, self.max_freq, self.noise_std, self.rt60)
+        )
+        checks = [
+            (
+                finite and (self.noise_snr is None or math.isfinite(self.noise_snr)),
+                "feature options must be finite numbers",
+            ),
+            (self.sample_rate >= 1000, f"--sample-rate must be at least 1000 Hz, got {self.sample_rate}"),
+            (self.window_ms > 0 and self.hop_ms > 0, "--window-ms and --hop-ms must be positive"),
+            (
+                self.n_fft >= 2 and self.n_fft % 2 == 0,
+                f"--n-fft must be an even number ≥ 2, got {self.n_fft}",
+            ),
+            (self.n_mels >= 1, f"--n-mels must be at least 1, got {self.n_mels}"),
+            (self.top_db > 0, f"--top-db must be positive, got {self.top_db}"),
+            (self.max_freq > 0, f"--max-freq must be positive, got {self.max_freq}"),
+            (self.noise_std >= 0, f"--noise-std must be ≥ 0, got {self.noise_std}"),
+            (self.rt60 > 0, f"--rt60 must be positive, got {self.rt60}"),
+            (self.segment_frames >= 1, f"--segment-frames must be at least 1, got {self.segment_frames}"),
+            (
+                self.segment_hop is None or self.segment_hop >= 1,
+                f"--segment-hop must be at least 1 (leave it out for no overlap), got {self.segment_hop}",
+            ),
+            (-1.0 <= self.preemphasis < 1.0, f"--preemphasis must be in [-1, 1), got {self.preemphasis}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise EmovisionError(message)
         if self.win_length > self.n_fft:
             raise EmovisionError(
                 f"window of {self.window_ms} ms ({self.win_length} samples) is longer than n_fft={self.n_fft}"

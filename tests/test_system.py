@@ -1,0 +1,48 @@
+"""Portability of the machine helpers and options that are checked before any work."""
+
+import os
+
+import pytest
+
+from emovision.cli import main
+from emovision.system import available_cores
+
+
+def test_available_cores_without_sched_getaffinity(monkeypatch):
+    if hasattr(os, "sched_getaffinity"):
+        assert available_cores() == len(os.sched_getaffinity(0))
+        monkeypatch.delattr(os, "sched_getaffinity")
+    assert available_cores() == (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--n-mels", "0"],
+        ["--rt60", "0"],
+        ["--noise-std", "-0.1"],
+        ["--n-fft", "801"],
+        ["--segment-hop", "0"],
+        ["--augment", "noise", "--augment-snr", "5"],
+        ["--augment", "echo"],
+        ["--functionals", "GeMAPS"],
+    ],
+)
+def test_bad_extract_options_are_refused_before_any_work(option, emodb_dir, tmp_path, capsys):
+    out = tmp_path / "f.h5"
+    assert main(["extract", "emodb", str(emodb_dir), "-o", str(out), "--quiet", *option]) == 2
+    err = capsys.readouterr().err
+    assert option[0] in err or option[-1] in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_extraction_with_no_usable_file_fails_and_writes_nothing(tmp_path, capsys):
+    root = tmp_path / "corpus"
+    (root / "wav").mkdir(parents=True)
+    (root / "wav" / "03a01Fa.wav").write_text("not audio")
+    (root / "wav" / "08a01Wa.wav").write_bytes(b"")
+    out = tmp_path / "out" / "f.h5"
+    assert main(["extract", "emodb", str(root), "-o", str(out), "--quiet"]) == 2
+    assert "no usable recording" in capsys.readouterr().err
+    assert not out.exists() and not out.with_name("f.h5.partial").exists()
