@@ -46,3 +46,15 @@ def test_an_extraction_with_no_usable_file_fails_and_writes_nothing(tmp_path, ca
     assert main(["extract", "emodb", str(root), "-o", str(out), "--quiet"]) == 2
     assert "no usable recording" in capsys.readouterr().err
     assert not out.exists() and not out.with_name("f.h5.partial").exists()
+
+
+def test_errors_about_bracketed_paths_are_printed_whole_on_one_line(tmp_path, capsys):
+    missing = tmp_path / "[bold]runs" / ("a-very-long-folder-name-" * 8) / "features.h5"
+    assert (
+        main(
+            ["train", str(missing), "--val-speaker", "1", "--test-speaker", "2", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert str(missing) in err and len(err.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emovision.errors import EmovisionError
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except EmovisionError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: rerun the same command to resume", highlight=False)
@@ -241,7 +242,7 @@ def print_extract_summary(summary, config) -> None:
     if summary.skipped:
         console.print(f"[yellow]skipped {len(summary.skipped)} file(s):[/]")
         for path, reason in summary.skipped[:20]:
-            console.print(f"  {path}: {reason}", highlight=False)
+            console.print(f"  {path}: {reason}", highlight=False, markup=False, soft_wrap=True)
         if len(summary.skipped) > 20:
             console.print(f"  … and {len(summary.skipped) - 20} more")
     else:
@@ -503,7 +504,9 @@ def print_fusion(report: dict, out: Path) -> None:
         console.print(
             f"ΔUA {key}: {p['mean']:+.3f} ± {p['se']:.3f}, better on {p['better']}/{p['folds']} folds"
         )
-    console.print(f"written: {out / 'fusion.json'}, {out / 'fusion.md'}", highlight=False)
+    console.print(
+        f"written: {out / 'fusion.json'}, {out / 'fusion.md'}", highlight=False, markup=False, soft_wrap=True
+    )
 
 
 def print_cv_summary(summary: dict, out: Path) -> None:
@@ -529,7 +532,11 @@ def print_cv_summary(summary: dict, out: Path) -> None:
     pooled = summary["pooled"]
     table.add_row("pooled", "", "", "", "", f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
     console.print(table)
-    console.print(f"report: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'confusion.png'}")
+    console.print(
+        f"report: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'confusion.png'}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -610,7 +617,9 @@ def print_fold_metrics(metrics: dict, out: Path) -> None:
     console.print(table)
     recalls = ", ".join(f"{k} {v:.2f}" for k, v in test["recall"].items() if v is not None)
     console.print(f"test recall per class: {recalls}")
-    console.print(f"run folder: {out} (best.pth, metrics.json, curves.png, confusion.png)")
+    console.print(
+        f"run folder: {out} (best.pth, metrics.json, curves.png, confusion.png)", markup=False, soft_wrap=True
+    )
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -666,11 +675,15 @@ def _run_predict(args: argparse.Namespace) -> int:
             table.add_row(item.source, item.label, f"{item.confidence:.2f}", top)
         console.print(table, highlight=False)
     for failure in failures:
-        err_console.print(f"[yellow]skipped[/] {failure.source}: {failure.reason}", highlight=False)
+        err_console.print(
+            f"[yellow]skipped[/] {escape(f'{failure.source}: {failure.reason}')}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if args.timeline and predictions:
         written = save_timelines(predictions, args.timeline)
         for path in written:
-            err_console.print(f"timeline: {path}", highlight=False)
+            err_console.print(f"timeline: {path}", highlight=False, markup=False, soft_wrap=True)
         if not written:
             err_console.print("timeline: no recording is 4 segments or longer", highlight=False)
     if not predictions:
@@ -836,7 +849,11 @@ def _run_robustness(args: argparse.Namespace) -> int:
             highlight=False,
         )
     out = args.run_dir
-    console.print(f"report: {out / 'robustness.md'}, {out / 'robustness.json'}, {out / 'robustness.png'}")
+    console.print(
+        f"report: {out / 'robustness.md'}, {out / 'robustness.json'}, {out / 'robustness.png'}",
+        markup=False,
+        soft_wrap=True,
+    )
     return 0
 
 
