@@ -268,3 +268,34 @@ def test_user_errors_exit_2_with_one_line(cv_run, emodb_dir, emodb_wavs, tmp_pat
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (extra, err)
     assert not (tmp_path / "robustness.json").exists()
+
+
+def test_iemocap_with_the_default_classes_keeps_excited_as_happy(tmp_path, emodb_wavs):
+    """Preset 4 merges exc into hap: robustness reloads the corpus with the recorded selection."""
+    from conftest import build_iemocap_tree
+
+    wanted = ("F000", "M000", "F001", "M001", "F002", "M002")
+    release = build_iemocap_tree(
+        tmp_path, emodb_wavs[3], keep=lambda u: u.startswith(("Ses01", "Ses02")) and u.endswith(wanted)
+    )
+    corpus = load_corpus("iemocap", release)
+    assert corpus.selection["classes"] is None
+    excited = {u.id for u in corpus.utterances if u.id in _codes("exc")}
+    assert any(uid.startswith("Ses01") for uid in excited)
+    features = tmp_path / "iemocap.h5"
+    extract_corpus(corpus, FeatureConfig(n_mels=64, segment_frames=100), features, progress=False)
+    assert open_source(features).selection["corpus"] == "iemocap"
+    folds = tmp_path / "folds.json"
+    folds.write_text(json.dumps([{"test": ["1F"], "val": ["1M"], "train": ["2F", "2M"]}]))
+    run_cv(features, QUICK, tmp_path / "cv", folds=str(folds), progress=False)
+    args = ["robustness", str(tmp_path / "cv"), "--root", str(release), "--snr", "10", "--noise", "white"]
+    assert main([*args, "--rt60", "", "--device", "cpu", "--quiet"]) == 0
+    report = json.loads((tmp_path / "cv" / "robustness.json").read_text())
+    assert len(report["folds"]) == 1 and report["conditions"][0]["name"] == "clean"
+
+
+def _codes(code: str) -> set[str]:
+    from conftest import IEMOCAP_LABELS
+
+    lines = (IEMOCAP_LABELS / "emo_labels.txt").read_text().splitlines()
+    return {line.split("\t")[1] for line in lines if line.split("\t")[2] == code}

@@ -31,6 +31,7 @@ class FeatureSource:
     _pickle: dict | None = None
     augment: dict | None = None
     functionals: str = ""
+    selection: dict | None = None
 
     @property
     def copy_kinds(self) -> tuple[str, ...]:
@@ -72,6 +73,7 @@ def open_source(path: str | Path, trust_pickle: bool = False) -> FeatureSource:
         info.genders,
         augment=info.augment,
         functionals=info.functionals,
+        selection=info.selection,
     )
 
 

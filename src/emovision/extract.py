@@ -113,7 +113,13 @@ def extract_corpus(
         by_speaker[utterance.speaker].append(utterance)
     plan = augment if augment is not None and augment.augment else None
     writer = FeatureWriter(
-        out, corpus.name, corpus.classes, config, plan.to_dict() if plan else None, functionals
+        out,
+        corpus.name,
+        corpus.classes,
+        config,
+        plan.to_dict() if plan else None,
+        functionals,
+        corpus.selection,
     )
     summary = ExtractSummary(Path(out), corpus.classes, skipped=list(corpus.skipped))
     done = writer.done_speakers()

@@ -264,8 +264,10 @@ def resolve_utterances(
 ) -> tuple[str, dict[str, Utterance], list[str]]:
     """The corpus name, its utterances by id, and the class names, checked against every run.
 
-    ``classes`` is the class selection to load the corpus with (default: the checkpoints'
-    class names as a comma list). Raises :class:`EmovisionError` for a corpus other than the
+    ``classes`` is the class selection to load the corpus with (default: the one the features were
+    extracted with, as the checkpoints record it — IEMOCAP's preset ``4`` merges exc into hap —
+    else the class names as a comma list), and the loader's options are the recorded ones too
+    (``improvised_only``). Raises :class:`EmovisionError` for a corpus other than the
     runs', other class names, or a test utterance id the corpus under ``root`` lacks.
     """
     trained = {run.checkpoint.get("corpus") for run in runs}
@@ -276,7 +278,11 @@ def resolve_utterances(
     name = corpus_name or trained_on
     if trained_on and name != trained_on:
         raise EmovisionError(f"--corpus {name}: the runs were trained on {trained_on} features")
-    corpus = load_corpus(name, root, classes or ",".join(names))
+    selection = runs[0].checkpoint.get("selection") or {}
+    options = {k: v for k, v in selection.items() if k not in ("corpus", "root", "classes")}
+    if classes is None:
+        classes = selection.get("classes") if "classes" in selection else ",".join(names)
+    corpus = load_corpus(name, root, classes, **options)
     if list(corpus.classes) != list(names):
         raise EmovisionError(
             f"the corpus classes {', '.join(corpus.classes)} differ from the model's {', '.join(names)}"

@@ -17,7 +17,8 @@ Layout (format ``emovision-features``, version :data:`FORMAT_VERSION`)::
                kinds   (A,) UTF-8 augmentation kind of each copy (``noise:white``, ``reverb`` …)
     /<speaker>/functionals  (U, D) float32 openSMILE functionals (files made with ``--functionals``)
     / attrs also: augment (JSON of the :class:`~emovision.augment_audio.AugmentPlan`, or ""),
-                  functionals (the openSMILE set's name, or "")
+                  functionals (the openSMILE set's name, or ""),
+                  selection (JSON: corpus, root, classes preset, loader options)
 
 A file is written as ``<name>.partial`` and renamed when every speaker is in it; an
 interrupted run resumes from the speakers already complete in the partial file.
@@ -90,6 +91,7 @@ class FeatureFileInfo:
     genders: dict[str, str]
     augment: dict | None = None
     functionals: str = ""
+    selection: dict | None = None
 
 
 class FeatureWriter:
@@ -107,6 +109,7 @@ class FeatureWriter:
         config: FeatureConfig,
         augment: dict | None = None,
         functionals: str | None = None,
+        selection: dict | None = None,
     ):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
@@ -119,6 +122,7 @@ class FeatureWriter:
             "feature_config": json.dumps(config.to_dict(), sort_keys=True),
             "augment": json.dumps(augment, sort_keys=True) if augment else "",
             "functionals": functionals or "",
+            "selection": json.dumps(selection or {}, sort_keys=True),
         }
         self._file = self._open_partial(attrs)
 
@@ -313,8 +317,9 @@ def _info(path: Path, handle: h5py.File) -> FeatureFileInfo:
     classes = json.loads(handle.attrs["classes"])
     augment = json.loads(handle.attrs.get("augment", "") or "null")
     functionals = str(handle.attrs.get("functionals", ""))
+    selection = json.loads(handle.attrs.get("selection", "") or "{}") or None
     return FeatureFileInfo(
-        path, str(handle.attrs["corpus"]), classes, config, speakers, genders, augment, functionals
+        path, str(handle.attrs["corpus"]), classes, config, speakers, genders, augment, functionals, selection
     )
 
 

@@ -285,6 +285,7 @@ class Trainer:
             },
             "classes": list(self.classes),
             "corpus": self.source.corpus,
+            "selection": self.source.selection,
             "feature_config": self.source.config.to_dict() if self.source.config else None,
             "aggregate": self.config.aggregate,
             "state_dict": {

@@ -22,4 +22,6 @@ def load_corpus(name: str, root: str | Path, classes: str | None = None, **optio
     """Records of corpus ``name`` (one of :data:`LOADERS`) under ``root``."""
     if name not in LOADERS:
         raise CorpusError(f"unknown corpus {name!r}: choose one of {', '.join(LOADERS)}")
-    return LOADERS[name](root, classes, **options)
+    corpus = LOADERS[name](root, classes, **options)
+    corpus.selection = {"corpus": name, "root": str(root), "classes": classes, **options}
+    return corpus

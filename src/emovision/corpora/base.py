@@ -40,6 +40,10 @@ class Corpus:
     classes: list[str]
     utterances: list[Utterance]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    selection: dict = field(default_factory=dict)
+    """How the utterances were selected: ``corpus``, ``root``, ``classes`` (the preset or list as
+    given, ``None`` for the default) and the loader's options (``improvised_only``); stored in the
+    features file so that every later reader (robustness, …) selects exactly the same."""
 
     def label_index(self, label: str) -> int:
         return self.classes.index(label)
