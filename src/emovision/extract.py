@@ -22,7 +22,7 @@ from emovision.audio import load_audio
 from emovision.augment_audio import AugmentPlan, augmented_copies, babble_talkers
 from emovision.corpora import Corpus, Utterance
 from emovision.errors import AudioError, EmovisionError
-from emovision.features import FeatureConfig, channel_signals, compute_features, segment
+from emovision.features import FeatureConfig, channel_signals, compute_features, feature_key, segment
 from emovision.functionals import Functionals
 from emovision.progress import progress_bar
 from emovision.store import AugmentedCopies, FeatureWriter, SpeakerFeatures, write_seed_pickle
@@ -336,13 +336,13 @@ def _prepare_chunk(jobs: list[Job]) -> list[tuple]:
 
 def _extract_one(job: Job) -> Outcome:
     """``([features (C, F, T) per version], seconds, None)`` or ``(None, 0, reason)`` for one file."""
-    return _guarded(job, lambda samples, config: compute_features(samples, config, job[1]))
+    return _guarded(job, lambda samples, config: compute_features(samples, config, feature_key(job[0])))
 
 
 def _prepare_one(job: Job) -> tuple:
     """``([channel signals [(n,), ...] per version], seconds, None, functionals)`` or
     ``(None, 0, reason, None)``."""
-    return _guarded(job, lambda samples, config: channel_signals(samples, config, job[1]))
+    return _guarded(job, lambda samples, config: channel_signals(samples, config, feature_key(job[0])))
 
 
 def _guarded(job: Job, make: Callable) -> tuple:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -164,6 +165,13 @@ class FeatureConfig:
     def from_dict(cls, values: dict) -> FeatureConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def feature_key(path: str | Path) -> str:
+    """What seeds ``lognrevspec``'s noise and room for the recording at ``path``: its file name without
+    folder and suffix. Extraction, robustness and prediction all use it, so a recording gets the same
+    features whatever the corpus calls the utterance (a manifest's ids keep their folders)."""
+    return Path(path).stem
 
 
 def compute_features(samples: np.ndarray, config: FeatureConfig, key: str = "") -> np.ndarray:

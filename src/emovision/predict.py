@@ -4,8 +4,8 @@ The features are computed exactly as at training time, from the feature configur
 stored in the model: audio is resampled to its rate, turned into the trained spectrogram
 feature and cut into segments of its ``segment_frames`` frames; every segment is scored
 and the segment log-probabilities are combined by the checkpoint's ``aggregate`` rule.
-For ``lognrevspec`` features the noise and the room are seeded by the file stem (the
-utterance id at training time); for samples or bytes by ``key``.
+For ``lognrevspec`` features the noise and the room are seeded by the file name without folder
+and suffix (:func:`~emovision.features.feature_key`, as at extraction); for samples or bytes by ``key``.
 
 A checkpoint (``.pth``) runs with PyTorch; an ``.onnx`` file made by ``emovision export``
 runs with ONNX Runtime alone, without importing torch. This module imports neither at
@@ -29,7 +29,7 @@ import soundfile as sf
 from emovision.audio import load_audio, prepare_audio
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
-from emovision.features import FeatureConfig, compute_features, segment, segment_times
+from emovision.features import FeatureConfig, compute_features, feature_key, segment, segment_times
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 ONNX_FORMAT = "emovision-onnx"
@@ -284,7 +284,7 @@ class Recognizer:
         else:
             label = name or ("<upload>" if isinstance(source, bytes) else str(source))
             if key is None:
-                key = Path(source if not isinstance(source, bytes) else name or "").stem
+                key = feature_key(source if not isinstance(source, bytes) else name or "")
             if max_seconds is not None:
                 _check_duration(source, label, max_seconds)
             try:

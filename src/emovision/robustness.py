@@ -50,7 +50,7 @@ from emovision.corpora import Utterance, load_corpus
 from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
 from emovision.extract import default_workers, worker_pool
-from emovision.features import FeatureConfig, compute_features, segment
+from emovision.features import FeatureConfig, compute_features, feature_key, segment
 from emovision.options import run_options
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, finished_runs
@@ -460,7 +460,7 @@ def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, str | None]:
         samples = load_audio(path, config.sample_rate, min_samples=config.min_samples)
         talkers = [_talker(p, config.sample_rate) for p in talker_paths]
         return [
-            segment(compute_features(signal, config, key), config)
+            segment(compute_features(signal, config, feature_key(path)), config)
             for _, signal in corrupt(samples, config.sample_rate, key, plan, talkers)
         ], None
     except AudioError as exc:

@@ -29,3 +29,27 @@ def test_manifest_errors(tmp_path):
     ok.write_text("path,speaker,label\nx.wav,a,happy\n")
     with pytest.raises(CorpusError, match="unknown class 'sad'"):
         load_corpus("manifest", ok, "sad")
+
+
+def test_lognrevspec_of_a_file_in_a_subfolder_is_the_same_at_extraction_and_prediction(tmp_path, emodb_wavs):
+    import numpy as np
+
+    from emovision.audio import load_audio
+    from emovision.extract import extract_corpus
+    from emovision.features import FeatureConfig, compute_features, segment
+    from emovision.store import load_speakers
+
+    (tmp_path / "calls" / "monday").mkdir(parents=True)
+    target = tmp_path / "calls" / "monday" / "a.wav"
+    target.write_bytes(emodb_wavs[0].read_bytes())
+    csv = tmp_path / "corpus.csv"
+    csv.write_text(f"path,speaker,label\n{target},s1,calm\n{emodb_wavs[1]},s2,tense\n")
+    corpus = load_corpus("manifest", csv)
+    config = FeatureConfig(kind="lognrevspec", segment_frames=100)
+    extract_corpus(corpus, config, tmp_path / "f.h5", workers=1, progress=False)
+    stored = load_speakers(tmp_path / "f.h5", ["s1"])["s1"]
+    assert stored.utterance_ids[0] != "a"  # the manifest's id keeps the folder …
+    predicted = segment(
+        compute_features(load_audio(target, 16000), config, "a"), config
+    )  # … prediction: the stem
+    assert np.array_equal(stored.segments, predicted)
