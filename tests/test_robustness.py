@@ -211,10 +211,11 @@ def test_results_do_not_depend_on_workers_or_other_conditions_and_report_compare
 
 
 def test_paired_deltas_use_only_the_folds_both_runs_share(tmp_path):
-    def write(name, folds):
+    def write(name, folds, seed=0):
         folder = tmp_path / name
         folder.mkdir()
         report = {
+            "plan": {"seed": seed, "babble_talkers": 5, "noise_files": []},
             "conditions": [{"name": "clean", "ua_mean": 0.5, "ua_std": 0.1}],
             "folds": [
                 {"run": run, "test": [run[-2:]], "conditions": {"clean": {"ua": ua}}} for run, ua in folds
@@ -226,8 +227,16 @@ def test_paired_deltas_use_only_the_folds_both_runs_share(tmp_path):
     base = write("base", [("fold01-test-03", 0.50), ("fold02-test-08", 0.40), ("fold03-test-09", 0.30)])
     better = write("better", [("fold01-test-03", 0.60), ("fold02-test-08", 0.60), ("fold04-test-10", 0.0)])
     elsewhere = write("elsewhere", [("fold01-test-13", 0.9)])
-    rows = robustness_deltas([base, better, elsewhere, tmp_path / "no-robustness"])
-    assert rows == [{"condition": "clean", "better": "+0.150 ± 0.050 (2/2)", "elsewhere": "—"}]
+    reseeded = write("reseeded", [("fold01-test-03", 0.9)], seed=1)
+    rows = robustness_deltas([base, better, elsewhere, reseeded, tmp_path / "no-robustness"])
+    assert rows == [
+        {
+            "condition": "clean",
+            "better": "+0.150 ± 0.050 (2/2)",
+            "elsewhere": "—",
+            "reseeded": "not paired: other seed",
+        }
+    ]
     assert robustness_deltas([base]) == []
 
 

@@ -105,7 +105,9 @@ def robustness_deltas(folders: list[Path]) -> list[dict]:
     Fold runs are paired by their folder name and test speakers (the same folds of the same
     features); a cell is ``mean ± standard error`` of the per-fold differences with the number
     of folds that improved, e.g. ``+0.016 ± 0.011 (6/10)``, or "—" without a shared fold or
-    condition. Empty with fewer than two runs.
+    condition. Runs whose corruption differs from the first one's (seed, babble talkers, noise
+    recordings: other noisy audio) are not paired; their cells say which setting differs.
+    Empty with fewer than two runs.
     """
     found = robustness_reports(folders)
     if len(found) < 2:
@@ -113,9 +115,13 @@ def robustness_deltas(folders: list[Path]) -> list[dict]:
     (_, base), others = found[0], found[1:]
     base_folds = {(f["run"], tuple(f["test"])): f["conditions"] for f in base["folds"]}
     rows = []
+    differs = {label: _other_corruption(base, report) for label, report in others}
     for condition in (c["name"] for c in base["conditions"]):
         row = {"condition": condition}
         for label, report in others:
+            if differs[label]:
+                row[label] = f"not paired: other {differs[label]}"
+                continue
             differences = [
                 f["conditions"][condition]["ua"] - base_folds[key][condition]["ua"]
                 for f in report["folds"]
@@ -124,6 +130,15 @@ def robustness_deltas(folders: list[Path]) -> list[dict]:
             row[label] = _paired(differences)
         rows.append(row)
     return rows
+
+
+CORRUPTION = ("seed", "babble_talkers", "noise_files")
+
+
+def _other_corruption(base: dict, report: dict) -> str:
+    """The corruption settings in which two robustness reports differ ("" when none does)."""
+    plans = base.get("plan", {}), report.get("plan", {})
+    return ", ".join(key.replace("_", " ") for key in CORRUPTION if plans[0].get(key) != plans[1].get(key))
 
 
 def _paired(differences: list[float]) -> str:
