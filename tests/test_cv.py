@@ -232,3 +232,25 @@ def test_killing_cv_ends_its_fold_workers(emodb_small, tmp_path):
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "fold workers outlived the killed cv process"
+
+
+def test_report_pairs_cv_runs_over_their_shared_folds(tmp_path, capsys):
+    def write(name, folds):
+        folder = tmp_path / name
+        folder.mkdir()
+        summary = {
+            "folds": [{"name": n, "test": [n[-2:]], "ua": ua, "wa": ua, "seed": 1} for n, ua in folds],
+            "wa_mean": 0.5, "wa_std": 0.1, "ua_mean": 0.5, "ua_std": 0.1,
+            "pooled": {"wa": 0.5, "ua": 0.5},
+            "train_config": {"model": "m" * 90, "augment": "specaugment,noise"},
+        }  # fmt: skip
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return folder
+
+    base = write("base", [("test-03", 0.5), ("test-08", 0.4), ("test-09", 0.3)])
+    other = write("other", [("test-03", 0.6), ("test-08", 0.3), ("test-09", 0.5), ("test-10", 0.9)])
+    assert main(["report", str(base), str(other), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert f"| {other} | +0.067 ± 0.088 (2/3) |" in out
+    assert "augment specaugment+noise" in out
+    assert all(line.startswith("|") for line in out.splitlines() if "mmmm" in line)  # rows never wrap

@@ -545,15 +545,27 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from emovision.report import compare_runs, markdown_table, robustness_deltas, robustness_rows
+    from emovision.report import (
+        compare_runs,
+        markdown_table,
+        paired_deltas,
+        robustness_deltas,
+        robustness_rows,
+    )
 
     rows = compare_runs(args.runs)
+    clean = paired_deltas(args.runs)
     robustness = robustness_rows(args.runs)
     deltas = robustness_deltas(args.runs)
     base = list(robustness[0])[1] if robustness else ""
     paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
     tables = (
         ("comparison", rows, ("run", "model", "features", "options")),
+        (
+            f"paired ΔUA from {args.runs[0]} (test speakers; mean ± s.e. over shared folds, folds better)",
+            clean,
+            ("run",),
+        ),
         ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
         (paired, deltas, ("condition",)),
     )
@@ -562,7 +574,7 @@ def _run_report(args: argparse.Namespace) -> int:
             if table_rows:
                 if number:
                     console.print(f"\n{title[0].upper()}{title[1:]}\n", highlight=False, markup=False)
-                console.print(markdown_table(table_rows), highlight=False, markup=False)
+                console.print(markdown_table(table_rows), highlight=False, markup=False, soft_wrap=True)
         return 0
     for title, table_rows, left in tables:
         if not table_rows:

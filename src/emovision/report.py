@@ -59,6 +59,32 @@ def compare_runs(folders: list[Path]) -> list[dict]:
     return [load_run(Path(folder)) for folder in folders]
 
 
+def paired_deltas(folders: list[Path]) -> list[dict]:
+    """Clean test-speaker UA of every later cv run minus the first's, paired over the folds both
+    hold (same fold name and test speakers; a fold's repeats averaged first): one row per run with
+    ``mean ± standard error (folds better/folds)``. Empty with fewer than two cv runs."""
+    found = [
+        (str(f), json.loads((Path(f) / "summary.json").read_text()))
+        for f in folders
+        if (Path(f) / "summary.json").is_file()
+    ]
+    if len(found) < 2:
+        return []
+    per_fold = [(label, _fold_ua(summary)) for label, summary in found]
+    base = per_fold[0][1]
+    return [
+        {"run": label, "ΔUA": _paired([ua - base[key] for key, ua in folds.items() if key in base])}
+        for label, folds in per_fold[1:]
+    ]
+
+
+def _fold_ua(summary: dict) -> dict[tuple, float]:
+    values: dict[tuple, list[float]] = {}
+    for fold in summary["folds"]:
+        values.setdefault((fold["name"], tuple(fold["test"])), []).append(fold["ua"])
+    return {key: float(np.mean(v)) for key, v in values.items()}
+
+
 def markdown_table(rows: list[dict]) -> str:
     header = list(rows[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
