@@ -254,3 +254,36 @@ def test_report_pairs_cv_runs_over_their_shared_folds(tmp_path, capsys):
     assert f"| {other} | +0.067 ± 0.088 (2/3) |" in out
     assert "augment specaugment+noise" in out
     assert all(line.startswith("|") for line in out.splitlines() if "mmmm" in line)  # rows never wrap
+
+
+def test_an_experiment_is_a_file_rerun_exactly_from_its_config_toml(emodb_small, tmp_path, capsys):
+    folds = tmp_path / "folds.json"
+    folds.write_text(json.dumps([{"test": ["03"], "val": ["10"]}]))
+    config = tmp_path / "experiment.toml"
+    config.write_text(
+        f'features = "{emodb_small}"\nmodel = "alexnet_gap"\nepochs = 1\nbatch-size = 32\n'
+        f'lr = 3e-4\ndevice = "cpu"\nfolds = "{folds}"\naugment = "specaugment"\n'
+    )
+    assert (
+        main(["cv", "--config", str(config), "--epochs", "2", "--quiet", "--out", str(tmp_path / "x")]) == 0
+    )
+    recorded = (tmp_path / "x" / "config.toml").read_text()
+    assert "epochs = 2" in recorded and 'augment = "specaugment"' in recorded and "quiet" not in recorded
+    first = json.loads((tmp_path / "x" / "summary.json").read_text())
+    assert first["train_config"]["epochs"] == 2  # the flag won over the file
+    assert (
+        main(["cv", "--config", str(tmp_path / "x" / "config.toml"), "--quiet", "--out", str(tmp_path / "y")])
+        == 0
+    )
+    again = json.loads((tmp_path / "y" / "summary.json").read_text())
+    assert again["folds"] == first["folds"] and again["train_config"] == first["train_config"]
+    capsys.readouterr()
+    for text, message in (
+        ("epoch = 3\n", "unknown option 'epoch'"),
+        ('epochs = "3"\n', "epochs must be int"),
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'features = "{emodb_small}"\n' + text)
+        assert main(["cv", "--config", str(bad), "--out", str(tmp_path / "z")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "z").exists()

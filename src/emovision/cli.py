@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "config", None) is not None:
+            args = _with_config(parser, args, argv)
         return int(args.handler(args) or 0)
     except EmovisionError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -40,8 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (add_arguments, handler, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
         add_arguments(sub)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, parser=sub)
     return parser
+
+
+def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None):
+    """``args`` parsed again with the ``--config`` file's options as defaults (flags still win)."""
+    from emovision.config_file import option_types, read_config
+
+    sub = args.parser
+    sub.set_defaults(**read_config(args.config, option_types(sub)))
+    return parser.parse_args(argv)
+
+
+def _record_config(args: argparse.Namespace, folder: Path) -> None:
+    from emovision.config_file import option_types, write_config
+
+    write_config(folder / "config.toml", args, option_types(args.parser))
+
+
+def _features_given(args: argparse.Namespace) -> Path:
+    if args.features is None:
+        raise EmovisionError("give the features file (FEATURES, or features = ... in --config)")
+    return args.features
 
 
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
@@ -358,7 +381,8 @@ def _speakers(text: str) -> list[str]:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("features", type=Path, help="features file from emovision extract")
+    parser.add_argument("features", type=Path, nargs="?", help="features file from emovision extract")
+    parser.add_argument("--config", type=Path, default=None, help="options from a TOML file (flags win)")
     parser.add_argument("--val-speaker", default=None, help="validation speaker id(s), comma separated")
     parser.add_argument("--test-speaker", default=None, help="test speaker id(s), comma separated")
     parser.add_argument(
@@ -399,7 +423,7 @@ def _run_train(args: argparse.Namespace) -> int:
         if not args.val_speaker or not args.test_speaker:
             raise EmovisionError("train needs --val-speaker and --test-speaker (or --all-speakers)")
         config = training_config_from_args(args)
-    source = open_source(args.features, args.trust_pickle)
+    source = open_source(_features_given(args), args.trust_pickle)
     if args.all_speakers:
         fold = all_speakers_fold(source)
     else:
@@ -411,6 +435,7 @@ def _run_train(args: argparse.Namespace) -> int:
         metrics = train_fold(source, fold, config, args.out, resume=args.resume, progress=progress)
     if rank != 0:
         return 0
+    _record_config(args, args.out)
     if args.save_label:
         import shutil
 
@@ -420,7 +445,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _cv_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("features", type=Path, help="features file from emovision extract")
+    parser.add_argument("features", type=Path, nargs="?", help="features file from emovision extract")
+    parser.add_argument("--config", type=Path, default=None, help="options from a TOML file (flags win)")
     parser.add_argument("--out", type=Path, required=True, help="folder of the cross-validation")
     parser.add_argument(
         "--folds",
@@ -443,6 +469,7 @@ def _run_cv(args: argparse.Namespace) -> int:
     from emovision.cv import run_cv
 
     config = training_config_from_args(args)
+    _features_given(args)
     if args.fusion:
         from emovision.store import open_info
 
@@ -461,6 +488,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         trust_pickle=args.trust_pickle,
     )
+    _record_config(args, args.out)
     print_cv_summary(summary, args.out)
     if args.fusion:
         from emovision.fusion import fuse_cv
