@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -287,3 +288,28 @@ def test_an_experiment_is_a_file_rerun_exactly_from_its_config_toml(emodb_small,
         assert main(["cv", "--config", str(bad), "--out", str(tmp_path / "z")]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "z").exists()
+
+
+def test_one_fold_per_job_then_the_summary_and_a_lock_per_fold(emodb_small, tmp_path, capsys):
+    out = tmp_path / "cv"
+    args = ["cv", str(emodb_small), "--model", "alexnet_gap", "--epochs", "1", "--device", "cpu", "--quiet"]
+    args += ["--out", str(out)]
+    assert main([*args, "--fold", "2"]) == 0
+    assert "not finished yet: fold01-test-03, fold03-test-09, fold04-test-10" in capsys.readouterr().out
+    assert not (out / "summary.json").exists() and (out / "fold02-test-08" / "metrics.json").exists()
+    assert main(["cv", "--summarize", "--out", str(out)]) == 0
+    assert "3 run(s) not finished" in capsys.readouterr().out
+    (out / "fold01-test-03").mkdir()
+    (out / "fold01-test-03" / ".lock").write_text("another-host 123")
+    assert main([*args, "--fold", "test-03"]) == 2
+    assert "being trained by another process" in capsys.readouterr().err
+    (out / "fold01-test-03" / ".lock").write_text(
+        f"{socket.gethostname()} 999999999"
+    )  # a process that is gone
+    for fold in ("test-03", "3", "4"):
+        assert main([*args, "--fold", fold]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["folds"]) == 4 and "missing" not in summary
+    assert not list(out.glob("*/.lock"))
+    assert main([*args, "--fold", "5"]) == 2
+    assert "names no fold" in capsys.readouterr().err

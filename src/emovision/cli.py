@@ -456,6 +456,17 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
     parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")
     parser.add_argument(
+        "--fold",
+        default=None,
+        help="train only this fold (1-based index or name), e.g. one job of a Slurm array; the summary "
+        "is written when the last fold finishes",
+    )
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="train nothing: summarize the folds of --out finished so far and name the missing ones",
+    )
+    parser.add_argument(
         "--fusion",
         action="store_true",
         help="then late-fuse each fold with a linear model on the openSMILE functionals in FEATURES "
@@ -466,8 +477,12 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_cv(args: argparse.Namespace) -> int:
-    from emovision.cv import run_cv
+    from emovision.cv import run_cv, summarize_folder
 
+    if args.summarize:
+        summary = summarize_folder(args.out)
+        print_cv_summary(summary, args.out)
+        return 0
     config = training_config_from_args(args)
     _features_given(args)
     if args.fusion:
@@ -487,10 +502,11 @@ def _run_cv(args: argparse.Namespace) -> int:
         parallel=args.parallel_folds,
         progress=not args.quiet,
         trust_pickle=args.trust_pickle,
+        only=args.fold,
     )
     _record_config(args, args.out)
     print_cv_summary(summary, args.out)
-    if args.fusion:
+    if args.fusion and not summary.get("missing"):
         from emovision.fusion import fuse_cv
 
         print_fusion(fuse_cv(args.out, progress=not args.quiet), args.out)
@@ -560,6 +576,14 @@ def print_cv_summary(summary: dict, out: Path) -> None:
     pooled = summary["pooled"]
     table.add_row("pooled", "", "", "", "", f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
     console.print(table)
+    if summary.get("missing"):
+        console.print(
+            f"{len(summary['missing'])} run(s) not finished yet: {', '.join(summary['missing'])}; the summary "
+            "files are written when the last one finishes (or by cv --summarize then)",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
     console.print(
         f"report: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'confusion.png'}",
         markup=False,

@@ -16,7 +16,7 @@ from pathlib import Path
 from emovision.errors import EmovisionError
 from emovision.store import atomic_write_bytes
 
-NOT_RECORDED = ("config", "handler", "command", "quiet", "out", "resume", "save_label")
+NOT_RECORDED = ("config", "handler", "command", "quiet", "out", "resume", "save_label", "fold", "summarize")
 
 
 def option_types(parser: argparse.ArgumentParser) -> dict[str, type]:

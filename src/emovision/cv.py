@@ -26,9 +26,12 @@ import csv
 import json
 import os
 import queue
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -113,12 +116,16 @@ def run_cv(
     parallel: int = 1,
     progress: bool = True,
     trust_pickle: bool = False,
+    only: str | None = None,
 ) -> dict:
     """Train every fold (× ``repeats`` seeds) and write the summary; return it.
 
     Finished folds are skipped and an interrupted fold continues, so rerunning the same
     command resumes. ``parallel`` folds run at once in separate processes, one GPU each
-    when there are GPUs.
+    when there are GPUs. ``only`` (a fold's 1-based index or name) trains that fold alone, for
+    one job per fold on a cluster: the summary is written once every fold is finished, and
+    until then the returned summary lists the ``missing`` runs. Each fold run is locked while it
+    trains, so processes sharing the folder never train the same fold twice.
     """
     out_dir = Path(out_dir)
     source = open_source(features, trust_pickle)
@@ -134,21 +141,115 @@ def run_cv(
         for i, fold in enumerate(fold_list, start=1)
         for r in range(repeats)
     ]
+    if only is not None:
+        runs = [run for run in runs if _is_fold(only, run[0], fold_list)]
+        if not runs:
+            names = ", ".join(f.name for f in fold_list)
+            raise EmovisionError(f"--fold {only} names no fold: give 1…{len(fold_list)} or one of {names}")
     _claim_folder(out_dir, source, config, fold_list, repeats, folds)
     with progress_bar(progress) as display:
         overall = display.add_task(f"cross-validation: {len(runs)} runs", total=len(runs))
         if parallel == 1:
             results = []
             for fold, run_config, name in runs:
-                results.append(
-                    train_fold(source, fold, run_config, out_dir / name, resume=True, progress=display)
-                )
+                with fold_lock(out_dir / name):
+                    results.append(
+                        train_fold(source, fold, run_config, out_dir / name, resume=True, progress=display)
+                    )
                 display.advance(overall)
         else:
             results = _run_parallel(source, runs, out_dir, parallel, display, overall)
+    if only is not None:
+        return summarize_folder(out_dir)
     summary = summarize(results, source.classes, config, source, repeats)
     write_summary(summary, out_dir, source.classes)
     return summary
+
+
+def summarize_folder(out_dir: str | Path) -> dict:
+    """The summary of a cv folder from the fold runs finished so far (``cv.json`` says which exist).
+
+    When every run is finished, ``summary.json``, ``summary.md`` and ``confusion.png`` are written;
+    otherwise nothing is, and the returned summary names the ``missing`` runs.
+    """
+    out_dir = Path(out_dir)
+    record_path = out_dir / "cv.json"
+    if not record_path.is_file():
+        raise EmovisionError(f"{out_dir} is not a cross-validation folder (no cv.json)")
+    try:
+        record = json.loads(record_path.read_text())
+        source = open_source(record["features_file"])
+        folds = [Fold(f["train"], f["val"], f["test"], f["name"]) for f in record["folds"]]
+        config = TrainConfig.from_dict(record["train_config"])
+        repeats = int(record.get("repeats", 1))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmovisionError(f"{record_path} is not a readable cv record ({exc})") from None
+    results, missing = [], []
+    for i, fold in enumerate(folds, start=1):
+        for r in range(repeats):
+            name = _run_name(i, fold, config.seed + r if repeats > 1 else None)
+            metrics = out_dir / name / "metrics.json"
+            if metrics.is_file():
+                results.append(json.loads(metrics.read_text()))
+            else:
+                missing.append(name)
+    if not results:
+        raise EmovisionError(f"{out_dir}: no fold is finished yet (missing: {', '.join(missing)})")
+    summary = summarize(results, source.classes, config, source, repeats)
+    if missing:
+        summary["missing"] = missing
+    else:
+        write_summary(summary, out_dir, source.classes)
+    return summary
+
+
+def _is_fold(wanted: str, fold: Fold, folds: list[Fold]) -> bool:
+    return wanted == fold.name or (
+        wanted.isdigit() and 1 <= int(wanted) <= len(folds) and folds[int(wanted) - 1] is fold
+    )
+
+
+@contextmanager
+def fold_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` while a fold trains; another process's live lock is an error.
+
+    The lock holds ``host pid``; a lock left by a process of this host that is gone is taken over.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".lock"
+    me = f"{socket.gethostname()} {os.getpid()}"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                host, _, pid = lock.read_text().partition(" ")
+            except OSError:
+                continue
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)
+                continue
+            raise EmovisionError(
+                f"{run_dir.name} is being trained by another process ({host} pid {pid}); "
+                f"if that process is gone, delete {lock}"
+            ) from None
+    try:
+        os.write(fd, me.encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def summarize(
@@ -285,13 +386,25 @@ def _claim_folder(
         "repeats": repeats,
     }
     path = out_dir / "cv.json"
-    if path.exists():
+    if not path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        temp = out_dir / f".cv.json.{os.getpid()}.tmp"
+        atomic_write_bytes(temp, json.dumps(record, indent=2).encode())
+        try:
+            os.link(temp, path)  # written once: a second process finds it and compares
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            if not path.exists():
+                os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+    try:
         previous = json.loads(path.read_text())
-        if previous != record:
-            raise EmovisionError(f"{out_dir} holds a cross-validation with other options: use another --out")
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(record, indent=2).encode())
+    except ValueError:
+        raise EmovisionError(f"{path} is not readable JSON: delete it or use another --out") from None
+    if previous != record:
+        raise EmovisionError(f"{out_dir} holds a cross-validation with other options: use another --out")
 
 
 def _run_name(index: int, fold: Fold, seed: int | None) -> str:
@@ -350,7 +463,10 @@ def _worker_train(
 ) -> dict:
     torch.set_num_threads(threads)
     source = open_source(features, trust_pickle)
-    return train_fold(source, fold, config, out_dir, resume=True, progress=_QueueProgress(_CHANNEL, out_dir))
+    with fold_lock(Path(out_dir)):
+        return train_fold(
+            source, fold, config, out_dir, resume=True, progress=_QueueProgress(_CHANNEL, out_dir)
+        )
 
 
 def _run_parallel(source, runs, out_dir: Path, parallel: int, display: Progress, overall) -> list[dict]:
