@@ -513,6 +513,36 @@ def _run_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", type=Path, help="checkpoint (.pth), ONNX file (.onnx) or cv folder (ensemble)"
+    )
+    parser.add_argument("features", type=Path, help="features file of another corpus (the model's features)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for summary.json, summary.md, confusion.png"
+    )
+    parser.add_argument(
+        "--map",
+        default=None,
+        help="FILE_CLASS=MODEL_CLASS,… where the class names differ (e.g. happy=happiness)",
+    )
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from emovision.transfer import evaluate_on, parse_map
+
+    summary = evaluate_on(args.model, args.features, args.out, parse_map(args.map))
+    dropped = sum(summary["dropped"].values())
+    console.print(
+        f"{args.model} on {args.features}: WA {summary['wa']:.3f}, UA {summary['ua']:.3f} over "
+        f"{summary['utterances']} utterances ({dropped} of classes the model does not know dropped); "
+        f"{args.out / 'summary.md'}",
+        markup=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
 def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="a finished emovision cv folder")
     parser.add_argument(
@@ -927,6 +957,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, st
     "train": (_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
     "cv": (_cv_arguments, _run_cv, "speaker-independent cross-validation with a summary report"),
     "report": (_report_arguments, _run_report, "compare the results of several runs"),
+    "evaluate": (_evaluate_arguments, _run_evaluate, "score a trained model on another corpus's features"),
     "fuse": (
         _fuse_arguments,
         _run_fuse,

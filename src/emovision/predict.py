@@ -217,6 +217,10 @@ class Recognizer:
         prepared = _Prepared(name, segments, float("nan"), None)
         return self._prediction(prepared, self._backend.log_probs(segments, self.batch_size))
 
+    def log_probs(self, segments: np.ndarray) -> np.ndarray:
+        """Segment log-probabilities ``(N, K)`` of segments ``(N, C, F, T)`` in dB, ``batch_size`` at a time."""
+        return self._backend.log_probs(np.ascontiguousarray(segments, dtype=np.float32), self.batch_size)
+
     def features(self, samples: np.ndarray, key: str = "") -> np.ndarray:
         """The trained feature ``(C, F, T)`` in dB of mono samples at ``config.sample_rate``."""
         return compute_features(samples, self._require_config(), key)

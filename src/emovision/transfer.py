@@ -1,0 +1,134 @@
+"""Cross-corpus evaluation: a trained model (checkpoint, ONNX file or cv folder) scored on another
+features file, e.g. trained on IEMOCAP and tested on emoDB.
+
+Classes are matched by name, or through ``--map`` (``happy=happiness``: the features file's class
+→ the model's); utterances of classes the model does not know are dropped and counted. The
+features must have been extracted with the model's feature configuration (the segment hop and
+tail may differ: they only decide where segments start). WA, UA (over the model's classes present
+in the file), per-class recall, per-speaker results and the confusion matrix are written as
+``summary.json``, ``summary.md`` and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from emovision import plots
+from emovision.errors import EmovisionError
+from emovision.evaluate import score_utterances, utterance_scores
+from emovision.predict import Recognizer
+from emovision.store import atomic_write_bytes, load_speakers, open_info
+
+MAY_DIFFER = ("segment_hop", "segment_tail")
+
+
+def parse_map(text: str | None) -> dict[str, str]:
+    """``"happy=happiness,angry=anger"`` → ``{"happy": "happiness", "angry": "anger"}``."""
+    mapping = {}
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        source, sep, target = (x.strip() for x in part.partition("="))
+        if not sep or not source or not target:
+            raise EmovisionError(f"--map: {part!r} is not FILE_CLASS=MODEL_CLASS")
+        mapping[source] = target
+    return mapping
+
+
+def evaluate_on(model: str | Path, features: str | Path, out: str | Path, mapping: dict[str, str]) -> dict:
+    """Score ``model`` on every utterance of ``features`` whose class it knows; write and return the summary."""
+    recognizer = Recognizer.load(model)
+    info = open_info(features)
+    _check_config(recognizer, info, Path(features))
+    unknown = [name for name in mapping if name not in info.classes]
+    if unknown:
+        raise EmovisionError(f"--map names {unknown[0]!r}, which is not a class of {features}")
+    target = {name: mapping.get(name, name) for name in info.classes}
+    index = {name: recognizer.classes.index(t) for name, t in target.items() if t in recognizer.classes}
+    if not index:
+        raise EmovisionError(
+            f"no class in common: the model knows {', '.join(recognizer.classes)}, {features} holds "
+            f"{', '.join(info.classes)} (match them with --map FILE_CLASS=MODEL_CLASS,…)"
+        )
+    truth, scores, dropped, speakers = [], [], {}, {}
+    for speaker, data in load_speakers(features).items():
+        starts = np.concatenate([[0], np.cumsum(data.segments_per_utterance)])
+        keep = [u for u, label in enumerate(data.utterance_labels) if info.classes[label] in index]
+        for label in data.utterance_labels:
+            if info.classes[label] not in index:
+                dropped[info.classes[label]] = dropped.get(info.classes[label], 0) + 1
+        if not keep:
+            continue
+        pieces = np.concatenate([data.segments[starts[u] : starts[u + 1]] for u in keep])
+        log_probs = recognizer.log_probs(pieces)
+        utterance = utterance_scores(log_probs, data.segments_per_utterance[keep], recognizer.aggregate)
+        labels = np.array([index[info.classes[data.utterance_labels[u]]] for u in keep])
+        speakers[speaker] = score_utterances(labels, utterance, recognizer.classes)
+        truth.append(labels)
+        scores.append(utterance)
+    metrics = score_utterances(np.concatenate(truth), np.concatenate(scores), recognizer.classes)
+    summary = {
+        "model": str(model),
+        "features_file": str(features),
+        "corpus": info.corpus,
+        "model_classes": recognizer.classes,
+        "class_map": {name: recognizer.classes[i] for name, i in index.items()},
+        "dropped": dropped,
+        **metrics,
+        "speakers": {
+            name: {"wa": m["wa"], "ua": m["ua"], "utterances": m["utterances"]}
+            for name, m in speakers.items()
+        },
+    }
+    out = Path(out)
+    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(out / "summary.md", transfer_markdown(summary).encode())
+    plots.confusion(
+        metrics["confusion"],
+        recognizer.classes,
+        out / "confusion.png",
+        title=f"{Path(model).name} on {info.corpus}: WA {metrics['wa']:.3f}, UA {metrics['ua']:.3f}",
+    )
+    return summary
+
+
+def _check_config(recognizer: Recognizer, info, path: Path) -> None:
+    if recognizer.config is None:
+        raise EmovisionError("the model's feature configuration is unknown (trained on a legacy pickle)")
+    mine, theirs = recognizer.config.to_dict(), info.config.to_dict()
+    differ = [k for k in mine if k not in MAY_DIFFER and mine[k] != theirs.get(k)]
+    if differ:
+        listed = ", ".join(f"{k} {theirs.get(k)!r} (model: {mine[k]!r})" for k in differ)
+        raise EmovisionError(
+            f"{path} was extracted with other features: {listed}; extract it with the model's"
+        )
+
+
+def transfer_markdown(summary: dict) -> str:
+    lines = [
+        f"# {summary['model']} on {summary['features_file']} ({summary['corpus']})",
+        "",
+        f"WA {summary['wa']:.3f}, UA {summary['ua']:.3f} over {summary['utterances']} utterances; "
+        + (
+            "dropped (class unknown to the model): "
+            + ", ".join(f"{k} {v}" for k, v in summary["dropped"].items())
+            if summary["dropped"]
+            else "no utterance dropped"
+        ),
+        "",
+        "Classes: " + ", ".join(f"{k} → {v}" for k, v in summary["class_map"].items()),
+        "",
+        "| speaker | utterances | WA | UA |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {m['utterances']} | {m['wa']:.3f} | {m['ua']:.3f} |"
+            for name, m in summary["speakers"].items()
+        ),
+        "",
+        "Recall: " + ", ".join(f"{k} {v:.3f}" for k, v in summary["recall"].items() if v is not None),
+        "",
+    ]
+    return "\n".join(lines)
