@@ -6,14 +6,23 @@ STAMP := $(VENV)/.installed
 # The shared test copy of emoDB when it is there; unset elsewhere, so `make demo` downloads it.
 EMODB_DIR ?= $(wildcard ../shared/data/emodb)
 
-.PHONY: setup browser lint test demo format clean
+.PHONY: setup browser lint test demo format clean lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock, then the project itself (its ranges are already met).
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test,opensmile]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+# Re-resolve the ranges in pyproject.toml in a fresh environment and write requirements.lock.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[test,serve,onnx,opensmile]'
+	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 # Headless Chromium for the web page tests (tests/serve/test_page.py): Debian's package, as root.
 browser:

@@ -58,3 +58,14 @@ def test_errors_about_bracketed_paths_are_printed_whole_on_one_line(tmp_path, ca
     )
     err = capsys.readouterr().err
     assert str(missing) in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_extra_says_which_pip_install_brings_it():
+    from emovision.errors import EmovisionError
+    from emovision.system import require
+
+    assert require("json", "serve", "x").dumps([]) == "[]"
+    with pytest.raises(
+        EmovisionError, match=r"emovision serve needs no_such_module: pip install 'emovision\[serve\]'"
+    ):
+        require("no_such_module.sub", "serve", "emovision serve")

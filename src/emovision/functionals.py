@@ -12,19 +12,14 @@ from types import ModuleType
 import numpy as np
 
 from emovision.errors import EmovisionError
+from emovision.system import require
 
 FUNCTIONAL_SETS = ("ComParE_2016", "eGeMAPSv02")
 
 
 def require_opensmile() -> ModuleType:
     """The ``opensmile`` module, or an error that says how to install it."""
-    try:
-        import opensmile
-    except ImportError:
-        raise EmovisionError(
-            "openSMILE functionals need the opensmile package: pip install 'emovision[opensmile]'"
-        ) from None
-    return opensmile
+    return require("opensmile", "opensmile", "openSMILE functionals")
 
 
 def check_set(name: str) -> str:

@@ -30,6 +30,7 @@ from emovision.errors import EmovisionError
 from emovision.predict import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAME
 from emovision.runs import load_model_payload
 from emovision.store import atomic_write_bytes
+from emovision.system import require
 
 TOLERANCE = 1e-4
 
@@ -53,6 +54,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int | None = Non
     length and on a longer one (when the time axis is dynamic); otherwise nothing is written
     and :class:`EmovisionError` says by how much they differ.
     """
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module, "onnx", "emovision export")
     payload = load_model_payload(checkpoint)
     model = model_from_checkpoint(payload)
     spec = payload["model"]

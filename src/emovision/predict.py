@@ -462,7 +462,9 @@ class _OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: Path, device: str, threads: int | None) -> None:
-        import onnxruntime as ort
+        from emovision.system import require
+
+        ort = require("onnxruntime", "onnx", "running an ONNX model")
 
         if not path.is_file():
             raise CheckpointError(f"model {path} does not exist")

@@ -15,6 +15,11 @@ __all__ = ["create_app", "serve"]
 
 def __getattr__(name: str):
     if name in __all__:
+        from emovision.system import require
+
+        require("fastapi", "serve", "emovision serve")
+        require("uvicorn", "serve", "emovision serve")
+        require("python_multipart", "serve", "emovision serve (file uploads)")
         from emovision.serve import app
 
         return getattr(app, name)
