@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from emovision.dataset import open_source
-from emovision.train import TrainConfig, Trainer, make_fold
+from emovision.folds import make_fold
+from emovision.options import TrainConfig
+from emovision.train import Trainer
 
 
 def baseline_epoch(trainer: Trainer, loader: DataLoader) -> float:

@@ -9,8 +9,10 @@ from emovision.augment_audio import AugmentPlan, augmented_copies, babble_talker
 from emovision.cli import main
 from emovision.dataset import load_split, open_source
 from emovision.errors import EmovisionError
+from emovision.folds import make_fold
+from emovision.options import TrainConfig
 from emovision.store import load_speakers
-from emovision.train import TrainConfig, Trainer, make_fold
+from emovision.train import Trainer
 
 KINDS = ("noise:white", "noise:pink", "noise:babble", "reverb", "speed", "gain")
 

@@ -13,12 +13,13 @@ from conftest import build_iemocap_tree
 
 from emovision.cli import main
 from emovision.corpora import load_corpus
-from emovision.cv import make_folds, run_cv, validation_speaker
+from emovision.cv import run_cv
 from emovision.dataset import open_source
 from emovision.errors import EmovisionError
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
-from emovision.train import TrainConfig
+from emovision.folds import make_folds, validation_speaker
+from emovision.options import TrainConfig
 
 QUICK = TrainConfig(model="alexnet_gap", epochs=1, batch_size=32, lr=3e-4, device="cpu")
 

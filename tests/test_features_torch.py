@@ -18,7 +18,7 @@ from emovision.audio import load_audio
 from emovision.cli import main
 from emovision.corpora import load_corpus
 from emovision.errors import EmovisionError
-from emovision.extract import extract_corpus, resolve_device
+from emovision.extract import extract_corpus, torch_device
 from emovision.features import FEATURE_TYPES, FeatureConfig, compute_features
 from emovision.features_torch import batch_features
 from emovision.store import load_speakers
@@ -94,13 +94,13 @@ def test_extraction_with_the_torch_path_writes_the_same_file(tmp_path, emodb_wav
 
 
 def test_devices_are_checked():
-    assert resolve_device("cpu") is None and resolve_device("cpu-torch") == "cpu"
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else None)
+    assert torch_device("cpu") is None and torch_device("cpu-torch") == "cpu"
+    assert torch_device("auto") == ("cuda" if torch.cuda.is_available() else None)
     if not torch.cuda.is_available():
         with pytest.raises(EmovisionError, match="no CUDA GPU"):
-            resolve_device("cuda")
+            torch_device("cuda")
     with pytest.raises(EmovisionError, match="unknown device"):
-        resolve_device("tpu")
+        torch_device("tpu")
 
 
 def test_numpy_features_do_not_import_torch():

@@ -18,6 +18,7 @@ from emovision.errors import EmovisionError
 from emovision.evaluate import segment_log_probs, utterance_scores
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
+from emovision.options import TrainConfig
 from emovision.report import robustness_deltas
 from emovision.robustness import (
     CorruptionPlan,
@@ -27,7 +28,6 @@ from emovision.robustness import (
     parse_numbers,
     room_impulse_response,
 )
-from emovision.train import TrainConfig
 
 SPEAKERS = ("03", "08", "10")
 FOLDS = [{"test": ["03"], "val": ["10"]}, {"test": ["08"], "val": ["10"]}]

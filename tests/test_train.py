@@ -16,7 +16,9 @@ from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, segment_log_probs, utterance_scores
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
-from emovision.train import TrainConfig, make_fold, train_fold
+from emovision.folds import make_fold
+from emovision.options import TrainConfig
+from emovision.train import train_fold
 
 FAST = {"device": "cpu", "batch_size": 32, "lr": 1e-3}
 

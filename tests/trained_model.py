@@ -19,8 +19,10 @@ from emovision.corpora import load_corpus
 from emovision.corpora.base import Corpus
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
+from emovision.folds import Fold
 from emovision.models import build_ser_model
-from emovision.train import Fold, TrainConfig, train_fold
+from emovision.options import TrainConfig
+from emovision.train import train_fold
 
 TRAIN_SPEAKERS = ["10", "12"]
 VAL_SPEAKERS = ["09"]

@@ -376,15 +376,11 @@ def _final_config(args: argparse.Namespace):
     return replace(config, epochs=given.get("epochs", epochs), patience=None)
 
 
-def _speakers(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("features", type=Path, nargs="?", help="features file from emovision extract")
     parser.add_argument("--config", type=Path, default=None, help="options from a TOML file (flags win)")
-    parser.add_argument("--val-speaker", default=None, help="validation speaker id(s), comma separated")
-    parser.add_argument("--test-speaker", default=None, help="test speaker id(s), comma separated")
+    parser.add_argument("--val-speaker", default=None, help="validation speaker id(s), separated by , or +")
+    parser.add_argument("--test-speaker", default=None, help="test speaker id(s), separated by , or +")
     parser.add_argument(
         "--all-speakers",
         action="store_true",
@@ -408,8 +404,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from emovision.dataset import open_source
     from emovision.distributed import distributed_session
+    from emovision.folds import all_speakers_fold, make_fold, speaker_list
     from emovision.progress import progress_bar
-    from emovision.train import all_speakers_fold, make_fold, train_fold
+    from emovision.train import train_fold
 
     if args.all_speakers:
         if args.val_speaker or args.test_speaker:
@@ -427,7 +424,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.all_speakers:
         fold = all_speakers_fold(source)
     else:
-        fold = make_fold(source, _speakers(args.val_speaker), _speakers(args.test_speaker))
+        fold = make_fold(source, speaker_list(args.val_speaker), speaker_list(args.test_speaker))
     with (
         distributed_session(config.device) as rank,
         progress_bar(not args.quiet and rank == 0) as progress,

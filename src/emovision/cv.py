@@ -1,19 +1,6 @@
 """Speaker-independent cross-validation: folds, runs, resume, parallel folds, summaries.
 
-Fold rules:
-
-``iemocap10``
-    The original protocol: each of 1F…5M is the test speaker once, the other speaker of the
-    same session validates, the remaining eight train.
-``iemocap5``
-    The original's 5-fold subset: test speakers 1M, 2F, 3F, 4F, 5F, same validation rule.
-``loso``
-    Leave one speaker out, for any corpus. The validation speaker is the next speaker after
-    the test speaker in sorted order (wrapping around) who has the test speaker's gender;
-    where genders are unknown, simply the next speaker.
-a file
-    A JSON list of ``{"name", "test", "val", "train"?}`` objects, or a CSV with the columns
-    ``test,val`` (optional ``train``, ``name``), speakers separated by ``+`` or spaces.
+Fold rules are in :mod:`emovision.folds`.
 
 The folder of a cross-validation holds ``cv.json`` (its options), one training run folder per
 fold (and seed, with ``--repeats``), and, when all are done, ``summary.json``,
@@ -22,7 +9,6 @@ fold (and seed, with ``--repeats``), and, when all are done, ``summary.json``,
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import queue
@@ -44,67 +30,12 @@ from emovision import plots
 from emovision.dataset import FeatureSource, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances
-from emovision.options import run_options
+from emovision.folds import Fold, make_folds
+from emovision.options import TrainConfig, run_options
 from emovision.progress import progress_bar
 from emovision.store import atomic_write_bytes
-from emovision.system import available_cores
-from emovision.train import Fold, TrainConfig, make_fold, software_versions, train_fold
-
-FOLD_RULES = ("auto", "iemocap10", "iemocap5", "loso")
-IEMOCAP_SPEAKERS = [f"{s}{g}" for s in range(1, 6) for g in "FM"]
-IEMOCAP5_TEST = ["1M", "2F", "3F", "4F", "5F"]
-
-
-def make_folds(source: FeatureSource, rule: str = "auto") -> list[Fold]:
-    """The folds of ``rule`` (a name of :data:`FOLD_RULES` or a fold file) for ``source``."""
-    if rule not in FOLD_RULES:
-        return folds_from_file(source, Path(rule))
-    if rule == "auto":
-        rule = "iemocap10" if set(source.speakers) == set(IEMOCAP_SPEAKERS) else "loso"
-    if rule in ("iemocap10", "iemocap5"):
-        missing = [name for name in IEMOCAP_SPEAKERS if name not in source.speakers]
-        if missing:
-            raise EmovisionError(
-                f"{rule} folds need the IEMOCAP speakers 1F…5M; {source.path} lacks {missing[0]}"
-            )
-        tests = IEMOCAP_SPEAKERS if rule == "iemocap10" else IEMOCAP5_TEST
-        return [make_fold(source, [_session_partner(test)], [test]) for test in tests]
-    if len(source.speakers) < 3:
-        raise EmovisionError("leave-one-speaker-out needs at least three speakers (train, validation, test)")
-    return [make_fold(source, [validation_speaker(source, test)], [test]) for test in source.speakers]
-
-
-def validation_speaker(source: FeatureSource, test: str) -> str:
-    """The next speaker after ``test`` in sorted order with the same gender (any gender if none)."""
-    ordered = sorted(source.speakers)
-    start = ordered.index(test)
-    others = [ordered[(start + step) % len(ordered)] for step in range(1, len(ordered))]
-    gender = source.genders.get(test)
-    same = [name for name in others if gender and source.genders.get(name) == gender]
-    return (same or others)[0]
-
-
-def folds_from_file(source: FeatureSource, path: Path) -> list[Fold]:
-    """Folds from a JSON list or a CSV file (see the module docstring)."""
-    if not path.is_file():
-        raise EmovisionError(f"--folds {path}: not one of {', '.join(FOLD_RULES)} and no such file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        entries = (
-            json.loads(text) if path.suffix.lower() == ".json" else list(csv.DictReader(text.splitlines()))
-        )
-    except json.JSONDecodeError as exc:
-        raise EmovisionError(f"{path} is not valid JSON ({exc})") from None
-    folds = []
-    for number, entry in enumerate(entries, start=1):
-        if not isinstance(entry, dict) or not entry.get("test") or not entry.get("val"):
-            raise EmovisionError(f"{path}: fold {number} needs 'test' and 'val' speakers")
-        train = _speaker_list(entry.get("train")) or None
-        fold = make_fold(source, _speaker_list(entry["val"]), _speaker_list(entry["test"]), train)
-        folds.append(replace(fold, name=entry.get("name") or fold.name))
-    if not folds:
-        raise EmovisionError(f"{path} lists no folds")
-    return folds
+from emovision.system import available_cores, software_versions
+from emovision.train import train_fold
 
 
 def run_cv(
@@ -410,18 +341,6 @@ def _claim_folder(
 def _run_name(index: int, fold: Fold, seed: int | None) -> str:
     name = f"fold{index:02d}-{fold.name}"
     return f"{name}-seed{seed}" if seed is not None else name
-
-
-def _session_partner(speaker: str) -> str:
-    return speaker[0] + ("M" if speaker[1] == "F" else "F")
-
-
-def _speaker_list(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [part for part in str(value).replace("+", " ").split() if part]
 
 
 class _QueueProgress:

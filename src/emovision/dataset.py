@@ -48,12 +48,6 @@ class FeatureSource:
             return load_speakers(self.path, speakers, augmented)
         return {name: _from_seed_tuple(name, self._pickle[name]) for name in speakers}
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(C, F, T)`` of one segment."""
-        first = self.load(self.speakers[:1])[self.speakers[0]]
-        return tuple(first.segments.shape[1:])
-
 
 def open_source(path: str | Path, trust_pickle: bool = False) -> FeatureSource:
     """The features file at ``path`` (HDF5, or a trusted legacy pickle)."""

@@ -20,8 +20,8 @@ from emovision.corpora import emodb, load_corpus
 from emovision.cv import run_cv
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
+from emovision.options import TrainConfig
 from emovision.system import available_cores
-from emovision.train import TrainConfig
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emovision"
 

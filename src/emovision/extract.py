@@ -26,7 +26,7 @@ from emovision.features import FeatureConfig, channel_signals, compute_features,
 from emovision.functionals import Functionals
 from emovision.progress import progress_bar
 from emovision.store import AugmentedCopies, FeatureWriter, SpeakerFeatures, write_seed_pickle
-from emovision.system import available_cores
+from emovision.system import available_cores, resolve_device
 
 
 @dataclass
@@ -106,7 +106,7 @@ def extract_corpus(
     if strict and corpus.skipped:
         path, reason = corpus.skipped[0]
         raise AudioError(path, reason)
-    torch_device = resolve_device(device)
+    batched_on = torch_device(device)
     workers = workers or default_workers()
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
     for utterance in corpus.utterances:
@@ -128,11 +128,11 @@ def extract_corpus(
     if pool is None:
         _init_worker(config, plan, functionals)
     try:
-        if torch_device is None:
+        if batched_on is None:
             outcomes = _ordered_map(pool, _extract_chunk, jobs, workers)
         else:
             prepared = _ordered_map(pool, _prepare_chunk, jobs, workers)
-            outcomes = _batched_features(prepared, config, torch_device, batch_size)
+            outcomes = _batched_features(prepared, config, batched_on, batch_size)
         with progress_bar(progress) as bar:
             task = bar.add_task("extracting", total=len(corpus.utterances))
             for speaker in sorted(by_speaker):
@@ -167,22 +167,17 @@ def extract_corpus(
     return summary
 
 
-def resolve_device(device: str) -> str | None:
+def torch_device(device: str) -> str | None:
     """The torch device of the batched path for ``device`` (one of :data:`DEVICES` or ``cuda:N``),
-    or ``None`` for the numpy path."""
+    or ``None`` for the numpy path (``cpu``, and ``auto`` without a GPU)."""
     if device == "cpu":
         return None
     if device == "cpu-torch":
         return "cpu"
-    if device != "auto" and device != "cuda" and not device.startswith("cuda:"):
-        raise EmovisionError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)} or cuda:N")
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda" if device == "auto" else device
-    if device == "auto":
-        return None
-    raise EmovisionError(f"--device {device}: no CUDA GPU is available (use --device cpu or auto)")
+    chosen = resolve_device(device, torch.cuda.is_available())
+    return None if chosen == "cpu" else chosen
 
 
 Outcome = tuple[list[np.ndarray] | None, float, str | None, np.ndarray | None]

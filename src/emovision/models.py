@@ -145,10 +145,6 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
-def list_models() -> list[str]:
-    return list(REGISTRY)
-
-
 def get_spec(name: str) -> ModelSpec:
     if name not in REGISTRY:
         raise EmovisionError(f"unknown model {name!r}: choose one of {', '.join(REGISTRY)}")

@@ -30,6 +30,7 @@ from emovision.audio import load_audio, prepare_audio
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
 from emovision.features import FeatureConfig, compute_features, feature_key, segment, segment_times
+from emovision.system import resolve_device
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 ONNX_FORMAT = "emovision-onnx"
@@ -419,16 +420,6 @@ def _segments_per_file(config: FeatureConfig) -> int:
     return max(1, 1 + int(max(0.0, frames - config.segment_frames) // config.frame_hop))
 
 
-def _resolve_device(name: str, cuda_available: bool) -> str:
-    if name == "auto":
-        return "cuda" if cuda_available else "cpu"
-    if name != "cpu" and not name.startswith("cuda"):
-        raise EmovisionError(f"unknown device {name!r}: cpu, cuda, cuda:N or auto")
-    if name.startswith("cuda") and not cuda_available:
-        raise EmovisionError(f"device {name} was asked for, but no CUDA GPU is usable here (use cpu)")
-    return name
-
-
 class _TorchBackend:
     """A checkpoint's model run by PyTorch."""
 
@@ -441,7 +432,7 @@ class _TorchBackend:
 
         if threads:
             torch.set_num_threads(threads)
-        self.device = _resolve_device(device, torch.cuda.is_available())
+        self.device = resolve_device(device, torch.cuda.is_available())
         try:
             self.model = model_from_checkpoint(payload).to(self.device)
         except (KeyError, RuntimeError) as exc:
@@ -469,7 +460,7 @@ class _OnnxBackend:
         if not path.is_file():
             raise CheckpointError(f"model {path} does not exist")
         cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        self.device = _resolve_device(device, cuda)
+        self.device = resolve_device(device, cuda)
         providers = ["CPUExecutionProvider"]
         if self.device.startswith("cuda"):
             index = int(self.device.partition(":")[2] or 0)

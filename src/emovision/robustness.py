@@ -55,7 +55,7 @@ from emovision.options import run_options
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, finished_runs
 from emovision.store import atomic_write_bytes
-from emovision.train import resolve_device, software_versions
+from emovision.system import resolve_device, software_versions
 
 NOISE_TYPES = ("white", "pink", "babble", "recorded")
 NOISE_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -337,7 +337,7 @@ def evaluate_robustness(
         raise EmovisionError("--workers must be at least 1")
     if batch_size < 1:
         raise EmovisionError("--batch-size must be at least 1")
-    torch_device = resolve_device(device)
+    torch_device = torch.device(resolve_device(device, torch.cuda.is_available()))
     groups: dict[tuple, _Group] = {}
     for run in runs:
         config = run.feature_config

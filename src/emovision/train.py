@@ -12,9 +12,7 @@ Run folder: ``best.pth`` (checkpoint of the best validation epoch, with test met
 from __future__ import annotations
 
 import json
-import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,74 +26,11 @@ from emovision.checkpoint import FORMAT, VERSION, load_weights_only, save_checkp
 from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, segment_log_probs, utterance_scores
+from emovision.folds import Fold
 from emovision.models import SERModel, build_ser_model, get_spec
 from emovision.options import TrainConfig
 from emovision.store import atomic_write_bytes
-
-
-@dataclass
-class Fold:
-    """Speaker ids of the three sets of one fold."""
-
-    train: list[str]
-    val: list[str]
-    test: list[str]
-    name: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "train": self.train, "val": self.val, "test": self.test}
-
-
-def make_fold(source: FeatureSource, val: list[str], test: list[str], train: list[str] | None = None) -> Fold:
-    """A fold with the given validation/test speakers; training on all the others unless given."""
-    for role, names in (("validation", val), ("test", test), ("training", train or [])):
-        unknown = [name for name in names if name not in source.speakers]
-        if unknown:
-            raise EmovisionError(
-                f"unknown {role} speaker {unknown[0]!r}: {source.path} has {', '.join(source.speakers)}"
-            )
-    if not val or not test:
-        raise EmovisionError("a fold needs at least one validation and one test speaker")
-    if set(val) & set(test):
-        raise EmovisionError(
-            f"speaker {sorted(set(val) & set(test))[0]!r} is both validation and test speaker"
-        )
-    train = train or [name for name in source.speakers if name not in val and name not in test]
-    if not train:
-        raise EmovisionError("no speaker is left for training")
-    if set(train) & (set(val) | set(test)):
-        raise EmovisionError("a training speaker is also a validation or test speaker")
-    return Fold(train, list(val), list(test), name=f"test-{'+'.join(test)}")
-
-
-def all_speakers_fold(source: FeatureSource) -> Fold:
-    """Every speaker trains; no validation or test speaker (a final model for deployment)."""
-    return Fold(list(source.speakers), [], [], name="all-speakers")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without it is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EmovisionError(
-            "--device cuda was asked for, but PyTorch sees no CUDA GPU here (use --device cpu)"
-        )
-    return device
-
-
-def software_versions() -> dict:
-    import emovision
-
-    return {
-        "emovision": emovision.__version__,
-        "torch": str(torch.__version__),
-        "numpy": str(np.__version__),
-        "python": platform.python_version(),
-        "cuda": str(torch.version.cuda or ""),
-    }
+from emovision.system import resolve_device, software_versions
 
 
 class Trainer:
@@ -106,7 +41,7 @@ class Trainer:
     ):
         self.source, self.fold, self.config, self.out_dir = source, fold, config, out_dir
         self.progress = progress
-        self.device = resolve_device(config.device)
+        self.device = torch.device(resolve_device(config.device, torch.cuda.is_available()))
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1

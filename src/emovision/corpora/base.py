@@ -8,7 +8,6 @@ labels but missing on disk are listed in ``skipped`` with the reason.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +49,6 @@ class Corpus:
 
     def speakers(self) -> list[str]:
         return sorted({u.speaker for u in self.utterances})
-
-    def counts(self) -> Counter:
-        """Utterances per ``(speaker, label)``."""
-        return Counter((u.speaker, u.label) for u in self.utterances)
 
     def speaker_genders(self) -> dict[str, str]:
         return {u.speaker: u.gender for u in self.utterances if u.gender}
