@@ -1,0 +1,26 @@
+"""What the command groups share: the consoles, run records, the features argument."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from emovision.errors import EmovisionError
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _record_config(args: argparse.Namespace, folder: Path) -> None:
+    from emovision.config_file import option_types, write_config
+
+    write_config(folder / "config.toml", args, option_types(args.parser))
+
+
+def _features_given(args: argparse.Namespace) -> Path:
+    if args.features is None:
+        raise EmovisionError("give the features file (FEATURES, or features = ... in --config)")
+    return args.features

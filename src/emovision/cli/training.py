@@ -1,0 +1,419 @@
+"""``train``, ``cv``, ``fuse``, ``report`` and ``demo``: training runs and their summaries."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+
+from emovision.cli.common import _features_given, _record_config, console
+from emovision.errors import EmovisionError
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every field of :class:`TrainConfig` as an option (the package's own names)."""
+    from types import SimpleNamespace
+
+    from emovision.options import (
+        AGGREGATES,
+        INPUT_NORMS,
+        MODEL_NAMES,
+        SCHEDULES,
+        STABILITY_SOURCES,
+        TrainConfig,
+    )
+
+    d = SimpleNamespace(**TrainConfig.defaults())
+    group = parser.add_argument_group("model and training")
+    group.add_argument("--model", default=d.model, help=f"backbone: {', '.join(MODEL_NAMES)}")
+    group.add_argument("--epochs", type=int, default=d.epochs)
+    group.add_argument("--batch-size", type=int, default=d.batch_size)
+    group.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    group.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    group.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
+    group.add_argument("--seed", type=int, default=d.seed)
+    group.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--pretrained", action="store_true", help="start from ImageNet weights")
+    group.add_argument("--weights", default=None, help="local ImageNet state dict (implies --pretrained)")
+    group.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm)
+    group.add_argument(
+        "--resize", type=int, default=None, help="resize segments to N×N (the original used 256)"
+    )
+    group.add_argument("--mixup", action="store_true")
+    group.add_argument("--mixup-alpha", type=float, default=d.mixup_alpha)
+    group.add_argument("--stability", action="store_true", help="stability training (Zheng et al. 2016)")
+    group.add_argument(
+        "--stability-alpha", type=float, default=d.stability_alpha, help="weight of the KL term"
+    )
+    group.add_argument(
+        "--stability-noise", type=float, default=d.stability_noise, help="Gaussian σ in normalised units"
+    )
+    group.add_argument("--stability-source", choices=STABILITY_SOURCES, default=d.stability_source)
+    group.add_argument("--oversampling", action="store_true", help="random oversampling of minority classes")
+    group.add_argument(
+        "--augment",
+        default=d.augment,
+        help="comma list: specaugment (masks in the batch), and noise, noise:TYPE, reverb, speed, gain "
+        "(the copies written by extract --augment, training speakers only)",
+    )
+    group.add_argument(
+        "--augment-prob",
+        type=float,
+        default=d.augment_prob,
+        help="chance per epoch that a training utterance is replaced by one of its augmented copies",
+    )
+    group.add_argument("--freq-masks", type=int, default=d.freq_masks, help="specaugment: bands per segment")
+    group.add_argument("--freq-mask-width", type=int, default=d.freq_mask_width, help="most bins per band")
+    group.add_argument("--time-masks", type=int, default=d.time_masks, help="specaugment: spans per segment")
+    group.add_argument("--time-mask-width", type=int, default=d.time_mask_width, help="most frames per span")
+    group.add_argument("--class-weighted", action="store_true", help="class-weighted cross-entropy")
+    group.add_argument("--select-by", choices=["ua", "wa"], default=d.select_by)
+    group.add_argument(
+        "--patience", type=int, default=None, help="early stopping after N epochs without gain"
+    )
+    group.add_argument(
+        "--aggregate", choices=AGGREGATES, default=d.aggregate, help="segment → utterance rule"
+    )
+    group.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
+    group.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    group.add_argument("--trust-pickle", action="store_true", help="allow a legacy pickle features file")
+
+
+def training_config_from_args(args: argparse.Namespace):
+    from dataclasses import fields
+
+    from emovision.options import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def _final_config(args: argparse.Namespace):
+    """The cv run's training options, its folds' median best epoch, and the options given explicitly."""
+    import json
+    import statistics
+    from dataclasses import fields, replace
+
+    from emovision.options import TrainConfig
+
+    summary_path = args.epochs_from / "summary.json"
+    if not summary_path.is_file():
+        raise EmovisionError(f"--epochs-from {args.epochs_from}: not a finished cv folder (no summary.json)")
+    try:
+        summary = json.loads(summary_path.read_text())
+        epochs = round(float(statistics.median(f["best_epoch"] for f in summary["folds"])))
+        recipe = TrainConfig.from_dict(summary["train_config"]).to_dict()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmovisionError(f"{summary_path} is not a readable cv summary ({exc})") from None
+    defaults = TrainConfig.defaults()
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if getattr(args, f.name) != defaults[f.name]
+    }
+    config = TrainConfig.from_dict({**recipe, **given})
+    return replace(config, epochs=given.get("epochs", epochs), patience=None)
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("features", type=Path, nargs="?", help="features file from emovision extract")
+    parser.add_argument("--config", type=Path, default=None, help="options from a TOML file (flags win)")
+    parser.add_argument("--val-speaker", default=None, help="validation speaker id(s), separated by , or +")
+    parser.add_argument("--test-speaker", default=None, help="test speaker id(s), separated by , or +")
+    parser.add_argument(
+        "--all-speakers",
+        action="store_true",
+        help="a final model trained on every speaker for a fixed number of epochs (no validation, no test)",
+    )
+    parser.add_argument(
+        "--epochs-from",
+        type=Path,
+        default=None,
+        metavar="CV_DIR",
+        help="with --all-speakers: the cv run's recipe and the median of its folds' best epochs "
+        "(options given on the command line win)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--save-label", default=None, help="also write LABEL.pth (as the original)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_arguments(parser)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from emovision.dataset import open_source
+    from emovision.distributed import distributed_session
+    from emovision.folds import all_speakers_fold, make_fold, speaker_list
+    from emovision.progress import progress_bar
+    from emovision.train import train_fold
+
+    if args.all_speakers:
+        if args.val_speaker or args.test_speaker:
+            raise EmovisionError(
+                "--all-speakers trains on every speaker: drop --val-speaker and --test-speaker"
+            )
+        config = _final_config(args) if args.epochs_from else training_config_from_args(args)
+    else:
+        if args.epochs_from:
+            raise EmovisionError("--epochs-from applies to --all-speakers")
+        if not args.val_speaker or not args.test_speaker:
+            raise EmovisionError("train needs --val-speaker and --test-speaker (or --all-speakers)")
+        config = training_config_from_args(args)
+    source = open_source(_features_given(args), args.trust_pickle)
+    if args.all_speakers:
+        fold = all_speakers_fold(source)
+    else:
+        fold = make_fold(source, speaker_list(args.val_speaker), speaker_list(args.test_speaker))
+    with (
+        distributed_session(config.device) as rank,
+        progress_bar(not args.quiet and rank == 0) as progress,
+    ):
+        metrics = train_fold(source, fold, config, args.out, resume=args.resume, progress=progress)
+    if rank != 0:
+        return 0
+    _record_config(args, args.out)
+    if args.save_label:
+        import shutil
+
+        shutil.copyfile(args.out / "best.pth", f"{args.save_label}.pth")
+    print_fold_metrics(metrics, args.out)
+    return 0
+
+
+def _cv_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("features", type=Path, nargs="?", help="features file from emovision extract")
+    parser.add_argument("--config", type=Path, default=None, help="options from a TOML file (flags win)")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the cross-validation")
+    parser.add_argument(
+        "--folds",
+        default="auto",
+        help="auto, iemocap10, iemocap5, loso (auto: iemocap10 for IEMOCAP, else loso) or a JSON/CSV fold file",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
+    parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")
+    parser.add_argument(
+        "--fold",
+        default=None,
+        help="train only this fold (1-based index or name), e.g. one job of a Slurm array; the summary "
+        "is written when the last fold finishes",
+    )
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="train nothing: summarize the folds of --out finished so far and name the missing ones",
+    )
+    parser.add_argument(
+        "--fusion",
+        action="store_true",
+        help="then late-fuse each fold with a linear model on the openSMILE functionals in FEATURES "
+        "(extract --functionals), as emovision fuse does",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_training_arguments(parser)
+
+
+def _run_cv(args: argparse.Namespace) -> int:
+    from emovision.cv import run_cv, summarize_folder
+
+    if args.summarize:
+        summary = summarize_folder(args.out)
+        print_cv_summary(summary, args.out)
+        return 0
+    config = training_config_from_args(args)
+    _features_given(args)
+    if args.fusion:
+        from emovision.store import open_info
+
+        if not open_info(args.features).functionals:
+            raise EmovisionError(
+                f"--fusion: {args.features} holds no openSMILE functionals "
+                "(extract with --functionals ComParE_2016)"
+            )
+    summary = run_cv(
+        args.features,
+        config,
+        args.out,
+        folds=args.folds,
+        repeats=args.repeats,
+        parallel=args.parallel_folds,
+        progress=not args.quiet,
+        trust_pickle=args.trust_pickle,
+        only=args.fold,
+    )
+    _record_config(args, args.out)
+    print_cv_summary(summary, args.out)
+    if args.fusion and not summary.get("missing"):
+        from emovision.fusion import fuse_cv
+
+        print_fusion(fuse_cv(args.out, progress=not args.quiet), args.out)
+    return 0
+
+
+def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="a finished emovision cv folder")
+    parser.add_argument(
+        "--functionals",
+        type=Path,
+        default=None,
+        help="features file with openSMILE functionals of the same utterances (default: the cv's own)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _run_fuse(args: argparse.Namespace) -> int:
+    from emovision.fusion import fuse_cv
+
+    print_fusion(fuse_cv(args.run, args.functionals, progress=not args.quiet), args.run)
+    return 0
+
+
+def print_fusion(report: dict, out: Path) -> None:
+    table = Table(title="late fusion with openSMILE functionals (test speakers)")
+    for column in ("model", "WA", "UA", "pooled WA", "pooled UA"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for key, s in report["summary"].items():
+        table.add_row(
+            key,
+            f"{s['wa_mean']:.3f} ± {s['wa_std']:.3f}",
+            f"{s['ua_mean']:.3f} ± {s['ua_std']:.3f}",
+            f"{s['pooled']['wa']:.3f}",
+            f"{s['pooled']['ua']:.3f}",
+        )
+    console.print(table)
+    for key, p in report["paired_ua"].items():
+        console.print(
+            f"ΔUA {key}: {p['mean']:+.3f} ± {p['se']:.3f}, better on {p['better']}/{p['folds']} folds"
+        )
+    console.print(
+        f"written: {out / 'fusion.json'}, {out / 'fusion.md'}", highlight=False, markup=False, soft_wrap=True
+    )
+
+
+def print_cv_summary(summary: dict, out: Path) -> None:
+    table = Table(
+        title=f"cross-validation of {summary['train_config']['model']}: {len(summary['folds'])} runs"
+    )
+    for column in ("fold", "test", "validation", "seed", "best epoch", "WA", "UA"):
+        table.add_column(column, justify="left" if column in ("fold", "test", "validation") else "right")
+    for fold in summary["folds"]:
+        table.add_row(
+            fold["name"],
+            "+".join(fold["test"]),
+            "+".join(fold["val"]),
+            str(fold["seed"]),
+            str(fold["best_epoch"]),
+            f"{fold['wa']:.3f}",
+            f"{fold['ua']:.3f}",
+        )
+    table.add_row(
+        "mean ± std", "", "", "", "", f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}",
+        f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}", style="bold",
+    )  # fmt: skip
+    pooled = summary["pooled"]
+    table.add_row("pooled", "", "", "", "", f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
+    console.print(table)
+    if summary.get("missing"):
+        console.print(
+            f"{len(summary['missing'])} run(s) not finished yet: {', '.join(summary['missing'])}; the summary "
+            "files are written when the last one finishes (or by cv --summarize then)",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    console.print(
+        f"report: {out / 'summary.md'}, {out / 'summary.json'}, {out / 'confusion.png'}",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", type=Path, nargs="+", help="cv or train run folders")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from emovision.report import (
+        compare_runs,
+        markdown_table,
+        paired_deltas,
+        robustness_deltas,
+        robustness_rows,
+    )
+
+    rows = compare_runs(args.runs)
+    clean = paired_deltas(args.runs)
+    robustness = robustness_rows(args.runs)
+    deltas = robustness_deltas(args.runs)
+    base = list(robustness[0])[1] if robustness else ""
+    paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
+    tables = (
+        ("comparison", rows, ("run", "model", "features", "options")),
+        (
+            f"paired ΔUA from {args.runs[0]} (test speakers; mean ± s.e. over shared folds, folds better)",
+            clean,
+            ("run",),
+        ),
+        ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
+        (paired, deltas, ("condition",)),
+    )
+    if args.markdown:
+        for number, (title, table_rows, _) in enumerate(tables):
+            if table_rows:
+                if number:
+                    console.print(f"\n{title[0].upper()}{title[1:]}\n", highlight=False, markup=False)
+                console.print(markdown_table(table_rows), highlight=False, markup=False, soft_wrap=True)
+        return 0
+    for title, table_rows, left in tables:
+        if not table_rows:
+            continue
+        table = Table(title=title)
+        for column in table_rows[0]:
+            table.add_column(column, justify="left" if column in left else "right")
+        for row in table_rows:
+            table.add_row(*(str(value) for value in row.values()))
+        console.print(table)
+    return 0
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--emodb-dir", type=Path, default=None, help="emoDB folder (default: $EMODB_DIR, else download)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="where features and runs go")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from emovision.demo import run_demo
+
+    summary = run_demo(args.emodb_dir, args.out, args.device, say=console.print)
+    print_cv_summary(summary, args.out / f"cv-{summary['train_config']['model']}")
+    return 0
+
+
+def print_fold_metrics(metrics: dict, out: Path) -> None:
+    test, val = metrics["test"], metrics["val"]
+    if test is None:
+        console.print(
+            f"final model on all speakers: {metrics['epochs_run']} epochs; run folder: {out} (best.pth)",
+            highlight=False,
+        )
+        return
+    table = Table(
+        title=f"{metrics['fold']['name']}: best epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
+    )
+    table.add_column("set")
+    table.add_column("speakers")
+    table.add_column("utterances", justify="right")
+    table.add_column("WA", justify="right")
+    table.add_column("UA", justify="right")
+    for role, result in (("validation", val), ("test", test)):
+        speakers = ", ".join(metrics["fold"]["val" if role == "validation" else "test"])
+        table.add_row(role, speakers, str(result["utterances"]), f"{result['wa']:.3f}", f"{result['ua']:.3f}")
+    console.print(table)
+    recalls = ", ".join(f"{k} {v:.2f}" for k, v in test["recall"].items() if v is not None)
+    console.print(f"test recall per class: {recalls}")
+    console.print(
+        f"run folder: {out} (best.pth, metrics.json, curves.png, confusion.png)", markup=False, soft_wrap=True
+    )
