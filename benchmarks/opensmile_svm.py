@@ -25,8 +25,9 @@ from sklearn.svm import LinearSVC
 from emovision.cv import summary_markdown
 from emovision.dataset import open_source
 from emovision.evaluate import confusion_matrix, metrics_from_confusion
+from emovision.files import atomic_write_bytes
 from emovision.folds import make_folds
-from emovision.store import atomic_write_bytes, read_functionals
+from emovision.store import read_functionals
 
 C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0)
 

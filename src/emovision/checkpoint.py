@@ -11,13 +11,12 @@ the list of its models' checkpoints.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from emovision.errors import CheckpointError
+from emovision.files import atomic_write
 from emovision.models import EnsembleModel, SERModel, build_ser_model
 
 FORMAT = "emovision-checkpoint"
@@ -25,17 +24,8 @@ VERSION = 1
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
-    """``torch.save`` through a temporary file and a rename: never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, temp)
-        os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
-    return path
+    """``torch.save`` written atomically (see :func:`emovision.files.atomic_write`): never a half-written checkpoint."""
+    return atomic_write(path, lambda temp: torch.save(payload, temp))
 
 
 def load_checkpoint(path: str | Path) -> dict:

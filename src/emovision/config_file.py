@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from emovision.errors import EmovisionError
-from emovision.store import atomic_write_bytes
+from emovision.files import atomic_write_bytes
 
 NOT_RECORDED = ("config", "handler", "command", "quiet", "out", "resume", "save_label", "fold", "summarize")
 

@@ -30,10 +30,10 @@ from emovision import plots
 from emovision.dataset import FeatureSource, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances
+from emovision.files import atomic_write_bytes
 from emovision.folds import Fold, make_folds
 from emovision.options import TrainConfig, run_options
 from emovision.progress import progress_bar
-from emovision.store import atomic_write_bytes
 from emovision.system import available_cores, software_versions
 from emovision.train import train_fold
 

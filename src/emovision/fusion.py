@@ -22,9 +22,10 @@ from emovision.checkpoint import model_from_checkpoint
 from emovision.dataset import load_split, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
+from emovision.files import atomic_write_bytes
 from emovision.progress import progress_bar
 from emovision.runs import finished_runs
-from emovision.store import atomic_write_bytes, open_info, read_functionals
+from emovision.store import open_info, read_functionals
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))

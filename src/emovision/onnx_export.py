@@ -27,9 +27,9 @@ import torch
 import emovision
 from emovision.checkpoint import model_from_checkpoint
 from emovision.errors import EmovisionError
+from emovision.files import atomic_write_bytes
 from emovision.predict import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAME
 from emovision.runs import load_model_payload
-from emovision.store import atomic_write_bytes
 from emovision.system import require
 
 TOLERANCE = 1e-4

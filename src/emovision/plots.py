@@ -5,8 +5,6 @@ Every function writes one PNG atomically (temporary file, then rename) and retur
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -15,19 +13,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from emovision.files import atomic_write
+
 
 def save_figure(figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    """``figure`` as a PNG at ``path``, written atomically; the figure is closed."""
     try:
-        figure.savefig(temp, dpi=120, bbox_inches="tight")
-        os.replace(temp, path)
+        return atomic_write(path, lambda temp: figure.savefig(temp, dpi=120, bbox_inches="tight"), ".png")
     finally:
         plt.close(figure)
-        Path(temp).unlink(missing_ok=True)
-    return path
 
 
 def training_curves(history: list[dict], path: str | Path, title: str = "") -> Path:

@@ -51,10 +51,10 @@ from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
 from emovision.extract import default_workers, worker_pool
 from emovision.features import FeatureConfig, compute_features, feature_key, segment
+from emovision.files import atomic_write_bytes
 from emovision.options import run_options
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, finished_runs
-from emovision.store import atomic_write_bytes
 from emovision.system import resolve_device, software_versions
 
 NOISE_TYPES = ("white", "pink", "babble", "recorded")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 
 from emovision.errors import FeatureFileError
 from emovision.features import FeatureConfig
+from emovision.files import atomic_write_bytes
 
 FORMAT = "emovision-features"
 FORMAT_VERSION = 1
@@ -257,22 +257,6 @@ def load_seed_pickle(path: str | Path, trust_pickle: bool) -> dict[str, tuple]:
     ):
         raise FeatureFileError(f"{path} is not a features pickle {{speaker: (segments, labels, ...)}}")
     return payload
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def is_pickle(path: Path) -> bool:

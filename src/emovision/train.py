@@ -26,10 +26,10 @@ from emovision.checkpoint import FORMAT, VERSION, load_weights_only, save_checkp
 from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, segment_log_probs, utterance_scores
+from emovision.files import atomic_write_bytes
 from emovision.folds import Fold
 from emovision.models import SERModel, build_ser_model, get_spec
 from emovision.options import TrainConfig
-from emovision.store import atomic_write_bytes
 from emovision.system import resolve_device, software_versions
 
 

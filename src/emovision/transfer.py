@@ -19,8 +19,9 @@ import numpy as np
 from emovision import plots
 from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, utterance_scores
+from emovision.files import atomic_write_bytes
 from emovision.predict import Recognizer
-from emovision.store import atomic_write_bytes, load_speakers, open_info
+from emovision.store import load_speakers, open_info
 
 MAY_DIFFER = ("segment_hop", "segment_tail")
 
