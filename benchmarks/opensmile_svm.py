@@ -24,7 +24,7 @@ from sklearn.svm import LinearSVC
 
 from emovision.cv import summary_markdown
 from emovision.dataset import open_source
-from emovision.evaluate import confusion_matrix, metrics_from_confusion
+from emovision.evaluate import confusion_matrix, fold_summary, metrics_from_confusion
 from emovision.files import atomic_write_bytes
 from emovision.folds import make_folds
 from emovision.store import read_functionals
@@ -63,9 +63,6 @@ def main() -> None:
         results.append({"fold": fold.to_dict(), "C": c, "val": val_metrics, "test": test_metrics})
         print(f"{fold.name}: C={c} WA {test_metrics['wa']:.3f} UA {test_metrics['ua']:.3f}")
 
-    wa = np.array([r["test"]["wa"] for r in results])
-    ua = np.array([r["test"]["ua"] for r in results])
-    pooled = np.sum([np.array(r["test"]["confusion"]) for r in results], axis=0)
     summary = {
         "features_file": str(args.features),
         "corpus": source.corpus,
@@ -84,11 +81,7 @@ def main() -> None:
             }
             for r in results
         ],
-        "wa_mean": float(wa.mean()),
-        "wa_std": float(wa.std(ddof=1)),
-        "ua_mean": float(ua.mean()),
-        "ua_std": float(ua.std(ddof=1)),
-        "pooled": metrics_from_confusion(pooled, source.classes),
+        **fold_summary([r["test"] for r in results], source.classes),
         "repeats": 1,
         "train_config": {
             "model": f"openSMILE {feature_set} + linear SVM",

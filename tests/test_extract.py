@@ -9,9 +9,10 @@ import soundfile as sf
 
 from emovision.cli import main
 from emovision.corpora import load_corpus
-from emovision.extract import extract_corpus, worker_pool
+from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
 from emovision.store import load_speakers, open_info, read_features
+from emovision.system import worker_pool
 
 
 def test_extract_emodb_command(tmp_path, emodb_dir, capsys):

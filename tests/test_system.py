@@ -69,3 +69,12 @@ def test_a_missing_extra_says_which_pip_install_brings_it():
         EmovisionError, match=r"emovision serve needs no_such_module: pip install 'emovision\[serve\]'"
     ):
         require("no_such_module.sub", "serve", "emovision serve")
+
+
+def test_ordered_map_keeps_the_order_with_and_without_a_pool():
+    from emovision.system import ordered_map, worker_pool
+
+    items = [-5, 3, -1, 4, -2, 0, 7]
+    assert list(ordered_map(None, abs, items, 2)) == [5, 3, 1, 4, 2, 0, 7]
+    with worker_pool(2) as pool:
+        assert list(ordered_map(pool, abs, items, 1)) == [5, 3, 1, 4, 2, 0, 7]

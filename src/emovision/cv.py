@@ -29,7 +29,7 @@ from rich.progress import Progress
 from emovision import plots
 from emovision.dataset import FeatureSource, open_source
 from emovision.errors import EmovisionError
-from emovision.evaluate import metrics_from_confusion, score_utterances
+from emovision.evaluate import fold_summary, score_utterances
 from emovision.files import atomic_write_bytes
 from emovision.folds import Fold, make_folds
 from emovision.options import TrainConfig, run_options
@@ -187,10 +187,6 @@ def summarize(
     results: list[dict], classes: list[str], config: TrainConfig, source: FeatureSource, repeats: int
 ) -> dict:
     """Per-fold WA/UA, mean ± standard deviation over runs, and pooled metrics over all test utterances."""
-    wa = np.array([r["test"]["wa"] for r in results])
-    ua = np.array([r["test"]["ua"] for r in results])
-    pooled = np.sum([np.array(r["test"]["confusion"]) for r in results], axis=0)
-    ddof = 1 if len(results) > 1 else 0
     return {
         "features_file": str(source.path),
         "corpus": source.corpus,
@@ -209,11 +205,7 @@ def summarize(
             }
             for r in results
         ],
-        "wa_mean": float(wa.mean()),
-        "wa_std": float(wa.std(ddof=ddof)),
-        "ua_mean": float(ua.mean()),
-        "ua_std": float(ua.std(ddof=ddof)),
-        "pooled": metrics_from_confusion(pooled, classes),
+        **fold_summary([r["test"] for r in results], classes),
         "ensemble": within_fold_ensemble(results, classes) if repeats > 1 else None,
         "repeats": repeats,
         "train_config": config.to_dict(),
@@ -230,23 +222,14 @@ def within_fold_ensemble(results: list[dict], classes: list[str]) -> dict | None
     by_fold: dict[str, list[dict]] = {}
     for r in results:
         by_fold.setdefault(r["fold"]["name"], []).append(r)
-    folds, confusions = [], []
+    folds, scored = [], []
     for name, runs in by_fold.items():
         labels = np.asarray(runs[0]["test_labels"])
         scores = np.mean([np.asarray(r["test_scores"]) for r in runs], axis=0)
         metrics = score_utterances(labels, scores, classes)
         folds.append({"name": name, "runs": len(runs), "wa": metrics["wa"], "ua": metrics["ua"]})
-        confusions.append(np.asarray(metrics["confusion"]))
-    wa, ua = np.array([f["wa"] for f in folds]), np.array([f["ua"] for f in folds])
-    ddof = 1 if len(folds) > 1 else 0
-    return {
-        "folds": folds,
-        "wa_mean": float(wa.mean()),
-        "wa_std": float(wa.std(ddof=ddof)),
-        "ua_mean": float(ua.mean()),
-        "ua_std": float(ua.std(ddof=ddof)),
-        "pooled": metrics_from_confusion(np.sum(confusions, axis=0), classes),
-    }
+        scored.append(metrics)
+    return {"folds": folds, **fold_summary(scored, classes)}
 
 
 def write_summary(summary: dict, out_dir: Path, classes: list[str]) -> None:

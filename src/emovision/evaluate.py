@@ -67,6 +67,23 @@ def metrics_from_confusion(matrix: np.ndarray, classes: list[str]) -> dict:
     }
 
 
+def fold_summary(results: list[dict], classes: list[str]) -> dict:
+    """Over fold results (each with ``wa``, ``ua`` and ``confusion``): WA and UA mean ± standard
+    deviation (``ddof = 1``; 0 for a single fold) and the pooled metrics of the summed confusions."""
+    wa = np.array([r["wa"] for r in results])
+    ua = np.array([r["ua"] for r in results])
+    ddof = 1 if len(results) > 1 else 0
+    return {
+        "wa_mean": float(wa.mean()),
+        "wa_std": float(wa.std(ddof=ddof)),
+        "ua_mean": float(ua.mean()),
+        "ua_std": float(ua.std(ddof=ddof)),
+        "pooled": metrics_from_confusion(
+            np.sum([np.asarray(r["confusion"]) for r in results], axis=0), classes
+        ),
+    }
+
+
 def score_utterances(y_true: np.ndarray, utterance_log_probs: np.ndarray, classes: list[str]) -> dict:
     """Metrics of the argmax decisions of ``utterance_log_probs`` ``(U, K)`` against ``y_true``."""
     predictions = utterance_log_probs.argmax(axis=1)

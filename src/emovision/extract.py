@@ -8,12 +8,10 @@ speaker.
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from emovision.features import FeatureConfig, channel_signals, compute_features,
 from emovision.functionals import Functionals
 from emovision.progress import progress_bar
 from emovision.store import AugmentedCopies, FeatureWriter, SpeakerFeatures, write_seed_pickle
-from emovision.system import available_cores, resolve_device
+from emovision.system import available_cores, ordered_map, resolve_device, worker_pool
 
 
 @dataclass
@@ -57,21 +55,6 @@ class ExtractSummary:
 def default_workers() -> int:
     """The CPU cores this process may use."""
     return available_cores()
-
-
-def worker_pool(
-    workers: int, initializer: Callable | None = None, initargs: tuple = ()
-) -> ProcessPoolExecutor:
-    """Processes for feature work (numpy only, never torch or CUDA), forked where the OS can fork.
-
-    Explicitly, not the default start method: a process started by ``spawn`` (a ``cv
-    --parallel-folds`` worker, a notebook on macOS, Python ≥ 3.14's default) would otherwise
-    start every worker as a fresh interpreter that imports everything again, which on emoDB
-    made a two-worker extraction three times slower than one worker.
-    """
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    context = multiprocessing.get_context(method)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
 
 
 DEVICES = ("cpu", "cuda", "auto", "cpu-torch")
@@ -262,20 +245,12 @@ def _ordered_map(
 ) -> Iterator:
     """``function`` over chunks of ``jobs`` in the pool, results one by one in job order.
 
-    All speakers go through one stream (no pause between speakers), with a bounded number of
-    chunks in flight so that finished results cannot pile up in memory.
+    All speakers go through one stream (no pause between speakers), with at most four chunks per
+    worker in flight so that finished results cannot pile up in memory.
     """
     size = max(1, min(8, len(jobs) // (8 * workers)))
-    chunks = iter([jobs[i : i + size] for i in range(0, len(jobs), size)])
-    if pool is None:
-        for chunk in chunks:
-            yield from function(chunk)
-        return
-    running = deque(pool.submit(function, chunk) for chunk in islice(chunks, 4 * workers))
-    while running:
-        results = running.popleft().result()
-        for chunk in islice(chunks, 1):
-            running.append(pool.submit(function, chunk))
+    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    for results in ordered_map(pool, function, chunks, 4 * workers):
         yield from results
 
 

@@ -21,7 +21,7 @@ import torch
 from emovision.checkpoint import model_from_checkpoint
 from emovision.dataset import load_split, open_source
 from emovision.errors import EmovisionError
-from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
+from emovision.evaluate import fold_summary, score_utterances, segment_log_probs, utterance_scores
 from emovision.files import atomic_write_bytes
 from emovision.progress import progress_bar
 from emovision.runs import finished_runs
@@ -161,19 +161,7 @@ def _lookup(table: dict[str, tuple], ids: list[str], path: Path) -> np.ndarray:
 
 
 def _report(folds: list[dict], classes: list[str], run_dir: Path, table_path: Path) -> dict:
-    summary = {}
-    for key in MODELS:
-        ua = np.array([f[key]["ua"] for f in folds])
-        wa = np.array([f[key]["wa"] for f in folds])
-        pooled = np.sum([np.array(f[key]["confusion"]) for f in folds], axis=0)
-        ddof = 1 if len(folds) > 1 else 0
-        summary[key] = {
-            "wa_mean": float(wa.mean()),
-            "wa_std": float(wa.std(ddof=ddof)),
-            "ua_mean": float(ua.mean()),
-            "ua_std": float(ua.std(ddof=ddof)),
-            "pooled": metrics_from_confusion(pooled, classes),
-        }
+    summary = {key: fold_summary([f[key] for f in folds], classes) for key in MODELS}
     paired = {}
     for a, b in (("fusion", "image"), ("fusion", "linear"), ("image", "linear")):
         delta = np.array([f[a]["ua"] - f[b]["ua"] for f in folds])

@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +46,19 @@ from emovision.audio import load_audio
 from emovision.checkpoint import model_from_checkpoint
 from emovision.corpora import Utterance, load_corpus
 from emovision.errors import AudioError, EmovisionError
-from emovision.evaluate import metrics_from_confusion, score_utterances, segment_log_probs, utterance_scores
-from emovision.extract import default_workers, worker_pool
+from emovision.evaluate import (
+    fold_summary,
+    score_utterances,
+    segment_log_probs,
+    utterance_scores,
+)
+from emovision.extract import default_workers
 from emovision.features import FeatureConfig, compute_features, feature_key, segment
 from emovision.files import atomic_write_bytes
 from emovision.options import run_options
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, finished_runs
-from emovision.system import resolve_device, software_versions
+from emovision.system import ordered_map, resolve_device, software_versions, worker_pool
 
 NOISE_TYPES = ("white", "pink", "babble", "recorded")
 NOISE_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -412,7 +415,9 @@ def _evaluate_group(
                 log_probs[r][c].append(part)
         pending.clear()
 
-    for uid, (outputs, error) in zip(group.utterance_ids, _ordered(pool, jobs, workers), strict=True):
+    for uid, (outputs, error) in zip(
+        group.utterance_ids, ordered_map(pool, _features_of_job, jobs, 2 * workers), strict=True
+    ):
         if error is not None:
             raise EmovisionError(f"test utterance {uid}: {error}")
         for c, segments in enumerate(outputs):
@@ -434,20 +439,6 @@ def _evaluate_group(
             metrics["nll"] = float(-scores[np.arange(labels.size), labels].mean())
             results[run.name][condition.name] = metrics
     return results
-
-
-def _ordered(pool: ProcessPoolExecutor | None, jobs: list[tuple], workers: int) -> Iterator[tuple]:
-    """:func:`_features_of_job` over ``jobs`` in ``pool``, results in job order, at most 2 per worker in flight."""
-    if pool is None:
-        yield from map(_features_of_job, jobs)
-        return
-    queue = iter(jobs)
-    running: deque[Future] = deque(pool.submit(_features_of_job, job) for job in islice(queue, 2 * workers))
-    while running:
-        result = running.popleft().result()
-        for job in islice(queue, 1):
-            running.append(pool.submit(_features_of_job, job))
-        yield result
 
 
 def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, str | None]:
@@ -499,23 +490,14 @@ def _report(
             }
         )
     summaries = []
-    ddof = 1 if len(runs) > 1 else 0
     for condition in conditions:
         per_run = [results[run.name][condition.name] for run in runs]
-        wa = np.array([m["wa"] for m in per_run])
-        ua = np.array([m["ua"] for m in per_run])
-        nll = np.array([m["nll"] for m in per_run])
-        pooled = np.sum([np.array(m["confusion"]) for m in per_run], axis=0)
         summaries.append(
             {
                 "name": condition.name,
                 **asdict(condition),
-                "wa_mean": float(wa.mean()),
-                "wa_std": float(wa.std(ddof=ddof)),
-                "ua_mean": float(ua.mean()),
-                "ua_std": float(ua.std(ddof=ddof)),
-                "nll_mean": float(nll.mean()),
-                "pooled": metrics_from_confusion(pooled, classes),
+                **fold_summary(per_run, classes),
+                "nll_mean": float(np.mean([m["nll"] for m in per_run])),
             }
         )
     first = runs[0].checkpoint
