@@ -12,6 +12,14 @@ from emovision.audio import load_audio
 from emovision.checkpoint import load_checkpoint, model_from_checkpoint
 from emovision.cli import main
 from emovision.corpora import load_corpus
+from emovision.corruption import (
+    CorruptionPlan,
+    babble_pool,
+    babble_sources,
+    corrupt,
+    parse_numbers,
+    room_impulse_response,
+)
 from emovision.cv import run_cv
 from emovision.dataset import load_split, open_source
 from emovision.errors import EmovisionError
@@ -20,14 +28,6 @@ from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
 from emovision.options import TrainConfig
 from emovision.report import robustness_deltas
-from emovision.robustness import (
-    CorruptionPlan,
-    babble_pool,
-    babble_sources,
-    corrupt,
-    parse_numbers,
-    room_impulse_response,
-)
 
 SPEAKERS = ("03", "08", "10")
 FOLDS = [{"test": ["03"], "val": ["10"]}, {"test": ["08"], "val": ["10"]}]
@@ -216,9 +216,17 @@ def test_paired_deltas_use_only_the_folds_both_runs_share(tmp_path):
         folder.mkdir()
         report = {
             "plan": {"seed": seed, "babble_talkers": 5, "noise_files": []},
-            "conditions": [{"name": "clean", "ua_mean": 0.5, "ua_std": 0.1}],
+            "conditions": [
+                {"name": "clean", "kind": "clean", "ua_mean": 0.5, "ua_std": 0.1},
+                {"name": "white 0 dB", "kind": "noise", "noise": "white", "ua_mean": 0.3, "ua_std": 0.1},
+            ],
             "folds": [
-                {"run": run, "test": [run[-2:]], "conditions": {"clean": {"ua": ua}}} for run, ua in folds
+                {
+                    "run": run,
+                    "test": [run[-2:]],
+                    "conditions": {"clean": {"ua": ua}, "white 0 dB": {"ua": ua / 2}},
+                }
+                for run, ua in folds
             ],
         }
         (folder / "robustness.json").write_text(json.dumps(report))
@@ -234,8 +242,14 @@ def test_paired_deltas_use_only_the_folds_both_runs_share(tmp_path):
             "condition": "clean",
             "better": "+0.150 ± 0.050 (2/2)",
             "elsewhere": "—",
+            "reseeded": "+0.400 ± 0.000 (1/1)",
+        },
+        {
+            "condition": "white 0 dB",
+            "better": "+0.075 ± 0.025 (2/2)",
+            "elsewhere": "—",
             "reseeded": "not paired: other seed",
-        }
+        },
     ]
     assert robustness_deltas([base]) == []
 

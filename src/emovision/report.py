@@ -141,12 +141,13 @@ def robustness_deltas(folders: list[Path]) -> list[dict]:
     (_, base), others = found[0], found[1:]
     base_folds = {(f["run"], tuple(f["test"])): f["conditions"] for f in base["folds"]}
     rows = []
-    differs = {label: _other_corruption(base, report) for label, report in others}
-    for condition in (c["name"] for c in base["conditions"]):
+    for entry in base["conditions"]:
+        condition = entry["name"]
         row = {"condition": condition}
         for label, report in others:
-            if differs[label]:
-                row[label] = f"not paired: other {differs[label]}"
+            differs = _other_corruption(base, report, entry)
+            if differs:
+                row[label] = f"not paired: other {differs}"
                 continue
             differences = [
                 f["conditions"][condition]["ua"] - base_folds[key][condition]["ua"]
@@ -158,13 +159,17 @@ def robustness_deltas(folders: list[Path]) -> list[dict]:
     return rows
 
 
-CORRUPTION = ("seed", "babble_talkers", "noise_files")
-
-
-def _other_corruption(base: dict, report: dict) -> str:
-    """The corruption settings in which two robustness reports differ ("" when none does)."""
+def _other_corruption(base: dict, report: dict, condition: dict) -> str:
+    """The settings that make ``condition``'s audio differ between two robustness reports ("" when
+    none does): the seed for every corrupted condition, the talker count for babble, the
+    recordings for recorded noise."""
+    if condition.get("kind", "clean") == "clean":
+        return ""
+    keys = ["seed"]
+    keys += ["babble_talkers"] if condition.get("noise") == "babble" else []
+    keys += ["noise_files"] if condition.get("noise") == "recorded" else []
     plans = base.get("plan", {}), report.get("plan", {})
-    return ", ".join(key.replace("_", " ") for key in CORRUPTION if plans[0].get(key) != plans[1].get(key))
+    return ", ".join(key.replace("_", " ") for key in keys if plans[0].get(key) != plans[1].get(key))
 
 
 def _paired(differences: list[float]) -> str:

@@ -145,8 +145,8 @@ def _run_extract(args: argparse.Namespace) -> int:
 def augment_plan_from_args(args: argparse.Namespace):
     """The :class:`AugmentPlan` of ``extract``'s options (checked before any work), or ``None``."""
     from emovision.augment_audio import AugmentPlan
+    from emovision.corruption import noise_recordings, parse_names, parse_numbers
     from emovision.options import parse_augment
-    from emovision.robustness import noise_recordings, parse_names, parse_numbers
 
     names = parse_augment(args.augment)
     if "specaugment" in names:

@@ -40,16 +40,16 @@ def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_robustness(args: argparse.Namespace) -> int:
-    from emovision.robustness import (
+    from emovision.corruption import (
         DEFAULT_NOISES,
         MAX_RT60,
         SNR_RANGE,
         CorruptionPlan,
-        evaluate_robustness,
         noise_recordings,
         parse_names,
         parse_numbers,
     )
+    from emovision.robustness import evaluate_robustness
 
     noises = parse_names(args.noise) if args.noise is not None else DEFAULT_NOISES
     files = noise_recordings(args.noise_dir) if args.noise_dir else ()
