@@ -119,7 +119,7 @@ def folds_from_file(source: FeatureSource, path: Path) -> list[Fold]:
         if not isinstance(entry, dict) or not entry.get("test") or not entry.get("val"):
             raise EmovisionError(f"{path}: fold {number} needs 'test' and 'val' speakers")
         train = speaker_list(entry.get("train")) or None
-        fold = make_fold(source, speaker_list(entry["val"]), speaker_list(entry["test"]), train)
+        fold = make_fold(source, speaker_list(entry["val"]), speaker_list(entry["test"]), train=train)
         folds.append(replace(fold, name=entry.get("name") or fold.name))
     if not folds:
         raise EmovisionError(f"{path} lists no folds")

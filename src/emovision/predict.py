@@ -215,7 +215,7 @@ class Recognizer:
             raise EmovisionError(
                 f"expected segments (N, {expected[0]}, {expected[1]}, T) with N ≥ 1, got {segments.shape}"
             )
-        prepared = _Prepared(name, segments, float("nan"), None)
+        prepared = _Prepared(name, segments, duration=float("nan"), features=None)
         return self._prediction(prepared, self._backend.log_probs(segments, self.batch_size))
 
     def log_probs(self, segments: np.ndarray) -> np.ndarray:
@@ -301,7 +301,7 @@ class Recognizer:
             raise AudioError(label, f"too long ({duration:.1f} s, at most {max_seconds:g} s)")
         feature = compute_features(samples, config, key)
         kept = feature if keep_features else None
-        return _Prepared(label, segment(feature, config), duration, kept, feature.shape[-1])
+        return _Prepared(label, segment(feature, config), duration, features=kept, frames=feature.shape[-1])
 
     def _finish(self, waiting: list[tuple[str, Future]]) -> Iterator[Prediction | Failure]:
         prepared: list[_Prepared | Failure] = []
