@@ -81,4 +81,6 @@ for config in "${CONFIGS[@]}"; do
     *) echo "unknown configuration $config" >&2; exit 2 ;;
   esac
 done
-$BIN/emovision report "$OUT"/*/ --markdown
+finished=()
+for run in "$OUT"/*/; do [ -f "$run/summary.json" ] && finished+=("${run%/}"); done
+$BIN/emovision report "${finished[@]}" --markdown

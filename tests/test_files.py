@@ -19,3 +19,14 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["state.json"]
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(tmp_path / "summary.json", b"{}")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -20,6 +20,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str 
     os.close(fd)
     temp = Path(name)
     try:
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
         write(temp)
         with temp.open("rb+") as handle:
             os.fsync(handle.fileno())
@@ -32,3 +33,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """``data`` written to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda temp: temp.write_bytes(data))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
