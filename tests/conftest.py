@@ -79,12 +79,22 @@ def trained_model(tmp_path_factory, emodb_dir):
 
 @pytest.fixture(scope="session")
 def emodb_augmented(tmp_path_factory, emodb_dir) -> Path:
-    """emoDB, 4 classes, 64 mels × 100 frames, with one copy per augmentation kind (noise white,
-    pink, babble; reverb; speed; gain) and eGeMAPS functionals, made by the extract command."""
+    """emoDB speakers 03, 08, 09, 10, 11 in 4 classes (a manifest), 64 mels × 100 frames, with one
+    copy per augmentation kind (noise white, pink, babble; reverb; speed; gain) and eGeMAPS
+    functionals, made by the extract command."""
     from emovision.cli import main
 
-    out = tmp_path_factory.mktemp("emodb-augmented") / "emodb-aug.h5"
-    args = ["extract", "emodb", str(emodb_dir), "--classes", "4", "--n-mels", "64", "--segment-frames", "100"]
-    args += ["--segment-tail", "shift", "--augment", "noise,reverb,speed,gain", "--functionals", "eGeMAPSv02"]
+    root = tmp_path_factory.mktemp("emodb-augmented")
+    names = {"W": "anger", "F": "happiness", "T": "sadness", "N": "neutral"}
+    rows = ["path,speaker,label,utterance"] + [
+        f"{wav},{wav.name[:2]},{names[wav.name[5]]},{wav.stem}"
+        for wav in sorted((EMODB / "wav").glob("*.wav"))
+        if wav.name[:2] in ("03", "08", "09", "10", "11") and wav.name[5] in names
+    ]
+    (root / "emodb.csv").write_text("\n".join(rows) + "\n")
+    out = root / "emodb-aug.h5"
+    args = ["extract", "manifest", str(root / "emodb.csv"), "--classes", "neutral,happiness,sadness,anger"]
+    args += ["--n-mels", "64", "--segment-frames", "100", "--segment-tail", "shift"]
+    args += ["--augment", "noise,reverb,speed,gain", "--functionals", "eGeMAPSv02"]
     assert main([*args, "-o", str(out), "--quiet"]) == 0
     return out
