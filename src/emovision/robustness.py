@@ -31,18 +31,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from emovision import plots
 from emovision.audio import load_audio
 from emovision.checkpoint import model_from_checkpoint
 from emovision.corpora import Utterance, load_corpus
 from emovision.corruption import (
-    Condition,
     CorruptionPlan,
     babble_pool,
     babble_sources,
@@ -51,18 +49,16 @@ from emovision.corruption import (
 )
 from emovision.errors import AudioError, EmovisionError
 from emovision.evaluate import (
-    fold_summary,
     score_utterances,
     segment_log_probs,
     utterance_scores,
 )
 from emovision.extract import default_workers
 from emovision.features import FeatureConfig, compute_features, feature_key, segment
-from emovision.files import atomic_write_bytes
-from emovision.options import run_options
 from emovision.progress import progress_bar
+from emovision.robustness_report import build_report, write_report
 from emovision.runs import FoldRun, finished_runs
-from emovision.system import ordered_map, resolve_device, software_versions, worker_pool
+from emovision.system import ordered_map, resolve_device, worker_pool
 
 # ----- the cv folder --------------------------------------------------------------------------------
 
@@ -174,7 +170,7 @@ def evaluate_robustness(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    report = _report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
+    report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
     write_report(report, run_dir)
     return report
 
@@ -263,124 +259,3 @@ def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, str | None]:
         return None, f"{exc.source}: {exc.reason}"
     except (EmovisionError, ValueError, MemoryError) as exc:
         return None, f"feature extraction failed ({exc})"
-
-
-# ----- the report -----------------------------------------------------------------------------------------
-
-
-def _report(
-    record: dict,
-    runs: list[FoldRun],
-    results: dict[str, dict[str, dict]],
-    conditions: list[Condition],
-    plan: CorruptionPlan,
-    corpus: str,
-    root: str | Path,
-    classes: list[str],
-) -> dict:
-    """The content of ``robustness.json``."""
-    folds = []
-    for run in runs:
-        reported = run.metrics["test"]
-        clean = results[run.name]["clean"]
-        folds.append(
-            {
-                "run": run.name,
-                "fold": run.metrics["fold"]["name"],
-                "test": run.metrics["fold"]["test"],
-                "seed": run.metrics["train_config"]["seed"],
-                "reported": {"wa": reported["wa"], "ua": reported["ua"]},
-                "clean_matches_reported": clean["confusion"] == reported["confusion"],
-                "conditions": results[run.name],
-            }
-        )
-    summaries = []
-    for condition in conditions:
-        per_run = [results[run.name][condition.name] for run in runs]
-        summaries.append(
-            {
-                "name": condition.name,
-                **asdict(condition),
-                **fold_summary(per_run, classes),
-                "nll_mean": float(np.mean([m["nll"] for m in per_run])),
-            }
-        )
-    first = runs[0].checkpoint
-    return {
-        "corpus": corpus,
-        "root": str(root),
-        "classes": classes,
-        "features_file": record.get("features_file"),
-        "plan": plan.to_dict(),
-        "conditions": summaries,
-        "folds": folds,
-        "repeats": int(record.get("repeats", 1)),
-        "train_config": first.get("train_config"),
-        "feature_config": first["feature_config"],
-        "versions": software_versions(),
-    }
-
-
-def write_report(report: dict, run_dir: Path) -> None:
-    """``robustness.json``, ``robustness.md`` and ``robustness.png`` in ``run_dir``."""
-    atomic_write_bytes(run_dir / "robustness.json", json.dumps(report, indent=2).encode())
-    atomic_write_bytes(run_dir / "robustness.md", robustness_markdown(report).encode())
-    by_name = {c["name"]: c for c in report["conditions"]}
-    plan = report["plan"]
-    snrs = list(plan["snrs"])
-    noise_ua = {n: [by_name[Condition("noise", n, s).name]["ua_mean"] for s in snrs] for n in plan["noises"]}
-    rt60s = list(plan["rt60s"])
-    reverb_ua = [by_name[Condition("reverb", rt60_s=r).name]["ua_mean"] for r in rt60s]
-    plots.robustness_curves(
-        snrs,
-        noise_ua,
-        rt60s,
-        reverb_ua,
-        by_name["clean"]["ua_mean"],
-        run_dir / "robustness.png",
-        _title(report),
-        chance=1.0 / len(report["classes"]),
-    )
-
-
-def robustness_markdown(report: dict) -> str:
-    """A Markdown table of WA/UA per condition (clean first) with the UA change from clean."""
-    clean_ua = report["conditions"][0]["ua_mean"]
-    plan = report["plan"]
-    runs = report["folds"]
-    lines = [
-        f"# Robustness: {_title(report)}",
-        "",
-        f"Corpus {report['corpus']} under `{report['root']}`, {len(runs)} fold runs; seed {plan['seed']}, "
-        f"babble of {plan['babble_talkers']} talkers"
-        + (f", noise recordings: {len(plan['noise_files'])}" if plan["noise_files"] else "")
-        + ". SNR over the active speech; reverberation by a synthetic room of the given RT60.  ",
-        "WA and UA: mean ± standard deviation over the fold runs; ΔUA: change of the mean UA from clean; "
-        "NLL: mean over runs of the utterances' negative log-likelihood of the true class (nats).",
-        "",
-        "| condition | WA | UA | ΔUA | pooled WA | pooled UA | NLL |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in report["conditions"]:
-        delta = "" if c["name"] == "clean" else f"{c['ua_mean'] - clean_ua:+.3f}"
-        lines.append(
-            f"| {c['name']} | {c['wa_mean']:.3f} ± {c['wa_std']:.3f} | {c['ua_mean']:.3f} ± {c['ua_std']:.3f} "
-            f"| {delta} | {c['pooled']['wa']:.3f} | {c['pooled']['ua']:.3f} | {c['nll_mean']:.3f} |"
-        )
-    mismatched = [f["run"] for f in runs if not f["clean_matches_reported"]]
-    lines += [
-        "",
-        "Clean reproduces every fold run's reported test metrics."
-        if not mismatched
-        else f"Clean differs from the reported test metrics of: {', '.join(mismatched)} "
-        "(audio, corpus or device other than at training time).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _title(report: dict) -> str:
-    config = report.get("train_config") or {}
-    options = run_options(config)
-    model = config.get("model", "model")
-    return f"{model}, {report['feature_config']['kind']}" + (f" ({', '.join(options)})" if options else "")
