@@ -9,7 +9,7 @@
 #         opensmile-egemaps opensmile-compare
 #         lite0-aug (SpecAugment + noise, reverb and speed copies), lite0-specaugment, lite0-noise,
 #         lite0-reverb, lite0-speed (each augmentation alone), lite0-aug-no-white (white noise held
-#         out of training), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
+#         out of training), lite0-aug-mixup (lite0-aug with mixup), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
 #         ensemble), fusion (emovision fuse on lite0-aug with the ComParE functionals)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
@@ -59,6 +59,8 @@ for config in "${CONFIGS[@]}"; do
     lite0-aug) cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed "${COMMON[@]}" ;;
     lite0-specaugment | lite0-noise | lite0-reverb | lite0-speed)
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment "${config#lite0-}" "${COMMON[@]}" ;;
+    lite0-aug-mixup)
+      cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --mixup "${COMMON[@]}" ;;
     lite0-aug-no-white)
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise:pink,noise:babble,reverb,speed "${COMMON[@]}" ;;
     lite1-aug | lite2-aug)

@@ -8,17 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import build_iemocap_tree
 
 from emovision.cli import main
 from emovision.corpora import load_corpus
 from emovision.cv import run_cv
-from emovision.dataset import open_source
+from emovision.dataset import load_split, open_source
 from emovision.errors import EmovisionError
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
-from emovision.folds import make_folds, validation_speaker
+from emovision.folds import make_fold, make_folds, validation_speaker
 from emovision.options import TrainConfig
 
 QUICK = TrainConfig(model="alexnet_gap", epochs=1, batch_size=32, lr=3e-4, device="cpu")
@@ -181,6 +183,69 @@ def test_torchrun_ddp_on_cpu_with_gloo(emodb_small, tmp_path):
     for a, b in zip(ddp["history"], one["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-3)
     shutil.rmtree(tmp_path / "ddp")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch_ranks(args: list[str], outs: list[Path]) -> list[subprocess.CompletedProcess]:
+    """``emovision train`` as a gloo group of ``len(outs)`` processes, rank r writing to ``outs[r]``
+    (as on machines that share no storage), the way torchrun would start them."""
+    port = str(_free_port())
+    procs = []
+    for rank, out in enumerate(outs):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": str(len(outs)), "RANK": str(rank),
+               "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}  # fmt: skip
+        command = [sys.executable, "-m", "emovision", *args, "--out", str(out)]
+        procs.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    return results
+
+
+def test_ddp_ranks_agree_without_shared_storage_and_small_last_batches(emodb_small, tmp_path):
+    source = open_source(emodb_small)
+    fold = make_fold(source, ["10"], ["03"])
+    segments = len(load_split(source, fold.train))
+    batch = next(b for b in range(8, segments) if segments % b in (2, 3))  # last batch: 1 or 2 per rank
+    args = ["train", str(emodb_small), "--val-speaker", "10", "--test-speaker", "03", "--epochs", "3",
+            "--patience", "1", "--batch-size", str(batch), "--lr", "3e-3", "--device", "cpu", "--quiet"]  # fmt: skip
+    shared, private = tmp_path / "rank0", tmp_path / "rank1-only"
+    first = _launch_ranks(args, [shared, private])
+    assert [r.returncode for r in first] == [0, 0], first[0].stderr[-1500:] + first[1].stderr[-1500:]
+    metrics = json.loads((shared / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert all(np.isfinite(row["train_loss"]) for row in metrics["history"])
+    assert metrics["epochs_run"] == len(metrics["history"]) <= 3
+    assert not private.exists() or not any(private.iterdir())
+    again = _launch_ranks([*args, "--resume"], [shared, private])
+    assert [r.returncode for r in again] == [0, 0], again[1].stderr[-1500:]
+    assert json.loads((shared / "metrics.json").read_text()) == metrics
+
+
+def test_rank_shares_use_every_segment_once_and_weight_to_the_batch_mean():
+    from emovision.train import rank_batches
+
+    for n, batch, world in [(70, 32, 2), (66, 32, 2), (65, 32, 2), (64, 32, 2), (101, 30, 3), (9, 4, 1)]:
+        order = torch.randperm(n)
+        per_rank = [rank_batches(order, batch, world, rank) for rank in range(world)]
+        used = torch.cat([share for shares in per_rank for share, _ in shares])
+        assert sorted(used.tolist()) == list(range(n))
+        assert min(share.numel() for shares in per_rank for share, _ in shares) >= 2
+        values = torch.rand(n, dtype=torch.float64)
+        for parts in zip(*per_rank, strict=True):
+            whole = torch.cat([share for share, _ in parts])
+            ddp_mean = sum(w * values[share].mean() for share, w in parts) / world
+            assert float(ddp_mean) == pytest.approx(float(values[whole].mean()))
+    with pytest.raises(EmovisionError, match="two per process"):
+        rank_batches(torch.arange(3), 32, 2, 0)
 
 
 def test_repeats_are_also_scored_as_a_within_fold_ensemble(emodb_small, tmp_path):

@@ -30,7 +30,7 @@ from emovision import plots
 from emovision.dataset import FeatureSource, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import fold_summary, score_utterances
-from emovision.files import atomic_write_bytes
+from emovision.files import atomic_write_bytes, read_json
 from emovision.folds import Fold, make_folds
 from emovision.options import TrainConfig, run_options
 from emovision.progress import progress_bar
@@ -108,7 +108,7 @@ def summarize_folder(out_dir: str | Path) -> dict:
     if not record_path.is_file():
         raise EmovisionError(f"{out_dir} is not a cross-validation folder (no cv.json)")
     try:
-        record = json.loads(record_path.read_text())
+        record = read_json(record_path, "cross-validation record")
         source = open_source(record["features_file"])
         folds = [Fold(f["train"], f["val"], f["test"], f["name"]) for f in record["folds"]]
         config = TrainConfig.from_dict(record["train_config"])
@@ -121,7 +121,7 @@ def summarize_folder(out_dir: str | Path) -> dict:
             name = _run_name(i, fold, config.seed + r if repeats > 1 else None)
             metrics = out_dir / name / "metrics.json"
             if metrics.is_file():
-                results.append(json.loads(metrics.read_text()))
+                results.append(read_json(metrics, "metrics"))
             else:
                 missing.append(name)
     if not results:
@@ -313,10 +313,7 @@ def _claim_folder(
                 os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)
-    try:
-        previous = json.loads(path.read_text())
-    except ValueError:
-        raise EmovisionError(f"{path} is not readable JSON: delete it or use another --out") from None
+    previous = read_json(path, "cross-validation record")
     if previous != record:
         raise EmovisionError(f"{out_dir} holds a cross-validation with other options: use another --out")
 

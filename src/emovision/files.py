@@ -1,11 +1,17 @@
-"""Files written atomically: a reader sees the old file or the whole new one, never a half-written one."""
+"""Files written atomically: a reader sees the old file or the whole new one, never a half-written one.
+And the JSON state files (``metrics.json``, ``cv.json``, ``summary.json`` …) read back with one
+clear error when they are missing or damaged.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from emovision.errors import EmovisionError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str = ".tmp") -> Path:
@@ -39,3 +45,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_json(path: str | Path, what: str) -> dict:
+    """The JSON object in ``path`` (``what`` names the file in errors: "metrics", "cross-validation" …).
+
+    A missing file, one that is not UTF-8 JSON, or JSON that is not an object raises
+    :class:`EmovisionError` naming the file.
+    """
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmovisionError(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise EmovisionError(
+            f"{path} is not a readable {what} file ({type(exc).__name__}: {str(exc)[:120]}); "
+            "remove it and rerun the command that writes it"
+        ) from None
+    if not isinstance(value, dict):
+        raise EmovisionError(f"{path} is not a {what} file: it holds a JSON {type(value).__name__}")
+    return value

@@ -3,13 +3,13 @@ and the robustness of cross-validations side by side (``robustness.json``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from emovision.errors import EmovisionError
 from emovision.features import FeatureConfig
+from emovision.files import read_json
 from emovision.options import run_options
 
 
@@ -17,7 +17,7 @@ def load_run(folder: Path) -> dict:
     """One row: run, model, features, options, runs, WA/UA mean ± std, pooled WA/UA."""
     summary_path, metrics_path = folder / "summary.json", folder / "metrics.json"
     if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
+        summary = read_json(summary_path, "cross-validation summary")
         pooled = summary["pooled"]
         config = summary["train_config"]
         wa = f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}"
@@ -26,7 +26,7 @@ def load_run(folder: Path) -> dict:
         pooled_wa, pooled_ua = pooled["wa"], pooled["ua"]
         features = _describe_features(summary.get("feature_config"))
     elif metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text())
+        metrics = read_json(metrics_path, "metrics")
         config = metrics["train_config"]
         wa, ua = f"{metrics['test']['wa']:.3f}", f"{metrics['test']['ua']:.3f}"
         count, pooled_wa, pooled_ua = 1, metrics["test"]["wa"], metrics["test"]["ua"]
@@ -56,7 +56,13 @@ def _describe_features(values: dict | None) -> str:
 
 
 def compare_runs(folders: list[Path]) -> list[dict]:
-    return [load_run(Path(folder)) for folder in folders]
+    rows = []
+    for folder in folders:
+        try:
+            rows.append(load_run(Path(folder)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmovisionError(f"{folder}: its summary or metrics file lacks {exc} (damaged?)") from None
+    return rows
 
 
 def paired_deltas(folders: list[Path]) -> list[dict]:
@@ -64,7 +70,7 @@ def paired_deltas(folders: list[Path]) -> list[dict]:
     hold (same fold name and test speakers; a fold's repeats averaged first): one row per run with
     ``mean ± standard error (folds better/folds)``. Empty with fewer than two cv runs."""
     found = [
-        (str(f), json.loads((Path(f) / "summary.json").read_text()))
+        (str(f), read_json(Path(f) / "summary.json", "cross-validation summary"))
         for f in folders
         if (Path(f) / "summary.json").is_file()
     ]
@@ -96,7 +102,7 @@ def robustness_reports(folders: list[Path]) -> list[tuple[str, dict]]:
     """``(label, robustness.json content)`` of every folder that has one; the label is the folder's
     name, or its whole path where names repeat."""
     found = [
-        (Path(f), json.loads((Path(f) / "robustness.json").read_text()))
+        (Path(f), read_json(Path(f) / "robustness.json", "robustness"))
         for f in folders
         if (Path(f) / "robustness.json").is_file()
     ]

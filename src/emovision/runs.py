@@ -6,7 +6,6 @@ is used as one model (the ensemble of its fold models).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from emovision.checkpoint import load_checkpoint
 from emovision.errors import EmovisionError
 from emovision.features import FeatureConfig
+from emovision.files import read_json
 
 _RUN_FOLDER = re.compile(r"^fold\d{2,}-")
 
@@ -51,7 +51,7 @@ def finished_runs(run_dir: str | Path) -> tuple[dict, list[FoldRun]]:
         raise EmovisionError(
             f"{run_dir} holds an unfinished cross-validation (no summary.json): rerun its emovision cv command"
         )
-    record = json.loads(record_path.read_text())
+    record = read_json(record_path, "cross-validation record")
     folders = sorted(p for p in run_dir.iterdir() if p.is_dir() and _RUN_FOLDER.match(p.name))
     expected = len(record["folds"]) * int(record.get("repeats", 1))
     if len(folders) != expected:
@@ -61,7 +61,7 @@ def finished_runs(run_dir: str | Path) -> tuple[dict, list[FoldRun]]:
         metrics_path = folder / "metrics.json"
         if not metrics_path.is_file():
             raise EmovisionError(f"fold run {folder} is unfinished (no metrics.json)")
-        metrics = json.loads(metrics_path.read_text())
+        metrics = read_json(metrics_path, "metrics")
         if "test_utterance_ids" not in metrics:
             raise EmovisionError(
                 f"{metrics_path} lacks test_utterance_ids: retrain with this emovision version"

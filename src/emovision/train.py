@@ -3,7 +3,9 @@
 The whole training set lives as one tensor on the training device when it fits, so batches
 are gathered on the GPU instead of being fed by a Python data loader. Under ``torchrun`` the
 same function runs data-parallel (``DistributedDataParallel``), each process taking its share
-of every batch; only rank 0 writes files.
+of every batch (:func:`rank_batches`); rank 0 alone reads and writes the run folder and makes
+every decision (best epoch, early stopping, plateau steps), which the other ranks receive
+(:func:`emovision.distributed.on_rank0`).
 
 Run folder: ``best.pth`` (checkpoint of the best validation epoch, with test metrics),
 ``last.pth`` (state to resume from), ``metrics.json``, ``curves.png``, ``confusion.png``.
@@ -24,9 +26,10 @@ from rich.progress import Progress
 from emovision import augment, plots
 from emovision.checkpoint import FORMAT, VERSION, load_weights_only, save_checkpoint
 from emovision.dataset import FeatureSource, Split, load_split, open_source
+from emovision.distributed import on_rank0
 from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, segment_log_probs, utterance_scores
-from emovision.files import atomic_write_bytes
+from emovision.files import atomic_write_bytes, read_json
 from emovision.folds import Fold
 from emovision.models import SERModel, build_ser_model, get_spec
 from emovision.options import TrainConfig
@@ -47,6 +50,8 @@ class Trainer:
         self.world = dist.get_world_size() if self.distributed else 1
         if self.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())
+        if config.batch_size < 2 * self.world:
+            raise EmovisionError(f"--batch-size must be at least 2 per process ({2 * self.world})")
         self.autocast = config.amp and self.device.type == "cuda"
         self.classes = source.classes
 
@@ -133,22 +138,16 @@ class Trainer:
         if config.oversampling:
             pool = pool[augment.oversample_indices(self.train_labels[pool], self.generator)]
         order = pool[torch.randperm(pool.numel(), generator=self.generator)]
-        batch_size = config.batch_size
-        n_batches = order.numel() // batch_size + (1 if order.numel() % batch_size >= 2 else 0)
-        share = max(1, batch_size // self.world)
         total, seen = 0.0, 0
         start = time.perf_counter()
-        for b in range(n_batches):
-            batch = order[b * batch_size : (b + 1) * batch_size]
-            if self.distributed:
-                batch = batch[self.rank * share : (self.rank + 1) * share]
-            index = batch.to(self.train_x.device)
+        for share, weight in rank_batches(order, config.batch_size, self.world, self.rank):
+            index = share.to(self.train_x.device)
             x = self.train_x[index].to(self.device, non_blocking=True)
             y = self.train_y[index].to(self.device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
             loss = self._loss(x, y)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()
             self.optimizer.step()
             total += float(loss.detach()) * x.shape[0]
             seen += x.shape[0]
@@ -265,21 +264,40 @@ class Trainer:
         self.stale = int(state["stale"])
 
     # ----- the loop ----------------------------------------------------------------------------
+    def saved_state(self, resume: bool) -> dict | None:
+        """The state in ``last.pth`` to continue from (None: start afresh); checked against this run."""
+        out, last_path = self.out_dir, self.out_dir / "last.pth"
+        if not last_path.exists():
+            return None
+        if not resume:
+            raise EmovisionError(
+                f"{out} already holds a training run: pass --resume to continue it, or another --out"
+            )
+        state = load_weights_only(last_path)
+        same_config = (
+            TrainConfig.from_dict(state.get("train_config", {})).identity() == self.config.identity()
+        )
+        if not same_config or state.get("fold") != self.fold.to_dict():
+            raise EmovisionError(f"{out} holds a run with other options or speakers: use another --out")
+        return state
+
+    def validate(self) -> tuple[dict | None, dict, float]:
+        """Validation metrics, the history columns they fill and the selection score of this epoch."""
+        if self.val_split is None:
+            return None, {}, float(self.epoch)
+        val, val_loss, _ = self.evaluate(self.val_split)
+        return (
+            val,
+            {"val_loss": val_loss, "val_wa": val["wa"], "val_ua": val["ua"]},
+            val[self.config.select_by],
+        )
+
     def run(self, resume: bool) -> dict:
         out = self.out_dir
         last_path, best_path = out / "last.pth", out / "best.pth"
         self.epoch, self.history, self.best, self.stale = 0, [], None, 0
-        if last_path.exists():
-            if not resume:
-                raise EmovisionError(
-                    f"{out} already holds a training run: pass --resume to continue it, or another --out"
-                )
-            state = load_weights_only(last_path)
-            same_config = (
-                TrainConfig.from_dict(state.get("train_config", {})).identity() == self.config.identity()
-            )
-            if not same_config or state.get("fold") != self.fold.to_dict():
-                raise EmovisionError(f"{out} holds a run with other options or speakers: use another --out")
+        state = on_rank0(lambda: self.saved_state(resume))
+        if state is not None:
             self.restore(state)
         owner = self.rank == 0
         task = None
@@ -290,13 +308,8 @@ class Trainer:
         while self.epoch < self.config.epochs and not self._stopped():
             self.epoch += 1
             loss, speed = self.train_epoch()
-            row = {"epoch": self.epoch, "train_loss": loss}
-            if self.val_split is not None:
-                val, val_loss, _ = self.evaluate(self.val_split)
-                row.update(val_loss=val_loss, val_wa=val["wa"], val_ua=val["ua"])
-                score = val[self.config.select_by]
-            else:
-                val, score = None, float(self.epoch)
+            val, columns, score = on_rank0(self.validate)
+            row = {"epoch": self.epoch, "train_loss": loss, **columns}
             row.update(lr=self.optimizer.param_groups[0]["lr"], segments_per_s=speed)
             self.history.append(row)
             if self.best is None or score > self.best["score"]:
@@ -330,6 +343,10 @@ class Trainer:
         return patience is not None and self.stale >= patience
 
     def finish(self, best_path: Path) -> dict:
+        """The test metrics of the best epoch, written by rank 0 and received by every rank."""
+        return on_rank0(lambda: self.final_metrics(best_path))
+
+    def final_metrics(self, best_path: Path) -> dict:
         best = load_weights_only(best_path)
         self.model.load_state_dict(best["state_dict"])
         val = self.evaluate(self.val_split)[0] if self.val_split is not None else None
@@ -353,17 +370,16 @@ class Trainer:
             "world_size": self.world,
             "versions": software_versions(),
         }
-        if self.rank == 0:
-            save_checkpoint(self.checkpoint(metrics), best_path)
-            plots.training_curves(self.history, self.out_dir / "curves.png", title=self.fold.name)
-            if test is not None:
-                plots.confusion(
-                    test["confusion"],
-                    self.classes,
-                    self.out_dir / "confusion.png",
-                    title=f"{self.fold.name}: WA {test['wa']:.3f}, UA {test['ua']:.3f}",
-                )
-            atomic_write_bytes(self.out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+        save_checkpoint(self.checkpoint(metrics), best_path)
+        plots.training_curves(self.history, self.out_dir / "curves.png", title=self.fold.name)
+        if test is not None:
+            plots.confusion(
+                test["confusion"],
+                self.classes,
+                self.out_dir / "confusion.png",
+                title=f"{self.fold.name}: WA {test['wa']:.3f}, UA {test['ua']:.3f}",
+            )
+        atomic_write_bytes(self.out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
         return metrics
 
 
@@ -383,24 +399,56 @@ def train_fold(
     """
     out_dir = Path(out_dir)
     source = features if isinstance(features, FeatureSource) else open_source(features, trust_pickle)
-    finished = out_dir / "metrics.json"
-    if finished.exists():
-        previous = json.loads(finished.read_text())
-        same_config = TrainConfig.from_dict(previous.get("train_config", {})).identity() == config.identity()
-        same = same_config and previous.get("fold") == fold.to_dict()
-        if resume and same:
-            return previous
-        raise EmovisionError(
-            f"{out_dir} already holds a finished run"
-            + (
-                " with other options: use another --out"
-                if resume
-                else ": use another --out, or --resume to read it"
-            )
-        )
+    previous = on_rank0(lambda: _finished_run(out_dir, fold, config, resume))
+    if previous is not None:
+        return previous
     trainer = Trainer(source, fold, config, out_dir, progress)
     trainer.prepare()
     return trainer.run(resume)
+
+
+def _finished_run(out_dir: Path, fold: Fold, config: TrainConfig, resume: bool) -> dict | None:
+    """The metrics of the finished run in ``out_dir`` that ``resume`` may return, None when there is none."""
+    finished = out_dir / "metrics.json"
+    if not finished.exists():
+        return None
+    previous = read_json(finished, "metrics")
+    same_config = TrainConfig.from_dict(previous.get("train_config", {})).identity() == config.identity()
+    if resume and same_config and previous.get("fold") == fold.to_dict():
+        return previous
+    raise EmovisionError(
+        f"{out_dir} already holds a finished run"
+        + (
+            " with other options: use another --out"
+            if resume
+            else ": use another --out, or --resume to read it"
+        )
+    )
+
+
+def rank_batches(
+    order: torch.Tensor, batch_size: int, world: int = 1, rank: int = 0
+) -> list[tuple[torch.Tensor, float]]:
+    """This rank's share of every batch of an epoch and the loss weight that makes the shares add up.
+
+    ``order`` holds the epoch's sample indices; batches hold ``batch_size`` of them (the global
+    batch), and a last batch too small to give every rank two samples joins the one before, so
+    every sample is used exactly once and no share is empty. A batch is split into ``world``
+    shares whose sizes differ by at most one; the weight ``world × share / batch`` turns the
+    average of the ranks' mean losses (what DDP's gradient averaging computes) into the batch mean.
+    """
+    n = order.numel()
+    if n < 2 * world:
+        raise EmovisionError(f"the training set holds {n} segments: fewer than two per process")
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < 2 * world:
+        starts.pop()
+    stops = [*starts[1:], n]
+    shares = []
+    for start, stop in zip(starts, stops, strict=True):
+        share = order[start:stop].tensor_split(world)[rank]
+        shares.append((share, world * share.numel() / (stop - start)))
+    return shares
 
 
 def _resident(segments: torch.Tensor, device: torch.device) -> torch.Tensor:

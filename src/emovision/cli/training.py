@@ -90,17 +90,17 @@ def training_config_from_args(args: argparse.Namespace):
 
 def _final_config(args: argparse.Namespace):
     """The cv run's training options, its folds' median best epoch, and the options given explicitly."""
-    import json
     import statistics
     from dataclasses import fields, replace
 
+    from emovision.files import read_json
     from emovision.options import TrainConfig
 
     summary_path = args.epochs_from / "summary.json"
     if not summary_path.is_file():
         raise EmovisionError(f"--epochs-from {args.epochs_from}: not a finished cv folder (no summary.json)")
     try:
-        summary = json.loads(summary_path.read_text())
+        summary = read_json(summary_path, "cross-validation summary")
         epochs = round(float(statistics.median(f["best_epoch"] for f in summary["folds"])))
         recipe = TrainConfig.from_dict(summary["train_config"]).to_dict()
     except (ValueError, KeyError, TypeError) as exc:
