@@ -107,19 +107,37 @@ def test_cv_writes_the_summary_and_resumes_without_redoing_folds(emodb_small, tm
         run_cv(emodb_small, TrainConfig(model="alexnet_gap", epochs=2, device="cpu"), out, progress=False)
 
 
-def test_interrupted_fold_is_continued(emodb_small, tmp_path):
-    out = tmp_path / "cv"
-    config = TrainConfig(model="alexnet_gap", epochs=2, batch_size=32, lr=3e-4, device="cpu")
-    run_cv(emodb_small, config, out, folds=_one_fold(tmp_path), progress=False)
-    fold_dir = next(out.glob("fold01-*"))
-    (fold_dir / "metrics.json").unlink()
-    state = fold_dir / "last.pth"
-    import torch
+CV_CHILD = """
+import sys
+from interrupt import kill_at
+from emovision import train
+from emovision.cli import main
 
-    payload = torch.load(state, weights_only=True)
-    assert payload["epoch"] == 2
-    summary = run_cv(emodb_small, config, out, folds=_one_fold(tmp_path), progress=False)
-    assert summary["folds"][0]["wa"] >= 0
+features, folds, out, kill = sys.argv[1:]
+if kill == "yes":  # the second fold killed after its first epoch's last.pth
+    kill_at(train, "save_checkpoint", 1, after=True, when=lambda state, path: path.parent.name.startswith("fold02"))
+main(["cv", features, "--folds", folds, "--model", "alexnet_gap", "--epochs", "2", "--batch-size", "32",
+      "--lr", "3e-4", "--device", "cpu", "--quiet", "--out", out])
+"""
+
+
+def test_a_killed_cv_resumes_without_redoing_finished_folds(emodb_small, tmp_path):
+    from interrupt import run_child
+
+    folds = tmp_path / "two.json"
+    folds.write_text(json.dumps([{"test": ["03"], "val": ["10"]}, {"test": ["08"], "val": ["10"]}]))
+    common = (str(emodb_small), str(folds))
+    run_child(CV_CHILD, *common, str(tmp_path / "straight"), "no", killed=False)
+    run_child(CV_CHILD, *common, str(tmp_path / "killed"), "yes", killed=True)
+    first = tmp_path / "killed" / "fold01-test-03" / "metrics.json"
+    finished = first.stat().st_mtime_ns
+    assert not (tmp_path / "killed" / "fold02-test-08" / "metrics.json").exists()
+    run_child(CV_CHILD, *common, str(tmp_path / "killed"), "no", killed=False)
+    assert first.stat().st_mtime_ns == finished
+    straight, resumed = (
+        json.loads((tmp_path / n / "summary.json").read_text()) for n in ("straight", "killed")
+    )
+    assert resumed["folds"] == straight["folds"] and resumed["pooled"] == straight["pooled"]
 
 
 def _one_fold(tmp_path: Path) -> str:

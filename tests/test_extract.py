@@ -85,6 +85,47 @@ def test_resume_reuses_finished_speakers(tmp_path, emodb_wavs, monkeypatch):
     assert sum(summary.utterances.values()) == 12 and not (tmp_path / "r.h5.partial").exists()
 
 
+EXTRACT_CHILD = """
+import os, signal, sys
+from emovision import store
+from emovision.corpora import load_corpus
+from emovision.extract import extract_corpus
+from emovision.features import FeatureConfig
+
+real = store.FeatureWriter.write_speaker
+
+
+def half_written(self, speaker, data):  # the second speaker: one array on disk, then killed
+    if not self.done_speakers():
+        return real(self, speaker, data)
+    self._file.create_group(speaker).create_dataset("segments", data=data.segments)
+    self._file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+store.FeatureWriter.write_speaker = half_written
+extract_corpus(load_corpus("manifest", sys.argv[1]), FeatureConfig(), sys.argv[2], workers=2, progress=False)
+"""
+
+
+def test_a_killed_extraction_resumes_to_the_same_file(tmp_path, emodb_wavs):
+    from interrupt import run_child
+
+    csv = _small_corpus(tmp_path, emodb_wavs, broken=False)
+    out = tmp_path / "k.h5"
+    run_child(EXTRACT_CHILD, str(csv), str(out), killed=True)
+    assert not out.exists() and (tmp_path / "k.h5.partial").exists()
+    summary = extract_corpus(load_corpus("manifest", csv), FeatureConfig(), out, workers=1, progress=False)
+    assert summary.resumed == ["s0"]
+    straight = tmp_path / "straight.h5"
+    extract_corpus(load_corpus("manifest", csv), FeatureConfig(), straight, workers=1, progress=False)
+    resumed, expected = load_speakers(out), load_speakers(straight)
+    assert resumed.keys() == expected.keys() == {"s0", "s1", "s2"}
+    for speaker, data in expected.items():
+        np.testing.assert_array_equal(resumed[speaker].segments, data.segments)
+        assert resumed[speaker].utterance_ids == data.utterance_ids
+
+
 def test_seed_pickle_output(tmp_path, emodb_wavs):
     csv = _small_corpus(tmp_path, emodb_wavs, broken=False)
     out = tmp_path / "p.h5"

@@ -210,6 +210,56 @@ def test_results_do_not_depend_on_workers_or_other_conditions_and_report_compare
     assert deltas["white 10 dB"] == "—"
 
 
+def _copy_cv(cv_run, folder):
+    """The files of ``cv_run`` that robustness reads, copied to ``folder``."""
+    folder.mkdir()
+    for name in ("cv.json", "summary.json"):
+        shutil.copy(cv_run / name, folder / name)
+    for run in sorted(cv_run.glob("fold*")):
+        (folder / run.name).mkdir()
+        for name in ("metrics.json", "best.pth"):
+            shutil.copy(run / name, folder / run.name / name)
+    return folder
+
+
+ROBUSTNESS_CHILD = """
+import sys
+from interrupt import kill_at
+from emovision import robustness
+from emovision.cli import main
+
+kill_at(robustness, "atomic_write_bytes", 1, after=True)  # the first fold's results are kept
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_robustness_run_resumes_without_redoing_finished_folds(
+    cv_run, emodb_dir, tmp_path, monkeypatch
+):
+    from interrupt import run_child
+
+    from emovision import robustness
+
+    straight, killed = _copy_cv(cv_run, tmp_path / "straight"), _copy_cv(cv_run, tmp_path / "killed")
+    args = ["--root", str(emodb_dir), "--snr", "10", "--noise", "white", "--rt60", "", "--workers", "2",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(["robustness", str(straight), *args]) == 0
+    run_child(ROBUSTNESS_CHILD, "robustness", str(killed), *args, killed=True)
+    assert not (killed / "robustness.json").exists()
+    assert [p.name for p in (killed / "robustness.partial").iterdir()] == ["fold01-test-03.json"]
+    evaluated = []
+    real = robustness._evaluate_group
+    monkeypatch.setattr(
+        robustness,
+        "_evaluate_group",
+        lambda group, *a: evaluated.append(group.runs[0].name) or real(group, *a),
+    )
+    assert main(["robustness", str(killed), *args]) == 0
+    assert evaluated == ["fold02-test-08"] and not (killed / "robustness.partial").exists()
+    first, second = (json.loads((f / "robustness.json").read_text()) for f in (straight, killed))
+    assert first["folds"] == second["folds"] and first["conditions"] == second["conditions"]
+
+
 def test_paired_deltas_use_only_the_folds_both_runs_share(tmp_path):
     def write(name, folds, seed=0):
         folder = tmp_path / name

@@ -108,6 +108,49 @@ def test_resume_continues_an_interrupted_run_identically(emodb4, tmp_path, monke
     assert resumed["test"] == straight["test"]
 
 
+TRAIN_CHILD = """
+import sys
+import torch
+from interrupt import kill_at
+from emovision import train
+from emovision.dataset import load_split, open_source
+from emovision.folds import Fold
+from emovision.options import TrainConfig
+
+features, out, where = sys.argv[1:]
+source = open_source(features)
+if where == "mid-epoch":  # the second batch of the second epoch
+    batches = len(train.rank_batches(torch.arange(len(load_split(source, ["08", "09"]))), 32))
+    kill_at(train.Trainer, "_loss", batches + 2)
+elif where == "after-best":  # epoch 2's best.pth written, its last.pth not yet
+    kill_at(train, "save_checkpoint", 2, after=True, when=lambda payload, path: path.name == "best.pth")
+# without a validation speaker every epoch is the best so far: best.pth is written every epoch
+val = [] if where in ("after-best", "none-without-val") else ["10"]
+config = TrainConfig(model="alexnet_gap", epochs=3, batch_size=32, lr=1e-3, device="cpu")
+train.train_fold(source, Fold(["08", "09"], val, ["03"], "f"), config, out, resume=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["mid-epoch", "after-best"])
+def test_a_killed_training_resumes_to_the_uninterrupted_result(emodb4, tmp_path, where):
+    from interrupt import run_child
+
+    straight = "none" if where == "mid-epoch" else "none-without-val"
+    run_child(TRAIN_CHILD, str(emodb4), str(tmp_path / "straight"), straight, killed=False)
+    run_child(TRAIN_CHILD, str(emodb4), str(tmp_path / "killed"), where, killed=True)
+    state = torch.load(tmp_path / "killed" / "last.pth", weights_only=True)
+    assert not (tmp_path / "killed" / "metrics.json").exists() and state["epoch"] == 1
+    run_child(TRAIN_CHILD, str(emodb4), str(tmp_path / "killed"), straight, killed=False)
+    straight, resumed = (
+        json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("straight", "killed")
+    )
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert (resumed["best_epoch"], resumed["val"], resumed["test"]) == (
+        straight["best_epoch"], straight["val"], straight["test"],
+    )  # fmt: skip
+    assert not list((tmp_path / "killed").glob(".*"))  # no temporary file left behind
+
+
 def test_mixup_stability_and_oversampling_together_with_three_channels(tmp_path, emodb_dir):
     corpus = load_corpus("emodb", emodb_dir, "4")
     corpus.utterances = [u for u in corpus.utterances if u.speaker in ("03", "08", "09", "10")]

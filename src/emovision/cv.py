@@ -14,7 +14,6 @@ import os
 import queue
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from emovision.files import atomic_write_bytes, read_json
 from emovision.folds import Fold, make_folds
 from emovision.options import TrainConfig, run_options
 from emovision.progress import progress_bar
-from emovision.system import available_cores, software_versions
+from emovision.system import available_cores, exit_with_parent, software_versions
 from emovision.train import train_fold
 
 
@@ -348,13 +347,7 @@ def _init_fold_worker(parent: int, channel) -> None:
     into the cv folder."""
     global _CHANNEL
     _CHANNEL = channel
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+    exit_with_parent(parent)
 
 
 def _worker_train(

@@ -23,12 +23,15 @@ Output in the cv folder: ``robustness.json`` (per run and condition WA/UA, confu
 mean negative log-likelihood of the true class, ``nll`` in nats; per condition the mean ±
 standard deviation over runs and the pooled metrics),
 ``robustness.md`` (a table, clean first) and ``robustness.png`` (UA against SNR per noise
-type, and against RT60).
+type, and against RT60). While it runs, each finished fold's results are kept in
+``robustness.partial/<run>.json``: an interrupted evaluation rerun with the same corpus and
+conditions skips those folds, and the folder is removed once the report is written.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +58,7 @@ from emovision.evaluate import (
 )
 from emovision.extract import default_workers
 from emovision.features import FeatureConfig, compute_features, feature_key, segment
+from emovision.files import atomic_write_bytes
 from emovision.progress import progress_bar
 from emovision.robustness_report import build_report, write_report
 from emovision.runs import FoldRun, finished_runs
@@ -151,6 +155,10 @@ def evaluate_robustness(
         group.runs.append(run)
     conditions = plan.conditions
     results: dict[str, dict[str, dict]] = {}
+    partial = run_dir / "robustness.partial"
+    identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
+                "classes": classes_list}  # fmt: skip
+    identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
     workers = workers or default_workers()
     pool = worker_pool(workers) if workers > 1 else None
     try:
@@ -158,21 +166,38 @@ def evaluate_robustness(
             total = sum(len(g.utterance_ids) for g in groups.values())
             task = bar.add_task(f"robustness: {len(conditions)} conditions", total=total)
             for group in groups.values():
-                bar.update(
-                    task, description=f"{', '.join(r.name for r in group.runs)}: {len(conditions)} conditions"
-                )
-                results.update(
-                    _evaluate_group(
+                names = [run.name for run in group.runs]
+                saved = partial / f"{names[0]}.json"
+                finished = _saved_results(saved, identity, names)
+                if finished is None:
+                    bar.update(task, description=f"{', '.join(names)}: {len(conditions)} conditions")
+                    finished = _evaluate_group(
                         group, plan, by_id, classes_list, pool, workers, torch_device, batch_size,
                         lambda: bar.advance(task),
-                    )
-                )  # fmt: skip
+                    )  # fmt: skip
+                    record_json = {"identity": identity, "runs": names, "results": finished}
+                    atomic_write_bytes(saved, json.dumps(record_json).encode())
+                else:
+                    bar.advance(task, len(group.utterance_ids))
+                results.update(finished)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
     write_report(report, run_dir)
+    shutil.rmtree(partial, ignore_errors=True)
     return report
+
+
+def _saved_results(path: Path, identity: dict, names: list[str]) -> dict | None:
+    """The results an interrupted evaluation with the same ``identity`` kept for these runs, else None."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("identity") != identity or saved.get("runs") != names:
+        return None
+    return saved.get("results")
 
 
 def _evaluate_group(

@@ -6,6 +6,8 @@ import importlib
 import multiprocessing
 import os
 import platform
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,7 +37,27 @@ def worker_pool(
     """
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     context = multiprocessing.get_context(method)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), initializer, initargs)
+    )
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this worker process within a second of its parent (pid ``parent``) being gone — killed
+    or crashed — so that no orphan goes on computing or writing."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _start_worker(parent: int, initializer: Callable | None, initargs: tuple) -> None:
+    exit_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def ordered_map(
