@@ -176,7 +176,7 @@ def test_predict_command_table_folders_and_exit_codes(tmp_path, trained_model, e
     assert "broken.wav: unreadable audio" in captured.err and "missing.wav: no such file" in captured.err
     assert "3 predicted, 2 failed" in captured.err and "Traceback" not in captured.err
     assert main(["predict", model, str(folder / "broken.wav"), "--quiet"]) == 2
-    assert "no recording could be used" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("error: ") and "broken.wav: unreadable audio" in captured.err
     assert main(["predict", str(tmp_path / "none.pth"), str(folder), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
 

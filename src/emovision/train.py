@@ -408,7 +408,12 @@ def train_fold(
 
 
 def _finished_run(out_dir: Path, fold: Fold, config: TrainConfig, resume: bool) -> dict | None:
-    """The metrics of the finished run in ``out_dir`` that ``resume`` may return, None when there is none."""
+    """The metrics of the finished run in ``out_dir`` that ``resume`` may return, None when there is none
+    (``out_dir`` is created: a folder that cannot be is an error before any work)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmovisionError(f"cannot write the run folder {out_dir}: {exc.strerror or exc}") from None
     finished = out_dir / "metrics.json"
     if not finished.exists():
         return None

@@ -48,12 +48,21 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "config", None) is not None:
             args = _with_config(parser, args, argv)
         return int(args.handler(args) or 0)
-    except EmovisionError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    except (EmovisionError, OSError) as exc:
+        err_console.print(f"[bold red]error:[/] {escape(_message(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: rerun the same command to resume", highlight=False)
         return 130
+
+
+def _message(exc: Exception) -> str:
+    """One line for a user error; a file system refusal (read-only folder, a file where a folder
+    should be, a full disk) names the path and the reason."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror.lower()}"
+    return " ".join(str(exc).split("\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -159,6 +159,10 @@ def _run_train(args: argparse.Namespace) -> int:
         if not args.val_speaker or not args.test_speaker:
             raise EmovisionError("train needs --val-speaker and --test-speaker (or --all-speakers)")
         config = training_config_from_args(args)
+    if args.save_label and not Path(args.save_label).parent.is_dir():
+        raise EmovisionError(
+            f"--save-label {args.save_label}: the folder {Path(args.save_label).parent} does not exist"
+        )
     source = open_source(_features_given(args), args.trust_pickle)
     if args.all_speakers:
         fold = all_speakers_fold(source)

@@ -95,6 +95,8 @@ def _run_predict(args: argparse.Namespace) -> int:
             top = ", ".join(f"{name} {p:.2f}" for name, p in item.top(3))
             table.add_row(item.source, item.label, f"{item.confidence:.2f}", top)
         console.print(table, highlight=False)
+    if not predictions and len(failures) == 1:
+        raise EmovisionError(f"{failures[0].source}: {failures[0].reason}")
     for failure in failures:
         err_console.print(
             f"[yellow]skipped[/] {escape(f'{failure.source}: {failure.reason}')}",
