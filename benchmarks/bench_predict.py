@@ -94,7 +94,9 @@ def machine() -> dict:
         ),
         platform.processor(),
     )
-    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+    from emovision.system import available_cores
+
+    return {"cpu": model, "cores": available_cores(), "python": platform.python_version()}
 
 
 def make_models(folder: Path, checkpoint: Path | None) -> tuple[Path, Path]:
