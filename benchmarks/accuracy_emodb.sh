@@ -9,7 +9,8 @@
 #         opensmile-egemaps opensmile-compare
 #         lite0-aug (SpecAugment + noise, reverb and speed copies), lite0-specaugment, lite0-noise,
 #         lite0-reverb, lite0-speed (each augmentation alone), lite0-aug-no-white (white noise held
-#         out of training), lite0-aug-mixup (lite0-aug with mixup), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
+#         out of training), lite0-aug-mixup (lite0-aug with mixup), lite0-aug-2s (lite0-aug on 2-s
+#         segments: 64 mels × 200 frames), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
 #         ensemble), fusion (emovision fuse on lite0-aug with the ComParE functionals)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
@@ -29,9 +30,12 @@ LOGMEL="$OUT/emodb-logmel64.h5"
 LOGMEL_AUG="$OUT/emodb-logmel64-aug.h5"
 COMPARE="$OUT/emodb-compare.h5"
 LOGNREV="$OUT/emodb-lognrevspec.h5"
+LOGMEL200_AUG="$OUT/emodb-logmel64x200-aug.h5"
 SEGMENTS=(--n-mels 64 --segment-frames 100 --segment-tail shift)
 [ -f "$LOGMEL" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" -o "$LOGMEL" --quiet
 [ -f "$LOGMEL_AUG" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --augment noise,reverb,speed -o "$LOGMEL_AUG" --quiet
+[ -f "$LOGMEL200_AUG" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 --segment-frames 200 --segment-tail shift \
+  --augment noise,reverb,speed -o "$LOGMEL200_AUG" --quiet
 [ -f "$COMPARE" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --functionals ComParE_2016 -o "$COMPARE" --quiet
 [ -f "$LOGNREV" ] || $BIN/emovision extract emodb "$EMODB" --features lognrevspec --segment-frames 100 --segment-tail shift -o "$LOGNREV" --quiet
 COMMON=(--epochs "$EPOCHS" --batch-size 32 --schedule cosine --parallel-folds "$PARALLEL" --device cpu --folds "$FOLDS" --quiet)
@@ -61,6 +65,8 @@ for config in "${CONFIGS[@]}"; do
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment "${config#lite0-}" "${COMMON[@]}" ;;
     lite0-aug-mixup)
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --mixup "${COMMON[@]}" ;;
+    lite0-aug-2s)
+      cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed "${COMMON[@]}" ;;
     lite0-aug-no-white)
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise:pink,noise:babble,reverb,speed "${COMMON[@]}" ;;
     lite1-aug | lite2-aug)
