@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 # Re-resolve the ranges in pyproject.toml in a fresh environment and write requirements.lock.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet -e '.[test,serve,onnx,opensmile]'
+	.lock-venv/bin/python -m pip install --quiet -e '.[test,serve,onnx,opensmile,vad,parquet]'
 	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 

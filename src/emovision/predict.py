@@ -7,6 +7,9 @@ and the segment log-probabilities are combined by the checkpoint's ``aggregate``
 For ``lognrevspec`` features the noise and the room are seeded by the file name without folder
 and suffix (:func:`~emovision.features.feature_key`, as at extraction); for samples or bytes by ``key``.
 
+:meth:`Recognizer.predict_turns` first finds the speech turns (:mod:`emovision.vad`) and gives
+each turn its own emotion; silence is never scored.
+
 A checkpoint (``.pth``) runs with PyTorch; an ``.onnx`` file made by ``emovision export``
 runs with ONNX Runtime alone, without importing torch. This module imports neither at
 module level, so ``from emovision import Recognizer`` stays light.
@@ -31,6 +34,8 @@ from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
 from emovision.features import FeatureConfig, compute_features, feature_key, segment, segment_times
 from emovision.system import resolve_device
+from emovision.vad import SAMPLE_RATE as VAD_RATE
+from emovision.vad import VadOptions, speech_turns
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 ONNX_FORMAT = "emovision-onnx"
@@ -95,6 +100,49 @@ class Prediction:
                 for (start, end), row in zip(self.times, self.segment_probabilities, strict=True)
             ],
         }
+
+
+UNCERTAIN = "uncertain"
+
+
+@dataclass
+class Turn:
+    """One speech turn: ``start`` and ``end`` in seconds, the class probabilities of its
+    segments combined, and ``emotion``: the most probable class, or ``"uncertain"`` when its
+    probability is below the ``min_confidence`` it was predicted with."""
+
+    start: float
+    end: float
+    probabilities: dict[str, float]
+    emotion: str
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the most probable class (also for an uncertain turn)."""
+        return max(self.probabilities.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "emotion": self.emotion,
+            "confidence": self.confidence,
+            "probabilities": dict(self.probabilities),
+        }
+
+
+@dataclass
+class TurnPrediction:
+    """The speech turns of one recording (``duration`` in seconds), each with its emotion."""
+
+    source: str
+    classes: list[str]
+    duration: float
+    turns: list[Turn]
+
+    def to_dicts(self) -> list[dict]:
+        """One JSON-ready row per turn, with the file."""
+        return [{"file": self.source, **turn.to_dict()} for turn in self.turns]
 
 
 @dataclass(frozen=True)
@@ -207,6 +255,50 @@ class Recognizer:
         prepared = self._prepare(source, sample_rate, key, name, keep_features, max_seconds)
         return self._prediction(prepared, self._backend.log_probs(prepared.segments, self.batch_size))
 
+    def predict_turns(
+        self,
+        source: Source,
+        sample_rate: int | None = None,
+        *,
+        vad: str = "auto",
+        vad_options: VadOptions | None = None,
+        min_confidence: float = 0.0,
+        key: str | None = None,
+        name: str | None = None,
+        max_seconds: float | None = None,
+    ) -> TurnPrediction:
+        """The emotion of every speech turn of a recording (a file path, its bytes, or samples).
+
+        ``vad``: the speech detector (``auto``, ``silero``, ``energy``; see :mod:`emovision.vad`)
+        with ``vad_options``. Each turn's audio is turned into the trained feature and segments
+        (a turn shorter than one segment is padded with silence, as short training utterances
+        were) and its segments' scores combined by the model's rule. A turn whose top probability
+        is below ``min_confidence`` (0…1) is ``"uncertain"``. Raises :class:`AudioError` for
+        unusable audio or a recording without speech.
+        """
+        if not 0.0 <= min_confidence <= 1.0:
+            raise EmovisionError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
+        config = self._require_config()
+        label, samples, key = self._load(source, sample_rate, key, name, max_seconds)
+        rate = config.sample_rate
+        for_vad = samples if rate == VAD_RATE else prepare_audio(samples, rate, VAD_RATE, source=label)
+        spans = speech_turns(for_vad, vad_options, vad)
+        if spans.shape[0] == 0:
+            raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
+        pieces = []
+        for start, end in spans:
+            piece = samples[int(start * rate) : max(int(end * rate), int(start * rate) + config.min_samples)]
+            pieces.append(segment(compute_features(piece, config, key), config))
+        log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
+        counts = np.array([piece.shape[0] for piece in pieces])
+        scores = np.exp(utterance_scores(log_probs, counts, self.aggregate))
+        turns = []
+        for (start, end), row in zip(spans, scores, strict=True):
+            probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
+            emotion = self.classes[int(row.argmax())] if row.max() >= min_confidence else UNCERTAIN
+            turns.append(Turn(float(start), float(end), probabilities, emotion))
+        return TurnPrediction(label, self.classes, samples.size / rate, turns)
+
     def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
         """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""
         segments = np.ascontiguousarray(segments, dtype=np.float32)
@@ -278,6 +370,22 @@ class Recognizer:
         max_seconds: float | None,
     ) -> _Prepared:
         config = self._require_config()
+        label, samples, key = self._load(source, sample_rate, key, name, max_seconds)
+        duration = samples.size / config.sample_rate
+        feature = compute_features(samples, config, key)
+        kept = feature if keep_features else None
+        return _Prepared(label, segment(feature, config), duration, features=kept, frames=feature.shape[-1])
+
+    def _load(
+        self,
+        source: Source,
+        sample_rate: int | None,
+        key: str | None,
+        name: str | None,
+        max_seconds: float | None,
+    ) -> tuple[str, np.ndarray, str]:
+        """The reported name, the mono samples at the model's rate, and the feature key."""
+        config = self._require_config()
         if isinstance(source, np.ndarray):
             label = name or "<samples>"
             if sample_rate is None:
@@ -299,9 +407,7 @@ class Recognizer:
         duration = samples.size / config.sample_rate
         if max_seconds is not None and duration > max_seconds:
             raise AudioError(label, f"too long ({duration:.1f} s, at most {max_seconds:g} s)")
-        feature = compute_features(samples, config, key)
-        kept = feature if keep_features else None
-        return _Prepared(label, segment(feature, config), duration, features=kept, frames=feature.shape[-1])
+        return label, samples, key
 
     def _finish(self, waiting: list[tuple[str, Future]]) -> Iterator[Prediction | Failure]:
         prepared: list[_Prepared | Failure] = []

@@ -62,6 +62,32 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="segments per model call")
     parser.add_argument("--workers", type=int, default=None, help="threads decoding audio (default: up to 4)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    turns = parser.add_argument_group("speech turns (--turns)")
+    turns.add_argument(
+        "--turns",
+        action="store_true",
+        help="find the speech turns first and give each its emotion (one row per turn; silence is not scored)",
+    )
+    turns.add_argument(
+        "--turns-out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the turns: .csv, .jsonl, or .vtt subtitles (several recordings: FILE-<file>.vtt)",
+    )
+    turns.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="a turn whose top probability is below P (0…1) is reported as 'uncertain'",
+    )
+    turns.add_argument(
+        "--vad", default="auto", help="speech detector: auto (silero when installed), silero, energy"
+    )
+    turns.add_argument("--min-speech", type=float, default=0.25, help="shortest turn kept (s)")
+    turns.add_argument("--min-silence", type=float, default=0.4, help="shortest pause that ends a turn (s)")
+    turns.add_argument("--vad-padding", type=float, default=0.1, help="seconds added around each turn")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -73,6 +99,8 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise EmovisionError("--workers must be at least 1")
+    if args.turns or args.turns_out:
+        return _run_turns(args)
     recognizer = Recognizer.load(args.model, device=args.device, batch_size=args.batch_size)
     files, failures = find_audio(args.paths)
     predictions = []
@@ -95,7 +123,76 @@ def _run_predict(args: argparse.Namespace) -> int:
             top = ", ".join(f"{name} {p:.2f}" for name, p in item.top(3))
             table.add_row(item.source, item.label, f"{item.confidence:.2f}", top)
         console.print(table, highlight=False)
-    if not predictions and len(failures) == 1:
+    if args.timeline and predictions:
+        written = save_timelines(predictions, args.timeline)
+        for path in written:
+            err_console.print(f"timeline: {path}", highlight=False, markup=False, soft_wrap=True)
+        if not written:
+            err_console.print("timeline: no recording is 4 segments or longer", highlight=False)
+    return _exit_status(len(predictions), failures, "predicted")
+
+
+def _run_turns(args: argparse.Namespace) -> int:
+    """``predict --turns``: a table (or JSON lines) of every recording's turns; the same exit
+    statuses as predict."""
+    import json
+
+    from emovision.errors import AudioError
+    from emovision.predict import Failure, Recognizer, find_audio
+    from emovision.progress import progress_bar
+    from emovision.turns import check_turns_path, write_turns
+    from emovision.vad import VadOptions, resolve_detector
+
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise EmovisionError(f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}")
+    options = VadOptions(min_speech=args.min_speech, min_silence=args.min_silence, padding=args.vad_padding)
+    detector = resolve_detector(args.vad)
+    if args.turns_out:
+        check_turns_path(args.turns_out)
+    recognizer = Recognizer.load(args.model, device=args.device, batch_size=args.batch_size)
+    files, failures = find_audio(args.paths)
+    results = []
+    with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
+        task = bar.add_task("speech turns", total=len(files))
+        for path in files:
+            try:
+                result = recognizer.predict_turns(
+                    path, vad=detector, vad_options=options, min_confidence=args.min_confidence
+                )
+            except AudioError as exc:
+                failures.append(Failure(str(path), exc.reason))
+                continue
+            finally:
+                bar.advance(task)
+            results.append(result)
+            if args.json:
+                for row in result.to_dicts():
+                    sys.stdout.write(json.dumps(row) + "\n")
+                sys.stdout.flush()
+    if not args.json:
+        for result in results:
+            table = Table(title=f"{result.source}: {len(result.turns)} turn(s) in {result.duration:.1f} s")
+            for column in ("start", "end", "emotion", "confidence", "top 3"):
+                table.add_column(
+                    column, justify="right" if column in ("start", "end", "confidence") else "left"
+                )
+            for turn in result.turns:
+                top = sorted(turn.probabilities.items(), key=lambda item: -item[1])[:3]
+                table.add_row(
+                    f"{turn.start:.2f}", f"{turn.end:.2f}", turn.emotion, f"{turn.confidence:.2f}",
+                    ", ".join(f"{name} {p:.2f}" for name, p in top),
+                )  # fmt: skip
+            console.print(table, highlight=False)
+    if args.turns_out and results:
+        for path in write_turns(results, args.turns_out):
+            err_console.print(f"turns: {path}", highlight=False, markup=False, soft_wrap=True)
+    return _exit_status(len(results), failures, "analysed")
+
+
+def _exit_status(done: int, failures: list, verb: str) -> int:
+    """0: all done; 1: some failed (listed on stderr); an error when none could be used (one
+    recording: its reason)."""
+    if not done and len(failures) == 1:
         raise EmovisionError(f"{failures[0].source}: {failures[0].reason}")
     for failure in failures:
         err_console.print(
@@ -103,16 +200,10 @@ def _run_predict(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
-    if args.timeline and predictions:
-        written = save_timelines(predictions, args.timeline)
-        for path in written:
-            err_console.print(f"timeline: {path}", highlight=False, markup=False, soft_wrap=True)
-        if not written:
-            err_console.print("timeline: no recording is 4 segments or longer", highlight=False)
-    if not predictions:
+    if not done:
         raise EmovisionError(f"no recording could be used ({len(failures)} failed)")
     if failures:
-        err_console.print(f"{len(predictions)} predicted, {len(failures)} failed", highlight=False)
+        err_console.print(f"{done} {verb}, {len(failures)} failed", highlight=False)
         return 1
     return 0
 
