@@ -18,6 +18,7 @@ overlapping its neighbours or leaving the recording).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,17 +98,16 @@ def _silero_frames(samples: np.ndarray, options: VadOptions) -> tuple[np.ndarray
     return probabilities >= options.threshold, window / SAMPLE_RATE
 
 
-_MODEL = None
+_LOCAL = threading.local()
 
 
 def _silero_model():
-    """The ONNX silero model, loaded once per process."""
-    global _MODEL
-    if _MODEL is None:
+    """The ONNX silero model, loaded once per thread (it keeps a state while it runs)."""
+    if getattr(_LOCAL, "model", None) is None:
         from silero_vad import load_silero_vad
 
-        _MODEL = load_silero_vad(onnx=True)
-    return _MODEL
+        _LOCAL.model = load_silero_vad(onnx=True)
+    return _LOCAL.model
 
 
 def _energy_frames(samples: np.ndarray, options: VadOptions) -> tuple[np.ndarray, float]:

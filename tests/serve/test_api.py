@@ -84,6 +84,33 @@ def test_long_recording_gets_a_timeline(server_url, emodb_wavs):
     assert starts == [float(i) for i in range(9)] and body["segments"][-1]["end"] == pytest.approx(8.0)
 
 
+def test_turns_of_a_conversation(server_url, recognizer, emodb_wavs):
+    """Three utterances with 0.8 s of room noise between them: the turns the Python API finds."""
+    rng = np.random.default_rng(0)
+    rate = sf.info(emodb_wavs[200]).samplerate
+    parts = []
+    for wav in emodb_wavs[200:203]:
+        parts += [
+            rng.standard_normal(int(0.8 * rate)).astype(np.float32) * 1e-4,
+            sf.read(wav, dtype="float32")[0],
+        ]
+    data = _wav_bytes(np.concatenate(parts), rate)
+    body = _post(server_url, "talk.wav", data, turns="true").json()
+    expected = recognizer.predict_turns(data, name="talk.wav")
+    assert [(t["start"], t["emotion"]) for t in body["turns"]] == [
+        (round(t.start, 3), t.emotion) for t in expected.turns
+    ]
+    assert len(body["turns"]) == 3 and body["emotion"] in recognizer.classes
+    unsure = _post(server_url, "talk.wav", data, turns="true", min_confidence="1").json()
+    assert {t["emotion"] for t in unsure["turns"]} == {"uncertain"}
+    assert _post(server_url, "talk.wav", data).json()["turns"] is None
+    refused = _post(server_url, "talk.wav", data, turns="true", min_confidence="2")
+    assert refused.status_code == 422 and "min_confidence" in refused.text
+    quiet = _wav_bytes(rng.standard_normal(32000) * 1e-3, 16000)
+    none = _post(server_url, "quiet.wav", quiet, turns="true")
+    assert none.status_code == 422 and "no speech found" in none.json()["detail"]
+
+
 def _refusals(emodb_wavs) -> list[tuple[str, dict, int, str]]:
     wav = emodb_wavs[0].read_bytes()
     speech = np.concatenate([sf.read(w, dtype="float32")[0] for w in emodb_wavs[:8]])

@@ -85,8 +85,9 @@ def _shown(page: Page) -> dict:
     }
 
 
-def _api(url: str, name: str, data: bytes) -> dict:
-    response = httpx.post(f"{url}/api/predict", files={"file": (name, data, "audio/wav")}, timeout=60)
+def _api(url: str, name: str, data: bytes, **params) -> dict:
+    files = {"file": (name, data, "audio/wav")}
+    response = httpx.post(f"{url}/api/predict", files=files, params=params, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -109,6 +110,11 @@ def test_uploaded_emodb_file_shows_the_apis_answer(playwright, server_url, recog
         width, height, painted = page.evaluate(COUNT_PAINTED, "timeline")
         assert painted > 0.3 * width * height
         assert wav.name in page.inner_text("#source") and "3 segment(s)" in page.inner_text("#source")
+        turns = _api(server_url, wav.name, wav.read_bytes(), turns="true", min_confidence="0.4")["turns"]
+        unsure = sum(turn["emotion"] == "uncertain" for turn in turns)
+        assert f"{len(turns)} speech turn(s), {unsure} uncertain" in page.inner_text("#turns-note")
+        width, height, painted = page.evaluate(COUNT_PAINTED, "turns")
+        assert painted > 0.3 * width * height  # one turn over most of a 2-s recording
 
         page.set_input_files(
             "#file", files=[{"name": "notes.wav", "mimeType": "audio/wav", "buffer": b"oops"}]

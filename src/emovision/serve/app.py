@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import emovision
 from emovision.errors import AudioError, EmovisionError
-from emovision.predict import Prediction, Recognizer
+from emovision.predict import Prediction, Recognizer, TurnPrediction
 from emovision.serve import (
     DEFAULT_CONCURRENCY,
     DEFAULT_HOST,
@@ -62,6 +62,14 @@ class SpectrogramOut(BaseModel):
     kind: str = Field(description="feature type")
 
 
+class TurnOut(BaseModel):
+    start: float = Field(description="turn start, seconds")
+    end: float = Field(description="turn end, seconds")
+    emotion: str = Field(description="the most probable class, or 'uncertain' below min_confidence")
+    confidence: float = Field(description="probability of the most probable class")
+    probabilities: dict[str, float]
+
+
 class PredictionOut(BaseModel):
     file: str
     emotion: str
@@ -70,6 +78,7 @@ class PredictionOut(BaseModel):
     duration: float | None = Field(description="seconds")
     segments: list[SegmentOut]
     spectrogram: SpectrogramOut | None = None
+    turns: list[TurnOut] | None = Field(default=None, description="speech turns, when asked for")
 
 
 class HealthOut(BaseModel):
@@ -216,6 +225,12 @@ def create_app(
     async def predict(
         file: Annotated[UploadFile, File(description="audio: WAV, FLAC, OGG or MP3")],
         spectrogram: Annotated[bool, Query(description="also return the spectrogram the model saw")] = False,
+        turns: Annotated[
+            bool, Query(description="also find the speech turns, each with its emotion")
+        ] = False,
+        min_confidence: Annotated[
+            float, Query(ge=0.0, le=1.0, description="turns below this top probability are 'uncertain'")
+        ] = 0.0,
     ) -> PredictionOut:
         content_type = (file.content_type or "").split(";")[0].strip().lower()
         if not (content_type.startswith("audio/") or content_type in AUDIO_PART_TYPES):
@@ -235,9 +250,18 @@ def create_app(
             result = await run_in_threadpool(
                 recognizer.predict, data, name=name, keep_features=spectrogram, max_seconds=max_seconds
             )
+            found = None
+            if turns:
+                found = await run_in_threadpool(
+                    recognizer.predict_turns,
+                    data,
+                    name=name,
+                    min_confidence=min_confidence,
+                    max_seconds=max_seconds,
+                )
         finally:
             semaphore.release()
-        return _response(result, recognizer)
+        return _response(result, recognizer, found)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -266,8 +290,10 @@ async def _require_multipart(request: Request) -> None:
         )
 
 
-def _response(prediction: Prediction, recognizer: Recognizer) -> PredictionOut:
+def _response(prediction: Prediction, recognizer: Recognizer, turns: TurnPrediction | None) -> PredictionOut:
     body = prediction.to_dict()
+    if turns is not None:
+        body["turns"] = [turn.to_dict() for turn in turns.turns]
     if prediction.features is not None:
         body["spectrogram"] = _spectrogram(prediction.features, prediction.duration or 0.0, recognizer)
     return PredictionOut(**body)

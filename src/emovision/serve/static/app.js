@@ -66,7 +66,9 @@ async function predict(blob, filename) {
   const form = new FormData();
   form.append("file", blob, filename);
   try {
-    const response = await fetch("/api/predict?spectrogram=true", { method: "POST", body: form });
+    const minConfidence = Math.min(1, Math.max(0, Number($("min-confidence").value) || 0));
+    const query = `spectrogram=true&turns=true&min_confidence=${minConfidence}`;
+    const response = await fetch(`/api/predict?${query}`, { method: "POST", body: form });
     const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
     if (!response.ok) {
       throw new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
@@ -92,6 +94,45 @@ function show(result) {
   drawBars(result.probabilities, result.emotion);
   drawSpectrogram(result.spectrogram, result.segments);
   drawTimeline(result.segments, result.duration);
+  drawTurns(result.turns || [], result.duration);
+}
+
+// One block per speech turn in its emotion's colour, uncertain turns grey and hatched; silence empty.
+function drawTurns(turns, duration) {
+  const canvas = $("turns");
+  const context = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const left = 40;
+  const plotWidth = width - left - 28;
+  const total = Math.max(duration, ...turns.map((t) => t.end)) || 1;
+  const x = (t) => left + (t / total) * plotWidth;
+  context.clearRect(0, 0, width, height);
+  context.font = "12px system-ui, sans-serif";
+  for (const turn of turns) {
+    const from = x(turn.start);
+    const size = Math.max(2, x(turn.end) - from);
+    const uncertain = turn.emotion === "uncertain";
+    context.fillStyle = uncertain ? "#b8bfcc" : colour(turn.emotion);
+    context.fillRect(from, 4, size, height - 8);
+    if (uncertain) {
+      context.strokeStyle = "#7d8696";
+      for (let hatch = from - height; hatch < from + size; hatch += 8) {
+        context.beginPath();
+        context.moveTo(Math.max(from, hatch), 4 + Math.max(0, from - hatch));
+        context.lineTo(Math.min(from + size, hatch + height - 8), 4 + Math.min(height - 8, from + size - hatch));
+        context.stroke();
+      }
+    }
+    const label = `${turn.emotion} ${(100 * turn.confidence).toFixed(0)} %`;
+    if (context.measureText(label).width + 8 < size) {
+      context.fillStyle = uncertain ? "#1d2330" : "#fff";
+      context.fillText(label, from + 4, height / 2 + 4);
+    }
+  }
+  const unsure = turns.filter((t) => t.emotion === "uncertain").length;
+  $("turns-note").textContent = turns.length
+    ? `${turns.length} speech turn(s), ${unsure} uncertain; gaps are silence, which is not scored.`
+    : "No speech turns.";
 }
 
 function drawBars(probabilities, winner) {
