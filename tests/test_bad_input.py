@@ -115,6 +115,8 @@ CASES: dict[str, Case] = {
     "predict: truncated checkpoint": lambda p, m: ["predict", str(p["truncated.pth"]), str(m.test_wavs[0])],
     "predict: text ONNX": lambda p, m: ["predict", str(p["text.onnx"]), str(m.test_wavs[0])],
     "predict: damaged cv folder": lambda p, m: ["predict", str(p["damaged fold"]), str(m.test_wavs[0])],
+    "embed: text ONNX": lambda p, m: ["embed", str(p["text.onnx"]), str(m.test_wavs[0]), "-o", "e.npy"],
+    "embed: text recording": lambda p, m: ["embed", str(m.checkpoint), str(p["text.wav"]), "-o", "e.npy"],
     "export: truncated checkpoint": lambda p, m: ["export", str(p["truncated.pth"]), "-o", "m.onnx"],
     "export: read-only output": lambda p, m: ["export", str(m.checkpoint), "-o", str(p["read-only"] / "m.onnx")],
     "serve: empty checkpoint": lambda p, m: ["serve", str(p["empty.pth"]), "--port", "0"],

@@ -100,6 +100,23 @@ def segment_log_probs(
         return _segment_log_probs(model, segments, batch_size, autocast)
 
 
+def segment_embeddings(model: nn.Module, segments: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """The embedding ``(N, D)`` of each segment ``(N, C, F, T)``: what the model's classifier
+    receives (see :meth:`emovision.models.SERModel.embed`), in float32 on the CPU."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, segments.shape[0], batch_size):
+            batch = (
+                segments[start : start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+            )
+            outputs.append(model.embed(batch).float().cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), dtype=np.float32)
+
+
 def _segment_log_probs(
     model: nn.Module, segments: torch.Tensor, batch_size: int, autocast: bool
 ) -> np.ndarray:

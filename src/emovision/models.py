@@ -297,13 +297,29 @@ class InputNorm(nn.Module):
 class SERModel(nn.Module):
     """Input normalisation followed by a backbone: raw dB segments in, class logits ``(B, K)`` out."""
 
-    def __init__(self, backbone: nn.Module, norm: InputNorm) -> None:
+    def __init__(self, backbone: nn.Module, norm: InputNorm, classifier: str = "") -> None:
         super().__init__()
         self.norm = norm
         self.backbone = backbone
+        self.classifier = classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.norm(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The vector ``(B, D)`` the classifier receives (averaged over positions when it is a 1×1
+        convolution, as in ``alexnet_gap``): the model's learned representation of each segment."""
+        if not self.classifier:
+            raise EmovisionError("this model does not say where its classifier is: no embeddings")
+        captured: list[torch.Tensor] = []
+        head = self.backbone.get_submodule(self.classifier)
+        handle = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+        try:
+            self(x)
+        finally:
+            handle.remove()
+        vectors = captured[0]
+        return vectors.mean(dim=(2, 3)) if vectors.ndim == 4 else vectors.flatten(1)
 
 
 class EnsembleModel(nn.Module):
@@ -318,6 +334,10 @@ class EnsembleModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([torch.log_softmax(m(x).float(), dim=1) for m in self.members]).mean(dim=0)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The members' embeddings side by side ``(B, members × D)``."""
+        return torch.cat([m.embed(x).float() for m in self.members], dim=1)
+
 
 def build_ser_model(
     name: str,
@@ -331,4 +351,4 @@ def build_ser_model(
 ) -> SERModel:
     """The full model for ``(B, channels, height, T)`` dB segments."""
     backbone = create_model(name, num_classes, channels, pretrained, weights_file)
-    return SERModel(backbone, InputNorm(channels, height, input_norm, resize))
+    return SERModel(backbone, InputNorm(channels, height, input_norm, resize), get_spec(name).classifier)

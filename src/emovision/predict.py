@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,16 @@ class TurnPrediction:
     def to_dicts(self) -> list[dict]:
         """One JSON-ready row per turn, with the file."""
         return [{"file": self.source, **turn.to_dict()} for turn in self.turns]
+
+
+@dataclass
+class Embedding:
+    """Vectors ``(N, D)`` of a recording: one for the whole (``spans`` ``[[0, duration]]``) or one
+    per speech turn (``spans`` ``(N, 2)``, start and end in seconds)."""
+
+    source: str
+    vectors: np.ndarray
+    spans: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -278,17 +289,8 @@ class Recognizer:
         """
         if not 0.0 <= min_confidence <= 1.0:
             raise EmovisionError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
-        config = self._require_config()
         label, samples, key = self._load(source, sample_rate, key, name, max_seconds)
-        rate = config.sample_rate
-        for_vad = samples if rate == VAD_RATE else prepare_audio(samples, rate, VAD_RATE, source=label)
-        spans = speech_turns(for_vad, vad_options, vad)
-        if spans.shape[0] == 0:
-            raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
-        pieces = []
-        for start, end in spans:
-            piece = samples[int(start * rate) : max(int(end * rate), int(start * rate) + config.min_samples)]
-            pieces.append(segment(compute_features(piece, config, key), config))
+        spans, pieces = self._turn_segments(samples, label, key, vad, vad_options)
         log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
         counts = np.array([piece.shape[0] for piece in pieces])
         scores = np.exp(utterance_scores(log_probs, counts, self.aggregate))
@@ -297,7 +299,58 @@ class Recognizer:
             probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
             emotion = self.classes[int(row.argmax())] if row.max() >= min_confidence else UNCERTAIN
             turns.append(Turn(float(start), float(end), probabilities, emotion))
-        return TurnPrediction(label, self.classes, samples.size / rate, turns)
+        return TurnPrediction(label, self.classes, samples.size / self._require_config().sample_rate, turns)
+
+    def embed(
+        self,
+        source: Source,
+        sample_rate: int | None = None,
+        *,
+        turns: bool = False,
+        vad: str = "auto",
+        vad_options: VadOptions | None = None,
+        key: str | None = None,
+        name: str | None = None,
+    ) -> Embedding:
+        """The model's representation of a recording (or, with ``turns``, of each speech turn):
+        the vector its classifier receives, averaged over the segments (see
+        :meth:`emovision.models.SERModel.embed`). For training other classifiers, clustering or
+        plotting. Needs a PyTorch model (checkpoint or cv folder), not an ONNX file.
+        """
+        if not isinstance(self._backend, _TorchBackend):
+            raise EmovisionError(
+                "embeddings need the PyTorch model (checkpoint or cv folder): an ONNX file holds only the class scores"
+            )
+        label, samples, key = self._load(source, sample_rate, key, name, None)
+        duration = samples.size / self._require_config().sample_rate
+        if turns:
+            spans, pieces = self._turn_segments(samples, label, key, vad, vad_options)
+        else:
+            config = self._require_config()
+            spans, pieces = (
+                np.array([[0.0, duration]]),
+                [segment(compute_features(samples, config, key), config)],
+            )
+        vectors = self._backend.embeddings(np.concatenate(pieces), self.batch_size)
+        bounds = np.cumsum([0] + [piece.shape[0] for piece in pieces])
+        means = np.stack([vectors[a:b].mean(axis=0) for a, b in pairwise(bounds)])
+        return Embedding(label, means.astype(np.float32), spans)
+
+    def _turn_segments(
+        self, samples: np.ndarray, label: str, key: str, vad: str, options: VadOptions | None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The speech turns ``(N, 2)`` (s) of ``samples`` and each turn's segments."""
+        config = self._require_config()
+        rate = config.sample_rate
+        for_vad = samples if rate == VAD_RATE else prepare_audio(samples, rate, VAD_RATE, source=label)
+        spans = speech_turns(for_vad, options, vad)
+        if spans.shape[0] == 0:
+            raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
+        pieces = []
+        for start, end in spans:
+            piece = samples[int(start * rate) : max(int(end * rate), int(start * rate) + config.min_samples)]
+            pieces.append(segment(compute_features(piece, config, key), config))
+        return spans, pieces
 
     def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
         """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""
@@ -551,6 +604,14 @@ class _TorchBackend:
         from emovision.evaluate import segment_log_probs
 
         return segment_log_probs(self.model, torch.from_numpy(segments), batch_size)
+
+    def embeddings(self, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """The embedding ``(N, D)`` of each segment ``(N, C, F, T)``."""
+        import torch
+
+        from emovision.evaluate import segment_embeddings
+
+        return segment_embeddings(self.model, torch.from_numpy(segments), batch_size)
 
 
 class _OnnxBackend:

@@ -28,9 +28,11 @@ from emovision.cli.training import (
     _train_arguments,
 )
 from emovision.cli.use import (
+    _embed_arguments,
     _evaluate_arguments,
     _export_arguments,
     _predict_arguments,
+    _run_embed,
     _run_evaluate,
     _run_export,
     _run_predict,
@@ -101,6 +103,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, st
     ),
     "demo": (_demo_arguments, _run_demo, "the whole pipeline on emoDB: extract, cross-validate, report"),
     "predict": (_predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"),
+    "embed": (_embed_arguments, _run_embed, "embeddings of recordings or speech turns for your own models"),
     "export": (_export_arguments, _run_export, "export a checkpoint to ONNX (runs without PyTorch)"),
     "serve": (_serve_arguments, _run_serve, "web page and REST API for a trained model"),
     "robustness": (

@@ -208,6 +208,54 @@ def _exit_status(done: int, failures: list, verb: str) -> int:
     return 0
 
 
+def _embed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="trained model: checkpoint (.pth) or cv folder (PyTorch)")
+    parser.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH", help="audio files or folders (searched recursively)"
+    )
+    parser.add_argument(
+        "-o", "--out", type=Path, required=True, help="FILE.npy (+ FILE.csv index) or FILE.parquet"
+    )
+    parser.add_argument("--turns", action="store_true", help="one vector per speech turn instead of per file")
+    parser.add_argument("--vad", default="auto", help="speech detector for --turns: auto, silero, energy")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    """Exit status 0: every file embedded; 1: some failed (listed on stderr); 2: none could be used."""
+    from emovision.embeddings import check_embeddings_path, write_embeddings
+    from emovision.errors import AudioError
+    from emovision.predict import Failure, Recognizer, find_audio
+    from emovision.progress import progress_bar
+    from emovision.vad import resolve_detector
+
+    check_embeddings_path(args.out)
+    detector = resolve_detector(args.vad)
+    recognizer = Recognizer.load(args.model, device=args.device)
+    files, failures = find_audio(args.paths)
+    items = []
+    with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
+        task = bar.add_task("embeddings", total=len(files))
+        for path in files:
+            try:
+                items.append(recognizer.embed(path, turns=args.turns, vad=detector))
+            except AudioError as exc:
+                failures.append(Failure(str(path), exc.reason))
+            finally:
+                bar.advance(task)
+    if items:
+        written = write_embeddings(items, args.out)
+        rows = sum(item.vectors.shape[0] for item in items)
+        console.print(
+            f"{rows} vector(s) of {items[0].vectors.shape[1]} values from {len(items)} recording(s): "
+            + ", ".join(map(str, written)),
+            markup=False,
+            soft_wrap=True,
+        )
+    return _exit_status(len(items), failures, "embedded")
+
+
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
