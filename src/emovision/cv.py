@@ -26,6 +26,7 @@ import torch
 from rich.progress import Progress
 
 from emovision import plots
+from emovision.calibration import pooled_calibration
 from emovision.dataset import FeatureSource, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import fold_summary, score_utterances
@@ -206,6 +207,7 @@ def summarize(
         ],
         **fold_summary([r["test"] for r in results], classes),
         "ensemble": within_fold_ensemble(results, classes) if repeats > 1 else None,
+        "calibration": pooled_calibration(results),
         "repeats": repeats,
         "train_config": config.to_dict(),
         "feature_config": source.config.to_dict() if source.config else None,
@@ -242,6 +244,14 @@ def write_summary(summary: dict, out_dir: Path, classes: list[str]) -> None:
         out_dir / "confusion.png",
         title=f"pooled over folds: WA {pooled['wa']:.3f}, UA {pooled['ua']:.3f}",
     )
+    calibration = summary.get("calibration")
+    if calibration:
+        plots.reliability_diagram(
+            calibration["bins"],
+            calibration["bins_calibrated"],
+            out_dir / "reliability.png",
+            title=f"test ECE {calibration['ece']:.3f} → {calibration['ece_calibrated']:.3f}",
+        )
 
 
 def summary_markdown(summary: dict) -> str:
@@ -276,6 +286,17 @@ def summary_markdown(summary: dict) -> str:
                 "",
             ]
             if summary.get("ensemble")
+            else []
+        ),
+        *(
+            [
+                f"Calibration (temperature fitted on each fold's validation speakers, median "
+                f"{summary['calibration']['temperature_median']:.2f}): expected calibration error of the "
+                f"test utterances {summary['calibration']['ece']:.3f} → {summary['calibration']['ece_calibrated']:.3f} "
+                "(reliability.png)",
+                "",
+            ]
+            if summary.get("calibration")
             else []
         ),
         "Per-class recall (pooled): "

@@ -11,7 +11,7 @@ trained ``frames`` fixed (the length :class:`Recognizer` always feeds).
 
 ``metadata_props`` carry what prediction needs: ``format``, ``format_version``,
 ``classes`` (JSON list), ``feature_config`` (JSON, ``null`` for a legacy-pickle model),
-``aggregate``, ``model`` (JSON spec), ``frames`` and ``dynamic_time``.
+``aggregate``, ``temperature`` (empty without calibration), ``model`` (JSON spec), ``frames`` and ``dynamic_time``.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int | None = Non
         "classes": json.dumps(list(payload["classes"])),
         "feature_config": json.dumps(payload.get("feature_config")),
         "aggregate": payload.get("aggregate", "logprob"),
+        "temperature": "" if payload.get("temperature") is None else repr(float(payload["temperature"])),
         "model": json.dumps(spec),
         "frames": str(frames),
         "dynamic_time": json.dumps(dynamic_time),

@@ -156,3 +156,26 @@ def robustness_curves(
     if title:
         figure.suptitle(title)
     return save_figure(figure, path)
+
+
+def reliability_diagram(before: list[dict], after: list[dict], path: str | Path, title: str = "") -> Path:
+    """Accuracy against mean confidence per confidence bin, before and after temperature scaling
+    (bins from :func:`emovision.calibration.reliability`); the diagonal is perfect calibration."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect")
+    for bins, label, colour in (
+        (before, "uncalibrated", "#d62728"),
+        (after, "temperature-scaled", "#1f77b4"),
+    ):
+        used = [b for b in bins if b["count"]]
+        axis.plot(
+            [b["confidence"] for b in used],
+            [b["accuracy"] for b in used],
+            marker="o",
+            color=colour,
+            label=label,
+        )
+    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy", title=title)
+    axis.legend(loc="upper left")
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path)

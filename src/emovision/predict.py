@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from emovision.audio import load_audio, prepare_audio
+from emovision.calibration import apply_temperature
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
 from emovision.features import FeatureConfig, compute_features, feature_key, segment, segment_times
@@ -104,6 +105,7 @@ class Prediction:
 
 
 UNCERTAIN = "uncertain"
+CALIBRATION_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -188,6 +190,7 @@ class Recognizer:
         aggregate: str,
         model: dict,
         batch_size: int = 64,
+        temperature: float | None = None,
     ) -> None:
         if aggregate not in ("logprob", "prob"):
             raise CheckpointError(f"unknown aggregation rule {aggregate!r} in the model")
@@ -197,6 +200,7 @@ class Recognizer:
         self.aggregate = aggregate
         self.model = dict(model)
         self.batch_size = batch_size
+        self.temperature = temperature
 
     @property
     def backend(self) -> str:
@@ -208,21 +212,32 @@ class Recognizer:
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str = "cpu", threads: int | None = None, batch_size: int = 64
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = 64,
+        calibration: str = "auto",
     ) -> Recognizer:
         """The model at ``path``: an ONNX file (``.onnx``), an emovision checkpoint, or a finished
         ``emovision cv`` folder (the ensemble of its fold models: mean of log-probabilities).
 
         ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ``threads``: CPU threads for
         the model (for PyTorch a process-wide setting); default: the library's choice.
+        ``calibration``: ``auto`` applies the model's temperature (:mod:`emovision.calibration`)
+        to utterance and turn probabilities when it has one, ``on`` requires one, ``off`` gives
+        the raw probabilities. Decisions are the same either way.
         """
         if batch_size < 1:
             raise EmovisionError("the batch size must be at least 1")
+        if calibration not in CALIBRATION_MODES:
+            raise EmovisionError(f"--calibration must be one of {', '.join(CALIBRATION_MODES)}")
         path = Path(path)
         if path.suffix.lower() == ".onnx":
             backend: _TorchBackend | _OnnxBackend = _OnnxBackend(path, device, threads)
             meta = backend.metadata
             config = json.loads(meta["feature_config"])
+            stored = float(meta["temperature"]) if meta.get("temperature") else None
             return cls(
                 backend,
                 json.loads(meta["classes"]),
@@ -230,6 +245,7 @@ class Recognizer:
                 meta["aggregate"],
                 json.loads(meta["model"]),
                 batch_size,
+                _temperature(stored, calibration, path),
             )
         from emovision.runs import load_model_payload
 
@@ -243,6 +259,7 @@ class Recognizer:
             payload.get("aggregate", "logprob"),
             payload["model"],
             batch_size,
+            _temperature(payload.get("temperature"), calibration, path),
         )
 
     # ----- single recordings ----------------------------------------------------------------
@@ -293,7 +310,7 @@ class Recognizer:
         spans, pieces = self._turn_segments(samples, label, key, vad, vad_options)
         log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
         counts = np.array([piece.shape[0] for piece in pieces])
-        scores = np.exp(utterance_scores(log_probs, counts, self.aggregate))
+        scores = np.exp(self._calibrated(utterance_scores(log_probs, counts, self.aggregate)))
         turns = []
         for (start, end), row in zip(spans, scores, strict=True):
             probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
@@ -335,6 +352,10 @@ class Recognizer:
         bounds = np.cumsum([0] + [piece.shape[0] for piece in pieces])
         means = np.stack([vectors[a:b].mean(axis=0) for a, b in pairwise(bounds)])
         return Embedding(label, means.astype(np.float32), spans)
+
+    def _calibrated(self, log_scores: np.ndarray) -> np.ndarray:
+        """Utterance log-scores ``(U, K)`` with the model's temperature applied (when it is used)."""
+        return log_scores if self.temperature is None else apply_temperature(log_scores, self.temperature)
 
     def _turn_segments(
         self, samples: np.ndarray, label: str, key: str, vad: str, options: VadOptions | None
@@ -483,8 +504,10 @@ class Recognizer:
             yield item if isinstance(item, Failure) else next(scored)
 
     def _prediction(self, prepared: _Prepared, log_probs: np.ndarray) -> Prediction:
-        utterance = utterance_scores(log_probs, np.array([log_probs.shape[0]]), self.aggregate)[0]
-        probabilities = np.exp(utterance)
+        utterance = self._calibrated(
+            utterance_scores(log_probs, np.array([log_probs.shape[0]]), self.aggregate)
+        )
+        probabilities = np.exp(utterance[0])
         if self.config is None:
             times = np.full((log_probs.shape[0], 2), np.nan)
         else:
@@ -501,6 +524,16 @@ class Recognizer:
             duration=duration,
             features=prepared.features,
         )
+
+
+def _temperature(stored: float | None, mode: str, path: Path) -> float | None:
+    """The temperature to apply under ``mode`` (see :meth:`Recognizer.load`)."""
+    if mode == "on" and stored is None:
+        raise EmovisionError(
+            f"{path} has no calibration (trained without a validation speaker, or before calibration "
+            "existed): retrain it, or use --calibration off"
+        )
+    return None if mode == "off" else stored
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

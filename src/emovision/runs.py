@@ -7,6 +7,7 @@ is used as one model (the ensemble of its fold models).
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,5 +110,14 @@ def load_model_payload(path: str | Path) -> dict:
         **{k: first[k] for k in ("format", "version", "classes", "corpus", "feature_config", "aggregate")},
         "model": {**first["model"], "name": f"ensemble of {len(runs)} ({', '.join(names)})"},
         "members": [run.checkpoint for run in runs],
+        "temperature": _ensemble_temperature([run.checkpoint.get("temperature") for run in runs]),
         "versions": first.get("versions", {}),
     }
+
+
+def _ensemble_temperature(temperatures: list[float | None]) -> float | None:
+    """The median of the fold models' temperatures, when every one has one (a decision: the
+    ensemble's averaged log-probabilities are about as sharp as one member's)."""
+    if any(t is None for t in temperatures):
+        return None
+    return float(statistics.median(temperatures))

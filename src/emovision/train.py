@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from emovision import augment, plots
+from emovision.calibration import apply_temperature, fit_temperature, mean_nll, reliability
 from emovision.checkpoint import FORMAT, VERSION, load_weights_only, save_checkpoint
 from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.distributed import on_rank0
@@ -222,6 +223,7 @@ class Trainer:
             "selection": self.source.selection,
             "feature_config": self.source.config.to_dict() if self.source.config else None,
             "aggregate": self.config.aggregate,
+            "temperature": (metrics.get("calibration") or {}).get("temperature"),
             "state_dict": {
                 key: value.detach().cpu().clone() for key, value in self.model.state_dict().items()
             },
@@ -346,13 +348,34 @@ class Trainer:
         """The test metrics of the best epoch, written by rank 0 and received by every rank."""
         return on_rank0(lambda: self.final_metrics(best_path))
 
+    def calibration(self, val_scores: np.ndarray, test_scores: np.ndarray | None) -> dict:
+        """The temperature fitted on the validation utterances, their NLL before and after, and the
+        test utterances' expected calibration error before and after (:mod:`emovision.calibration`)."""
+        val_labels = np.asarray(self.val_split.utterance_labels)
+        temperature = fit_temperature(val_scores, val_labels)
+        result = {
+            "temperature": temperature,
+            "val_nll": mean_nll(val_scores, val_labels),
+            "val_nll_calibrated": mean_nll(val_scores, val_labels, temperature),
+        }
+        if test_scores is not None:
+            labels = np.asarray(self.test_split.utterance_labels)
+            result["test_ece"] = reliability(apply_temperature(test_scores, 1.0), labels)["ece"]
+            result["test_ece_calibrated"] = reliability(apply_temperature(test_scores, temperature), labels)[
+                "ece"
+            ]
+        return result
+
     def final_metrics(self, best_path: Path) -> dict:
         best = load_weights_only(best_path)
         self.model.load_state_dict(best["state_dict"])
-        val = self.evaluate(self.val_split)[0] if self.val_split is not None else None
+        val, _, val_scores = self.evaluate(self.val_split) if self.val_split is not None else (None, 0, None)
         test, _, test_scores = (
             self.evaluate(self.test_split) if self.test_split is not None else (None, 0, [])
         )
+        calibration = None
+        if val is not None:
+            calibration = self.calibration(val_scores, test_scores if test is not None else None)
         metrics = {
             "fold": self.fold.to_dict(),
             "best_epoch": self.best["epoch"],
@@ -363,6 +386,7 @@ class Trainer:
             "test_utterance_ids": self.test_split.utterance_ids if test is not None else [],
             "test_labels": self.test_split.utterance_labels.tolist() if test is not None else [],
             "test_scores": np.round(np.asarray(test_scores, dtype=np.float64), 6).tolist(),
+            "calibration": calibration,
             "history": self.history,
             "classes": list(self.classes),
             "train_config": self.config.to_dict(),

@@ -61,6 +61,12 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--batch-size", type=int, default=64, help="segments per model call")
     parser.add_argument("--workers", type=int, default=None, help="threads decoding audio (default: up to 4)")
+    parser.add_argument(
+        "--calibration",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="temperature-scaled probabilities: auto (when the model has a temperature), on (require one), off",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     turns = parser.add_argument_group("speech turns (--turns)")
     turns.add_argument(
@@ -101,7 +107,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         raise EmovisionError("--workers must be at least 1")
     if args.turns or args.turns_out:
         return _run_turns(args)
-    recognizer = Recognizer.load(args.model, device=args.device, batch_size=args.batch_size)
+    recognizer = Recognizer.load(
+        args.model, device=args.device, batch_size=args.batch_size, calibration=args.calibration
+    )
     files, failures = find_audio(args.paths)
     predictions = []
     with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
@@ -149,7 +157,9 @@ def _run_turns(args: argparse.Namespace) -> int:
     detector = resolve_detector(args.vad)
     if args.turns_out:
         check_turns_path(args.turns_out)
-    recognizer = Recognizer.load(args.model, device=args.device, batch_size=args.batch_size)
+    recognizer = Recognizer.load(
+        args.model, device=args.device, batch_size=args.batch_size, calibration=args.calibration
+    )
     files, failures = find_audio(args.paths)
     results = []
     with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
