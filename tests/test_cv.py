@@ -94,7 +94,9 @@ def test_cv_writes_the_summary_and_resumes_without_redoing_folds(emodb_small, tm
     calibration = summary["calibration"]
     assert calibration["runs"] == 4 and len(calibration["temperatures"]) == 4
     assert sum(b["count"] for b in calibration["bins"]) == summary["pooled"]["utterances"]
-    assert f"{calibration['ece']:.3f} → {calibration['ece_calibrated']:.3f}" in (out / "summary.md").read_text()
+    assert (
+        f"{calibration['ece']:.3f} → {calibration['ece_calibrated']:.3f}" in (out / "summary.md").read_text()
+    )
     assert summary["pooled"]["utterances"] == sum(f["utterances"] for f in summary["folds"])
     assert abs(summary["ua_mean"] - sum(f["ua"] for f in summary["folds"]) / 4) < 1e-12
     assert "mean ± std" in (out / "summary.md").read_text()

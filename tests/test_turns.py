@@ -130,3 +130,25 @@ def test_predict_turns_bad_input(trained_model, emodb_wavs, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "broken.wav: unreadable audio" in captured.err and "1 analysed, 1 failed" in captured.err
     assert "short.wav" in captured.out and "1 turn(s)" in captured.out  # shorter than a segment: padded
+
+
+def test_a_long_file_is_streamed_to_the_same_turns_as_in_memory(trained_model, emodb_wavs, tmp_path):
+    """70 s at 22.05 kHz: the file path is read in 30-s blocks and resampled as a stream; the same
+    samples given in memory are resampled at once. Same turns (within a detector frame), same emotions."""
+    import soxr
+
+    samples, truth = _conversation(emodb_wavs[300:330], pauses=[1.0, 0.7, 1.3] * 10)
+    assert samples.size / 16000 > 70
+    at_22k = soxr.resample(samples, 16000, 22050).astype(np.float32)
+    sf.write(tmp_path / "long.wav", at_22k, 22050)
+    recognizer = Recognizer.load(trained_model.checkpoint)
+    seen = []
+    streamed = recognizer.predict_turns(
+        tmp_path / "long.wav", vad="energy", progress=lambda d, t: seen.append(d)
+    )
+    held = recognizer.predict_turns(at_22k, 22050, vad="energy")
+    assert len(seen) >= 3 and seen[-1] == pytest.approx(streamed.duration, abs=0.01)
+    assert len(streamed.turns) == len(held.turns) == len(truth)
+    for a, b in zip(streamed.turns, held.turns, strict=True):
+        assert abs(a.start - b.start) <= 0.021 and abs(a.end - b.end) <= 0.021
+        assert a.emotion == b.emotion

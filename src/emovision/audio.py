@@ -6,6 +6,7 @@ Every function returns mono ``float32`` samples in [-1, 1] at the requested rate
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,58 @@ def prepare_audio(
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+def audio_info(path: str | Path) -> tuple[int, int]:
+    """``(frames, sample_rate)`` of an audio file from its header, without decoding it."""
+    name = str(path)
+    if not Path(path).is_file():
+        raise AudioError(name, "no such file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(name, f"unreadable audio ({_short(exc)})") from None
+    return int(info.frames), int(info.samplerate)
+
+
+def stream_audio(path: str | Path, sample_rate: int, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Mono ``float32`` samples of ``path`` at ``sample_rate`` Hz in blocks of about
+    ``block_seconds``, decoded and resampled (one continuous soxr stream) piece by piece: the
+    memory does not grow with the file's length."""
+    name = str(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            rate = handle.samplerate
+            stream = (
+                None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32")
+            )
+            size = max(1, int(block_seconds * rate))
+            while True:
+                block = handle.read(size, dtype="float32", always_2d=True)
+                last = block.shape[0] < size
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+                out = mono if stream is None else stream.resample_chunk(mono, last=last)
+                if out.size:
+                    yield np.ascontiguousarray(out, dtype=np.float32)
+                if last:
+                    return
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(name, f"unreadable audio ({_short(exc)})") from None
+
+
+def read_span(path: str | Path, start: float, end: float, sample_rate: int) -> np.ndarray:
+    """Mono samples of ``path`` from ``start`` to ``end`` seconds, at ``sample_rate`` Hz (only that
+    stretch is decoded)."""
+    name = str(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            rate = handle.samplerate
+            first = max(0, round(start * rate))
+            handle.seek(min(first, handle.frames))
+            block = handle.read(max(0, round(end * rate) - first), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(name, f"unreadable audio ({_short(exc)})") from None
+    mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+    if rate == sample_rate or mono.size == 0:
+        return mono
+    return soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)

@@ -21,7 +21,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from emovision.audio import load_audio, prepare_audio
+from emovision.audio import audio_info, load_audio, prepare_audio, read_span, stream_audio
 from emovision.calibration import apply_temperature
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
 from emovision.features import FeatureConfig, compute_features, feature_key, segment, segment_times
 from emovision.system import resolve_device
 from emovision.vad import SAMPLE_RATE as VAD_RATE
-from emovision.vad import VadOptions, speech_turns
+from emovision.vad import SpeechDetector, VadOptions
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 ONNX_FORMAT = "emovision-onnx"
@@ -45,6 +45,8 @@ ONNX_FORMAT_VERSION = 1
 INPUT_NAME = "segments"
 OUTPUT_NAME = "logits"
 TIMELINE_MIN_SEGMENTS = 4
+# Files read block by block by --turns (soundfile decodes and seeks them); others are read whole.
+STREAMED_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".caf", ".w64", ".mp3")
 
 Source = str | Path | bytes | np.ndarray
 _BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
@@ -164,6 +166,35 @@ class Failure:
 
     source: str
     reason: str
+
+
+@dataclass
+class _Speech:
+    """A recording's speech turns (``spans`` ``(N, 2)``, seconds) and ``read(start, end)`` for the
+    samples of a stretch at the model's rate."""
+
+    label: str
+    duration: float
+    spans: np.ndarray
+    read: Callable[[float, float], np.ndarray]
+    config: FeatureConfig
+    key: str
+
+    def batches(self, segments_per_batch: int) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """Turns with their segments ``(n, C, F, T)``, a batch of about ``segments_per_batch``
+        segments at a time (a turn shorter than one analysis window is widened to one)."""
+        spans, pieces, count = [], [], 0
+        minimum = self.config.min_samples / self.config.sample_rate
+        for start, end in self.spans:
+            samples = self.read(float(start), max(float(end), float(start) + minimum))
+            pieces.append(segment(compute_features(samples, self.config, self.key), self.config))
+            spans.append((start, end))
+            count += pieces[-1].shape[0]
+            if count >= segments_per_batch:
+                yield np.array(spans), pieces
+                spans, pieces, count = [], [], 0
+        if spans:
+            yield np.array(spans), pieces
 
 
 @dataclass
@@ -294,6 +325,7 @@ class Recognizer:
         key: str | None = None,
         name: str | None = None,
         max_seconds: float | None = None,
+        progress: Callable[[float, float], None] | None = None,
     ) -> TurnPrediction:
         """The emotion of every speech turn of a recording (a file path, its bytes, or samples).
 
@@ -303,20 +335,24 @@ class Recognizer:
         were) and its segments' scores combined by the model's rule. A turn whose top probability
         is below ``min_confidence`` (0…1) is ``"uncertain"``. Raises :class:`AudioError` for
         unusable audio or a recording without speech.
+
+        A file is read in blocks: the detector sees it block by block and each turn is decoded
+        again on its own when scored, so memory does not grow with the recording's length
+        (``progress(seconds done, seconds in all)`` is called as the detector goes).
         """
         if not 0.0 <= min_confidence <= 1.0:
             raise EmovisionError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
-        label, samples, key = self._load(source, sample_rate, key, name, max_seconds)
-        spans, pieces = self._turn_segments(samples, label, key, vad, vad_options)
-        log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
-        counts = np.array([piece.shape[0] for piece in pieces])
-        scores = np.exp(self._calibrated(utterance_scores(log_probs, counts, self.aggregate)))
+        found = self._speech(source, sample_rate, key, name, max_seconds, vad, vad_options, progress)
         turns = []
-        for (start, end), row in zip(spans, scores, strict=True):
-            probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
-            emotion = self.classes[int(row.argmax())] if row.max() >= min_confidence else UNCERTAIN
-            turns.append(Turn(float(start), float(end), probabilities, emotion))
-        return TurnPrediction(label, self.classes, samples.size / self._require_config().sample_rate, turns)
+        for spans, pieces in found.batches(self.batch_size):
+            log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
+            counts = np.array([piece.shape[0] for piece in pieces])
+            scores = np.exp(self._calibrated(utterance_scores(log_probs, counts, self.aggregate)))
+            for (start, end), row in zip(spans, scores, strict=True):
+                probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
+                emotion = self.classes[int(row.argmax())] if row.max() >= min_confidence else UNCERTAIN
+                turns.append(Turn(float(start), float(end), probabilities, emotion))
+        return TurnPrediction(found.label, self.classes, found.duration, turns)
 
     def embed(
         self,
@@ -338,40 +374,72 @@ class Recognizer:
             raise EmovisionError(
                 "embeddings need the PyTorch model (checkpoint or cv folder): an ONNX file holds only the class scores"
             )
-        label, samples, key = self._load(source, sample_rate, key, name, None)
-        duration = samples.size / self._require_config().sample_rate
+        config = self._require_config()
         if turns:
-            spans, pieces = self._turn_segments(samples, label, key, vad, vad_options)
+            found = self._speech(source, sample_rate, key, name, None, vad, vad_options, None)
+            label, batches = found.label, list(found.batches(self.batch_size))
         else:
-            config = self._require_config()
-            spans, pieces = (
-                np.array([[0.0, duration]]),
-                [segment(compute_features(samples, config, key), config)],
-            )
-        vectors = self._backend.embeddings(np.concatenate(pieces), self.batch_size)
-        bounds = np.cumsum([0] + [piece.shape[0] for piece in pieces])
-        means = np.stack([vectors[a:b].mean(axis=0) for a, b in pairwise(bounds)])
-        return Embedding(label, means.astype(np.float32), spans)
+            label, samples, key = self._load(source, sample_rate, key, name, None)
+            whole = np.array([[0.0, samples.size / config.sample_rate]])
+            batches = [(whole, [segment(compute_features(samples, config, key), config)])]
+        spans, means = [], []
+        for batch_spans, pieces in batches:
+            vectors = self._backend.embeddings(np.concatenate(pieces), self.batch_size)
+            bounds = np.cumsum([0] + [piece.shape[0] for piece in pieces])
+            means += [vectors[a:b].mean(axis=0) for a, b in pairwise(bounds)]
+            spans.append(batch_spans)
+        return Embedding(label, np.stack(means).astype(np.float32), np.concatenate(spans))
 
     def _calibrated(self, log_scores: np.ndarray) -> np.ndarray:
         """Utterance log-scores ``(U, K)`` with the model's temperature applied (when it is used)."""
         return log_scores if self.temperature is None else apply_temperature(log_scores, self.temperature)
 
-    def _turn_segments(
-        self, samples: np.ndarray, label: str, key: str, vad: str, options: VadOptions | None
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The speech turns ``(N, 2)`` (s) of ``samples`` and each turn's segments."""
+    def _speech(
+        self,
+        source: Source,
+        sample_rate: int | None,
+        key: str | None,
+        name: str | None,
+        max_seconds: float | None,
+        vad: str,
+        options: VadOptions | None,
+        progress: Callable[[float, float], None] | None,
+    ) -> _Speech:
+        """The speech turns of a recording, and a way to get each turn's segments: a file is
+        streamed (see :meth:`predict_turns`), bytes and samples are held in memory."""
         config = self._require_config()
-        rate = config.sample_rate
-        for_vad = samples if rate == VAD_RATE else prepare_audio(samples, rate, VAD_RATE, source=label)
-        spans = speech_turns(for_vad, options, vad)
+        detector = SpeechDetector(vad, options)
+        if isinstance(source, (str, Path)) and Path(source).suffix.lower() in STREAMED_SUFFIXES:
+            label = name or str(source)
+            frames, rate = audio_info(source)
+            duration = frames / rate if rate else 0.0
+            if max_seconds is not None and duration > max_seconds:
+                raise AudioError(label, f"too long ({duration:.1f} s, at most {max_seconds:g} s)")
+            for block in stream_audio(source, VAD_RATE):
+                detector.feed(block)
+                if progress is not None:
+                    progress(detector.samples / VAD_RATE, duration)
+            key = feature_key(source) if key is None else key
+            path = source
+
+            def read(start: float, end: float) -> np.ndarray:
+                return read_span(path, start, end, config.sample_rate)
+
+        else:
+            label, samples, key = self._load(source, sample_rate, key, name, max_seconds)
+            rate = config.sample_rate
+            detector.feed(
+                samples if rate == VAD_RATE else prepare_audio(samples, rate, VAD_RATE, source=label)
+            )
+            duration = samples.size / rate
+
+            def read(start: float, end: float) -> np.ndarray:
+                return samples[int(start * rate) : int(end * rate)]
+
+        spans = detector.turns()
         if spans.shape[0] == 0:
             raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
-        pieces = []
-        for start, end in spans:
-            piece = samples[int(start * rate) : max(int(end * rate), int(start * rate) + config.min_samples)]
-            pieces.append(segment(compute_features(piece, config, key), config))
-        return spans, pieces
+        return _Speech(label, duration, spans, read, config, key)
 
     def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
         """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""

@@ -6,20 +6,26 @@ Two detectors:
     silero-vad's model (shipped inside its PyPI package, run offline with ONNX Runtime; the
     ``vad`` extra: ``pip install 'emovision[vad]'``): speech probability every 32 ms.
 ``energy``
-    No dependency: frame energy (25 ms frames every 10 ms) against the recording's own noise
-    floor (its 10th percentile); a frame is speech when it is ``energy_margin_db`` above the
-    floor and within 50 dB of the loudest frame. Good for clean recordings, fooled by loud noise.
+    No dependency: the energy of 20 ms frames against the recording's own noise floor (its 10th
+    percentile); a frame is speech when it is ``energy_margin_db`` above the floor and within
+    50 dB of the loudest frame. Good for clean recordings, fooled by loud noise.
 
 ``auto`` (the default) is silero when installed, else energy. Both then apply the same rules
 (:class:`VadOptions`): pauses shorter than ``min_silence`` do not end a turn, turns shorter than
 ``min_speech`` are dropped, and every turn is widened by ``padding`` on both sides (without
-overlapping its neighbours or leaving the recording).
+overlapping its neighbours or leaving the recording); a turn longer than ``max_turn`` is cut
+into equal parts.
+
+:class:`SpeechDetector` takes a recording block by block (``feed``), so hours of audio need
+only the detector's per-frame values in memory (4 bytes per 32 ms for silero, 8 bytes per 20 ms
+for energy).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -38,6 +44,7 @@ class VadOptions:
     padding: float = 0.1
     threshold: float = 0.5
     energy_margin_db: float = 12.0
+    max_turn: float = 30.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -46,6 +53,7 @@ class VadOptions:
             (self.padding >= 0, "--vad-padding must be at least 0 (seconds)"),
             (0 < self.threshold < 1, "--vad-threshold must be between 0 and 1"),
             (self.energy_margin_db > 0, "the energy margin must be positive (dB)"),
+            (self.max_turn >= 1, "--max-turn must be at least 1 (seconds)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -74,28 +82,60 @@ def speech_turns(
     samples: np.ndarray, options: VadOptions | None = None, detector: str = "auto"
 ) -> np.ndarray:
     """Turns ``(N, 2)`` (start, end in seconds) of mono ``samples`` at 16 kHz; ``(0, 2)`` for none."""
-    options = options or VadOptions()
-    detector = resolve_detector(detector)
-    samples = np.ascontiguousarray(samples, dtype=np.float32)
-    active, hop = (
-        _silero_frames(samples, options) if detector == "silero" else _energy_frames(samples, options)
-    )
-    return _turns(active, hop, samples.size / SAMPLE_RATE, options)
+    found = SpeechDetector(detector, options)
+    found.feed(samples)
+    return found.turns()
 
 
-def _silero_frames(samples: np.ndarray, options: VadOptions) -> tuple[np.ndarray, float]:
-    """Speech (bool per 512-sample window) from silero-vad's ONNX model, and the window in seconds."""
-    model = _silero_model()
-    model.reset_states()
-    window = 512
-    count = -(-samples.size // window)
-    padded = np.zeros(count * window, dtype=np.float32)
-    padded[: samples.size] = samples
-    import torch
+class SpeechDetector:
+    """Speech turns of a recording given block by block (mono 16 kHz samples, any block sizes)."""
 
-    chunks = torch.from_numpy(padded).view(count, window)
-    probabilities = np.array([float(model(chunk.unsqueeze(0), SAMPLE_RATE)) for chunk in chunks])
-    return probabilities >= options.threshold, window / SAMPLE_RATE
+    def __init__(self, detector: str = "auto", options: VadOptions | None = None) -> None:
+        self.options = options or VadOptions()
+        self.detector = resolve_detector(detector)
+        self.window = 512 if self.detector == "silero" else 320  # samples: 32 ms / 20 ms
+        self._rest = np.zeros(0, dtype=np.float32)
+        self._values: list[np.ndarray] = []
+        self.samples = 0
+        if self.detector == "silero":
+            self._model = _silero_model()
+            self._model.reset_states()
+
+    def feed(self, samples: np.ndarray) -> None:
+        """The next stretch of the recording."""
+        samples = np.asarray(samples, dtype=np.float32)
+        self.samples += samples.size
+        joined = np.concatenate([self._rest, samples])
+        whole = joined.size // self.window * self.window
+        self._rest = joined[whole:].copy()
+        if whole:
+            self._values.append(self._frame_values(joined[:whole].reshape(-1, self.window)))
+
+    def turns(self) -> np.ndarray:
+        """Turns ``(N, 2)`` in seconds of everything fed so far (the last partial window padded)."""
+        if self._rest.size:
+            padded = np.zeros((1, self.window), dtype=np.float32)
+            padded[0, : self._rest.size] = self._rest
+            self._values.append(self._frame_values(padded))
+            self._rest = np.zeros(0, dtype=np.float32)
+        values = np.concatenate(self._values) if self._values else np.zeros(0)
+        if self.detector == "silero":
+            active = values >= self.options.threshold
+        elif values.size:
+            floor, loudest = np.percentile(values, 10), values.max()
+            active = values > max(floor + self.options.energy_margin_db, loudest - 50.0)
+        else:
+            active = np.zeros(0, dtype=bool)
+        return _turns(active, self.window / SAMPLE_RATE, self.samples / SAMPLE_RATE, self.options)
+
+    def _frame_values(self, frames: np.ndarray) -> np.ndarray:
+        """Per frame ``(n, window)``: silero's speech probability, or the energy in dB."""
+        if self.detector == "energy":
+            return 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+        import torch
+
+        chunks = torch.from_numpy(np.ascontiguousarray(frames))
+        return np.array([float(self._model(chunk[None], SAMPLE_RATE)) for chunk in chunks], dtype=np.float32)
 
 
 _LOCAL = threading.local()
@@ -108,19 +148,6 @@ def _silero_model():
 
         _LOCAL.model = load_silero_vad(onnx=True)
     return _LOCAL.model
-
-
-def _energy_frames(samples: np.ndarray, options: VadOptions) -> tuple[np.ndarray, float]:
-    """Speech (bool per 10 ms frame) by energy against the recording's noise floor."""
-    frame, hop = int(0.025 * SAMPLE_RATE), int(0.010 * SAMPLE_RATE)
-    if samples.size < frame:
-        return np.zeros(0, dtype=bool), hop / SAMPLE_RATE
-    count = 1 + (samples.size - frame) // hop
-    windows = np.lib.stride_tricks.sliding_window_view(samples, frame)[::hop][:count]
-    energy = 10 * np.log10(np.mean(windows.astype(np.float64) ** 2, axis=1) + 1e-12)
-    floor, loudest = np.percentile(energy, 10), energy.max()
-    threshold = max(floor + options.energy_margin_db, loudest - 50.0)
-    return energy > threshold, hop / SAMPLE_RATE
 
 
 def _turns(active: np.ndarray, hop: float, duration: float, options: VadOptions) -> np.ndarray:
@@ -141,4 +168,9 @@ def _turns(active: np.ndarray, hop: float, duration: float, options: VadOptions)
         low = (kept[i - 1][1] + start) / 2 if i else 0.0  # never past the middle of a pause
         high = (end + kept[i + 1][0]) / 2 if i + 1 < len(kept) else duration
         padded.append((max(low, start - options.padding), min(high, end + options.padding)))
-    return np.array(padded, dtype=np.float64).reshape(-1, 2)
+    cut = []
+    for start, end in padded:
+        parts = max(1, int(np.ceil((end - start) / options.max_turn - 1e-9)))
+        edges = np.linspace(start, end, parts + 1)
+        cut += list(pairwise(edges))
+    return np.array(cut, dtype=np.float64).reshape(-1, 2)

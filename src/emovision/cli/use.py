@@ -165,9 +165,13 @@ def _run_turns(args: argparse.Namespace) -> int:
     with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
         task = bar.add_task("speech turns", total=len(files))
         for path in files:
+
+            def show(done: float, total: float, name: str = path.name) -> None:
+                bar.update(task, description=f"{name}: {done:.0f} of {total:.0f} s")
+
             try:
                 result = recognizer.predict_turns(
-                    path, vad=detector, vad_options=options, min_confidence=args.min_confidence
+                    path, vad=detector, vad_options=options, min_confidence=args.min_confidence, progress=show
                 )
             except AudioError as exc:
                 failures.append(Failure(str(path), exc.reason))
