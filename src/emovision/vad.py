@@ -3,8 +3,9 @@
 Two detectors:
 
 ``silero``
-    silero-vad's model (shipped inside its PyPI package, run offline with ONNX Runtime; the
-    ``vad`` extra: ``pip install 'emovision[vad]'``): speech probability every 32 ms.
+    silero-vad's model (shipped inside its PyPI package, run offline with ONNX Runtime alone,
+    without importing PyTorch; the ``vad`` extra: ``pip install 'emovision[vad]'``): speech
+    probability every 32 ms.
 ``energy``
     No dependency: the energy of 20 ms frames against the recording's own noise floor (its 10th
     percentile); a frame is speech when it is ``energy_margin_db`` above the floor and within
@@ -23,9 +24,11 @@ for energy).
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 
@@ -66,14 +69,11 @@ def resolve_detector(name: str) -> str:
         raise EmovisionError(f"--vad must be one of {', '.join(DETECTORS)}, got {name!r}")
     if name == "energy":
         return name
-    try:
-        import onnxruntime  # noqa: F401
-        import silero_vad  # noqa: F401
-    except ImportError:
+    if _silero_file() is None or importlib.util.find_spec("onnxruntime") is None:
         if name == "silero":
             raise EmovisionError(
                 "--vad silero needs silero-vad and ONNX Runtime: pip install 'emovision[vad]'"
-            ) from None
+            )
         return "energy"
     return "silero"
 
@@ -99,7 +99,7 @@ class SpeechDetector:
         self.samples = 0
         if self.detector == "silero":
             self._model = _silero_model()
-            self._model.reset_states()
+            self._model.reset()
 
     def feed(self, samples: np.ndarray) -> None:
         """The next stretch of the recording."""
@@ -132,21 +132,63 @@ class SpeechDetector:
         """Per frame ``(n, window)``: silero's speech probability, or the energy in dB."""
         if self.detector == "energy":
             return 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-        import torch
+        return self._model.probabilities(np.ascontiguousarray(frames, dtype=np.float32))
 
-        chunks = torch.from_numpy(np.ascontiguousarray(frames))
-        return np.array([float(self._model(chunk[None], SAMPLE_RATE)) for chunk in chunks], dtype=np.float32)
+
+def _silero_file() -> Path | None:
+    """The ONNX model inside the installed silero-vad package, found without importing the package
+    (which would import PyTorch)."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad_16k_sequence.onnx"
+    return path if path.is_file() else None
+
+
+class _Silero:
+    """silero-vad's sequence model run by ONNX Runtime alone: 512-sample windows at 16 kHz, each
+    with the previous window's last 64 samples as context, up to 512 windows per call, the LSTM
+    state ``h, c`` (1, 1, 128) carried from call to call (the same probabilities as the
+    window-by-window streaming model, without a Python call per 32 ms)."""
+
+    def __init__(self) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(
+            str(_silero_file()), options, providers=["CPUExecutionProvider"]
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self.h = np.zeros((1, 1, 128), dtype=np.float32)
+        self.c = np.zeros((1, 1, 128), dtype=np.float32)
+        self.context = np.zeros(64, dtype=np.float32)
+
+    def probabilities(self, frames: np.ndarray) -> np.ndarray:
+        """Speech probability of each window ``(n, 512)``, in order (the state carries over)."""
+        out = []
+        for first in range(0, frames.shape[0], 512):
+            block = frames[first : first + 512]
+            contexts = np.empty((block.shape[0], 64), dtype=np.float32)
+            contexts[0] = self.context
+            contexts[1:] = block[:-1, -64:]
+            self.context = block[-1, -64:].copy()
+            inputs = {"input": np.concatenate([contexts, block], axis=1), "h": self.h, "c": self.c}
+            probabilities, self.h, self.c = self.session.run(None, inputs)
+            out.append(probabilities.reshape(-1))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 _LOCAL = threading.local()
 
 
-def _silero_model():
-    """The ONNX silero model, loaded once per thread (it keeps a state while it runs)."""
+def _silero_model() -> _Silero:
+    """The silero model, loaded once per thread (it keeps a state while it runs)."""
     if getattr(_LOCAL, "model", None) is None:
-        from silero_vad import load_silero_vad
-
-        _LOCAL.model = load_silero_vad(onnx=True)
+        _LOCAL.model = _Silero()
     return _LOCAL.model
 
 
