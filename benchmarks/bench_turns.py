@@ -86,13 +86,17 @@ def segmentation(wavs: list[Path]) -> list[dict]:
     return rows
 
 
+# Peak memory is the process's own VmHWM: getrusage's ru_maxrss would carry over the (large)
+# resident size of this benchmark process, which the child was forked from.
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
+from pathlib import Path
 from emovision.cli import main
 start = time.perf_counter()
 code = main(["predict", sys.argv[1], sys.argv[2], "--turns", "--json", "--quiet"])
-print(json.dumps({"code": code, "seconds": time.perf_counter() - start,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), file=sys.stderr)
+peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmHWM:"))
+print(json.dumps({"code": code, "seconds": time.perf_counter() - start, "peak_mb": peak / 1024}), file=sys.stderr)
 """
 
 
