@@ -76,7 +76,7 @@ def test_a_cv_folder_is_the_ensemble_of_its_fold_models(cv_run, emodb_wavs, tmp_
     payload = load_model_payload(cv_run)
     assert len(payload["members"]) == 2 and payload["model"]["name"].startswith("ensemble of 2")
     wav = next(p for p in emodb_wavs if p.name.startswith("03"))
-    ensemble = Recognizer.load(cv_run)
+    ensemble = Recognizer.load(cv_run, calibration="off")  # raw: the members' mean log-probabilities
     prediction = ensemble.predict(wav)
     pieces = torch.from_numpy(segment(ensemble.features(load_audio(wav, 16000)), ensemble.config))
     members = [model_from_checkpoint(load_checkpoint(p)) for p in sorted(cv_run.glob("fold*/best.pth"))]
@@ -86,9 +86,11 @@ def test_a_cv_folder_is_the_ensemble_of_its_fold_models(cv_run, emodb_wavs, tmp_
     assert np.allclose([prediction.probabilities[c] for c in ensemble.classes], expected, atol=1e-5)
     onnx = tmp_path / "ensemble.onnx"
     assert main(["export", str(cv_run), "-o", str(onnx)]) == 0
-    from_onnx = Recognizer.load(onnx).predict(wav)
+    from_onnx = Recognizer.load(onnx, calibration="off").predict(wav)
     assert from_onnx.label == prediction.label
     assert abs(from_onnx.confidence - prediction.confidence) < 1e-4
+    temperatures = [load_checkpoint(p)["temperature"] for p in sorted(cv_run.glob("fold*/best.pth"))]
+    assert Recognizer.load(cv_run).temperature == Recognizer.load(onnx).temperature == np.median(temperatures)
 
 
 def test_final_model_on_all_speakers_takes_the_cv_recipe_and_median_epoch(
