@@ -12,6 +12,7 @@ from trained_model import untrained_checkpoint
 
 from emovision import Recognizer
 from emovision.audio import load_audio
+from emovision.calibration import apply_temperature
 from emovision.checkpoint import load_checkpoint, save_checkpoint
 from emovision.cli import main
 from emovision.errors import AudioError, CheckpointError, EmovisionError
@@ -64,7 +65,8 @@ def test_aggregation_is_the_training_rule(recognizer, emodb_wavs, rule, monkeypa
     monkeypatch.setattr(recognizer, "aggregate", rule)
     prediction = recognizer.predict(emodb_wavs[7])
     segments = np.log(prediction.segment_probabilities)
-    expected = np.exp(utterance_scores(segments, np.array([segments.shape[0]]), rule)[0])
+    scores = utterance_scores(segments, np.array([segments.shape[0]]), rule)
+    expected = np.exp(apply_temperature(scores, recognizer.temperature or 1.0)[0])  # calibrated
     got = [prediction.probabilities[name] for name in recognizer.classes]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
