@@ -126,7 +126,7 @@ elif where == "after-best":  # epoch 2's best.pth written, its last.pth not yet
     kill_at(train, "save_checkpoint", 2, after=True, when=lambda payload, path: path.name == "best.pth")
 # without a validation speaker every epoch is the best so far: best.pth is written every epoch
 val = [] if where in ("after-best", "none-without-val") else ["10"]
-config = TrainConfig(model="alexnet_gap", epochs=3, batch_size=32, lr=1e-3, device="cpu")
+config = TrainConfig(model="alexnet_gap", epochs=2, batch_size=32, lr=1e-3, device="cpu")
 train.train_fold(source, Fold(["08", "09"], val, ["03"], "f"), config, out, resume=True)
 """
 
