@@ -23,7 +23,7 @@ import soxr
 
 from emovision import acoustics
 from emovision.audio import load_audio
-from emovision.errors import EmovisionError
+from emovision.errors import EmovisionError, check_options
 from emovision.options import NOISE_TYPES, WAVE_AUGMENTS
 
 DEFAULT_NOISES = ("white", "pink", "babble")
@@ -69,9 +69,7 @@ class AugmentPlan:
             (self.gain_db[0] <= self.gain_db[1], "--augment-gain: LOW,HIGH dB"),
             (self.babble_talkers >= 1, "--babble-talkers must be at least 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise EmovisionError(message)
+        check_options(checks)
 
     @property
     def kinds(self) -> tuple[str, ...]:

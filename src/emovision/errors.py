@@ -5,6 +5,13 @@ class EmovisionError(Exception):
     """Base class of every error caused by user input (files, options, data)."""
 
 
+def check_options(checks: list[tuple[bool, str]]) -> None:
+    """Raise :class:`EmovisionError` with the message of the first ``(ok, message)`` that is not ok."""
+    for ok, message in checks:
+        if not ok:
+            raise EmovisionError(message)
+
+
 class AudioError(EmovisionError):
     """An audio file or buffer that cannot be used, with the file and the reason."""
 

@@ -43,7 +43,7 @@ from scipy.ndimage import convolve1d
 from scipy.signal import get_window, savgol_coeffs
 
 from emovision import acoustics
-from emovision.errors import EmovisionError
+from emovision.errors import EmovisionError, check_options
 
 FEATURE_TYPES = ("logspec", "logmelspec", "logmeldeltaspec", "lognrevspec")
 SEGMENT_TAILS = ("pad", "shift", "trim")
@@ -104,9 +104,7 @@ class FeatureConfig:
             ),
             (-1.0 <= self.preemphasis < 1.0, f"--preemphasis must be in [-1, 1), got {self.preemphasis}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise EmovisionError(message)
+        check_options(checks)
         if self.win_length > self.n_fft:
             raise EmovisionError(
                 f"window of {self.window_ms} ms ({self.win_length} samples) is longer than n_fft={self.n_fft}"

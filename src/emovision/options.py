@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from emovision.errors import EmovisionError
+from emovision.errors import EmovisionError, check_options
 
 MODEL_NAMES = (
     "alexnet",
@@ -97,9 +97,7 @@ class TrainConfig:
                 "--freq-mask-width and --time-mask-width must be at least 1",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise EmovisionError(message)
+        check_options(checks)
         self.augment = ",".join(parse_augment(self.augment))
 
     @property

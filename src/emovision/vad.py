@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emovision.errors import EmovisionError
+from emovision.errors import EmovisionError, check_options
 
 DETECTORS = ("auto", "silero", "energy")
 SAMPLE_RATE = 16000
@@ -58,9 +58,7 @@ class VadOptions:
             (self.energy_margin_db > 0, "the energy margin must be positive (dB)"),
             (self.max_turn >= 1, "--max-turn must be at least 1 (seconds)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise EmovisionError(message)
+        check_options(checks)
 
 
 def resolve_detector(name: str) -> str:
