@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emovision.errors import EmovisionError
-from emovision.files import atomic_write, atomic_write_bytes
+from emovision.files import atomic_write, atomic_write_bytes, check_output_path
 from emovision.predict import Embedding
 from emovision.system import require
 
@@ -23,11 +22,7 @@ FORMATS = (".npy", ".parquet")
 
 def check_embeddings_path(path: str | Path) -> Path:
     """``path`` if its suffix is a known format, its folder exists and (Parquet) pyarrow is there."""
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise EmovisionError(f"-o {path}: the suffix must be one of {', '.join(FORMATS)}")
-    if not path.parent.is_dir():
-        raise EmovisionError(f"-o {path}: the folder {path.parent} does not exist")
+    path = check_output_path(path, "-o", FORMATS)
     if path.suffix.lower() == ".parquet":
         require("pyarrow", "parquet", "writing Parquet")
     return path

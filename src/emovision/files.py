@@ -66,3 +66,14 @@ def read_json(path: str | Path, what: str) -> dict:
     if not isinstance(value, dict):
         raise EmovisionError(f"{path} is not a {what} file: it holds a JSON {type(value).__name__}")
     return value
+
+
+def check_output_path(path: str | Path, option: str, suffixes: tuple[str, ...]) -> Path:
+    """``path`` for ``option`` if its suffix is one of ``suffixes`` and its folder exists; an
+    :class:`EmovisionError` otherwise (checked before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise EmovisionError(f"{option} {path}: the suffix must be one of {', '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise EmovisionError(f"{option} {path}: the folder {path.parent} does not exist")
+    return path

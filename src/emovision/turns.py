@@ -13,8 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from emovision.errors import EmovisionError
-from emovision.files import atomic_write_bytes
+from emovision.files import atomic_write_bytes, check_output_path
 from emovision.predict import TurnPrediction
 
 FORMATS = (".csv", ".jsonl", ".vtt")
@@ -22,12 +21,7 @@ FORMATS = (".csv", ".jsonl", ".vtt")
 
 def check_turns_path(path: str | Path) -> Path:
     """``path`` if its suffix is a known format and its folder exists (checked before any work)."""
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise EmovisionError(f"--turns-out {path}: the suffix must be one of {', '.join(FORMATS)}")
-    if not path.parent.is_dir():
-        raise EmovisionError(f"--turns-out {path}: the folder {path.parent} does not exist")
-    return path
+    return check_output_path(path, "--turns-out", FORMATS)
 
 
 def write_turns(predictions: list[TurnPrediction], path: str | Path) -> list[Path]:
