@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -258,20 +260,22 @@ async def _client(url: str, payloads: list[tuple[str, bytes]], until: float, log
             log.append((time.perf_counter() - start, ok, status))
 
 
-def measure_api(model: Path, wavs: list[Path], clients: int, seconds: float) -> dict:
+@contextmanager
+def serve_process(model: Path, *options: str) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``emovision serve MODEL OPTIONS…`` in its own process on a free loopback port, answering
+    ``/api/health``; yields the process and the port, and stops it afterwards."""
     import httpx
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "emovision", "serve", str(model), "--port", str(port)]
+    command = [sys.executable, "-m", "emovision", "serve", str(model), "--port", str(port), *options]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -280,6 +284,15 @@ def measure_api(model: Path, wavs: list[Path], clients: int, seconds: float) -> 
                     f"the server did not start: {server.stderr.read() if server.stderr else ''}"
                 )
             time.sleep(0.2)
+        yield server, port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def measure_api(model: Path, wavs: list[Path], clients: int, seconds: float) -> dict:
+    with serve_process(model) as (server, port):
+        base = f"http://127.0.0.1:{port}"
         random.seed(0)
         payloads = [(wav.name, wav.read_bytes()) for wav in wavs]
         log: list[tuple[float, bool, object]] = []
@@ -297,9 +310,6 @@ def measure_api(model: Path, wavs: list[Path], clients: int, seconds: float) -> 
         asyncio.run(run_all())
         elapsed = time.perf_counter() - start
         other = load.stop()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     latencies = [1000 * seconds for seconds, ok, _ in log if ok]
     errors = [status for _, ok, status in log if not ok]
     return {

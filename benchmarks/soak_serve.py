@@ -34,8 +34,6 @@ import asyncio
 import io
 import json
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict import EMODB, OtherLoad, machine, make_models, percentile
+from bench_predict import EMODB, OtherLoad, machine, make_models, percentile, serve_process
 
 console = Console(stderr=True)
 MAX_UPLOAD_MB, MAX_SECONDS = 4, 60
@@ -170,29 +168,10 @@ class _Watch(threading.Thread):
 
 
 def soak(model: Path, wavs: list[Path], clients: int, seconds: float, warmup: float) -> dict:
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "emovision", "serve", str(model), "--port", str(port),
-               "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-seconds", str(MAX_SECONDS), "--concurrency", "2"]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
     payloads = _payloads(wavs)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(
-                    f"the server did not start: {server.stderr.read() if server.stderr else ''}"
-                )
-            time.sleep(0.2)
+    limits = ("--max-upload-mb", str(MAX_UPLOAD_MB), "--max-seconds", str(MAX_SECONDS), "--concurrency", "2")
+    with serve_process(model, *limits) as (server, port):
+        base = f"http://127.0.0.1:{port}"
         log: list[tuple[str, object, float]] = []
         watch = _Watch(base, server.pid)
         load = OtherLoad(server.pid)
@@ -211,9 +190,6 @@ def soak(model: Path, wavs: list[Path], clients: int, seconds: float, warmup: fl
         watch.join()
         other = load.stop()
         alive = server.poll() is None
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return _summary(log, watch, clients, seconds, warmup, alive, other)
 
 
