@@ -15,6 +15,7 @@ def test_cpu_plan_is_the_reduced_configuration():
     assert plan.training.pretrained and plan.training.augmentations == ("specaugment",)
     assert "reduced" in plan.note and "15 minutes" in plan.note
     assert plan.features.segment_tail == "trim" and plan.augment is None
+    assert plan.features.segment_frames == 200  # 2-s segments: better on 8 of 10 emoDB folds
 
 
 def test_emodb_root_prefers_the_argument_then_the_environment(monkeypatch, tmp_path):
