@@ -10,8 +10,11 @@
 #         lite0-aug (SpecAugment + noise, reverb and speed copies), lite0-specaugment, lite0-noise,
 #         lite0-reverb, lite0-speed (each augmentation alone), lite0-aug-no-white (white noise held
 #         out of training), lite0-aug-mixup (lite0-aug with mixup), lite0-aug-2s (lite0-aug on 2-s
-#         segments: 64 mels × 200 frames), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
-#         ensemble), fusion (emovision fuse on lite0-aug with the ComParE functionals)
+#         segments: 64 mels × 200 frames), lite0-aug-2s-seed112 (the same with
+#         the next seed), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
+#         ensemble), fusion (emovision fuse on lite0-aug with the ComParE functionals), ensemble-2s
+#         (emovision ensemble of lite0-aug-2s and lite0-aug-2s-seed112: a within-fold ensemble of two
+#         seeds) and ensemble-2s-1s (the same with lite0-aug as a third member), each also fused
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -67,6 +70,14 @@ for config in "${CONFIGS[@]}"; do
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --mixup "${COMMON[@]}" ;;
     lite0-aug-2s)
       cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed "${COMMON[@]}" ;;
+    lite0-aug-2s-seed112)
+      cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --seed 112 "${COMMON[@]}" ;;
+    ensemble-2s | ensemble-2s-1s)
+      members=("$OUT/lite0-aug-2s" "$OUT/lite0-aug-2s-seed112")
+      [ "$config" = ensemble-2s ] || members+=("$OUT/lite0-aug")
+      mkdir -p "$OUT/$config"
+      echo "$BIN/emovision ensemble ${members[*]} --out $OUT/$config --functionals $COMPARE" > "$OUT/$config/command.txt"
+      $BIN/emovision ensemble "${members[@]}" --out "$OUT/$config" --functionals "$COMPARE" --quiet ;;
     lite0-aug-no-white)
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise:pink,noise:babble,reverb,speed "${COMMON[@]}" ;;
     lite1-aug | lite2-aug)

@@ -125,6 +125,12 @@ CASES: dict[str, Case] = {
         "evaluate", str(m.checkpoint), str(p["truncated.h5"]), "--out", "e",
     ],
     "fuse: damaged cv.json": lambda p, m: ["fuse", str(p["damaged cv.json"])],
+    "ensemble: a folder that is no cv": lambda p, m: [
+        "ensemble", str(p["damaged fold"]), str(p["damaged fold"]), "--out", "e",
+    ],
+    "ensemble: a cv.json of the wrong shape": lambda p, m: [
+        "ensemble", str(p["damaged summary.json"]), str(p["damaged summary.json"]), "--out", "e",
+    ],
     "robustness: damaged cv.json": lambda p, m: [
         "robustness", str(p["damaged cv.json"]), "--root", str(m.emodb_dir),
     ],

@@ -1,6 +1,7 @@
 """A cv folder as a model: late fusion with openSMILE functionals, the fold ensemble, a final model."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,11 +10,12 @@ import torch
 from emovision.audio import load_audio
 from emovision.checkpoint import load_checkpoint, model_from_checkpoint
 from emovision.cli import main
-from emovision.dataset import open_source
+from emovision.dataset import load_split, open_source
+from emovision.evaluate import score_utterances
 from emovision.features import segment
-from emovision.fusion import WEIGHTS, choose_weight
+from emovision.fusion import WEIGHTS, choose_weight, mean_image_scores
 from emovision.predict import Recognizer
-from emovision.runs import load_model_payload
+from emovision.runs import finished_runs, load_model_payload
 
 FOLDS = [{"name": "a", "test": ["03"], "val": ["10"]}, {"name": "b", "test": ["08"], "val": ["09"]}]
 
@@ -122,3 +124,100 @@ def test_final_model_on_all_speakers_takes_the_cv_recipe_and_median_epoch(
         )
         == 2
     )
+
+
+@pytest.fixture(scope="module")
+def cv_other_seed(cv_run, emodb_augmented, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv-seed") / "cv"
+    args = [
+        "cv",
+        str(emodb_augmented),
+        "--folds",
+        str(cv_run.parent / "folds.json"),
+        "--model",
+        "alexnet_gap",
+    ]
+    args += [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_a_within_fold_ensemble_of_two_cvs_is_scored_and_fused_on_their_folds(
+    cv_run, cv_other_seed, emodb_augmented, tmp_path, capsys
+):
+    out = tmp_path / "ensemble"
+    args = [
+        "ensemble",
+        str(cv_run),
+        str(cv_other_seed),
+        "--out",
+        str(out),
+        "--functionals",
+        str(emodb_augmented),
+    ]
+    assert main([*args, "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    source = open_source(emodb_augmented)
+    members = [json.loads((run / "summary.json").read_text()) for run in (cv_run, cv_other_seed)]
+    for i, fold in enumerate(summary["folds"]):
+        assert fold["members_ua"] == pytest.approx([m["folds"][i]["ua"] for m in members])
+        test = load_split(source, fold["test"])
+        scores = [
+            mean_image_scores([run], test)
+            for run in (_fold_run(cv_run, fold["name"]), _fold_run(cv_other_seed, fold["name"]))
+        ]
+        expected = score_utterances(test.utterance_labels, np.mean(scores, axis=0), source.classes)
+        assert fold["ua"] == pytest.approx(expected["ua"]) and fold["utterances"] == len(test.utterance_ids)
+    fusion = json.loads((out / "fusion.json").read_text())
+    assert [f["image"]["ua"] for f in fusion["folds"]] == pytest.approx([f["ua"] for f in summary["folds"]])
+    assert (out / "confusion.png").stat().st_size > 0 and "ensemble - 2" in (out / "summary.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(cv_run), str(out), "--markdown"]) == 0
+    report = capsys.readouterr().out
+    assert "within-fold ensemble of 2 cvs" in report and "| " + str(out) + " | " in report
+
+
+def test_an_ensemble_of_a_cv_with_itself_scores_as_the_cv(cv_run, tmp_path):
+    assert main(["ensemble", str(cv_run), str(cv_run), "--out", str(tmp_path / "same"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "same" / "summary.json").read_text())
+    own = json.loads((cv_run / "summary.json").read_text())
+    assert [f["ua"] for f in summary["folds"]] == pytest.approx([f["ua"] for f in own["folds"]])
+    assert all(p["mean"] == pytest.approx(0) for p in summary["paired_ua"])
+
+
+def test_an_ensemble_refuses_other_folds_one_member_and_its_own_member_as_output(cv_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(cv_run, other)
+    metrics_path = next(other.glob("fold*-a*/metrics.json"))
+    metrics = json.loads(metrics_path.read_text())
+    metrics["fold"]["val"] = ["11"]
+    metrics_path.write_text(json.dumps(metrics))
+    out = tmp_path / "out"
+    cases = [
+        (["ensemble", str(cv_run), str(other), "--out", str(out)], "not cross-validated on the same folds"),
+        (["ensemble", str(cv_run), "--out", str(out)], "at least two"),
+        (["ensemble", str(cv_run), str(other), "--out", str(other)], "one of the members"),
+        (["ensemble", str(cv_run), str(tmp_path / "missing"), "--out", str(out)], "not a cross-validation"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main([*args, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not out.exists()
+
+
+def _fold_run(cv_dir, name):
+    return next(run for run in finished_runs(cv_dir)[1] if run.metrics["fold"]["name"] == name)

@@ -84,6 +84,19 @@ def fold_summary(results: list[dict], classes: list[str]) -> dict:
     }
 
 
+def paired_difference(deltas: np.ndarray) -> dict:
+    """Per-fold differences ``(N,)`` (e.g. UA of run B − run A on the same folds) as ``mean``, its
+    standard error ``se`` (0 for a single fold), the folds where B is ``better`` and ``folds``."""
+    deltas = np.asarray(deltas, dtype=np.float64)
+    se = float(deltas.std(ddof=1) / np.sqrt(deltas.size)) if deltas.size > 1 else 0.0
+    return {
+        "mean": float(deltas.mean()),
+        "se": se,
+        "better": int((deltas > 0).sum()),
+        "folds": int(deltas.size),
+    }
+
+
 def score_utterances(y_true: np.ndarray, utterance_log_probs: np.ndarray, classes: list[str]) -> dict:
     """Metrics of the argmax decisions of ``utterance_log_probs`` ``(U, K)`` against ``y_true``."""
     predictions = utterance_log_probs.argmax(axis=1)

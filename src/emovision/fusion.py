@@ -21,7 +21,13 @@ import torch
 from emovision.checkpoint import model_from_checkpoint
 from emovision.dataset import load_split, open_source
 from emovision.errors import EmovisionError
-from emovision.evaluate import fold_summary, score_utterances, segment_log_probs, utterance_scores
+from emovision.evaluate import (
+    fold_summary,
+    paired_difference,
+    score_utterances,
+    segment_log_probs,
+    utterance_scores,
+)
 from emovision.files import atomic_write_bytes
 from emovision.progress import progress_bar
 from emovision.runs import finished_runs
@@ -39,7 +45,7 @@ def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress
     record, runs = finished_runs(run_dir)
     source = open_source(record["features_file"])
     table_path = Path(functionals) if functionals else source.path
-    table = _functionals_by_id(table_path, source.classes)
+    table = functionals_by_id(table_path, source.classes)
     groups: dict[str, list] = defaultdict(list)
     for run in runs:
         groups[run.metrics["fold"]["name"]].append(run)
@@ -49,7 +55,7 @@ def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress
         for name, members in groups.items():
             folds.append(_fuse_fold(name, members, source, table, table_path))
             bar.advance(task)
-    report = _report(folds, source.classes, run_dir, table_path)
+    report = fusion_report(folds, source.classes, run_dir, table_path)
     atomic_write_bytes(run_dir / "fusion.json", json.dumps(report, indent=2).encode())
     atomic_write_bytes(run_dir / "fusion.md", fusion_markdown(report).encode())
     return report
@@ -95,10 +101,16 @@ def _fuse_fold(name: str, members: list, source, table: dict, table_path: Path) 
     fold = members[0].metrics["fold"]
     val = load_split(source, fold["val"])
     test = load_split(source, fold["test"])
-    image = {
-        role: np.mean([_image_scores(run, split) for run in members], axis=0)
-        for role, split in (("val", val), ("test", test))
-    }
+    image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
+    return fuse_fold(name, fold, image, val, test, table, table_path, source.classes) | {"runs": len(members)}
+
+
+def fuse_fold(
+    name: str, fold: dict, image: dict, val, test, table: dict, table_path: Path, classes: list[str]
+) -> dict:
+    """One fold's fusion: ``image`` holds the image model's utterance log-probabilities ``(U, K)``
+    of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained on
+    the functionals in ``table`` of the fold's training speakers."""
     train_ids = [uid for uid, (_, speaker, _) in table.items() if speaker in fold["train"]]
     x_train = _lookup(table, train_ids, table_path)
     y_train = np.array([table[uid][2] for uid in train_ids])
@@ -106,7 +118,6 @@ def _fuse_fold(name: str, members: list, source, table: dict, table_path: Path) 
         _lookup(table, val.utterance_ids, table_path),
         _lookup(table, test.utterance_ids, table_path),
     )
-    classes = source.classes
     model, c = fit_linear(x_train, y_train, x_val, val.utterance_labels, classes)
     linear = {
         "val": linear_log_probs(model, x_val, len(classes)),
@@ -119,11 +130,16 @@ def _fuse_fold(name: str, members: list, source, table: dict, table_path: Path) 
         "name": name,
         "test": fold["test"],
         "val": fold["val"],
-        "runs": len(members),
         "C": c,
         "weight": weight,
         **{key: score_utterances(test.utterance_labels, value, classes) for key, value in scores.items()},
     }
+
+
+def mean_image_scores(runs: list, split) -> np.ndarray:
+    """The mean over ``runs`` (a fold's repeats) of their utterance log-probabilities ``(U, K)`` of
+    ``split``: a within-fold ensemble."""
+    return np.mean([_image_scores(run, split) for run in runs], axis=0)
 
 
 def _image_scores(run, split) -> np.ndarray:
@@ -135,7 +151,7 @@ def _image_scores(run, split) -> np.ndarray:
     )
 
 
-def _functionals_by_id(path: Path, classes: list[str]) -> dict[str, tuple[np.ndarray, str, int]]:
+def functionals_by_id(path: Path, classes: list[str]) -> dict[str, tuple[np.ndarray, str, int]]:
     """``{utterance id: (functionals (D,), speaker, label)}`` of the features file at ``path``."""
     info = open_info(path)
     if not info.functionals:
@@ -160,18 +176,12 @@ def _lookup(table: dict[str, tuple], ids: list[str], path: Path) -> np.ndarray:
     return np.stack([table[uid][0] for uid in ids]).astype(np.float64)
 
 
-def _report(folds: list[dict], classes: list[str], run_dir: Path, table_path: Path) -> dict:
+def fusion_report(folds: list[dict], classes: list[str], run_dir: Path, table_path: Path) -> dict:
     summary = {key: fold_summary([f[key] for f in folds], classes) for key in MODELS}
-    paired = {}
-    for a, b in (("fusion", "image"), ("fusion", "linear"), ("image", "linear")):
-        delta = np.array([f[a]["ua"] - f[b]["ua"] for f in folds])
-        se = float(delta.std(ddof=1) / np.sqrt(delta.size)) if delta.size > 1 else float("nan")
-        paired[f"{a} - {b}"] = {
-            "mean": float(delta.mean()),
-            "se": se,
-            "better": int((delta > 0).sum()),
-            "folds": int(delta.size),
-        }
+    paired = {
+        f"{a} - {b}": paired_difference(np.array([f[a]["ua"] - f[b]["ua"] for f in folds]))
+        for a, b in (("fusion", "image"), ("fusion", "linear"), ("image", "linear"))
+    }
     return {
         "cv": str(run_dir),
         "functionals_file": str(table_path),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from emovision.errors import EmovisionError
+from emovision.evaluate import paired_difference
 from emovision.features import FeatureConfig
 from emovision.files import read_json
 from emovision.options import run_options
@@ -18,6 +19,8 @@ def load_run(folder: Path) -> dict:
     summary_path, metrics_path = folder / "summary.json", folder / "metrics.json"
     if summary_path.is_file():
         summary = read_json(summary_path, "cross-validation summary")
+        if "members" in summary:
+            return _ensemble_row(folder, summary)
         pooled = summary["pooled"]
         config = summary["train_config"]
         wa = f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}"
@@ -44,6 +47,23 @@ def load_run(folder: Path) -> dict:
         "UA": ua,
         "pooled WA": f"{pooled_wa:.3f}",
         "pooled UA": f"{pooled_ua:.3f}",
+    }
+
+
+def _ensemble_row(folder: Path, summary: dict) -> dict:
+    """The row of a within-fold ensemble (``emovision ensemble``)."""
+    members = summary["members"]
+    pooled = summary["pooled"]
+    return {
+        "run": str(folder),
+        "model": " + ".join(m["model"] for m in members),
+        "features": "—",
+        "options": f"within-fold ensemble of {len(members)} cvs",
+        "runs": len(summary["folds"]),
+        "WA": f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}",
+        "UA": f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}",
+        "pooled WA": f"{pooled['wa']:.3f}",
+        "pooled UA": f"{pooled['ua']:.3f}",
     }
 
 
@@ -181,6 +201,5 @@ def _other_corruption(base: dict, report: dict, condition: dict) -> str:
 def _paired(differences: list[float]) -> str:
     if not differences:
         return "—"
-    values = np.array(differences)
-    error = values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else 0.0
-    return f"{values.mean():+.3f} ± {error:.3f} ({int((values > 0).sum())}/{values.size})"
+    p = paired_difference(np.array(differences))
+    return f"{p['mean']:+.3f} ± {p['se']:.3f} ({p['better']}/{p['folds']})"

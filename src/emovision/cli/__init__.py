@@ -1,6 +1,6 @@
 """The ``emovision`` command line: one sub-command per job, user errors as one readable line.
 
-One module per command group: :mod:`.extract`, :mod:`.training` (train, cv, fuse, report, demo),
+One module per command group: :mod:`.extract`, :mod:`.training` (train, cv, fuse, ensemble, report, demo),
 :mod:`.use` (predict, export, serve, evaluate) and :mod:`.robustness`; :mod:`.common` holds
 what they share.
 """
@@ -18,10 +18,12 @@ from emovision.cli.robustness import _robustness_arguments, _run_robustness
 from emovision.cli.training import (
     _cv_arguments,
     _demo_arguments,
+    _ensemble_arguments,
     _fuse_arguments,
     _report_arguments,
     _run_cv,
     _run_demo,
+    _run_ensemble,
     _run_fuse,
     _run_report,
     _run_train,
@@ -100,6 +102,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, st
         _fuse_arguments,
         _run_fuse,
         "late fusion of a cv run with a linear model on openSMILE functionals",
+    ),
+    "ensemble": (
+        _ensemble_arguments,
+        _run_ensemble,
+        "score several cross-validations on the same folds as one within-fold ensemble",
     ),
     "demo": (_demo_arguments, _run_demo, "the whole pipeline on emoDB: extract, cross-validate, report"),
     "predict": (_predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"),

@@ -1,4 +1,4 @@
-"""``train``, ``cv``, ``fuse``, ``report`` and ``demo``: training runs and their summaries."""
+"""``train``, ``cv``, ``fuse``, ``ensemble``, ``report`` and ``demo``: training runs and their summaries."""
 
 from __future__ import annotations
 
@@ -268,6 +268,53 @@ def _run_fuse(args: argparse.Namespace) -> int:
     from emovision.fusion import fuse_cv
 
     print_fusion(fuse_cv(args.run, args.functionals, progress=not args.quiet), args.run)
+    return 0
+
+
+def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="two or more finished emovision cv folders on the same folds"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for the ensemble's summary")
+    parser.add_argument(
+        "--functionals",
+        type=Path,
+        default=None,
+        help="features file with openSMILE functionals: also fuse the ensemble with a linear model on them",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from emovision.ensemble import ensemble_cvs
+
+    summary = ensemble_cvs(args.runs, args.out, args.functionals, progress=not args.quiet)
+    table = Table(
+        title=f"within-fold ensemble of {len(summary['members'])} cross-validations (test speakers)"
+    )
+    for column in ("run", "UA mean", "ensemble − run (ΔUA, folds better)"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for member, ua, p in zip(
+        summary["members"], summary["members_ua_mean"], summary["paired_ua"], strict=True
+    ):
+        table.add_row(
+            member["folder"], f"{ua:.3f}", f"{p['mean']:+.3f} ± {p['se']:.3f} ({p['better']}/{p['folds']})"
+        )
+    pooled = summary["pooled"]
+    table.add_row(
+        "ensemble",
+        f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}",
+        f"pooled UA {pooled['ua']:.3f}, WA {pooled['wa']:.3f}",
+        style="bold",
+    )
+    console.print(table)
+    if "fusion" in summary:
+        print_fusion(summary["fusion"], args.out)
+    console.print(
+        f"report: {args.out / 'summary.md'}, {args.out / 'summary.json'}, {args.out / 'confusion.png'}",
+        markup=False,
+        soft_wrap=True,
+    )
     return 0
 
 
