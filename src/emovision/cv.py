@@ -233,10 +233,11 @@ def within_fold_ensemble(results: list[dict], classes: list[str]) -> dict | None
     return {"folds": folds, **fold_summary(scored, classes)}
 
 
-def write_summary(summary: dict, out_dir: Path, classes: list[str]) -> None:
-    """``summary.json``, ``summary.md`` and the pooled ``confusion.png`` in ``out_dir``."""
+def write_summary(summary: dict, out_dir: Path, classes: list[str], markdown: str | None = None) -> None:
+    """``summary.json``, ``summary.md`` (``markdown``, by default a cv's) and the pooled
+    ``confusion.png`` in ``out_dir``."""
     atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
-    atomic_write_bytes(out_dir / "summary.md", summary_markdown(summary).encode())
+    atomic_write_bytes(out_dir / "summary.md", (markdown or summary_markdown(summary)).encode())
     pooled = summary["pooled"]
     plots.confusion(
         pooled["confusion"],

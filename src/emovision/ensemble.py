@@ -13,19 +13,17 @@ compares it), ``summary.md``, ``confusion.png`` and, fused, ``fusion.json`` / ``
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from emovision import plots
+from emovision.cv import write_summary
 from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import fold_summary, paired_difference, score_utterances
-from emovision.files import atomic_write_bytes
-from emovision.fusion import functionals_by_id, fuse_fold, fusion_markdown, fusion_report, mean_image_scores
+from emovision.fusion import functionals_by_id, fuse_fold, fusion_report, mean_image_scores, write_fusion
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, finished_runs
 from emovision.system import software_versions
@@ -76,20 +74,9 @@ def ensemble_cvs(
             bar.advance(task)
     summary = _summary(members, scored, classes)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
-    atomic_write_bytes(out / "summary.md", ensemble_markdown(summary).encode())
-    pooled = summary["pooled"]
-    plots.confusion(
-        pooled["confusion"],
-        classes,
-        out / "confusion.png",
-        title=f"ensemble, pooled over folds: WA {pooled['wa']:.3f}, UA {pooled['ua']:.3f}",
-    )
+    write_summary(summary, out, classes, ensemble_markdown(summary))
     if fused:
-        report = fusion_report(fused, classes, out, Path(functionals))
-        atomic_write_bytes(out / "fusion.json", json.dumps(report, indent=2).encode())
-        atomic_write_bytes(out / "fusion.md", fusion_markdown(report).encode())
-        summary["fusion"] = report
+        summary["fusion"] = write_fusion(fusion_report(fused, classes, out, Path(functionals)), out)
     return summary
 
 

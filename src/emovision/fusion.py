@@ -55,9 +55,13 @@ def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress
         for name, members in groups.items():
             folds.append(_fuse_fold(name, members, source, table, table_path))
             bar.advance(task)
-    report = fusion_report(folds, source.classes, run_dir, table_path)
-    atomic_write_bytes(run_dir / "fusion.json", json.dumps(report, indent=2).encode())
-    atomic_write_bytes(run_dir / "fusion.md", fusion_markdown(report).encode())
+    return write_fusion(fusion_report(folds, source.classes, run_dir, table_path), run_dir)
+
+
+def write_fusion(report: dict, out: Path) -> dict:
+    """``fusion.json`` and ``fusion.md`` of ``report`` in ``out``; returns ``report``."""
+    atomic_write_bytes(out / "fusion.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(out / "fusion.md", fusion_markdown(report).encode())
     return report
 
 
