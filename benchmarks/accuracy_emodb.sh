@@ -11,11 +11,12 @@
 #         lite0-reverb, lite0-speed (each augmentation alone), lite0-aug-no-white (white noise held
 #         out of training), lite0-aug-mixup (lite0-aug with mixup), lite0-aug-2s (lite0-aug on 2-s
 #         segments: 64 mels × 200 frames), lite0-aug-2s-seed112 (the same with
-#         the next seed), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
+#         the next seed), lite0-aug-seed112 (lite0-aug with the next seed), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
 #         ensemble), fusion (emovision fuse on lite0-aug with the ComParE functionals), ensemble-2s
 #         (emovision ensemble of lite0-aug-2s and lite0-aug-2s-seed112: a within-fold ensemble of two
 #         seeds), ensemble-2s-1s (the same with lite0-aug as a third member) and ensemble-1s-2s
-#         (lite0-aug-2s with lite0-aug), each also fused with the ComParE functionals
+#         (lite0-aug-2s with lite0-aug) and ensemble-all (both seeds of both), each also fused with
+#         the ComParE functionals
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -73,10 +74,13 @@ for config in "${CONFIGS[@]}"; do
       cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed "${COMMON[@]}" ;;
     lite0-aug-2s-seed112)
       cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --seed 112 "${COMMON[@]}" ;;
-    ensemble-2s | ensemble-2s-1s | ensemble-1s-2s)
+    lite0-aug-seed112)
+      cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --seed 112 "${COMMON[@]}" ;;
+    ensemble-2s | ensemble-2s-1s | ensemble-1s-2s | ensemble-all)
       members=("$OUT/lite0-aug-2s")
       [ "$config" = ensemble-1s-2s ] || members+=("$OUT/lite0-aug-2s-seed112")
       [ "$config" = ensemble-2s ] || members+=("$OUT/lite0-aug")
+      [ "$config" != ensemble-all ] || members+=("$OUT/lite0-aug-seed112")
       mkdir -p "$OUT/$config"
       echo "$BIN/emovision ensemble ${members[*]} --out $OUT/$config --functionals $COMPARE" > "$OUT/$config/command.txt"
       $BIN/emovision ensemble "${members[@]}" --out "$OUT/$config" --functionals "$COMPARE" --quiet ;;
