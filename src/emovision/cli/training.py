@@ -255,12 +255,14 @@ def _run_cv(args: argparse.Namespace) -> int:
 
 def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="a finished emovision cv folder")
-    parser.add_argument(
-        "--functionals",
-        type=Path,
-        default=None,
-        help="features file with openSMILE functionals of the same utterances (default: the cv's own)",
+    _functionals_arguments(
+        parser, "features file with openSMILE functionals of the same utterances (default: the cv's own)"
     )
+
+
+def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--functionals FILE`` (late fusion) and ``--quiet``, as ``fuse`` and ``ensemble`` take them."""
+    parser.add_argument("--functionals", type=Path, default=None, help=help_text)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -276,13 +278,9 @@ def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
         "runs", type=Path, nargs="+", help="two or more finished emovision cv folders on the same folds"
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for the ensemble's summary")
-    parser.add_argument(
-        "--functionals",
-        type=Path,
-        default=None,
-        help="features file with openSMILE functionals: also fuse the ensemble with a linear model on them",
+    _functionals_arguments(
+        parser, "features file with openSMILE functionals: also fuse the ensemble with a linear model on them"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
