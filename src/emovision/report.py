@@ -201,5 +201,9 @@ def _other_corruption(base: dict, report: dict, condition: dict) -> str:
 def _paired(differences: list[float]) -> str:
     if not differences:
         return "—"
-    p = paired_difference(np.array(differences))
+    return paired_text(paired_difference(np.array(differences)))
+
+
+def paired_text(p: dict) -> str:
+    """A :func:`~emovision.evaluate.paired_difference` as ``+0.016 ± 0.011 (6/10)``."""
     return f"{p['mean']:+.3f} ± {p['se']:.3f} ({p['better']}/{p['folds']})"

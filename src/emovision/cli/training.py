@@ -285,6 +285,7 @@ def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_ensemble(args: argparse.Namespace) -> int:
     from emovision.ensemble import ensemble_cvs
+    from emovision.report import paired_text
 
     summary = ensemble_cvs(args.runs, args.out, args.functionals, progress=not args.quiet)
     table = Table(
@@ -295,9 +296,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     for member, ua, p in zip(
         summary["members"], summary["members_ua_mean"], summary["paired_ua"], strict=True
     ):
-        table.add_row(
-            member["folder"], f"{ua:.3f}", f"{p['mean']:+.3f} ± {p['se']:.3f} ({p['better']}/{p['folds']})"
-        )
+        table.add_row(member["folder"], f"{ua:.3f}", paired_text(p))
     pooled = summary["pooled"]
     table.add_row(
         "ensemble",
