@@ -11,11 +11,22 @@ from emovision.audio import load_audio
 from emovision.checkpoint import load_checkpoint, model_from_checkpoint
 from emovision.cli import main
 from emovision.dataset import load_split, open_source
+from emovision.errors import CheckpointError, EmovisionError
 from emovision.evaluate import score_utterances
 from emovision.features import segment
-from emovision.fusion import WEIGHTS, choose_weight, mean_image_scores
+from emovision.functionals import Functionals
+from emovision.fusion import (
+    WEIGHTS,
+    choose_weight,
+    fit_linear,
+    functionals_by_id,
+    linear_log_probs,
+    mean_image_scores,
+)
+from emovision.fusion_model import LinearFusion
 from emovision.predict import Recognizer
 from emovision.runs import finished_runs, load_model_payload
+from emovision.store import read_functionals
 
 FOLDS = [{"name": "a", "test": ["03"], "val": ["10"]}, {"name": "b", "test": ["08"], "val": ["09"]}]
 
@@ -78,7 +89,8 @@ def test_a_cv_folder_is_the_ensemble_of_its_fold_models(cv_run, emodb_wavs, tmp_
     payload = load_model_payload(cv_run)
     assert len(payload["members"]) == 2 and payload["model"]["name"].startswith("ensemble of 2")
     wav = next(p for p in emodb_wavs if p.name.startswith("03"))
-    ensemble = Recognizer.load(cv_run, calibration="off")  # raw: the members' mean log-probabilities
+    # raw (no temperature, no fusion): the members' mean log-probabilities
+    ensemble = Recognizer.load(cv_run, calibration="off", fusion="off")
     prediction = ensemble.predict(wav)
     pieces = torch.from_numpy(segment(ensemble.features(load_audio(wav, 16000)), ensemble.config))
     members = [model_from_checkpoint(load_checkpoint(p)) for p in sorted(cv_run.glob("fold*/best.pth"))]
@@ -92,7 +104,78 @@ def test_a_cv_folder_is_the_ensemble_of_its_fold_models(cv_run, emodb_wavs, tmp_
     assert from_onnx.label == prediction.label
     assert abs(from_onnx.confidence - prediction.confidence) < 1e-4
     temperatures = [load_checkpoint(p)["temperature"] for p in sorted(cv_run.glob("fold*/best.pth"))]
-    assert Recognizer.load(cv_run).temperature == Recognizer.load(onnx).temperature == np.median(temperatures)
+    image_only = Recognizer.load(cv_run, fusion="off").temperature
+    assert image_only == Recognizer.load(onnx).temperature == np.median(temperatures)
+
+
+def test_the_fused_model_is_deployed_with_every_speaker_and_the_folds_medians(cv_run, emodb_augmented):
+    report = json.loads((cv_run / "fusion.json").read_text())
+    deployed = LinearFusion.load(cv_run / "fusion-model.npz")
+    source = open_source(emodb_augmented)
+    table = functionals_by_id(emodb_augmented, source.classes)
+    assert deployed.info["utterances"] == len(table) and deployed.info["speakers"] == 5
+    assert deployed.weight == pytest.approx(np.median([f["weight"] for f in report["folds"]]))
+    assert deployed.temperature == pytest.approx(np.median([f["temperature"] for f in report["folds"]]))
+    assert report["deployed"]["functionals"] == deployed.feature_set == "eGeMAPSv02"
+    assert "To deploy: `fusion-model.npz`" in (cv_run / "fusion.md").read_text()
+    # the stored arrays score exactly as the scikit-learn pipeline they came from
+    ids = sorted(table)
+    x = np.stack([table[uid][0] for uid in ids]).astype(np.float64)
+    y = np.array([table[uid][2] for uid in ids])
+    model, _ = fit_linear(x, y, x, y, source.classes)
+    again = LinearFusion.from_pipeline(
+        model,
+        feature_set="eGeMAPSv02",
+        sample_rate=16000,
+        classes=source.classes,
+        weight=0.5,
+        temperature=1.0,
+        info={},
+    )
+    assert np.allclose(again.linear_log_probs(x), linear_log_probs(model, x, len(source.classes)), atol=1e-6)
+
+
+def test_a_fused_cv_folder_predicts_with_its_linear_model(cv_run, emodb_augmented, emodb_wavs, capsys):
+    wav = next(p for p in emodb_wavs if p.name.startswith("03") and p.name[5] == "W")
+    samples = load_audio(wav, 16000)
+    values = Functionals("eGeMAPSv02")(samples, 16000)
+    ids, stored, _ = read_functionals(emodb_augmented)["03"]
+    assert np.allclose(values, stored[ids.index(wav.stem)], atol=1e-4)  # the audio path extraction took
+    fused = Recognizer.load(cv_run)
+    assert fused.fusion is not None and "linear model on eGeMAPSv02" in fused.model["name"]
+    image = Recognizer.load(cv_run, fusion="off", calibration="off").predict(wav)
+    image_log = np.log([image.probabilities[c] for c in fused.classes])
+    mixed = (
+        fused.fusion.weight * image_log
+        + (1 - fused.fusion.weight) * fused.fusion.linear_log_probs(values[None])[0]
+    )
+    expected = torch.softmax(torch.from_numpy(mixed / fused.temperature), dim=0).numpy()
+    prediction = fused.predict(wav)
+    assert np.allclose([prediction.probabilities[c] for c in fused.classes], expected, atol=1e-5)
+    assert np.allclose(
+        prediction.segment_probabilities, image.segment_probabilities
+    )  # segments: image models
+    turns = fused.predict_turns(wav, vad="energy")
+    assert turns.turns and all(sum(t.probabilities.values()) == pytest.approx(1) for t in turns.turns)
+    with pytest.raises(EmovisionError, match="precomputed segments"):
+        fused.predict_segments(segment(fused.features(samples), fused.config))
+    capsys.readouterr()
+    assert main(["predict", str(cv_run), str(wav), "--json", "--quiet"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["probabilities"] == pytest.approx(prediction.probabilities, abs=1e-5)
+
+
+def test_fusion_on_needs_a_fused_model_and_a_damaged_one_is_refused(cv_run, emodb_wavs, tmp_path, capsys):
+    checkpoint = next(cv_run.glob("fold*/best.pth"))
+    assert main(["predict", str(checkpoint), str(emodb_wavs[0]), "--fusion", "on", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "has no fused model" in err and "Traceback" not in err
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy)
+    (copy / "fusion-model.npz").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="not a readable fused model"):
+        Recognizer.load(copy)
+    assert Recognizer.load(copy, fusion="off").fusion is None
 
 
 def test_final_model_on_all_speakers_takes_the_cv_recipe_and_median_epoch(

@@ -7,6 +7,7 @@ them. openSMILE is an optional extra: ``pip install 'emovision[opensmile]'``.
 
 from __future__ import annotations
 
+import threading
 from types import ModuleType
 
 import numpy as np
@@ -33,7 +34,8 @@ def check_set(name: str) -> str:
 
 
 class Functionals:
-    """Computes the functionals of one feature set (one openSMILE instance, reused)."""
+    """Computes the functionals of one feature set (one openSMILE instance, reused; calls from
+    several threads take turns)."""
 
     def __init__(self, feature_set: str) -> None:
         opensmile = require_opensmile()
@@ -42,6 +44,7 @@ class Functionals:
             feature_set=getattr(opensmile.FeatureSet, feature_set),
             feature_level=opensmile.FeatureLevel.Functionals,
         )
+        self._lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -49,5 +52,6 @@ class Functionals:
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         """``(D,)`` float32 functionals of mono ``samples`` at ``sample_rate`` Hz (NaN → 0)."""
-        values = self._smile.process_signal(samples, sample_rate).to_numpy()[0]
+        with self._lock:
+            values = self._smile.process_signal(samples, sample_rate).to_numpy()[0]
         return np.nan_to_num(values.astype(np.float32))

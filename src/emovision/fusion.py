@@ -6,18 +6,23 @@ Its utterance log-probabilities and the image model's (the mean over a fold's re
 within-fold ensemble) are mixed as ``w·image + (1 − w)·linear``, with ``w`` in 0, 0.1 … 1 chosen
 by UA on the validation speaker (ties: the ``w`` nearest 0.5). The test speaker is scored once,
 with everything fixed. The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and
-pooled for the image model, the linear model and the fusion, with paired differences.
+pooled for the image model, the linear model and the fusion, with paired differences; and
+``fusion-model.npz``, the fusion to deploy (:mod:`emovision.fusion_model`): the linear model
+retrained on every speaker, with the folds' median ``C``, weight and temperature (the fused
+validation scores' temperature, fitted per fold).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from emovision.calibration import fit_temperature
 from emovision.checkpoint import model_from_checkpoint
 from emovision.dataset import load_split, open_source
 from emovision.errors import EmovisionError
@@ -29,6 +34,7 @@ from emovision.evaluate import (
     utterance_scores,
 )
 from emovision.files import atomic_write_bytes
+from emovision.fusion_model import FILE_NAME, LinearFusion
 from emovision.progress import progress_bar
 from emovision.runs import finished_runs
 from emovision.store import open_info, read_functionals
@@ -55,7 +61,40 @@ def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress
         for name, members in groups.items():
             folds.append(_fuse_fold(name, members, source, table, table_path))
             bar.advance(task)
-    return write_fusion(fusion_report(folds, source.classes, run_dir, table_path), run_dir)
+    report = fusion_report(folds, source.classes, run_dir, table_path)
+    speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
+    deployed = deploy_fusion(folds, table, table_path, speakers, source.classes)
+    deployed.save(run_dir / FILE_NAME)
+    return write_fusion(report | {"deployed": deployed.describe()}, run_dir)
+
+
+def deploy_fusion(
+    folds: list[dict], table: dict, table_path: Path, speakers: set[str], classes: list[str]
+) -> LinearFusion:
+    """The fusion to deploy: the linear model trained on the functionals of every utterance of
+    ``speakers`` with the folds' median ``C`` (the lower middle one, a value of :data:`C_GRID`),
+    the folds' median image weight and median fused temperature."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ids = [uid for uid, (_, speaker, _) in table.items() if speaker in speakers]
+    x = _lookup(table, ids, table_path)
+    y = np.array([table[uid][2] for uid in ids])
+    c = statistics.median_low(f["C"] for f in folds)
+    pipeline = make_pipeline(
+        StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    ).fit(x, y)
+    info = open_info(table_path)
+    return LinearFusion.from_pipeline(
+        pipeline,
+        feature_set=info.functionals,
+        sample_rate=info.config.sample_rate,
+        classes=list(classes),
+        weight=round(float(statistics.median(f["weight"] for f in folds)), 2),
+        temperature=float(statistics.median(f["temperature"] for f in folds)),
+        info={"C": c, "speakers": len(speakers), "utterances": len(ids), "folds": len(folds)},
+    )
 
 
 def write_fusion(report: dict, out: Path) -> dict:
@@ -128,6 +167,7 @@ def fuse_fold(
         "test": linear_log_probs(model, x_test, len(classes)),
     }
     weight = choose_weight(image["val"], linear["val"], val.utterance_labels, classes)
+    temperature = fit_temperature(weight * image["val"] + (1 - weight) * linear["val"], val.utterance_labels)
     fused = weight * image["test"] + (1 - weight) * linear["test"]
     scores = {"image": image["test"], "linear": linear["test"], "fusion": fused}
     return {
@@ -136,6 +176,7 @@ def fuse_fold(
         "val": fold["val"],
         "C": c,
         "weight": weight,
+        "temperature": temperature,
         **{key: score_utterances(test.utterance_labels, value, classes) for key, value in scores.items()},
     }
 
@@ -220,4 +261,13 @@ def fusion_markdown(report: dict) -> str:
     lines += ["", "| paired ΔUA | mean ± s.e. | folds better |", "|---|---|---|"]
     for key, p in report["paired_ua"].items():
         lines.append(f"| {key} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |")
+    deployed = report.get("deployed")
+    if deployed:
+        lines += [
+            "",
+            f"To deploy: `{FILE_NAME}`, the linear model on {deployed['functionals']} retrained on all "
+            f"{deployed['utterances']} utterances of the {deployed['speakers']} speakers (C {deployed['C']:g}), "
+            f"image weight {deployed['weight']:g}, temperature {deployed['temperature']:.2f} (medians over the "
+            "folds); predict, serve and Recognizer.load use it with the fold ensemble.",
+        ]
     return "\n".join(lines) + "\n"

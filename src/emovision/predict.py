@@ -10,6 +10,12 @@ and suffix (:func:`~emovision.features.feature_key`, as at extraction); for samp
 :meth:`Recognizer.predict_turns` first finds the speech turns (:mod:`emovision.vad`) and gives
 each turn its own emotion; silence is never scored.
 
+A cv folder whose fusion was scored (``emovision fuse`` or ``cv --fusion``) holds
+``fusion-model.npz`` (:mod:`emovision.fusion_model`): with ``fusion="auto"`` (the default) the
+utterance (and turn) probabilities are then the late fusion of the fold ensemble with the linear
+model on the recording's openSMILE functionals, which needs the ``opensmile`` extra;
+``segment_probabilities`` stay the image models' (functionals describe a whole recording).
+
 A checkpoint (``.pth``) runs with PyTorch; an ``.onnx`` file made by ``emovision export``
 runs with ONNX Runtime alone, without importing torch. This module imports neither at
 module level, so ``from emovision import Recognizer`` stays light.
@@ -35,6 +41,8 @@ from emovision.calibration import apply_temperature
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
 from emovision.features import FeatureConfig, compute_features, feature_key, segment, segment_times
+from emovision.fusion_model import FILE_NAME as FUSION_FILE
+from emovision.fusion_model import LinearFusion
 from emovision.system import resolve_device
 from emovision.vad import SAMPLE_RATE as VAD_RATE
 from emovision.vad import SpeechDetector, VadOptions
@@ -108,6 +116,7 @@ class Prediction:
 
 UNCERTAIN = "uncertain"
 CALIBRATION_MODES = ("auto", "on", "off")
+FUSION_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -179,22 +188,28 @@ class _Speech:
     read: Callable[[float, float], np.ndarray]
     config: FeatureConfig
     key: str
+    functionals: Callable[[np.ndarray, int], np.ndarray] | None = None
 
-    def batches(self, segments_per_batch: int) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-        """Turns with their segments ``(n, C, F, T)``, a batch of about ``segments_per_batch``
-        segments at a time (a turn shorter than one analysis window is widened to one)."""
-        spans, pieces, count = [], [], 0
+    def batches(
+        self, segments_per_batch: int
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray], np.ndarray | None]]:
+        """Turns with their segments ``(n, C, F, T)`` and, for a fused model, their functionals
+        ``(turns, D)``, a batch of about ``segments_per_batch`` segments at a time (a turn
+        shorter than one analysis window is widened to one)."""
+        spans, pieces, values, count = [], [], [], 0
         minimum = self.config.min_samples / self.config.sample_rate
         for start, end in self.spans:
             samples = self.read(float(start), max(float(end), float(start) + minimum))
             pieces.append(segment(compute_features(samples, self.config, self.key), self.config))
+            if self.functionals is not None:
+                values.append(self.functionals(samples, self.config.sample_rate))
             spans.append((start, end))
             count += pieces[-1].shape[0]
             if count >= segments_per_batch:
-                yield np.array(spans), pieces
-                spans, pieces, count = [], [], 0
+                yield np.array(spans), pieces, np.stack(values) if values else None
+                spans, pieces, values, count = [], [], [], 0
         if spans:
-            yield np.array(spans), pieces
+            yield np.array(spans), pieces, np.stack(values) if values else None
 
 
 @dataclass
@@ -204,13 +219,15 @@ class _Prepared:
     duration: float
     features: np.ndarray | None
     frames: int | None = None
+    functionals: np.ndarray | None = None
 
 
 class Recognizer:
     """A trained model ready to predict emotions from audio (see the module docstring).
 
     Load with :meth:`load`; ``backend`` is ``"torch"`` or ``"onnx"``; one model call
-    scores at most ``batch_size`` segments.
+    scores at most ``batch_size`` segments; ``fusion`` is the late fusion with openSMILE
+    functionals applied to utterance scores, or None.
     """
 
     def __init__(
@@ -222,6 +239,7 @@ class Recognizer:
         model: dict,
         batch_size: int = 64,
         temperature: float | None = None,
+        fusion: LinearFusion | None = None,
     ) -> None:
         if aggregate not in ("logprob", "prob"):
             raise CheckpointError(f"unknown aggregation rule {aggregate!r} in the model")
@@ -232,6 +250,16 @@ class Recognizer:
         self.model = dict(model)
         self.batch_size = batch_size
         self.temperature = temperature
+        self.fusion = fusion
+        self._functionals = None
+        if fusion is not None:
+            from emovision.functionals import Functionals
+
+            self._functionals = Functionals(fusion.feature_set)
+            self.model["name"] = (
+                f"{self.model['name']} + linear model on {fusion.feature_set} functionals "
+                f"(image weight {fusion.weight:g})"
+            )
 
     @property
     def backend(self) -> str:
@@ -249,6 +277,7 @@ class Recognizer:
         threads: int | None = None,
         batch_size: int = 64,
         calibration: str = "auto",
+        fusion: str = "auto",
     ) -> Recognizer:
         """The model at ``path``: an ONNX file (``.onnx``), an emovision checkpoint, or a finished
         ``emovision cv`` folder (the ensemble of its fold models: mean of log-probabilities).
@@ -257,13 +286,18 @@ class Recognizer:
         the model (for PyTorch a process-wide setting); default: the library's choice.
         ``calibration``: ``auto`` applies the model's temperature (:mod:`emovision.calibration`)
         to utterance and turn probabilities when it has one, ``on`` requires one, ``off`` gives
-        the raw probabilities. Decisions are the same either way.
+        the raw probabilities. Decisions are the same either way. ``fusion``: ``auto`` uses a cv
+        folder's ``fusion-model.npz`` when it has one (its temperature replaces the image
+        models'), ``on`` requires one, ``off`` gives the image models' scores alone.
         """
         if batch_size < 1:
             raise EmovisionError("the batch size must be at least 1")
         if calibration not in CALIBRATION_MODES:
             raise EmovisionError(f"--calibration must be one of {', '.join(CALIBRATION_MODES)}")
+        if fusion not in FUSION_MODES:
+            raise EmovisionError(f"--fusion must be one of {', '.join(FUSION_MODES)}")
         path = Path(path)
+        fused = _fusion_model(path, fusion)
         if path.suffix.lower() == ".onnx":
             backend: _TorchBackend | _OnnxBackend = _OnnxBackend(path, device, threads)
             meta = backend.metadata
@@ -281,16 +315,21 @@ class Recognizer:
         from emovision.runs import load_model_payload
 
         payload = load_model_payload(path)
-        backend = _TorchBackend(payload, device, threads)
         config = payload.get("feature_config")
+        config = FeatureConfig.from_dict(config) if config else None
+        if fused is not None:
+            _check_fusion(fused, list(payload["classes"]), config, path)
+        backend = _TorchBackend(payload, device, threads)
+        stored = fused.temperature if fused is not None else payload.get("temperature")
         return cls(
             backend,
             list(payload["classes"]),
-            FeatureConfig.from_dict(config) if config else None,
+            config,
             payload.get("aggregate", "logprob"),
             payload["model"],
             batch_size,
-            _temperature(payload.get("temperature"), calibration, path),
+            _temperature(stored, calibration, path),
+            fused,
         )
 
     # ----- single recordings ----------------------------------------------------------------
@@ -344,10 +383,10 @@ class Recognizer:
             raise EmovisionError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
         found = self._speech(source, sample_rate, key, name, max_seconds, vad, vad_options, progress)
         turns = []
-        for spans, pieces in found.batches(self.batch_size):
+        for spans, pieces, values in found.batches(self.batch_size):
             log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
             counts = np.array([piece.shape[0] for piece in pieces])
-            scores = np.exp(self._calibrated(utterance_scores(log_probs, counts, self.aggregate)))
+            scores = np.exp(self._utterance(log_probs, counts, values))
             for (start, end), row in zip(spans, scores, strict=True):
                 probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
                 emotion = self.classes[int(row.argmax())] if row.max() >= min_confidence else UNCERTAIN
@@ -381,18 +420,28 @@ class Recognizer:
         else:
             label, samples, key = self._load(source, sample_rate, key, name, None)
             whole = np.array([[0.0, samples.size / config.sample_rate]])
-            batches = [(whole, [segment(compute_features(samples, config, key), config)])]
+            batches = [(whole, [segment(compute_features(samples, config, key), config)], None)]
         spans, means = [], []
-        for batch_spans, pieces in batches:
+        for batch_spans, pieces, _ in batches:
             vectors = self._backend.embeddings(np.concatenate(pieces), self.batch_size)
             bounds = np.cumsum([0] + [piece.shape[0] for piece in pieces])
             means += [vectors[a:b].mean(axis=0) for a, b in pairwise(bounds)]
             spans.append(batch_spans)
         return Embedding(label, np.stack(means).astype(np.float32), np.concatenate(spans))
 
-    def _calibrated(self, log_scores: np.ndarray) -> np.ndarray:
-        """Utterance log-scores ``(U, K)`` with the model's temperature applied (when it is used)."""
-        return log_scores if self.temperature is None else apply_temperature(log_scores, self.temperature)
+    def _utterance(self, log_probs: np.ndarray, counts: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+        """Utterance log-probabilities ``(U, K)`` of segment log-probabilities ``(N, K)``, ``counts``
+        segments per utterance, fused with the functionals ``values`` ``(U, D)`` of a fused model,
+        with the temperature applied (when it is used)."""
+        scores = utterance_scores(log_probs, counts, self.aggregate)
+        if self.fusion is not None:
+            if values is None:
+                raise EmovisionError(
+                    "this model fuses openSMILE functionals of the audio: precomputed segments "
+                    "cannot be scored by it (load it with fusion='off' for the image models alone)"
+                )
+            scores = self.fusion.fuse(scores, values)
+        return scores if self.temperature is None else apply_temperature(scores, self.temperature)
 
     def _speech(
         self,
@@ -439,7 +488,7 @@ class Recognizer:
         spans = detector.turns()
         if spans.shape[0] == 0:
             raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
-        return _Speech(label, duration, spans, read, config, key)
+        return _Speech(label, duration, spans, read, config, key, self._functionals)
 
     def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
         """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""
@@ -516,7 +565,10 @@ class Recognizer:
         duration = samples.size / config.sample_rate
         feature = compute_features(samples, config, key)
         kept = feature if keep_features else None
-        return _Prepared(label, segment(feature, config), duration, features=kept, frames=feature.shape[-1])
+        values = None if self._functionals is None else self._functionals(samples, config.sample_rate)[None]
+        return _Prepared(
+            label, segment(feature, config), duration, kept, feature.shape[-1], functionals=values
+        )
 
     def _load(
         self,
@@ -572,9 +624,7 @@ class Recognizer:
             yield item if isinstance(item, Failure) else next(scored)
 
     def _prediction(self, prepared: _Prepared, log_probs: np.ndarray) -> Prediction:
-        utterance = self._calibrated(
-            utterance_scores(log_probs, np.array([log_probs.shape[0]]), self.aggregate)
-        )
+        utterance = self._utterance(log_probs, np.array([log_probs.shape[0]]), prepared.functionals)
         probabilities = np.exp(utterance[0])
         if self.config is None:
             times = np.full((log_probs.shape[0], 2), np.nan)
@@ -591,6 +641,38 @@ class Recognizer:
             times=times,
             duration=duration,
             features=prepared.features,
+        )
+
+
+def _fusion_model(path: Path, mode: str) -> LinearFusion | None:
+    """The fused model of the cv folder ``path`` under ``mode`` (see :meth:`Recognizer.load`)."""
+    file = path / FUSION_FILE if path.is_dir() else None
+    if mode == "off" or file is None or not file.is_file():
+        if mode == "on":
+            raise EmovisionError(
+                f"{path} has no fused model ({FUSION_FILE}): run emovision fuse on the cv folder "
+                "(features with --functionals), or use --fusion off"
+            )
+        return None
+    from emovision.functionals import require_opensmile
+
+    try:
+        require_opensmile()
+    except EmovisionError as exc:
+        raise EmovisionError(f"{path} fuses openSMILE functionals: {exc} (or use --fusion off)") from None
+    return LinearFusion.load(file)
+
+
+def _check_fusion(fused: LinearFusion, classes: list[str], config: FeatureConfig | None, path: Path) -> None:
+    """Refuse a fused model that does not belong to the fold models beside it."""
+    if fused.classes != classes:
+        raise CheckpointError(
+            f"{path / FUSION_FILE} has the classes {fused.classes}, the fold models {classes}: rerun emovision fuse"
+        )
+    if config is None or config.sample_rate != fused.sample_rate:
+        raise CheckpointError(
+            f"{path / FUSION_FILE} was fitted on functionals at another sample rate than the fold "
+            "models' features: rerun emovision fuse"
         )
 
 

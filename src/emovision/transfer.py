@@ -40,8 +40,12 @@ def parse_map(text: str | None) -> dict[str, str]:
 
 
 def evaluate_on(model: str | Path, features: str | Path, out: str | Path, mapping: dict[str, str]) -> dict:
-    """Score ``model`` on every utterance of ``features`` whose class it knows; write and return the summary."""
-    recognizer = Recognizer.load(model)
+    """Score ``model`` on every utterance of ``features`` whose class it knows; write and return the summary.
+
+    A cv folder's late fusion is not used: the features file holds spectrograms, not audio, so
+    the image models alone are scored.
+    """
+    recognizer = Recognizer.load(model, fusion="off")
     info = open_info(features)
     _check_config(recognizer, info, Path(features))
     unknown = [name for name in mapping if name not in info.classes]

@@ -67,6 +67,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "on", "off"),
         help="temperature-scaled probabilities: auto (when the model has a temperature), on (require one), off",
     )
+    _fusion_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     turns = parser.add_argument_group("speech turns (--turns)")
     turns.add_argument(
@@ -96,6 +97,16 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     turns.add_argument("--vad-padding", type=float, default=0.1, help="seconds added around each turn")
 
 
+def _fusion_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fusion",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="a cv folder's late fusion with openSMILE functionals (emovision fuse): auto (when it has "
+        "one), on (require one), off (image models alone)",
+    )
+
+
 def _run_predict(args: argparse.Namespace) -> int:
     """Exit status 0: every file predicted; 1: some failed (listed on stderr); 2: none could be used."""
     import json
@@ -108,7 +119,11 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.turns or args.turns_out:
         return _run_turns(args)
     recognizer = Recognizer.load(
-        args.model, device=args.device, batch_size=args.batch_size, calibration=args.calibration
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        calibration=args.calibration,
+        fusion=args.fusion,
     )
     files, failures = find_audio(args.paths)
     predictions = []
@@ -158,7 +173,11 @@ def _run_turns(args: argparse.Namespace) -> int:
     if args.turns_out:
         check_turns_path(args.turns_out)
     recognizer = Recognizer.load(
-        args.model, device=args.device, batch_size=args.batch_size, calibration=args.calibration
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        calibration=args.calibration,
+        fusion=args.fusion,
     )
     files, failures = find_audio(args.paths)
     results = []
@@ -283,6 +302,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from emovision.fusion_model import FILE_NAME as FUSION_FILE
     from emovision.onnx_export import export_onnx
 
     output = args.output or args.model.with_suffix(".onnx")
@@ -295,6 +315,12 @@ def _run_export(args: argparse.Namespace) -> int:
         f"ONNX Runtime matches PyTorch within {result.max_difference:.1e}",
         highlight=False,
     )
+    if (args.model / FUSION_FILE).is_file():
+        console.print(
+            f"note: the file holds the fold ensemble only; the late fusion ({FUSION_FILE}) needs openSMILE "
+            "and is used by predict and serve on the cv folder",
+            highlight=False,
+        )
     return 0
 
 
@@ -318,6 +344,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, default=serve.DEFAULT_CONCURRENCY, help="predictions at once"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    _fusion_argument(parser)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -336,5 +363,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         concurrency=args.concurrency,
         device=args.device,
+        fusion=args.fusion,
     )
     return 0

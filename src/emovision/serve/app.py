@@ -145,15 +145,19 @@ def create_app(
     concurrency: int = DEFAULT_CONCURRENCY,
     queue_timeout: float = 60.0,
     device: str = "cpu",
+    fusion: str = "auto",
 ) -> FastAPI:
     """The application around ``model`` (a :class:`Recognizer`, or the path of a checkpoint/ONNX file).
 
     ``max_upload_bytes``: largest audio file; ``max_seconds``: longest recording;
-    ``concurrency``: predictions at once; ``queue_timeout``: seconds a request may wait.
+    ``concurrency``: predictions at once; ``queue_timeout``: seconds a request may wait;
+    ``fusion``: a cv folder's late fusion (see :meth:`Recognizer.load`).
     """
     if max_upload_bytes < 1 or max_seconds <= 0 or concurrency < 1 or queue_timeout <= 0:
         raise EmovisionError("upload limit, duration limit, concurrency and queue timeout must be positive")
-    recognizer = model if isinstance(model, Recognizer) else Recognizer.load(model, device=device)
+    recognizer = (
+        model if isinstance(model, Recognizer) else Recognizer.load(model, device=device, fusion=fusion)
+    )
     if recognizer.config is None:
         raise EmovisionError(
             "this model's feature configuration is unknown (trained on a legacy pickle): "
@@ -331,6 +335,7 @@ def serve(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     concurrency: int = DEFAULT_CONCURRENCY,
     device: str = "cpu",
+    fusion: str = "auto",
 ) -> None:
     """Load ``model`` and serve the page and the API with uvicorn until interrupted."""
     import uvicorn
@@ -341,5 +346,6 @@ def serve(
         max_seconds=max_seconds,
         concurrency=concurrency,
         device=device,
+        fusion=fusion,
     )
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
