@@ -272,6 +272,56 @@ def test_a_within_fold_ensemble_of_two_cvs_is_scored_and_fused_on_their_folds(
     assert "within-fold ensemble of 2 cvs" in report and "| " + str(out) + " | " in report
 
 
+def test_an_ensemble_folder_is_a_model_of_its_members_and_its_fusion(
+    cv_run, cv_other_seed, emodb_augmented, emodb_wavs, tmp_path, capsys
+):
+    # the members and the ensemble move together: members are found relative to the ensemble
+    shutil.copytree(cv_run, tmp_path / "runs" / "one")
+    shutil.copytree(cv_other_seed, tmp_path / "runs" / "two")
+    out = tmp_path / "runs" / "ensemble"
+    members = [str(tmp_path / "runs" / name) for name in ("one", "two")]
+    assert (
+        main(["ensemble", *members, "--out", str(out), "--functionals", str(emodb_augmented), "--quiet"]) == 0
+    )
+    moved = tmp_path / "moved"
+    (tmp_path / "runs").rename(moved)
+    summary = json.loads((moved / "ensemble" / "summary.json").read_text())
+    assert summary["temperature"] == pytest.approx(np.median([f["temperature"] for f in summary["folds"]]))
+    wav = next(p for p in emodb_wavs if p.name.startswith("08"))
+    raw = [
+        Recognizer.load(moved / name, fusion="off", calibration="off").predict(wav) for name in ("one", "two")
+    ]
+    classes = raw[0].classes
+    mean = np.mean([np.log([r.probabilities[c] for c in classes]) for r in raw], axis=0)
+    image = Recognizer.load(moved / "ensemble", fusion="off", calibration="off")
+    assert image.model["name"].startswith("ensemble of 2 cvs")
+    prediction = image.predict(wav)
+    expected = torch.softmax(torch.from_numpy(mean), dim=0).numpy()
+    assert np.allclose([prediction.probabilities[c] for c in classes], expected, atol=1e-5)
+    assert np.allclose(prediction.segment_probabilities, raw[0].segment_probabilities)
+    fused = Recognizer.load(moved / "ensemble")
+    values = Functionals("eGeMAPSv02")(load_audio(wav, 16000), 16000)[None]
+    logits = fused.fusion.fuse(mean[None], values)[0] / fused.temperature
+    expected = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
+    [batch] = list(fused.iter_predict([wav]))
+    assert np.allclose([batch.probabilities[c] for c in classes], expected, atol=1e-5)
+    assert fused.predict_turns(wav, vad="energy").turns
+    with pytest.raises(EmovisionError, match="ensemble of cvs"):
+        fused.embed(wav)
+    capsys.readouterr()
+    assert main(["export", str(moved / "ensemble"), "-o", str(tmp_path / "e.onnx")]) == 2
+    assert "give one of its member cv folders" in capsys.readouterr().err
+    # scored again without functionals: the earlier fused model is gone, not silently reused
+    members = [str(moved / name) for name in ("one", "two")]
+    assert main(["ensemble", *members, "--out", str(moved / "ensemble"), "--quiet"]) == 0
+    assert not (moved / "ensemble" / "fusion-model.npz").exists()
+    assert Recognizer.load(moved / "ensemble").fusion is None
+    shutil.rmtree(moved / "two")
+    capsys.readouterr()
+    assert main(["predict", str(moved / "ensemble"), str(wav), "--quiet"]) == 2
+    assert "is not there any more" in capsys.readouterr().err
+
+
 def test_an_ensemble_of_a_cv_with_itself_scores_as_the_cv(cv_run, tmp_path):
     assert main(["ensemble", str(cv_run), str(cv_run), "--out", str(tmp_path / "same"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "same" / "summary.json").read_text())

@@ -9,21 +9,31 @@ cv folder (for deployment), this ensemble is scored honestly on the cv's folds. 
 it is also late-fused with a linear model on openSMILE functionals, exactly as ``emovision fuse``
 does. The output folder gets ``summary.json`` (the shape of a cv summary, so ``emovision report``
 compares it), ``summary.md``, ``confusion.png`` and, fused, ``fusion.json`` / ``fusion.md``.
+
+The folder is also a model to deploy: :class:`~emovision.predict.Recognizer` (``predict``,
+``serve``) loads the fold ensembles of its member cvs (found by their path relative to the
+ensemble folder, else as given) and averages their utterance log-probabilities, with the
+temperature fitted on each fold's validation speaker (median over folds) and, fused, the
+``fusion-model.npz`` that ``fuse`` would write.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from emovision.calibration import fit_temperature
 from emovision.cv import write_summary
 from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import fold_summary, paired_difference, score_utterances
-from emovision.fusion import functionals_by_id, fuse_fold, fusion_report, mean_image_scores, write_fusion
+from emovision.fusion import functionals_by_id, fuse_fold, mean_image_scores, write_fused
+from emovision.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, finished_runs
 from emovision.system import software_versions
@@ -72,11 +82,15 @@ def ensemble_cvs(
                     )
                 )
             bar.advance(task)
-    summary = _summary(members, scored, classes)
+    summary = _summary(members, scored, classes, out)
     out.mkdir(parents=True, exist_ok=True)
     write_summary(summary, out, classes, ensemble_markdown(summary))
     if fused:
-        summary["fusion"] = write_fusion(fusion_report(fused, classes, out, Path(functionals)), out)
+        speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
+        summary["fusion"] = write_fused(fused, classes, out, table, Path(functionals), speakers)
+    else:
+        for name in (FUSION_FILE, "fusion.json", "fusion.md"):
+            (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
     return summary
 
 
@@ -139,21 +153,30 @@ def _fold_result(
 ) -> dict:
     labels = splits["test"].utterance_labels
     ensemble = score_utterances(labels, np.mean([s["test"] for s in image], axis=0), classes)
+    val = np.mean([s["val"] for s in image], axis=0)
     return {
         "name": name,
         "test": fold["test"],
         "val": fold["val"],
+        "temperature": fit_temperature(val, splits["val"].utterance_labels),
         **ensemble,
         "members_ua": [score_utterances(labels, s["test"], classes)["ua"] for s in image],
     }
 
 
-def _summary(members: list[Member], folds: list[dict], classes: list[str]) -> dict:
+def _summary(members: list[Member], folds: list[dict], classes: list[str], out: Path) -> dict:
     member_ua = np.array([f["members_ua"] for f in folds])
     return {
         "members": [
-            {"folder": str(m.folder), "model": m.model, "features_file": str(m.source.path)} for m in members
+            {
+                "folder": str(m.folder),
+                "path": os.path.relpath(m.folder.resolve(), out.resolve()),
+                "model": m.model,
+                "features_file": str(m.source.path),
+            }
+            for m in members
         ],
+        "temperature": float(statistics.median(f["temperature"] for f in folds)),
         "corpus": members[0].source.corpus,
         "classes": classes,
         "folds": folds,

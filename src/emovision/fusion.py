@@ -61,11 +61,20 @@ def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress
         for name, members in groups.items():
             folds.append(_fuse_fold(name, members, source, table, table_path))
             bar.advance(task)
-    report = fusion_report(folds, source.classes, run_dir, table_path)
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
-    deployed = deploy_fusion(folds, table, table_path, speakers, source.classes)
-    deployed.save(run_dir / FILE_NAME)
-    return write_fusion(report | {"deployed": deployed.describe()}, run_dir)
+    return write_fused(folds, source.classes, run_dir, table, table_path, speakers)
+
+
+def write_fused(
+    folds: list[dict], classes: list[str], out: Path, table: dict, table_path: Path, speakers: set[str]
+) -> dict:
+    """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
+    functionals in ``table`` of every one of ``speakers``), written to ``out``: ``fusion.json``,
+    ``fusion.md`` and ``fusion-model.npz``. Returns the report."""
+    deployed = deploy_fusion(folds, table, table_path, speakers, classes)
+    deployed.save(out / FILE_NAME)
+    report = fusion_report(folds, classes, out, table_path) | {"deployed": deployed.describe()}
+    return write_fusion(report, out)
 
 
 def deploy_fusion(

@@ -16,6 +16,11 @@ utterance (and turn) probabilities are then the late fusion of the fold ensemble
 model on the recording's openSMILE functionals, which needs the ``opensmile`` extra;
 ``segment_probabilities`` stay the image models' (functionals describe a whole recording).
 
+An ``emovision ensemble`` folder is the ensemble of its member cvs' fold ensembles: each member
+computes its own features (segment lengths may differ) and the utterance log-probabilities of the
+members are averaged, as the ensemble was scored; ``segment_probabilities`` and ``times`` are the
+first member's.
+
 A checkpoint (``.pth``) runs with PyTorch; an ``.onnx`` file made by ``emovision export``
 runs with ONNX Runtime alone, without importing torch. This module imports neither at
 module level, so ``from emovision import Recognizer`` stays light.
@@ -189,27 +194,31 @@ class _Speech:
     config: FeatureConfig
     key: str
     functionals: Callable[[np.ndarray, int], np.ndarray] | None = None
+    extra_configs: tuple[FeatureConfig, ...] = ()
 
-    def batches(
-        self, segments_per_batch: int
-    ) -> Iterator[tuple[np.ndarray, list[np.ndarray], np.ndarray | None]]:
-        """Turns with their segments ``(n, C, F, T)`` and, for a fused model, their functionals
-        ``(turns, D)``, a batch of about ``segments_per_batch`` segments at a time (a turn
-        shorter than one analysis window is widened to one)."""
+    def batches(self, segments_per_batch: int) -> Iterator[tuple]:
+        """Turns ``(spans, pieces, values, extra)``, a batch of about ``segments_per_batch``
+        segments at a time: their spans ``(n, 2)``, segments ``(n_i, C, F, T)`` per turn,
+        functionals ``(n, D)`` for a fused model (else None) and, per extra ensemble member, its
+        segments per turn (a turn shorter than one analysis window is widened to one)."""
         spans, pieces, values, count = [], [], [], 0
+        extra: list[list[np.ndarray]] = [[] for _ in self.extra_configs]
         minimum = self.config.min_samples / self.config.sample_rate
         for start, end in self.spans:
             samples = self.read(float(start), max(float(end), float(start) + minimum))
             pieces.append(segment(compute_features(samples, self.config, self.key), self.config))
+            for config, member in zip(self.extra_configs, extra, strict=True):
+                member.append(segment(compute_features(samples, config, self.key), config))
             if self.functionals is not None:
                 values.append(self.functionals(samples, self.config.sample_rate))
             spans.append((start, end))
             count += pieces[-1].shape[0]
             if count >= segments_per_batch:
-                yield np.array(spans), pieces, np.stack(values) if values else None
+                yield np.array(spans), pieces, np.stack(values) if values else None, extra
                 spans, pieces, values, count = [], [], [], 0
+                extra = [[] for _ in self.extra_configs]
         if spans:
-            yield np.array(spans), pieces, np.stack(values) if values else None
+            yield np.array(spans), pieces, np.stack(values) if values else None, extra
 
 
 @dataclass
@@ -220,6 +229,16 @@ class _Prepared:
     features: np.ndarray | None
     frames: int | None = None
     functionals: np.ndarray | None = None
+    extra: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class _Member:
+    """A further member of an ensemble of cvs: its fold ensemble, features and aggregation rule."""
+
+    backend: _TorchBackend
+    config: FeatureConfig
+    aggregate: str
 
 
 class Recognizer:
@@ -227,7 +246,8 @@ class Recognizer:
 
     Load with :meth:`load`; ``backend`` is ``"torch"`` or ``"onnx"``; one model call
     scores at most ``batch_size`` segments; ``fusion`` is the late fusion with openSMILE
-    functionals applied to utterance scores, or None.
+    functionals applied to utterance scores, or None; ``extra`` the further members of an
+    ensemble of cvs (whose utterance log-probabilities are averaged with this model's).
     """
 
     def __init__(
@@ -240,6 +260,7 @@ class Recognizer:
         batch_size: int = 64,
         temperature: float | None = None,
         fusion: LinearFusion | None = None,
+        extra: list[_Member] | None = None,
     ) -> None:
         if aggregate not in ("logprob", "prob"):
             raise CheckpointError(f"unknown aggregation rule {aggregate!r} in the model")
@@ -251,6 +272,7 @@ class Recognizer:
         self.batch_size = batch_size
         self.temperature = temperature
         self.fusion = fusion
+        self._extra = list(extra or [])
         self._functionals = None
         if fusion is not None:
             from emovision.functionals import Functionals
@@ -279,8 +301,9 @@ class Recognizer:
         calibration: str = "auto",
         fusion: str = "auto",
     ) -> Recognizer:
-        """The model at ``path``: an ONNX file (``.onnx``), an emovision checkpoint, or a finished
-        ``emovision cv`` folder (the ensemble of its fold models: mean of log-probabilities).
+        """The model at ``path``: an ONNX file (``.onnx``), an emovision checkpoint, a finished
+        ``emovision cv`` folder (the ensemble of its fold models: mean of log-probabilities), or
+        an ``emovision ensemble`` folder (the ensemble of its member cvs, each on its own features).
 
         ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ``threads``: CPU threads for
         the model (for PyTorch a process-wide setting); default: the library's choice.
@@ -312,24 +335,41 @@ class Recognizer:
                 batch_size,
                 _temperature(stored, calibration, path),
             )
-        from emovision.runs import load_model_payload
+        from emovision.runs import is_ensemble_folder, load_ensemble, load_model_payload
 
-        payload = load_model_payload(path)
+        if is_ensemble_folder(path):
+            payloads, image_temperature = load_ensemble(path)
+        else:
+            payloads = [load_model_payload(path)]
+            image_temperature = payloads[0].get("temperature")
+        payload = payloads[0]
         config = payload.get("feature_config")
         config = FeatureConfig.from_dict(config) if config else None
         if fused is not None:
             _check_fusion(fused, list(payload["classes"]), config, path)
-        backend = _TorchBackend(payload, device, threads)
-        stored = fused.temperature if fused is not None else payload.get("temperature")
+        model = payload["model"]
+        if len(payloads) > 1:
+            names = "; ".join(p["model"]["name"] for p in payloads)
+            model = {**model, "name": f"ensemble of {len(payloads)} cvs ({names})"}
+        extra = [
+            _Member(
+                _TorchBackend(p, device, threads),
+                FeatureConfig.from_dict(p["feature_config"]),
+                p.get("aggregate", "logprob"),
+            )
+            for p in payloads[1:]
+        ]
+        stored = fused.temperature if fused is not None else image_temperature
         return cls(
-            backend,
+            _TorchBackend(payload, device, threads),
             list(payload["classes"]),
             config,
             payload.get("aggregate", "logprob"),
-            payload["model"],
+            model,
             batch_size,
             _temperature(stored, calibration, path),
             fused,
+            extra,
         )
 
     # ----- single recordings ----------------------------------------------------------------
@@ -351,7 +391,8 @@ class Recognizer:
         Raises :class:`AudioError` for unusable audio.
         """
         prepared = self._prepare(source, sample_rate, key, name, keep_features, max_seconds)
-        return self._prediction(prepared, self._backend.log_probs(prepared.segments, self.batch_size))
+        extra = self._extra_scores([[segments] for segments in prepared.extra])
+        return self._prediction(prepared, self._backend.log_probs(prepared.segments, self.batch_size), extra)
 
     def predict_turns(
         self,
@@ -383,10 +424,10 @@ class Recognizer:
             raise EmovisionError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
         found = self._speech(source, sample_rate, key, name, max_seconds, vad, vad_options, progress)
         turns = []
-        for spans, pieces, values in found.batches(self.batch_size):
+        for spans, pieces, values, extra in found.batches(self.batch_size):
             log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
             counts = np.array([piece.shape[0] for piece in pieces])
-            scores = np.exp(self._utterance(log_probs, counts, values))
+            scores = np.exp(self._utterance(log_probs, counts, values, self._extra_scores(extra)))
             for (start, end), row in zip(spans, scores, strict=True):
                 probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
                 emotion = self.classes[int(row.argmax())] if row.max() >= min_confidence else UNCERTAIN
@@ -413,6 +454,7 @@ class Recognizer:
             raise EmovisionError(
                 "embeddings need the PyTorch model (checkpoint or cv folder): an ONNX file holds only the class scores"
             )
+        self._single("embeddings")
         config = self._require_config()
         if turns:
             found = self._speech(source, sample_rate, key, name, None, vad, vad_options, None)
@@ -420,20 +462,30 @@ class Recognizer:
         else:
             label, samples, key = self._load(source, sample_rate, key, name, None)
             whole = np.array([[0.0, samples.size / config.sample_rate]])
-            batches = [(whole, [segment(compute_features(samples, config, key), config)], None)]
+            batches = [(whole, [segment(compute_features(samples, config, key), config)])]
         spans, means = [], []
-        for batch_spans, pieces, _ in batches:
+        for batch_spans, pieces, *_ in batches:
             vectors = self._backend.embeddings(np.concatenate(pieces), self.batch_size)
             bounds = np.cumsum([0] + [piece.shape[0] for piece in pieces])
             means += [vectors[a:b].mean(axis=0) for a, b in pairwise(bounds)]
             spans.append(batch_spans)
         return Embedding(label, np.stack(means).astype(np.float32), np.concatenate(spans))
 
-    def _utterance(self, log_probs: np.ndarray, counts: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+    def _utterance(
+        self,
+        log_probs: np.ndarray,
+        counts: np.ndarray,
+        values: np.ndarray | None,
+        extra: list[np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Utterance log-probabilities ``(U, K)`` of segment log-probabilities ``(N, K)``, ``counts``
-        segments per utterance, fused with the functionals ``values`` ``(U, D)`` of a fused model,
-        with the temperature applied (when it is used)."""
+        segments per utterance, averaged with the further ensemble members' utterance scores
+        ``extra`` (each ``(U, K)``), fused with the functionals ``values`` ``(U, D)`` of a fused
+        model, with the temperature applied (when it is used)."""
         scores = utterance_scores(log_probs, counts, self.aggregate)
+        if extra:
+            scores = np.mean([scores, *extra], axis=0)
+            scores = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
         if self.fusion is not None:
             if values is None:
                 raise EmovisionError(
@@ -442,6 +494,24 @@ class Recognizer:
                 )
             scores = self.fusion.fuse(scores, values)
         return scores if self.temperature is None else apply_temperature(scores, self.temperature)
+
+    def _extra_scores(self, pieces: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """Utterance log-probabilities ``(U, K)`` of each further ensemble member, from its segments
+        ``pieces[member][utterance]`` ``(n, C, F, T)``."""
+        scores = []
+        for member, segments in zip(self._extra, pieces, strict=True):
+            log_probs = member.backend.log_probs(np.concatenate(segments), self.batch_size)
+            counts = np.array([piece.shape[0] for piece in segments])
+            scores.append(utterance_scores(log_probs, counts, member.aggregate))
+        return scores
+
+    def _single(self, what: str) -> None:
+        """Refuse ``what`` for an ensemble of cvs (its members compute features of their own)."""
+        if self._extra:
+            raise EmovisionError(
+                f"{what}: this is an ensemble of cvs whose members compute their own features; "
+                "use one of its cv folders"
+            )
 
     def _speech(
         self,
@@ -488,10 +558,12 @@ class Recognizer:
         spans = detector.turns()
         if spans.shape[0] == 0:
             raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
-        return _Speech(label, duration, spans, read, config, key, self._functionals)
+        extra = tuple(member.config for member in self._extra)
+        return _Speech(label, duration, spans, read, config, key, self._functionals, extra)
 
     def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
         """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""
+        self._single("scoring precomputed segments")
         segments = np.ascontiguousarray(segments, dtype=np.float32)
         expected = (self.model["channels"], self.model["height"])
         if segments.ndim != 4 or segments.shape[1:3] != expected or segments.shape[0] == 0:
@@ -503,10 +575,12 @@ class Recognizer:
 
     def log_probs(self, segments: np.ndarray) -> np.ndarray:
         """Segment log-probabilities ``(N, K)`` of segments ``(N, C, F, T)`` in dB, ``batch_size`` at a time."""
+        self._single("scoring precomputed segments")
         return self._backend.log_probs(np.ascontiguousarray(segments, dtype=np.float32), self.batch_size)
 
     def features(self, samples: np.ndarray, key: str = "") -> np.ndarray:
         """The trained feature ``(C, F, T)`` in dB of mono samples at ``config.sample_rate``."""
+        self._single("features")
         return compute_features(samples, self._require_config(), key)
 
     # ----- many files ---------------------------------------------------------------------------
@@ -566,9 +640,8 @@ class Recognizer:
         feature = compute_features(samples, config, key)
         kept = feature if keep_features else None
         values = None if self._functionals is None else self._functionals(samples, config.sample_rate)[None]
-        return _Prepared(
-            label, segment(feature, config), duration, kept, feature.shape[-1], functionals=values
-        )
+        extra = [segment(compute_features(samples, m.config, key), m.config) for m in self._extra]
+        return _Prepared(label, segment(feature, config), duration, kept, feature.shape[-1], values, extra)
 
     def _load(
         self,
@@ -617,14 +690,18 @@ class Recognizer:
             segments = np.concatenate([item.segments for item in usable])
             log_probs = self._backend.log_probs(segments, self.batch_size)
             bounds = np.cumsum([0] + [item.segments.shape[0] for item in usable])
+            extra = self._extra_scores([[item.extra[m] for item in usable] for m in range(len(self._extra))])
             scored = iter(
-                self._prediction(item, log_probs[bounds[i] : bounds[i + 1]]) for i, item in enumerate(usable)
+                self._prediction(item, log_probs[bounds[i] : bounds[i + 1]], [e[i : i + 1] for e in extra])
+                for i, item in enumerate(usable)
             )
         for item in prepared:
             yield item if isinstance(item, Failure) else next(scored)
 
-    def _prediction(self, prepared: _Prepared, log_probs: np.ndarray) -> Prediction:
-        utterance = self._utterance(log_probs, np.array([log_probs.shape[0]]), prepared.functionals)
+    def _prediction(
+        self, prepared: _Prepared, log_probs: np.ndarray, extra: list[np.ndarray] | None = None
+    ) -> Prediction:
+        utterance = self._utterance(log_probs, np.array([log_probs.shape[0]]), prepared.functionals, extra)
         probabilities = np.exp(utterance[0])
         if self.config is None:
             times = np.full((log_probs.shape[0], 2), np.nan)

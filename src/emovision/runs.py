@@ -1,7 +1,8 @@
 """A finished cross-validation folder as data: its record (``cv.json``) and its fold runs.
 
 Read by ``robustness``, ``fuse`` and by :class:`~emovision.predict.Recognizer` when a cv folder
-is used as one model (the ensemble of its fold models).
+is used as one model (the ensemble of its fold models), or an ``emovision ensemble`` folder as the
+ensemble of its members' cv folders.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def load_model_payload(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_dir():
         return load_checkpoint(path)
+    if is_ensemble_folder(path):
+        raise EmovisionError(
+            f"{path} is an ensemble of cvs with several feature configurations: it is one model for "
+            "predict and serve, not one network; give one of its member cv folders"
+        )
     if not is_cv_folder(path):
         raise EmovisionError(f"{path} is a folder but not an emovision cv folder (no cv.json)")
     _, runs = finished_runs(path)
@@ -121,3 +127,41 @@ def _ensemble_temperature(temperatures: list[float | None]) -> float | None:
     if any(t is None for t in temperatures):
         return None
     return float(statistics.median(temperatures))
+
+
+def is_ensemble_folder(path: str | Path) -> bool:
+    """Whether ``path`` is an ``emovision ensemble`` output folder (a summary with members, no cv.json)."""
+    path = Path(path)
+    if not path.is_dir() or is_cv_folder(path) or not (path / "summary.json").is_file():
+        return False
+    return "members" in read_json(path / "summary.json", "ensemble summary")
+
+
+def load_ensemble(path: str | Path) -> tuple[list[dict], float | None]:
+    """The fold-ensemble payloads (:func:`load_model_payload`) of the member cvs of the ensemble
+    folder ``path``, and its temperature. A member is found at its path relative to ``path``, else
+    at the folder as it was given to ``emovision ensemble``. Members must share classes and the
+    audio sample rate (their features may differ otherwise: each computes its own)."""
+    path = Path(path)
+    summary = read_json(path / "summary.json", "ensemble summary")
+    payloads = []
+    for member in summary["members"]:
+        candidates = [path / member["path"]] if "path" in member else []
+        candidates.append(Path(member["folder"]))
+        found = next((c for c in candidates if is_cv_folder(c)), None)
+        if found is None:
+            raise EmovisionError(
+                f"{path}: its member cv folder {member['folder']} is not there any more "
+                "(an ensemble folder uses its members' fold models)"
+            )
+        payloads.append(load_model_payload(found))
+    first = payloads[0]
+    for other, member in zip(payloads[1:], summary["members"][1:], strict=True):
+        if other["classes"] != first["classes"]:
+            raise EmovisionError(f"{path}: member {member['folder']} has other classes than the first")
+        if other["feature_config"]["sample_rate"] != first["feature_config"]["sample_rate"]:
+            raise EmovisionError(
+                f"{path}: member {member['folder']} works at another sample rate than the first; "
+                "an ensemble to deploy needs one rate"
+            )
+    return payloads, summary.get("temperature")
