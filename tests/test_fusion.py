@@ -3,9 +3,11 @@
 import json
 import shutil
 
+import httpx
 import numpy as np
 import pytest
 import torch
+from serve.live_server import running_server
 
 from emovision.audio import load_audio
 from emovision.checkpoint import load_checkpoint, model_from_checkpoint
@@ -26,6 +28,7 @@ from emovision.fusion import (
 from emovision.fusion_model import LinearFusion
 from emovision.predict import Recognizer
 from emovision.runs import finished_runs, load_model_payload
+from emovision.serve import create_app
 from emovision.store import read_functionals
 
 FOLDS = [{"name": "a", "test": ["03"], "val": ["10"]}, {"name": "b", "test": ["08"], "val": ["09"]}]
@@ -163,6 +166,17 @@ def test_a_fused_cv_folder_predicts_with_its_linear_model(cv_run, emodb_augmente
     assert main(["predict", str(cv_run), str(wav), "--json", "--quiet"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["probabilities"] == pytest.approx(prediction.probabilities, abs=1e-5)
+    for fusion, fused_name in (("auto", True), ("off", False)):
+        with running_server(create_app(cv_run, fusion=fusion)) as url:
+            assert (
+                "linear model on eGeMAPSv02" in httpx.get(f"{url}/api/health").json()["model"]
+            ) is fused_name
+            files = {"file": (wav.name, wav.read_bytes(), "audio/wav")}
+            body = httpx.post(
+                f"{url}/api/predict", files=files, params={"spectrogram": "true"}, timeout=60
+            ).json()
+            want = prediction if fusion == "auto" else Recognizer.load(cv_run, fusion="off").predict(wav)
+            assert body["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
 
 
 def test_fusion_on_needs_a_fused_model_and_a_damaged_one_is_refused(cv_run, emodb_wavs, tmp_path, capsys):
