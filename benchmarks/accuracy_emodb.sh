@@ -11,7 +11,8 @@
 #         lite0-reverb, lite0-speed (each augmentation alone), lite0-aug-no-white (white noise held
 #         out of training), lite0-aug-mixup (lite0-aug with mixup), lite0-aug-2s (lite0-aug on 2-s
 #         segments: 64 mels × 200 frames), lite0-aug-2s-seed112 (the same with
-#         the next seed), lite0-aug-seed112 (lite0-aug with the next seed), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
+#         the next seed), lite0-aug-2s-warmup (2 epochs of warm-up, pretrained layers at 0.25 × lr),
+#         lite0-aug-seed112 (lite0-aug with the next seed), lite1-aug, lite2-aug, lite0-aug-x3 (3 seeds per fold: within-fold
 #         ensemble), fusion (emovision fuse on lite0-aug with the ComParE functionals), ensemble-2s
 #         (emovision ensemble of lite0-aug-2s and lite0-aug-2s-seed112: a within-fold ensemble of two
 #         seeds), ensemble-2s-1s (the same with lite0-aug as a third member) and ensemble-1s-2s
@@ -74,6 +75,9 @@ for config in "${CONFIGS[@]}"; do
       cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed "${COMMON[@]}" ;;
     lite0-aug-2s-seed112)
       cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --seed 112 "${COMMON[@]}" ;;
+    lite0-aug-2s-warmup)
+      cv "$config" "$LOGMEL200_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --warmup-epochs 2 \
+        --backbone-lr-scale 0.25 "${COMMON[@]}" ;;
     lite0-aug-seed112)
       cv "$config" "$LOGMEL_AUG" "${LITE0[@]}" --augment specaugment,noise,reverb,speed --seed 112 "${COMMON[@]}" ;;
     ensemble-2s | ensemble-2s-1s | ensemble-1s-2s | ensemble-all)

@@ -108,6 +108,20 @@ def test_resume_continues_an_interrupted_run_identically(emodb4, tmp_path, monke
     assert resumed["test"] == straight["test"]
 
 
+def test_warm_up_and_a_slower_backbone_follow_their_rates(emodb4, tmp_path):
+    source = open_source(emodb4)
+    fold = make_fold(source, ["15"], ["16"])
+    config = TrainConfig(
+        model="alexnet_gap", epochs=4, warmup_epochs=2, schedule="cosine", backbone_lr_scale=0.1, **FAST
+    )
+    metrics = train_fold(source, fold, config, tmp_path / "run")
+    # the classifier's rate: lr/3, 2·lr/3 (warm-up), then cosine over the last two epochs from lr
+    assert [h["lr"] for h in metrics["history"]] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 5e-4])
+    groups = torch.load(tmp_path / "run" / "last.pth", weights_only=True)["optimizer"]["param_groups"]
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(0.1 * groups[0]["lr"])
+    assert load_checkpoint(tmp_path / "run" / "best.pth")["train_config"]["warmup_epochs"] == 2
+
+
 TRAIN_CHILD = """
 import sys
 import torch
@@ -173,6 +187,23 @@ def test_mixup_stability_and_oversampling_together_with_three_channels(tmp_path,
         (["--val-speaker", "15", "--test-speaker", "15"], "both validation and test"),
         (["--val-speaker", "15", "--test-speaker", "16", "--model", "vgg99"], "unknown model 'vgg99'"),
         (["--val-speaker", "15", "--test-speaker", "16", "--device", "cuda"], "no CUDA GPU"),
+        (["--val-speaker", "15", "--test-speaker", "16", "--warmup-epochs", "1"], "--warmup-epochs must be"),
+        (
+            [
+                "--val-speaker",
+                "15",
+                "--test-speaker",
+                "16",
+                "--epochs",
+                "3",
+                "--warmup-epochs",
+                "1",
+                "--schedule",
+                "plateau",
+            ],
+            "not plateau",
+        ),
+        (["--val-speaker", "15", "--test-speaker", "16", "--backbone-lr-scale", "0"], "--backbone-lr-scale"),
     ],
 )
 def test_bad_training_input_is_one_clear_error(emodb4, tmp_path, extra, message, capsys):

@@ -40,6 +40,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     schedule: str = "none"
+    warmup_epochs: int = 0
+    backbone_lr_scale: float = 1.0
     seed: int = 111
     device: str = "auto"
     pretrained: bool = False
@@ -76,6 +78,12 @@ class TrainConfig:
             (self.batch_size >= 2, "--batch-size must be at least 2"),
             (self.lr > 0, "--lr must be positive"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (0 <= self.warmup_epochs < self.epochs, "--warmup-epochs must be between 0 and --epochs − 1"),
+            (
+                self.warmup_epochs == 0 or self.schedule != "plateau",
+                "--warmup-epochs works with --schedule none or cosine, not plateau",
+            ),
+            (0 < self.backbone_lr_scale <= 10, "--backbone-lr-scale must be above 0 and at most 10"),
             (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                 "--device: auto, cpu or cuda",

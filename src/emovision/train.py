@@ -102,16 +102,11 @@ class Trainer:
         self.train_x = _resident(segments, self.device)
         self.train_y = labels.to(self.train_x.device)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            parameter_groups(self.model, config.lr, config.backbone_lr_scale),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
-        if config.schedule == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
-        elif config.schedule == "plateau":
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="max", patience=5
-            )
-        else:
-            self.scheduler = None
+        self.scheduler = make_scheduler(self.optimizer, config)
         weights = augment.class_weights(self.train_split.segment_labels, len(self.classes))
         self.class_weights = weights.to(self.device) if config.class_weighted else None
         self.perturbation = self._stability_source(channels)
@@ -488,6 +483,36 @@ def _resident(segments: torch.Tensor, device: torch.device) -> torch.Tensor:
     if segments.numel() * segments.element_size() <= free // 2:
         return segments.to(device)
     return segments.pin_memory()
+
+
+def parameter_groups(model: SERModel, lr: float, backbone_scale: float) -> list[dict]:
+    """AdamW parameter groups: the new classifier at ``lr`` first (the logged rate), every other
+    layer at ``lr × backbone_scale``; one group when the scale is 1 or the model does not say
+    where its classifier is."""
+    if backbone_scale == 1.0 or not model.classifier:
+        return [{"params": list(model.parameters())}]
+    head = list(model.backbone.get_submodule(model.classifier).parameters())
+    ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": head, "lr": lr}, {"params": body, "lr": lr * backbone_scale}]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    """The per-epoch learning-rate schedule: ``--warmup-epochs`` of linear warm-up (from
+    lr/(N+1) to lr), then constant, cosine over the remaining epochs, or on plateau."""
+    lr_scheduler = torch.optim.lr_scheduler
+    warmup = config.warmup_epochs
+    if config.schedule == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=5)
+    main = (
+        lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs - warmup)
+        if config.schedule == "cosine"
+        else None
+    )
+    if not warmup:
+        return main
+    warm = lr_scheduler.LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    return warm if main is None else lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup])
 
 
 def _check_input_size(model: SERModel, sample: torch.Tensor, name: str) -> None:

@@ -32,6 +32,19 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
     group.add_argument("--weight-decay", type=float, default=d.weight_decay)
     group.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
+    group.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=d.warmup_epochs,
+        help="raise the learning rate linearly over the first N epochs (from lr/(N+1)), then the schedule",
+    )
+    group.add_argument(
+        "--backbone-lr-scale",
+        type=float,
+        default=d.backbone_lr_scale,
+        help="learning rate of every layer but the new classifier, as a fraction of --lr "
+        "(e.g. 0.1: pretrained layers move ten times slower)",
+    )
     group.add_argument("--seed", type=int, default=d.seed)
     group.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     group.add_argument("--pretrained", action="store_true", help="start from ImageNet weights")
