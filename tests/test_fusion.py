@@ -192,6 +192,29 @@ def test_fusion_on_needs_a_fused_model_and_a_damaged_one_is_refused(cv_run, emod
     assert Recognizer.load(copy, fusion="off").fusion is None
 
 
+def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
+    cv_run, cv_other_seed, emodb_augmented, tmp_path, capsys
+):
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy)
+    manifest = emodb_augmented.parent / "emodb.csv"
+    args = ["robustness", str(copy), "--root", str(manifest), "--snr", "10", "--noise", "white",
+            "--rt60", "", "--workers", "2", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*args, "--fusion"]) == 0
+    assert "late fusion with openSMILE functionals" in capsys.readouterr().out
+    report = json.loads((copy / "robustness.json").read_text())
+    fused = {c["name"]: c for c in report["fusion"]}
+    assert list(fused) == ["clean", "white 10 dB"]
+    scored = json.loads((cv_run / "fusion.json").read_text())["summary"]
+    for model in ("image", "linear", "fusion"):  # clean audio gives what fuse measured
+        assert fused["clean"][model]["ua_mean"] == pytest.approx(scored[model]["ua_mean"], abs=1e-9)
+    assert fused["white 10 dB"]["linear"]["ua_mean"] != fused["clean"]["linear"]["ua_mean"]
+    assert "## Late fusion with openSMILE functionals" in (copy / "robustness.md").read_text()
+    args[1] = str(cv_other_seed)
+    assert main([*args, "--fusion"]) == 2
+    assert "run emovision fuse on it first" in capsys.readouterr().err
+
+
 def test_final_model_on_all_speakers_takes_the_cv_recipe_and_median_epoch(
     cv_run, emodb_augmented, emodb_wavs, tmp_path
 ):

@@ -83,17 +83,9 @@ def deploy_fusion(
     """The fusion to deploy: the linear model trained on the functionals of every utterance of
     ``speakers`` with the folds' median ``C`` (the lower middle one, a value of :data:`C_GRID`),
     the folds' median image weight and median fused temperature."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    ids = [uid for uid, (_, speaker, _) in table.items() if speaker in speakers]
-    x = _lookup(table, ids, table_path)
-    y = np.array([table[uid][2] for uid in ids])
+    x, y = training_functionals(table, speakers, table_path)
     c = statistics.median_low(f["C"] for f in folds)
-    pipeline = make_pipeline(
-        StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
-    ).fit(x, y)
+    pipeline = linear_pipeline(c).fit(x, y)
     info = open_info(table_path)
     return LinearFusion.from_pipeline(
         pipeline,
@@ -102,7 +94,7 @@ def deploy_fusion(
         classes=list(classes),
         weight=round(float(statistics.median(f["weight"] for f in folds)), 2),
         temperature=float(statistics.median(f["temperature"] for f in folds)),
-        info={"C": c, "speakers": len(speakers), "utterances": len(ids), "folds": len(folds)},
+        info={"C": c, "speakers": len(speakers), "utterances": len(y), "folds": len(folds)},
     )
 
 
@@ -117,20 +109,28 @@ def fit_linear(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: list[str]
 ):
     """The logistic regression (in a scaler pipeline) with the best validation UA over :data:`C_GRID`."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     best = None
     for c in C_GRID:
-        model = make_pipeline(
-            StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
-        )
-        model.fit(x_train, y_train)
+        model = linear_pipeline(c).fit(x_train, y_train)
         ua = score_utterances(y_val, linear_log_probs(model, x_val, len(classes)), classes)["ua"]
         if best is None or ua > best[0]:
             best = (ua, c, model)
     return best[2], best[1]
+
+
+def linear_pipeline(c: float):
+    """An unfitted standardiser + class-balanced logistic regression of inverse regularisation ``c``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
+
+
+def training_functionals(table: dict, speakers, table_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Functionals ``(U, D)`` and labels ``(U,)`` of every utterance in ``table`` of ``speakers``."""
+    ids = [uid for uid, (_, speaker, _) in table.items() if speaker in speakers]
+    return _lookup(table, ids, table_path), np.array([table[uid][2] for uid in ids])
 
 
 def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
@@ -163,9 +163,7 @@ def fuse_fold(
     """One fold's fusion: ``image`` holds the image model's utterance log-probabilities ``(U, K)``
     of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained on
     the functionals in ``table`` of the fold's training speakers."""
-    train_ids = [uid for uid, (_, speaker, _) in table.items() if speaker in fold["train"]]
-    x_train = _lookup(table, train_ids, table_path)
-    y_train = np.array([table[uid][2] for uid in train_ids])
+    x_train, y_train = training_functionals(table, fold["train"], table_path)
     x_val, x_test = (
         _lookup(table, val.utterance_ids, table_path),
         _lookup(table, test.utterance_ids, table_path),

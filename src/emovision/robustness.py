@@ -19,6 +19,13 @@ Corruption (:mod:`emovision.corruption`) happens on the audio at the feature sam
 feature extraction, and depends only on the seed, the utterance id and the condition. Features are computed in worker processes while the
 models score the finished utterances; runs of the same fold (``--repeats``) share them.
 
+With ``fusion``, the cv's late fusion (``fusion.json``, from ``emovision fuse``) is scored too: the
+openSMILE functionals of every corrupted recording feed each fold's linear model (retrained on
+the fold's training speakers' clean functionals with the fold's ``C``) and are mixed with the
+image models' scores (the mean over the fold's runs) with the fold's weight, as ``fuse`` did;
+``robustness.json`` gets ``fusion`` (WA/UA of image, linear model and fusion per condition over
+the folds) and ``robustness.md`` a table of it.
+
 Output in the cv folder: ``robustness.json`` (per run and condition WA/UA, confusion and the
 mean negative log-likelihood of the true class, ``nll`` in nats; per condition the mean ±
 standard deviation over runs and the pooled metrics),
@@ -58,10 +65,13 @@ from emovision.evaluate import (
 )
 from emovision.extract import default_workers
 from emovision.features import FeatureConfig, compute_features, feature_key, segment
-from emovision.files import atomic_write_bytes
+from emovision.files import atomic_write_bytes, read_json
+from emovision.functionals import Functionals
+from emovision.fusion import functionals_by_id, linear_log_probs, linear_pipeline, training_functionals
 from emovision.progress import progress_bar
-from emovision.robustness_report import build_report, write_report
+from emovision.robustness_report import FUSION_PREFIX, build_report, write_report
 from emovision.runs import FoldRun, finished_runs
+from emovision.store import open_info
 from emovision.system import ordered_map, resolve_device, worker_pool
 
 # ----- the cv folder --------------------------------------------------------------------------------
@@ -120,6 +130,31 @@ class _Group:
     runs: list[FoldRun] = field(default_factory=list)
 
 
+@dataclass
+class _Fusion:
+    """A cv's scored late fusion: the functionals of its features file and each fold's C and weight."""
+
+    feature_set: str
+    table: dict
+    table_path: Path
+    folds: dict[str, dict]
+
+
+def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
+    report_path = run_dir / "fusion.json"
+    if not report_path.is_file():
+        raise EmovisionError(f"--fusion: {run_dir} has no fusion.json: run emovision fuse on it first")
+    report = read_json(report_path, "fusion report")
+    table_path = Path(report["functionals_file"])
+    info = open_info(table_path)
+    if info.config.sample_rate != sample_rate:
+        raise EmovisionError(
+            f"--fusion: {table_path} holds functionals at another sample rate than the models'"
+        )
+    folds = {f["name"]: f for f in report["folds"]}
+    return _Fusion(info.functionals, functionals_by_id(table_path, classes), table_path, folds)
+
+
 def evaluate_robustness(
     run_dir: str | Path,
     root: str | Path,
@@ -130,8 +165,10 @@ def evaluate_robustness(
     device: str = "auto",
     batch_size: int = 256,
     progress: bool = True,
+    fusion: bool = False,
 ) -> dict:
-    """Evaluate every fold run of the cv folder ``run_dir`` under every condition of ``plan``.
+    """Evaluate every fold run of the cv folder ``run_dir`` under every condition of ``plan``
+    (and, with ``fusion``, its late fusion: see the module docstring).
 
     ``root`` is the corpus folder (``corpus`` defaults to the one the runs were trained on);
     ``workers`` processes compute the features (default: all cores), ``device`` runs the
@@ -153,11 +190,12 @@ def evaluate_robustness(
         key = (tuple(ids), json.dumps(config.to_dict(), sort_keys=True))
         group = groups.setdefault(key, _Group(config, ids, list(run.metrics["fold"]["test"])))
         group.runs.append(run)
+    fused = _fusion_of(run_dir, classes_list, runs[0].feature_config.sample_rate) if fusion else None
     conditions = plan.conditions
     results: dict[str, dict[str, dict]] = {}
     partial = run_dir / "robustness.partial"
     identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
-                "classes": classes_list}  # fmt: skip
+                "classes": classes_list, "fusion": fusion}  # fmt: skip
     identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
     workers = workers or default_workers()
     pool = worker_pool(workers) if workers > 1 else None
@@ -173,7 +211,7 @@ def evaluate_robustness(
                     bar.update(task, description=f"{', '.join(names)}: {len(conditions)} conditions")
                     finished = _evaluate_group(
                         group, plan, by_id, classes_list, pool, workers, torch_device, batch_size,
-                        lambda: bar.advance(task),
+                        lambda: bar.advance(task), fused,
                     )  # fmt: skip
                     record_json = {"identity": identity, "runs": names, "results": finished}
                     atomic_write_bytes(saved, json.dumps(record_json).encode())
@@ -210,8 +248,10 @@ def _evaluate_group(
     device: torch.device,
     batch_size: int,
     advance: Callable[[], None],
+    fused: _Fusion | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """Metrics per run name and condition name for one group of runs."""
+    """Metrics per run name and condition name for one group of runs (and, with ``fused``, under
+    ``fusion/<fold>`` the image, linear and fusion metrics per condition)."""
     conditions = plan.conditions
     pool_ids = babble_pool(by_id, group.test_speakers)
     if "babble" in plan.noises and not pool_ids:
@@ -220,7 +260,14 @@ def _evaluate_group(
     for uid in group.utterance_ids:
         talkers = babble_sources(pool_ids, uid, plan) if "babble" in plan.noises else []
         jobs.append(
-            (str(by_id[uid].path), uid, group.config, plan, tuple(str(by_id[t].path) for t in talkers))
+            (
+                str(by_id[uid].path),
+                uid,
+                group.config,
+                plan,
+                tuple(str(by_id[t].path) for t in talkers),
+                fused.feature_set if fused else None,
+            )
         )
     models = [model_from_checkpoint(run.checkpoint).to(device) for run in group.runs]
     autocast = [
@@ -229,6 +276,7 @@ def _evaluate_group(
     ]
     log_probs: list[list[list[np.ndarray]]] = [[[] for _ in conditions] for _ in group.runs]
     counts: list[list[int]] = [[] for _ in conditions]
+    values: list[list[np.ndarray]] = [[] for _ in conditions]
     pending: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
@@ -241,7 +289,7 @@ def _evaluate_group(
                 log_probs[r][c].append(part)
         pending.clear()
 
-    for uid, (outputs, error) in zip(
+    for uid, (outputs, functionals, error) in zip(
         group.utterance_ids, ordered_map(pool, _features_of_job, jobs, 2 * workers), strict=True
     ):
         if error is not None:
@@ -249,6 +297,8 @@ def _evaluate_group(
         for c, segments in enumerate(outputs):
             counts[c].append(segments.shape[0])
             pending.append((c, segments))
+            if functionals is not None:
+                values[c].append(functionals[c])
         if sum(part.shape[0] for _, part in pending) >= batch_size:
             flush()
         advance()
@@ -256,31 +306,78 @@ def _evaluate_group(
         flush()
     labels = np.array([classes.index(by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64)
     results: dict[str, dict[str, dict]] = {}
+    image = [[] for _ in conditions]
     for r, run in enumerate(group.runs):
         aggregate = run.checkpoint.get("aggregate", "logprob")
         results[run.name] = {}
         for c, condition in enumerate(conditions):
             scores = utterance_scores(np.concatenate(log_probs[r][c]), np.array(counts[c]), aggregate)
+            image[c].append(scores)
             metrics = score_utterances(labels, scores, classes)
             metrics["nll"] = float(-scores[np.arange(labels.size), labels].mean())
             results[run.name][condition.name] = metrics
+    if fused is not None:
+        fold = group.runs[0].metrics["fold"]
+        results[f"{FUSION_PREFIX}{fold['name']}"] = _fused_results(
+            fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes
+        )
     return results
 
 
-def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, str | None]:
-    """Segments ``(N, C, F, T)`` per condition for one utterance, or ``(None, reason)``.
+def _fused_results(
+    fused: _Fusion,
+    fold: dict,
+    image: list[np.ndarray],
+    values: list[list[np.ndarray]],
+    labels: np.ndarray,
+    conditions: list,
+    classes: list[str],
+) -> dict[str, dict]:
+    """Per condition the metrics of the image models (mean over the fold's runs, ``image[c]``
+    ``(U, K)``), of the fold's linear model on the corrupted functionals ``values[c]`` and of
+    their fusion with the fold's weight."""
+    entry = fused.folds.get(fold["name"])
+    if entry is None:
+        raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
+    model = linear_pipeline(entry["C"]).fit(
+        *training_functionals(fused.table, fold["train"], fused.table_path)
+    )
+    out = {}
+    for c, condition in enumerate(conditions):
+        linear = linear_log_probs(model, np.stack(values[c]).astype(np.float64), len(classes))
+        mixed = entry["weight"] * image[c] + (1 - entry["weight"]) * linear
+        out[condition.name] = {
+            name: score_utterances(labels, scores, classes)
+            for name, scores in (("image", image[c]), ("linear", linear), ("fusion", mixed))
+        }
+    return out
 
-    Runs in a worker process; errors come back as text (they need not pickle).
+
+_FUNCTIONALS: dict[str, Functionals] = {}
+
+
+def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None, str | None]:
+    """Segments ``(N, C, F, T)`` per condition for one utterance and, when the job names an openSMILE
+    set, its functionals ``(D,)`` per condition; or ``(None, None, reason)``.
+
+    Runs in a worker process (one openSMILE instance per process); errors come back as text (they
+    need not pickle).
     """
-    path, key, config, plan, talker_paths = job
+    path, key, config, plan, talker_paths, feature_set = job
     try:
         samples = load_audio(path, config.sample_rate, min_samples=config.min_samples)
         talkers = [talker_audio(p, config.sample_rate) for p in talker_paths]
-        return [
-            segment(compute_features(signal, config, feature_key(path)), config)
-            for _, signal in corrupt(samples, config.sample_rate, key, plan, talkers)
-        ], None
+        signals = [signal for _, signal in corrupt(samples, config.sample_rate, key, plan, talkers)]
+        segments = [
+            segment(compute_features(signal, config, feature_key(path)), config) for signal in signals
+        ]
+        functionals = None
+        if feature_set is not None:
+            if feature_set not in _FUNCTIONALS:
+                _FUNCTIONALS[feature_set] = Functionals(feature_set)
+            functionals = [_FUNCTIONALS[feature_set](signal, config.sample_rate) for signal in signals]
+        return segments, functionals, None
     except AudioError as exc:
-        return None, f"{exc.source}: {exc.reason}"
+        return None, None, f"{exc.source}: {exc.reason}"
     except (EmovisionError, ValueError, MemoryError) as exc:
-        return None, f"feature extraction failed ({exc})"
+        return None, None, f"feature extraction failed ({exc})"

@@ -17,6 +17,9 @@ from emovision.options import run_options
 from emovision.runs import FoldRun
 from emovision.system import software_versions
 
+FUSION_PREFIX = "fusion/"
+FUSION_MODELS = ("image", "linear", "fusion")
+
 
 def build_report(
     record: dict,
@@ -56,6 +59,18 @@ def build_report(
             }
         )
     first = runs[0].checkpoint
+    fused = [folds for name, folds in sorted(results.items()) if name.startswith(FUSION_PREFIX)]
+    fusion = [
+        {
+            "name": condition.name,
+            **{
+                model: fold_summary([fold[condition.name][model] for fold in fused], classes)
+                for model in FUSION_MODELS
+            },
+        }
+        for condition in conditions
+        if fused
+    ]
     return {
         "corpus": corpus,
         "root": str(root),
@@ -68,6 +83,7 @@ def build_report(
         "train_config": first.get("train_config"),
         "feature_config": first["feature_config"],
         "versions": software_versions(),
+        **({"fusion": fusion} if fused else {}),
     }
 
 
@@ -126,6 +142,22 @@ def robustness_markdown(report: dict) -> str:
         "(audio, corpus or device other than at training time).",
         "",
     ]
+    if report.get("fusion"):
+        lines += [
+            "## Late fusion with openSMILE functionals",
+            "",
+            "Per fold: the image models (mean over the fold's runs), the linear model on the functionals "
+            "of the corrupted recording, and their fusion with the fold's weight (`fusion.json`). UA: "
+            "mean ± standard deviation over the folds, and pooled.",
+            "",
+            "| condition | image UA | linear UA | fusion UA | pooled image | pooled linear | pooled fusion |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in report["fusion"]:
+            means = " | ".join(f"{c[m]['ua_mean']:.3f} ± {c[m]['ua_std']:.3f}" for m in FUSION_MODELS)
+            pooled = " | ".join(f"{c[m]['pooled']['ua']:.3f}" for m in FUSION_MODELS)
+            lines.append(f"| {c['name']} | {means} | {pooled} |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -36,6 +36,12 @@ def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="feature processes (default: all cores)")
     parser.add_argument("--device", default="auto", help="models on auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=256, help="segments per model call")
+    parser.add_argument(
+        "--fusion",
+        action="store_true",
+        help="also score the cv's late fusion (emovision fuse first): openSMILE functionals of every "
+        "corrupted recording through each fold's linear model",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -73,6 +79,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        fusion=args.fusion,
     )
     table = Table(title=f"robustness of {args.run_dir}: {len(report['folds'])} fold runs")
     for column in ("condition", "WA", "UA", "ΔUA", "pooled UA"):
@@ -87,6 +94,14 @@ def _run_robustness(args: argparse.Namespace) -> int:
             f"{c['pooled']['ua']:.3f}",
         )
     console.print(table)
+    if report.get("fusion"):
+        fused = Table(title="late fusion with openSMILE functionals: UA over the folds")
+        for column in ("condition", "image", "linear", "fusion", "pooled fusion"):
+            fused.add_column(column, justify="left" if column == "condition" else "right")
+        for c in report["fusion"]:
+            cells = [f"{c[m]['ua_mean']:.3f} ± {c[m]['ua_std']:.3f}" for m in ("image", "linear", "fusion")]
+            fused.add_row(c["name"], *cells, f"{c['fusion']['pooled']['ua']:.3f}")
+        console.print(fused)
     mismatched = [f["run"] for f in report["folds"] if not f["clean_matches_reported"]]
     if mismatched:
         err_console.print(
