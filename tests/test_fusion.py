@@ -190,6 +190,13 @@ def test_fusion_on_needs_a_fused_model_and_a_damaged_one_is_refused(cv_run, emod
     with pytest.raises(CheckpointError, match="not a readable fused model"):
         Recognizer.load(copy)
     assert Recognizer.load(copy, fusion="off").fusion is None
+    # a fold retrained after the fusion was fitted: the stored weight no longer belongs to it
+    shutil.copy(cv_run / "fusion-model.npz", copy / "fusion-model.npz")
+    assert Recognizer.load(copy).fusion is not None
+    metrics = next(copy.glob("fold*/metrics.json"))
+    metrics.write_text(metrics.read_text() + "\n")
+    with pytest.raises(CheckpointError, match="fitted to other fold models"):
+        Recognizer.load(copy)
 
 
 def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(

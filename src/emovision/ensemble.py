@@ -35,7 +35,7 @@ from emovision.evaluate import fold_summary, paired_difference, score_utterances
 from emovision.fusion import functionals_by_id, fuse_fold, mean_image_scores, write_fused
 from emovision.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.progress import progress_bar
-from emovision.runs import FoldRun, finished_runs
+from emovision.runs import FoldRun, fingerprint, finished_runs
 from emovision.system import software_versions
 
 
@@ -87,7 +87,8 @@ def ensemble_cvs(
     write_summary(summary, out, classes, ensemble_markdown(summary))
     if fused:
         speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
-        summary["fusion"] = write_fused(fused, classes, out, table, Path(functionals), speakers)
+        models = fingerprint([m.folder for m in members])
+        summary["fusion"] = write_fused(fused, classes, out, table, Path(functionals), speakers, models)
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match

@@ -34,9 +34,9 @@ from emovision.evaluate import (
     utterance_scores,
 )
 from emovision.files import atomic_write_bytes
-from emovision.fusion_model import FILE_NAME, LinearFusion
+from emovision.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
 from emovision.progress import progress_bar
-from emovision.runs import finished_runs
+from emovision.runs import fingerprint, finished_runs
 from emovision.store import open_info, read_functionals
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -62,16 +62,24 @@ def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress
             folds.append(_fuse_fold(name, members, source, table, table_path))
             bar.advance(task)
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
-    return write_fused(folds, source.classes, run_dir, table, table_path, speakers)
+    return write_fused(folds, source.classes, run_dir, table, table_path, speakers, fingerprint([run_dir]))
 
 
 def write_fused(
-    folds: list[dict], classes: list[str], out: Path, table: dict, table_path: Path, speakers: set[str]
+    folds: list[dict],
+    classes: list[str],
+    out: Path,
+    table: dict,
+    table_path: Path,
+    speakers: set[str],
+    models: str,
 ) -> dict:
     """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
-    functionals in ``table`` of every one of ``speakers``), written to ``out``: ``fusion.json``,
-    ``fusion.md`` and ``fusion-model.npz``. Returns the report."""
+    functionals in ``table`` of every one of ``speakers``; ``models``: the
+    :func:`~emovision.runs.fingerprint` of the fold models it goes with), written to ``out``:
+    ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``. Returns the report."""
     deployed = deploy_fusion(folds, table, table_path, speakers, classes)
+    deployed.info["fingerprint"] = models
     deployed.save(out / FILE_NAME)
     report = fusion_report(folds, classes, out, table_path) | {"deployed": deployed.describe()}
     return write_fusion(report, out)
@@ -135,16 +143,15 @@ def training_functionals(table: dict, speakers, table_path: Path) -> tuple[np.nd
 
 def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     """``(U, K)`` log-probabilities; classes absent from training get log(1e-6)."""
-    out = np.full((x.shape[0], num_classes), np.log(1e-6))
-    out[:, model.classes_] = np.log(np.clip(model.predict_proba(x), 1e-6, None))
+    out = np.full((x.shape[0], num_classes), np.log(FLOOR))
+    out[:, model.classes_] = np.log(np.clip(model.predict_proba(x), FLOOR, None))
     return out
 
 
 def choose_weight(image: np.ndarray, linear: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
     """The image weight of :data:`WEIGHTS` with the best UA of the fused scores (ties: nearest 0.5)."""
     scored = [
-        (score_utterances(labels, w * image + (1 - w) * linear, classes)["ua"], -abs(w - 0.5), w)
-        for w in WEIGHTS
+        (score_utterances(labels, mix(image, linear, w), classes)["ua"], -abs(w - 0.5), w) for w in WEIGHTS
     ]
     return max(scored)[2]
 
@@ -174,8 +181,8 @@ def fuse_fold(
         "test": linear_log_probs(model, x_test, len(classes)),
     }
     weight = choose_weight(image["val"], linear["val"], val.utterance_labels, classes)
-    temperature = fit_temperature(weight * image["val"] + (1 - weight) * linear["val"], val.utterance_labels)
-    fused = weight * image["test"] + (1 - weight) * linear["test"]
+    temperature = fit_temperature(mix(image["val"], linear["val"], weight), val.utterance_labels)
+    fused = mix(image["test"], linear["test"], weight)
     scores = {"image": image["test"], "linear": linear["test"], "fusion": fused}
     return {
         "name": name,

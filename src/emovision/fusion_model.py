@@ -11,7 +11,10 @@ log-probabilities and ``linear`` the linear model's on the recording's functiona
 
 Plain arrays in an ``.npz`` (read with ``allow_pickle=False``): nothing in the file can run code.
 Like the fold ensemble it is for deployment only: it has seen every speaker, so it cannot be
-scored on the cv's folds (``fusion.json`` holds the honest per-fold figures).
+scored on the cv's folds (``fusion.json`` holds the honest per-fold figures). The weight and
+temperature were validated per fold with that fold's model and are applied to the mean of all
+fold models (smoother scores): close to, not exactly, what was scored. ``info["fingerprint"]``
+(:func:`~emovision.runs.fingerprint`) names the fold runs it was fitted with.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ FORMAT = "emovision-fusion"
 FORMAT_VERSION = 1
 FLOOR = 1e-6
 _ARRAYS = ("mean", "scale", "coef", "intercept", "columns")
+
+
+def mix(image: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
+    """The late fusion of utterance log-probabilities ``(U, K)``: ``weight·image + (1 − weight)·linear``."""
+    return weight * image + (1 - weight) * linear
 
 
 @dataclass
@@ -83,9 +91,7 @@ class LinearFusion:
     def fuse(self, image: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Fused utterance log-scores ``(U, K)``, renormalised, from the image model's utterance
         log-probabilities ``(U, K)`` and the functionals ``(U, D)`` (no temperature applied)."""
-        mixed = self.weight * np.asarray(image, dtype=np.float64) + (1 - self.weight) * self.linear_log_probs(
-            x
-        )
+        mixed = mix(np.asarray(image, dtype=np.float64), self.linear_log_probs(x), self.weight)
         return mixed - np.logaddexp.reduce(mixed, axis=1, keepdims=True)
 
     def describe(self) -> dict:
@@ -138,6 +144,14 @@ class LinearFusion:
             **arrays,
         )
         k, d = fusion.coef.shape
-        if fusion.scale.shape != (d,) or fusion.mean.shape != (d,) or fusion.intercept.shape != (k,):
+        columns = fusion.columns
+        if (
+            fusion.scale.shape != (d,)
+            or fusion.mean.shape != (d,)
+            or fusion.intercept.shape != (k,)
+            or columns.shape != ((2,) if k == 1 else (k,))
+            or columns.min(initial=0) < 0
+            or columns.max(initial=0) >= len(fusion.classes)
+        ):
             raise CheckpointError(f"{path} holds arrays of inconsistent shapes")
         return fusion

@@ -169,4 +169,8 @@ def run_options(config: dict) -> list[str]:
         labels.append("weights file")
     if config.get("augment"):
         labels.append("augment " + config["augment"].replace(",", "+"))
+    if config.get("warmup_epochs"):
+        labels.append(f"warm-up {config['warmup_epochs']}")
+    if config.get("backbone_lr_scale", 1.0) != 1.0:
+        labels.append(f"backbone lr × {config['backbone_lr_scale']:g}")
     return labels

@@ -278,6 +278,11 @@ class Recognizer:
             from emovision.functionals import Functionals
 
             self._functionals = Functionals(fusion.feature_set)
+            if len(self._functionals.names) != fusion.dimensions:
+                raise CheckpointError(
+                    f"the fused model has {fusion.dimensions} {fusion.feature_set} functionals, the "
+                    f"installed openSMILE computes {len(self._functionals.names)}: refit it with emovision fuse"
+                )
             self.model["name"] = (
                 f"{self.model['name']} + linear model on {fusion.feature_set} functionals "
                 f"(image weight {fusion.weight:g})"
@@ -335,9 +340,10 @@ class Recognizer:
                 batch_size,
                 _temperature(stored, calibration, path),
             )
-        from emovision.runs import is_ensemble_folder, load_ensemble, load_model_payload
+        from emovision.runs import ensemble_members, is_ensemble_folder, load_ensemble, load_model_payload
 
-        if is_ensemble_folder(path):
+        ensemble = is_ensemble_folder(path)
+        if ensemble:
             payloads, image_temperature = load_ensemble(path)
         else:
             payloads = [load_model_payload(path)]
@@ -346,7 +352,8 @@ class Recognizer:
         config = payload.get("feature_config")
         config = FeatureConfig.from_dict(config) if config else None
         if fused is not None:
-            _check_fusion(fused, list(payload["classes"]), config, path)
+            folders = ensemble_members(path) if ensemble else [path]
+            _check_fusion(fused, list(payload["classes"]), config, path, folders)
         model = payload["model"]
         if len(payloads) > 1:
             names = "; ".join(p["model"]["name"] for p in payloads)
@@ -458,6 +465,7 @@ class Recognizer:
         config = self._require_config()
         if turns:
             found = self._speech(source, sample_rate, key, name, None, vad, vad_options, None)
+            found.functionals = None  # embeddings need no functionals
             label, batches = found.label, list(found.batches(self.batch_size))
         else:
             label, samples, key = self._load(source, sample_rate, key, name, None)
@@ -725,10 +733,10 @@ def _fusion_model(path: Path, mode: str) -> LinearFusion | None:
     """The fused model of the cv folder ``path`` under ``mode`` (see :meth:`Recognizer.load`)."""
     file = path / FUSION_FILE if path.is_dir() else None
     if mode == "off" or file is None or not file.is_file():
-        if mode == "on":
+        if mode == "on" and path.exists():
             raise EmovisionError(
-                f"{path} has no fused model ({FUSION_FILE}): run emovision fuse on the cv folder "
-                "(features with --functionals), or use --fusion off"
+                f"{path} has no fused model ({FUSION_FILE}): run emovision fuse on a cv folder, or "
+                "emovision ensemble … --functionals FILE for an ensemble folder; or use --fusion off"
             )
         return None
     from emovision.functionals import require_opensmile
@@ -740,8 +748,17 @@ def _fusion_model(path: Path, mode: str) -> LinearFusion | None:
     return LinearFusion.load(file)
 
 
-def _check_fusion(fused: LinearFusion, classes: list[str], config: FeatureConfig | None, path: Path) -> None:
-    """Refuse a fused model that does not belong to the fold models beside it."""
+def _check_fusion(
+    fused: LinearFusion, classes: list[str], config: FeatureConfig | None, path: Path, folders: list[Path]
+) -> None:
+    """Refuse a fused model that does not belong to the fold models beside it (in ``folders``)."""
+    from emovision.runs import fingerprint
+
+    if fused.info.get("fingerprint") != fingerprint(folders):
+        raise CheckpointError(
+            f"{path / FUSION_FILE} was fitted to other fold models than the ones there now (retrained or "
+            "replaced since): fuse again (emovision fuse, or ensemble … --functionals), or use --fusion off"
+        )
     if fused.classes != classes:
         raise CheckpointError(
             f"{path / FUSION_FILE} has the classes {fused.classes}, the fold models {classes}: rerun emovision fuse"

@@ -66,8 +66,9 @@ from emovision.evaluate import (
 from emovision.extract import default_workers
 from emovision.features import FeatureConfig, compute_features, feature_key, segment
 from emovision.files import atomic_write_bytes, read_json
-from emovision.functionals import Functionals
+from emovision.functionals import Functionals, require_opensmile
 from emovision.fusion import functionals_by_id, linear_log_probs, linear_pipeline, training_functionals
+from emovision.fusion_model import mix
 from emovision.progress import progress_bar
 from emovision.robustness_report import FUSION_PREFIX, build_report, write_report
 from emovision.runs import FoldRun, finished_runs
@@ -140,10 +141,19 @@ class _Fusion:
     folds: dict[str, dict]
 
 
+def _fusion_identity(fused: _Fusion | None) -> dict | None:
+    """What a robustness run's fused results depend on: kept with its partial results."""
+    if fused is None:
+        return None
+    folds = {name: [f["C"], f["weight"]] for name, f in fused.folds.items()}
+    return {"functionals_file": str(fused.table_path.resolve()), "folds": folds}
+
+
 def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
     report_path = run_dir / "fusion.json"
     if not report_path.is_file():
         raise EmovisionError(f"--fusion: {run_dir} has no fusion.json: run emovision fuse on it first")
+    require_opensmile()
     report = read_json(report_path, "fusion report")
     table_path = Path(report["functionals_file"])
     info = open_info(table_path)
@@ -195,7 +205,7 @@ def evaluate_robustness(
     results: dict[str, dict[str, dict]] = {}
     partial = run_dir / "robustness.partial"
     identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
-                "classes": classes_list, "fusion": fusion}  # fmt: skip
+                "classes": classes_list, "fusion": _fusion_identity(fused)}  # fmt: skip
     identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
     workers = workers or default_workers()
     pool = worker_pool(workers) if workers > 1 else None
@@ -345,7 +355,7 @@ def _fused_results(
     out = {}
     for c, condition in enumerate(conditions):
         linear = linear_log_probs(model, np.stack(values[c]).astype(np.float64), len(classes))
-        mixed = entry["weight"] * image[c] + (1 - entry["weight"]) * linear
+        mixed = mix(image[c], linear, entry["weight"])
         out[condition.name] = {
             name: score_utterances(labels, scores, classes)
             for name, scores in (("image", image[c]), ("linear", linear), ("fusion", mixed))

@@ -7,6 +7,7 @@ ensemble of its members' cv folders.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import statistics
 from dataclasses import dataclass
@@ -137,15 +138,12 @@ def is_ensemble_folder(path: str | Path) -> bool:
     return "members" in read_json(path / "summary.json", "ensemble summary")
 
 
-def load_ensemble(path: str | Path) -> tuple[list[dict], float | None]:
-    """The fold-ensemble payloads (:func:`load_model_payload`) of the member cvs of the ensemble
-    folder ``path``, and its temperature. A member is found at its path relative to ``path``, else
-    at the folder as it was given to ``emovision ensemble``. Members must share classes and the
-    audio sample rate (their features may differ otherwise: each computes its own)."""
+def ensemble_members(path: str | Path) -> list[Path]:
+    """The member cv folders of the ensemble folder ``path``: each at its path relative to
+    ``path``, else at the folder as it was given to ``emovision ensemble``."""
     path = Path(path)
-    summary = read_json(path / "summary.json", "ensemble summary")
-    payloads = []
-    for member in summary["members"]:
+    folders = []
+    for member in read_json(path / "summary.json", "ensemble summary")["members"]:
         candidates = [path / member["path"]] if "path" in member else []
         candidates.append(Path(member["folder"]))
         found = next((c for c in candidates if is_cv_folder(c)), None)
@@ -154,7 +152,29 @@ def load_ensemble(path: str | Path) -> tuple[list[dict], float | None]:
                 f"{path}: its member cv folder {member['folder']} is not there any more "
                 "(an ensemble folder uses its members' fold models)"
             )
-        payloads.append(load_model_payload(found))
+        folders.append(found)
+    return folders
+
+
+def fingerprint(folders: list[Path]) -> str:
+    """A digest of the fold runs (their ``metrics.json``) of the cv folders ``folders``, in order:
+    it changes when a fold model is retrained or replaced."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for run in sorted(p for p in folder.iterdir() if p.is_dir() and _RUN_FOLDER.match(p.name)):
+            digest.update(run.name.encode())
+            metrics = run / "metrics.json"
+            digest.update(metrics.read_bytes() if metrics.is_file() else b"")
+    return digest.hexdigest()
+
+
+def load_ensemble(path: str | Path) -> tuple[list[dict], float | None]:
+    """The fold-ensemble payloads (:func:`load_model_payload`) of the member cvs of the ensemble
+    folder ``path`` (:func:`ensemble_members`), and its temperature. Members must share classes
+    and the audio sample rate (their features may differ otherwise: each computes its own)."""
+    path = Path(path)
+    summary = read_json(path / "summary.json", "ensemble summary")
+    payloads = [load_model_payload(folder) for folder in ensemble_members(path)]
     first = payloads[0]
     for other, member in zip(payloads[1:], summary["members"][1:], strict=True):
         if other["classes"] != first["classes"]:

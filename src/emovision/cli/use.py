@@ -102,8 +102,8 @@ def _fusion_argument(parser: argparse.ArgumentParser) -> None:
         "--fusion",
         default="auto",
         choices=("auto", "on", "off"),
-        help="a cv folder's late fusion with openSMILE functionals (emovision fuse): auto (when it has "
-        "one), on (require one), off (image models alone)",
+        help="the late fusion with openSMILE functionals of a cv or ensemble folder (fusion-model.npz): "
+        "auto (when it has one), on (require one), off (image models alone)",
     )
 
 
@@ -265,7 +265,7 @@ def _run_embed(args: argparse.Namespace) -> int:
 
     check_embeddings_path(args.out)
     detector = resolve_detector(args.vad)
-    recognizer = Recognizer.load(args.model, device=args.device)
+    recognizer = Recognizer.load(args.model, device=args.device, fusion="off")
     files, failures = find_audio(args.paths)
     items = []
     with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
