@@ -144,7 +144,7 @@ def test_a_fused_cv_folder_predicts_with_its_linear_model(cv_run, emodb_augmente
     values = Functionals("eGeMAPSv02")(samples, 16000)
     ids, stored, _ = read_functionals(emodb_augmented)["03"]
     assert np.allclose(values, stored[ids.index(wav.stem)], atol=1e-4)  # the audio path extraction took
-    fused = Recognizer.load(cv_run)
+    fused = Recognizer.load(cv_run, fusion="on")
     assert fused.fusion is not None and "linear model on eGeMAPSv02" in fused.model["name"]
     image = Recognizer.load(cv_run, fusion="off", calibration="off").predict(wav)
     image_log = np.log([image.probabilities[c] for c in fused.classes])
@@ -163,7 +163,7 @@ def test_a_fused_cv_folder_predicts_with_its_linear_model(cv_run, emodb_augmente
     with pytest.raises(EmovisionError, match="precomputed segments"):
         fused.predict_segments(segment(fused.features(samples), fused.config))
     capsys.readouterr()
-    assert main(["predict", str(cv_run), str(wav), "--json", "--quiet"]) == 0
+    assert main(["predict", str(cv_run), str(wav), "--json", "--quiet", "--fusion", "auto"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["probabilities"] == pytest.approx(prediction.probabilities, abs=1e-5)
     for fusion, fused_name in (("auto", True), ("off", False)):
@@ -188,15 +188,16 @@ def test_fusion_on_needs_a_fused_model_and_a_damaged_one_is_refused(cv_run, emod
     shutil.copytree(cv_run, copy)
     (copy / "fusion-model.npz").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="not a readable fused model"):
-        Recognizer.load(copy)
+        Recognizer.load(copy, fusion="auto")
     assert Recognizer.load(copy, fusion="off").fusion is None
     # a fold retrained after the fusion was fitted: the stored weight no longer belongs to it
     shutil.copy(cv_run / "fusion-model.npz", copy / "fusion-model.npz")
-    assert Recognizer.load(copy).fusion is not None
+    assert Recognizer.load(copy, fusion="on").fusion is not None
+    assert Recognizer.load(copy).fusion is None  # off by default
     metrics = next(copy.glob("fold*/metrics.json"))
     metrics.write_text(metrics.read_text() + "\n")
     with pytest.raises(CheckpointError, match="fitted to other fold models"):
-        Recognizer.load(copy)
+        Recognizer.load(copy, fusion="on")
 
 
 def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
@@ -343,7 +344,7 @@ def test_an_ensemble_folder_is_a_model_of_its_members_and_its_fusion(
     expected = torch.softmax(torch.from_numpy(mean), dim=0).numpy()
     assert np.allclose([prediction.probabilities[c] for c in classes], expected, atol=1e-5)
     assert np.allclose(prediction.segment_probabilities, raw[0].segment_probabilities)
-    fused = Recognizer.load(moved / "ensemble")
+    fused = Recognizer.load(moved / "ensemble", fusion="on")
     values = Functionals("eGeMAPSv02")(load_audio(wav, 16000), 16000)[None]
     logits = fused.fusion.fuse(mean[None], values)[0] / fused.temperature
     expected = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
@@ -359,7 +360,7 @@ def test_an_ensemble_folder_is_a_model_of_its_members_and_its_fusion(
     members = [str(moved / name) for name in ("one", "two")]
     assert main(["ensemble", *members, "--out", str(moved / "ensemble"), "--quiet"]) == 0
     assert not (moved / "ensemble" / "fusion-model.npz").exists()
-    assert Recognizer.load(moved / "ensemble").fusion is None
+    assert Recognizer.load(moved / "ensemble", fusion="auto").fusion is None
     shutil.rmtree(moved / "two")
     capsys.readouterr()
     assert main(["predict", str(moved / "ensemble"), str(wav), "--quiet"]) == 2

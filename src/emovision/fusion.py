@@ -282,6 +282,6 @@ def fusion_markdown(report: dict) -> str:
             f"To deploy: `{FILE_NAME}`, the linear model on {deployed['functionals']} retrained on all "
             f"{deployed['utterances']} utterances of the {deployed['speakers']} speakers (C {deployed['C']:g}), "
             f"image weight {deployed['weight']:g}, temperature {deployed['temperature']:.2f} (medians over the "
-            "folds); predict, serve and Recognizer.load use it with the fold ensemble.",
+            "folds); predict and serve use it with the fold ensemble under --fusion on.",
         ]
     return "\n".join(lines) + "\n"

@@ -11,8 +11,8 @@ and suffix (:func:`~emovision.features.feature_key`, as at extraction); for samp
 each turn its own emotion; silence is never scored.
 
 A cv folder whose fusion was scored (``emovision fuse`` or ``cv --fusion``) holds
-``fusion-model.npz`` (:mod:`emovision.fusion_model`): with ``fusion="auto"`` (the default) the
-utterance (and turn) probabilities are then the late fusion of the fold ensemble with the linear
+``fusion-model.npz`` (:mod:`emovision.fusion_model`): with ``fusion="on"`` (or ``"auto"``) the
+utterance (and turn) probabilities are the late fusion of the fold ensemble with the linear
 model on the recording's openSMILE functionals, which needs the ``opensmile`` extra;
 ``segment_probabilities`` stay the image models' (functionals describe a whole recording).
 
@@ -304,7 +304,7 @@ class Recognizer:
         threads: int | None = None,
         batch_size: int = 64,
         calibration: str = "auto",
-        fusion: str = "auto",
+        fusion: str = "off",
     ) -> Recognizer:
         """The model at ``path``: an ONNX file (``.onnx``), an emovision checkpoint, a finished
         ``emovision cv`` folder (the ensemble of its fold models: mean of log-probabilities), or
@@ -314,9 +314,11 @@ class Recognizer:
         the model (for PyTorch a process-wide setting); default: the library's choice.
         ``calibration``: ``auto`` applies the model's temperature (:mod:`emovision.calibration`)
         to utterance and turn probabilities when it has one, ``on`` requires one, ``off`` gives
-        the raw probabilities. Decisions are the same either way. ``fusion``: ``auto`` uses a cv
-        folder's ``fusion-model.npz`` when it has one (its temperature replaces the image
-        models'), ``on`` requires one, ``off`` gives the image models' scores alone.
+        the raw probabilities. Decisions are the same either way. ``fusion``: ``off`` (the
+        default) gives the image models' scores alone, ``on`` requires the folder's
+        ``fusion-model.npz`` and uses it (its temperature replaces the image models'), ``auto`` uses
+        it when there is one. Off by default: the fusion is better on clean recordings and much
+        worse in noise and reverberation (the openSMILE functionals are not robust; BENCHMARKS.md).
         """
         if batch_size < 1:
             raise EmovisionError("the batch size must be at least 1")

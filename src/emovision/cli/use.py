@@ -100,10 +100,11 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 def _fusion_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fusion",
-        default="auto",
+        default="off",
         choices=("auto", "on", "off"),
         help="the late fusion with openSMILE functionals of a cv or ensemble folder (fusion-model.npz): "
-        "auto (when it has one), on (require one), off (image models alone)",
+        "off (default: image models alone), on (require it), auto (when there is one). Better on clean "
+        "recordings, much worse in noise or reverberation",
     )
 
 

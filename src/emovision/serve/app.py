@@ -145,7 +145,7 @@ def create_app(
     concurrency: int = DEFAULT_CONCURRENCY,
     queue_timeout: float = 60.0,
     device: str = "cpu",
-    fusion: str = "auto",
+    fusion: str = "off",
 ) -> FastAPI:
     """The application around ``model`` (a :class:`Recognizer`, or the path of a checkpoint/ONNX file).
 
@@ -335,7 +335,7 @@ def serve(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     concurrency: int = DEFAULT_CONCURRENCY,
     device: str = "cpu",
-    fusion: str = "auto",
+    fusion: str = "off",
 ) -> None:
     """Load ``model`` and serve the page and the API with uvicorn until interrupted."""
     import uvicorn
