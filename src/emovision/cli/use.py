@@ -205,7 +205,9 @@ def _run_turns(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
     if not args.json:
         for result in results:
-            table = Table(title=f"{result.source}: {len(result.turns)} turn(s) in {result.duration:.1f} s")
+            heading = f"{result.source}: {len(result.turns)} turn(s) in {result.duration:.1f} s"
+            console.print(heading, highlight=False, markup=False, soft_wrap=True)  # a long path stays whole
+            table = Table()
             for column in ("start", "end", "emotion", "confidence", "top 3"):
                 table.add_column(
                     column, justify="right" if column in ("start", "end", "confidence") else "left"
