@@ -17,7 +17,10 @@
 #         (emovision ensemble of lite0-aug-2s and lite0-aug-2s-seed112: a within-fold ensemble of two
 #         seeds), ensemble-2s-1s (the same with lite0-aug as a third member) and ensemble-1s-2s
 #         (lite0-aug-2s with lite0-aug) and ensemble-all (both seeds of both), each also fused with
-#         the ComParE functionals
+#         the ComParE functionals;
+#         demo-cpu (the CPU recipe of `make demo`: SpecAugment, 2-s trimmed segments, batch 16,
+#         12 epochs), demo-cpu-ema (the same with --ema 0.99), demo-cpu-delta (log-mel, Δ and ΔΔ as
+#         three channels), demo-cpu-128 (128 mel bands), demo-cpu-seed112 and demo-cpu-ema-seed112
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -38,12 +41,31 @@ COMPARE="$OUT/emodb-compare.h5"
 LOGNREV="$OUT/emodb-lognrevspec.h5"
 LOGMEL200_AUG="$OUT/emodb-logmel64x200-aug.h5"
 SEGMENTS=(--n-mels 64 --segment-frames 100 --segment-tail shift)
-[ -f "$LOGMEL" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" -o "$LOGMEL" --quiet
-[ -f "$LOGMEL_AUG" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --augment noise,reverb,speed -o "$LOGMEL_AUG" --quiet
-[ -f "$LOGMEL200_AUG" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 --segment-frames 200 --segment-tail shift \
-  --augment noise,reverb,speed -o "$LOGMEL200_AUG" --quiet
-[ -f "$COMPARE" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --functionals ComParE_2016 -o "$COMPARE" --quiet
-[ -f "$LOGNREV" ] || $BIN/emovision extract emodb "$EMODB" --features lognrevspec --segment-frames 100 --segment-tail shift -o "$LOGNREV" --quiet
+# The shared features files, unless every configuration is a demo-* one (those extract their own).
+if printf '%s\n' "${CONFIGS[@]}" | grep -qv '^demo-'; then
+  [ -f "$LOGMEL" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" -o "$LOGMEL" --quiet
+  [ -f "$LOGMEL_AUG" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --augment noise,reverb,speed -o "$LOGMEL_AUG" --quiet
+  [ -f "$LOGMEL200_AUG" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 --segment-frames 200 --segment-tail shift \
+    --augment noise,reverb,speed -o "$LOGMEL200_AUG" --quiet
+  [ -f "$COMPARE" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --functionals ComParE_2016 -o "$COMPARE" --quiet
+  [ -f "$LOGNREV" ] || $BIN/emovision extract emodb "$EMODB" --features lognrevspec --segment-frames 100 --segment-tail shift -o "$LOGNREV" --quiet
+fi
+TRIM200=(--segment-frames 200 --segment-tail trim)
+DEMO_MEL64="$OUT/emodb-logmel64x200-trim.h5"
+DEMO_DELTA="$OUT/emodb-logmeldelta64x200-trim.h5"
+DEMO_MEL128="$OUT/emodb-logmel128x200-trim.h5"
+demo_features() {
+  case $1 in
+    demo-cpu-delta) [ -f "$DEMO_DELTA" ] || $BIN/emovision extract emodb "$EMODB" --features logmeldeltaspec \
+      --n-mels 64 "${TRIM200[@]}" -o "$DEMO_DELTA" --quiet >&2; echo "$DEMO_DELTA" ;;
+    demo-cpu-128) [ -f "$DEMO_MEL128" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 128 "${TRIM200[@]}" \
+      -o "$DEMO_MEL128" --quiet >&2; echo "$DEMO_MEL128" ;;
+    *) [ -f "$DEMO_MEL64" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
+      -o "$DEMO_MEL64" --quiet >&2; echo "$DEMO_MEL64" ;;
+  esac
+}
+DEMO=(--model efficientnet_lite0 --pretrained --lr 1e-3 --schedule cosine --batch-size 16 --epochs 12
+  --augment specaugment --parallel-folds "$PARALLEL" --device cpu --folds "$FOLDS" --quiet)
 COMMON=(--epochs "$EPOCHS" --batch-size 32 --schedule cosine --parallel-folds "$PARALLEL" --device cpu --folds "$FOLDS" --quiet)
 LITE0=(--model efficientnet_lite0 --pretrained --lr 1e-3)
 
@@ -97,6 +119,10 @@ for config in "${CONFIGS[@]}"; do
     fusion)
       echo "$BIN/emovision fuse $OUT/lite0-aug --functionals $COMPARE" > "$OUT/lite0-aug/fusion-command.txt"
       $BIN/emovision fuse "$OUT/lite0-aug" --functionals "$COMPARE" --quiet ;;
+    demo-cpu | demo-cpu-delta | demo-cpu-128) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" ;;
+    demo-cpu-seed112) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --seed 112 ;;
+    demo-cpu-ema) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 ;;
+    demo-cpu-ema-seed112) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 --seed 112 ;;
     lite0-scratch) cv "$config" "$LOGMEL" --model efficientnet_lite0 --lr 1e-3 "${COMMON[@]}" ;;
     opensmile-egemaps | opensmile-compare)
       table=$COMPARE

@@ -122,6 +122,68 @@ def test_warm_up_and_a_slower_backbone_follow_their_rates(emodb4, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "best.pth")["train_config"]["warmup_epochs"] == 2
 
 
+def test_weight_average_follows_every_optimiser_step():
+    from emovision.train import weight_average
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = weight_average(model, 0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    expected = None
+    for _ in range(4):
+        loss = model(torch.randn(8, 3)).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        average.update_parameters(model)
+        now = model[0].weight.detach().clone()
+        expected = now if expected is None else 0.9 * expected + 0.1 * now
+    assert torch.allclose(average.module[0].weight, expected)
+    assert not torch.allclose(average.module[0].weight, model[0].weight)
+    # batch-norm statistics are averaged too, so the average is a usable model on its own
+    assert not torch.allclose(average.module[1].running_mean, model[1].running_mean)
+
+
+def test_ema_runs_select_and_save_the_average_and_resume_identically(emodb4, tmp_path, monkeypatch):
+    from emovision import train as train_module
+    from emovision.folds import all_speakers_fold
+
+    source = open_source(emodb4)
+    config = TrainConfig(model="alexnet_gap", epochs=3, ema=0.9, **FAST)
+    fold = all_speakers_fold(source)  # no validation speaker: the last epoch is the one saved
+    train_fold(source, fold, config, tmp_path / "straight")
+    last = torch.load(tmp_path / "straight" / "last.pth", weights_only=True)
+    saved = load_checkpoint(tmp_path / "straight" / "best.pth")
+    assert saved["train_config"]["ema"] == 0.9
+    ema = {key.removeprefix("module."): value for key, value in last["ema"].items() if key != "n_averaged"}
+    assert all(torch.equal(saved["state_dict"][key], ema[key]) for key in ema)
+    assert not torch.equal(
+        saved["state_dict"]["backbone.classifier.weight"], last["model"]["backbone.classifier.weight"]
+    )
+
+    real = train_module.Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(train_module.Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(source, fold, config, tmp_path / "resumed")
+    monkeypatch.setattr(train_module.Trainer, "train_epoch", real)
+    train_fold(source, fold, config, tmp_path / "resumed", resume=True)
+    again = load_checkpoint(tmp_path / "resumed" / "best.pth")["state_dict"]
+    assert all(torch.equal(again[key], saved["state_dict"][key]) for key in again)
+
+
+def test_an_ema_decay_outside_its_range_is_refused():
+    with pytest.raises(EmovisionError, match="--ema"):
+        TrainConfig(ema=1.0)
+
+
 TRAIN_CHILD = """
 import sys
 import torch

@@ -42,6 +42,7 @@ class TrainConfig:
     schedule: str = "none"
     warmup_epochs: int = 0
     backbone_lr_scale: float = 1.0
+    ema: float = 0.0
     seed: int = 111
     device: str = "auto"
     pretrained: bool = False
@@ -84,6 +85,7 @@ class TrainConfig:
                 "--warmup-epochs works with --schedule none or cosine, not plateau",
             ),
             (0 < self.backbone_lr_scale <= 10, "--backbone-lr-scale must be above 0 and at most 10"),
+            (self.ema == 0 or 0.5 <= self.ema < 1, "--ema must be 0 (off) or a decay in [0.5, 1)"),
             (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                 "--device: auto, cpu or cuda",
@@ -173,4 +175,6 @@ def run_options(config: dict) -> list[str]:
         labels.append(f"warm-up {config['warmup_epochs']}")
     if config.get("backbone_lr_scale", 1.0) != 1.0:
         labels.append(f"backbone lr × {config['backbone_lr_scale']:g}")
+    if config.get("ema"):
+        labels.append(f"EMA {config['ema']:g}")
     return labels

@@ -107,6 +107,8 @@ class Trainer:
             weight_decay=config.weight_decay,
         )
         self.scheduler = make_scheduler(self.optimizer, config)
+        self.ema = weight_average(self.model, config.ema) if config.ema else None
+        self.scored = self.ema.module if self.ema is not None else self.model
         weights = augment.class_weights(self.train_split.segment_labels, len(self.classes))
         self.class_weights = weights.to(self.device) if config.class_weighted else None
         self.perturbation = self._stability_source(channels)
@@ -145,6 +147,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             (loss * weight).backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             total += float(loss.detach()) * x.shape[0]
             seen += x.shape[0]
         if self.distributed:
@@ -193,7 +197,7 @@ class Trainer:
     def evaluate(self, split: Split) -> tuple[dict, float, np.ndarray]:
         """Utterance-level metrics, the segment-level cross-entropy and the utterance scores ``(U, K)``
         of ``split``."""
-        log_probs = segment_log_probs(self.model, split.segments, self.config.eval_batch_size, self.autocast)
+        log_probs = segment_log_probs(self.scored, split.segments, self.config.eval_batch_size, self.autocast)
         loss = float(F.nll_loss(torch.from_numpy(log_probs), split.segment_labels))
         scores = utterance_scores(log_probs, split.segments_per_utterance, self.config.aggregate)
         return score_utterances(split.utterance_labels, scores, self.classes), loss, scores
@@ -220,7 +224,7 @@ class Trainer:
             "aggregate": self.config.aggregate,
             "temperature": (metrics.get("calibration") or {}).get("temperature"),
             "state_dict": {
-                key: value.detach().cpu().clone() for key, value in self.model.state_dict().items()
+                key: value.detach().cpu().clone() for key, value in self.scored.state_dict().items()
             },
             "metrics": metrics,
             "train_config": self.config.to_dict(),
@@ -233,6 +237,7 @@ class Trainer:
         state = {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
@@ -248,6 +253,8 @@ class Trainer:
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -363,7 +370,7 @@ class Trainer:
 
     def final_metrics(self, best_path: Path) -> dict:
         best = load_weights_only(best_path)
-        self.model.load_state_dict(best["state_dict"])
+        self.scored.load_state_dict(best["state_dict"])
         val, _, val_scores = self.evaluate(self.val_split) if self.val_split is not None else (None, 0, None)
         test, _, test_scores = (
             self.evaluate(self.test_split) if self.test_split is not None else (None, 0, [])
@@ -473,6 +480,15 @@ def rank_batches(
         share = order[start:stop].tensor_split(world)[rank]
         shares.append((share, world * share.numel() / (stop - start)))
     return shares
+
+
+def weight_average(model: SERModel, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers (batch-norm statistics
+    included): after every optimiser step ``average ← decay · average + (1 − decay) · weights``,
+    starting from the weights after the first step. ``average.module`` is what the run evaluates,
+    selects and saves; its horizon is about ``1 / (1 − decay)`` steps."""
+    swa = torch.optim.swa_utils
+    return swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _resident(segments: torch.Tensor, device: torch.device) -> torch.Tensor:

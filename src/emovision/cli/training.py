@@ -45,6 +45,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="learning rate of every layer but the new classifier, as a fraction of --lr "
         "(e.g. 0.1: pretrained layers move ten times slower)",
     )
+    group.add_argument(
+        "--ema",
+        type=float,
+        default=d.ema,
+        help="evaluate, select and save an exponential moving average of the weights, updated every "
+        "optimiser step with this decay (e.g. 0.99); 0: off",
+    )
     group.add_argument("--seed", type=int, default=d.seed)
     group.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     group.add_argument("--pretrained", action="store_true", help="start from ImageNet weights")
