@@ -20,7 +20,8 @@
 #         the ComParE functionals;
 #         demo-cpu (the CPU recipe of `make demo`: SpecAugment, 2-s trimmed segments, batch 16,
 #         12 epochs), demo-cpu-ema (the same with --ema 0.99), demo-cpu-delta (log-mel, Δ and ΔΔ as
-#         three channels), demo-cpu-128 (128 mel bands), demo-cpu-seed112 and demo-cpu-ema-seed112
+#         three channels), demo-cpu-128 (128 mel bands), demo-cpu-seed112, demo-cpu-delta-seed112 and
+#         demo-cpu-ema-seed112 (the next seed)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -120,7 +121,7 @@ for config in "${CONFIGS[@]}"; do
       echo "$BIN/emovision fuse $OUT/lite0-aug --functionals $COMPARE" > "$OUT/lite0-aug/fusion-command.txt"
       $BIN/emovision fuse "$OUT/lite0-aug" --functionals "$COMPARE" --quiet ;;
     demo-cpu | demo-cpu-delta | demo-cpu-128) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" ;;
-    demo-cpu-seed112) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --seed 112 ;;
+    demo-cpu-seed112 | demo-cpu-delta-seed112) cv "$config" "$(demo_features "${config%-seed112}")" "${DEMO[@]}" --seed 112 ;;
     demo-cpu-ema) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 ;;
     demo-cpu-ema-seed112) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 --seed 112 ;;
     lite0-scratch) cv "$config" "$LOGMEL" --model efficientnet_lite0 --lr 1e-3 "${COMMON[@]}" ;;
