@@ -81,13 +81,10 @@ def test_training_is_bit_for_bit_repeatable_on_cpu(emodb4, tmp_path):
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_resume_continues_an_interrupted_run_identically(emodb4, tmp_path, monkeypatch):
+def interrupt_at_third_epoch(monkeypatch, run) -> None:
+    """Call ``run`` with training interrupted (KeyboardInterrupt) as its third epoch starts."""
     from emovision import train as train_module
 
-    source = open_source(emodb4)
-    fold = make_fold(source, ["15"], ["16"])
-    config = TrainConfig(model="alexnet_gap", epochs=3, mixup=True, **FAST)
-    straight = train_fold(source, fold, config, tmp_path / "straight")
     real = train_module.Trainer.train_epoch
     calls = {"n": 0}
 
@@ -99,8 +96,16 @@ def test_resume_continues_an_interrupted_run_identically(emodb4, tmp_path, monke
 
     monkeypatch.setattr(train_module.Trainer, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(source, fold, config, tmp_path / "resumed")
+        run()
     monkeypatch.setattr(train_module.Trainer, "train_epoch", real)
+
+
+def test_resume_continues_an_interrupted_run_identically(emodb4, tmp_path, monkeypatch):
+    source = open_source(emodb4)
+    fold = make_fold(source, ["15"], ["16"])
+    config = TrainConfig(model="alexnet_gap", epochs=3, mixup=True, **FAST)
+    straight = train_fold(source, fold, config, tmp_path / "straight")
+    interrupt_at_third_epoch(monkeypatch, lambda: train_fold(source, fold, config, tmp_path / "resumed"))
     with pytest.raises(EmovisionError, match="--resume"):
         train_fold(source, fold, config, tmp_path / "resumed")
     resumed = train_fold(source, fold, config, tmp_path / "resumed", resume=True)
@@ -145,7 +150,6 @@ def test_weight_average_follows_every_optimiser_step():
 
 
 def test_ema_runs_select_and_save_the_average_and_resume_identically(emodb4, tmp_path, monkeypatch):
-    from emovision import train as train_module
     from emovision.folds import all_speakers_fold
 
     source = open_source(emodb4)
@@ -161,19 +165,7 @@ def test_ema_runs_select_and_save_the_average_and_resume_identically(emodb4, tmp
         saved["state_dict"]["backbone.classifier.weight"], last["model"]["backbone.classifier.weight"]
     )
 
-    real = train_module.Trainer.train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(train_module.Trainer, "train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_fold(source, fold, config, tmp_path / "resumed")
-    monkeypatch.setattr(train_module.Trainer, "train_epoch", real)
+    interrupt_at_third_epoch(monkeypatch, lambda: train_fold(source, fold, config, tmp_path / "resumed"))
     train_fold(source, fold, config, tmp_path / "resumed", resume=True)
     again = load_checkpoint(tmp_path / "resumed" / "best.pth")["state_dict"]
     assert all(torch.equal(again[key], saved["state_dict"][key]) for key in again)
