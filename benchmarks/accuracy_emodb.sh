@@ -21,7 +21,8 @@
 #         demo-cpu (the CPU recipe of `make demo`: SpecAugment, 2-s trimmed segments, batch 16,
 #         12 epochs), demo-cpu-ema (the same with --ema 0.99), demo-cpu-delta (log-mel, Δ and ΔΔ as
 #         three channels), demo-cpu-128 (128 mel bands), demo-cpu-seed112, demo-cpu-delta-seed112 and
-#         demo-cpu-ema-seed112 (the next seed)
+#         demo-cpu-ema-seed112 (the next seed), demo-cpu-spknorm and demo-cpu-spknorm-seed112 (the
+#         features speaker-normalised: extract --speaker-norm)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -55,10 +56,13 @@ TRIM200=(--segment-frames 200 --segment-tail trim)
 DEMO_MEL64="$OUT/emodb-logmel64x200-trim.h5"
 DEMO_DELTA="$OUT/emodb-logmeldelta64x200-trim.h5"
 DEMO_MEL128="$OUT/emodb-logmel128x200-trim.h5"
+DEMO_SPKNORM="$OUT/emodb-logmel64x200-trim-speakernorm.h5"
 demo_features() {
   case $1 in
     demo-cpu-delta) [ -f "$DEMO_DELTA" ] || $BIN/emovision extract emodb "$EMODB" --features logmeldeltaspec \
       --n-mels 64 "${TRIM200[@]}" -o "$DEMO_DELTA" --quiet >&2; echo "$DEMO_DELTA" ;;
+    demo-cpu-spknorm) [ -f "$DEMO_SPKNORM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
+      --speaker-norm -o "$DEMO_SPKNORM" --quiet >&2; echo "$DEMO_SPKNORM" ;;
     demo-cpu-128) [ -f "$DEMO_MEL128" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 128 "${TRIM200[@]}" \
       -o "$DEMO_MEL128" --quiet >&2; echo "$DEMO_MEL128" ;;
     *) [ -f "$DEMO_MEL64" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
@@ -120,8 +124,8 @@ for config in "${CONFIGS[@]}"; do
     fusion)
       echo "$BIN/emovision fuse $OUT/lite0-aug --functionals $COMPARE" > "$OUT/lite0-aug/fusion-command.txt"
       $BIN/emovision fuse "$OUT/lite0-aug" --functionals "$COMPARE" --quiet ;;
-    demo-cpu | demo-cpu-delta | demo-cpu-128) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" ;;
-    demo-cpu-seed112 | demo-cpu-delta-seed112) cv "$config" "$(demo_features "${config%-seed112}")" "${DEMO[@]}" --seed 112 ;;
+    demo-cpu | demo-cpu-delta | demo-cpu-128 | demo-cpu-spknorm) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" ;;
+    demo-cpu-seed112 | demo-cpu-delta-seed112 | demo-cpu-spknorm-seed112) cv "$config" "$(demo_features "${config%-seed112}")" "${DEMO[@]}" --seed 112 ;;
     demo-cpu-ema) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 ;;
     demo-cpu-ema-seed112) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 --seed 112 ;;
     lite0-scratch) cv "$config" "$LOGMEL" --model efficientnet_lite0 --lr 1e-3 "${COMMON[@]}" ;;

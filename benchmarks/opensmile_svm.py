@@ -4,7 +4,9 @@ For every fold of ``emovision cv``'s fold rule, the utterances of the training s
 train a standardised linear SVM on the openSMILE functionals stored in the features file
 (``emovision extract … --functionals ComParE_2016``: 6373 values, or ``eGeMAPSv02``: 88);
 ``C`` is chosen on the validation speaker by UA; the test speaker gives WA and UA, summarised
-exactly like ``emovision cv``. The utterances and their labels are the features file's own,
+exactly like ``emovision cv``. With ``--speaker-norm`` every speaker's functionals are first
+standardised by that speaker's own mean and standard deviation (the usual speaker normalisation
+of the ComParE baselines; it uses the test speaker's unlabelled utterances). The utterances and their labels are the features file's own,
 so every corpus and class preset works as it was extracted.
 
     .venv/bin/python benchmarks/opensmile_svm.py FEATURES.h5 --out runs/opensmile-compare
@@ -39,6 +41,11 @@ def main() -> None:
     parser.add_argument("features", type=Path, help="a features file made with --functionals SET")
     parser.add_argument("--folds", default="auto")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--speaker-norm",
+        action="store_true",
+        help="standardise each speaker's functionals by its own statistics",
+    )
     args = parser.parse_args()
 
     source = open_source(args.features)
@@ -47,6 +54,10 @@ def main() -> None:
     speakers = np.array([speaker for speaker in source.speakers for _ in table[speaker][0]])
     matrix = np.concatenate([table[speaker][1] for speaker in source.speakers]).astype(np.float64)
     labels = np.concatenate([table[speaker][2] for speaker in source.speakers])
+    if args.speaker_norm:
+        for speaker in source.speakers:
+            rows = speakers == speaker
+            matrix[rows] = (matrix[rows] - matrix[rows].mean(axis=0)) / (matrix[rows].std(axis=0) + 1e-8)
 
     results = []
     for fold in make_folds(source, args.folds):
@@ -94,6 +105,7 @@ def main() -> None:
             "stability": False,
             "oversampling": False,
             "class_weighted": True,
+            "speaker_norm": args.speaker_norm,
         },
         "versions": {"opensmile": opensmile.__version__},
     }

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from emovision.augment_audio import AugmentPlan
 from emovision.cli import main
 from emovision.corpora import load_corpus
 from emovision.extract import extract_corpus
-from emovision.features import FeatureConfig
+from emovision.features import FeatureConfig, speaker_normalise
 from emovision.store import load_speakers, open_info, read_features
 from emovision.system import worker_pool
 
@@ -175,3 +176,28 @@ def test_feature_workers_are_forked_even_from_a_spawned_process():
     importing everything again (3× slower on emoDB); a forked worker sees the parent's run-time state."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as spawned:
         assert spawned.submit(_mark_seen_by_a_worker).result() == "set at run time"
+
+
+def test_speaker_norm_stores_each_speaker_and_each_copy_kind_as_z_scores(tmp_path, emodb_dir):
+    corpus = load_corpus("emodb", emodb_dir, "4")
+    corpus.utterances = [u for u in corpus.utterances if u.speaker in ("03", "08")]
+    plan = AugmentPlan(augment=("noise", "reverb"), noises=("white", "pink"))
+    files = {}
+    for norm in (False, True):
+        config = FeatureConfig(n_mels=32, segment_frames=100, segment_tail="shift", speaker_norm=norm)
+        files[norm] = tmp_path / f"norm-{norm}.h5"
+        extract_corpus(corpus, config, files[norm], workers=2, progress=False, augment=plan)
+    assert open_info(files[True]).config.speaker_norm and not open_info(files[False]).config.speaker_norm
+    plain = load_speakers(files[False], ["03", "08"], augmented=True)
+    normalised = load_speakers(files[True], ["03", "08"], augmented=True)
+    for speaker in ("03", "08"):
+        raw, stored = plain[speaker], normalised[speaker]
+        np.testing.assert_allclose(stored.segments, speaker_normalise(raw.segments), atol=1e-4)
+        np.testing.assert_allclose(stored.segments.mean(axis=(0, 3)), 0.0, atol=1e-4)
+        assert stored.augmented.kinds == raw.augmented.kinds
+        assert set(raw.augmented.kinds) == {"noise:white", "noise:pink", "reverb"}
+        rows = np.repeat(np.arange(len(raw.augmented.kinds)), raw.augmented.segments_per_utterance)
+        for kind in set(raw.augmented.kinds):
+            picked = np.isin(rows, [i for i, k in enumerate(raw.augmented.kinds) if k == kind])
+            expected = speaker_normalise(raw.augmented.segments[picked])
+            np.testing.assert_allclose(stored.augmented.segments[picked], expected, atol=1e-4)

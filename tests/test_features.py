@@ -6,7 +6,16 @@ import pytest
 
 from emovision import acoustics
 from emovision.audio import load_audio
-from emovision.features import FeatureConfig, compute_features, segment, segment_times, silence_values
+from emovision.errors import EmovisionError
+from emovision.features import (
+    FeatureConfig,
+    SpeakerStatistics,
+    compute_features,
+    segment,
+    segment_times,
+    silence_values,
+    speaker_normalise,
+)
 
 STFT = {"n_fft": 800, "hop_length": 160, "win_length": 640, "window": "hamming"}
 
@@ -111,7 +120,6 @@ def test_overlapping_segments_and_delta_padding(utterances):
 
 
 def test_invalid_configurations_are_clear_errors():
-    from emovision.errors import EmovisionError
 
     with pytest.raises(EmovisionError, match="unknown feature type"):
         FeatureConfig(kind="mfcc")
@@ -130,3 +138,21 @@ def test_shifted_tail_ends_at_the_last_frame(utterances):
     np.testing.assert_allclose(segment_times(3, config, frames)[:, 0], [0.0, 1.0, 1.01])
     short = FeatureConfig(kind="logmelspec", segment_frames=300, segment_tail="shift")
     assert segment(feature, short).shape == (1, 1, 128, 300)
+
+
+def test_speaker_statistics_make_z_scores_per_channel_and_bin():
+    rng = np.random.default_rng(0)
+    segments = (rng.standard_normal((6, 3, 5, 40)) * np.arange(1, 6)[:, None] - 40.0).astype(np.float32)
+    statistics = SpeakerStatistics.of(segments)
+    assert statistics.mean.shape == statistics.std.shape == (3, 5, 1)
+    normalised = speaker_normalise(segments)
+    np.testing.assert_allclose(normalised.mean(axis=(0, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normalised.std(axis=(0, 3)), 1.0, atol=1e-4)
+    other = SpeakerStatistics.of(segments[:2] + 10.0)
+    np.testing.assert_allclose(
+        speaker_normalise(segments[2:], other), (segments[2:] - other.mean) / other.std, rtol=1e-5
+    )
+    flat = np.full((2, 1, 4, 10), -80.0, dtype=np.float32)
+    assert np.all(speaker_normalise(flat) == 0.0)  # a constant bin is not divided by zero
+    with pytest.raises(EmovisionError, match="N ≥ 1"):
+        SpeakerStatistics.of(segments[:0])

@@ -138,3 +138,17 @@ def test_other_onnx_files_are_refused(tmp_path):
         Recognizer.load(garbage)
     with pytest.raises(CheckpointError, match="does not exist"):
         Recognizer.load(tmp_path / "missing.onnx")
+
+
+def test_a_speaker_normalised_onnx_model_is_adapted_like_its_checkpoint(tmp_path, emodb_wavs):
+    config = FeatureConfig(segment_frames=100, segment_tail="shift", speaker_norm=True)
+    checkpoint = untrained_checkpoint(tmp_path / "norm.pth", config)
+    exported = export_onnx(checkpoint, tmp_path / "norm.onnx")
+    files = [wav for wav in emodb_wavs if wav.name.startswith("08")][:5]
+    loaded = [Recognizer.load(exported.path), Recognizer.load(checkpoint)]
+    assert loaded[0].backend == "onnx" and loaded[0].speaker_normalised
+    for recognizer in loaded:
+        assert recognizer.adapt(files) == len(files)
+    onnx_results, torch_results = (recognizer.predict_many(files[:2]) for recognizer in loaded)
+    for a, b in zip(onnx_results, torch_results, strict=True):
+        np.testing.assert_allclose(a.segment_probabilities, b.segment_probabilities, atol=1e-5)

@@ -17,7 +17,7 @@ from emovision.checkpoint import load_checkpoint, save_checkpoint
 from emovision.cli import main
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import confusion_matrix, utterance_scores
-from emovision.features import FeatureConfig, compute_features, segment
+from emovision.features import FeatureConfig, SpeakerStatistics, compute_features, segment, speaker_normalise
 from emovision.predict import Failure
 from emovision.store import load_speakers
 
@@ -199,3 +199,40 @@ def test_predict_command_json_lines_and_timeline(tmp_path, trained_model, recogn
     assert len(rows[1]["segments"]) == 11
     assert timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"timeline: {timeline}" in captured.err
     assert not list(tmp_path.glob("figures/.*"))
+
+
+def test_a_speaker_normalised_model_uses_the_statistics_it_is_adapted_to(tmp_path, emodb_wavs, capsys):
+    """Unadapted, a recording is normalised by its own statistics; adapted, by those pooled over the
+    speaker's recordings (unreadable ones left out); ``--same-speaker`` adapts to the files given."""
+    config = FeatureConfig(segment_frames=100, segment_tail="shift", speaker_norm=True)
+    path = untrained_checkpoint(tmp_path / "norm.pth", config)
+    wavs = [wav for wav in emodb_wavs if wav.name.startswith("03")][:6]
+    raw = [segment(compute_features(load_audio(wav, 16000), config), config) for wav in wavs]
+    recognizer = Recognizer.load(path)
+    assert recognizer.speaker_normalised and not recognizer.adapted
+    alone = recognizer.predict(wavs[0])
+    own = recognizer.predict_segments(speaker_normalise(raw[0]))
+    np.testing.assert_allclose(alone.segment_probabilities, own.segment_probabilities, atol=1e-5)
+    assert recognizer.adapt([*wavs, tmp_path / "missing.wav"]) == 6 and recognizer.adapted
+    pooled = SpeakerStatistics.of(np.concatenate(raw))
+    adapted = list(recognizer.iter_predict(wavs[:2]))
+    for prediction, segments in zip(adapted, raw[:2], strict=True):
+        expected = recognizer.predict_segments(speaker_normalise(segments, pooled))
+        np.testing.assert_allclose(
+            prediction.segment_probabilities, expected.segment_probabilities, atol=1e-5
+        )
+    assert np.abs(adapted[0].segment_probabilities - alone.segment_probabilities).max() > 1e-4
+    turns = recognizer.predict_turns(wavs[0], vad="energy")
+    assert turns.turns and sum(turns.turns[0].probabilities.values()) == pytest.approx(1.0)
+
+    assert main(["predict", str(path), *map(str, wavs), "--same-speaker", "--json", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "speaker statistics: 6 recording(s)" in captured.err
+    first = json.loads(captured.out.splitlines()[0])
+    assert first["probabilities"] == pytest.approx(adapted[0].probabilities, abs=1e-5)
+    assert main(["predict", str(path), str(wavs[0]), "--quiet"]) == 0
+    assert "normalised by its own statistics" in capsys.readouterr().err
+    plain = untrained_checkpoint(tmp_path / "plain.pth", FeatureConfig(segment_frames=100))
+    assert main(["predict", str(plain), str(wavs[0]), "--same-speaker", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "not trained on speaker-normalised features" in captured.err and "Traceback" not in captured.err

@@ -372,3 +372,31 @@ def _codes(code: str) -> set[str]:
 
     lines = (IEMOCAP_LABELS / "emo_labels.txt").read_text().splitlines()
     return {line.split("\t")[1] for line in lines if line.split("\t")[2] == code}
+
+
+def test_a_speaker_normalised_run_meets_each_condition_normalised_by_its_own_statistics(tmp_path, emodb_dir):
+    """Clean audio normalised by the test speaker's statistics reproduces the fold's reported
+    metrics exactly, so the corrupted conditions are normalised the same way."""
+    corpus = load_corpus("emodb", emodb_dir, "4")
+    corpus.utterances = [u for u in corpus.utterances if u.speaker in SPEAKERS]
+    features = tmp_path / "normalised.h5"
+    config = FeatureConfig(n_mels=64, segment_frames=100, speaker_norm=True)
+    extract_corpus(corpus, config, features, progress=False)
+    folds = tmp_path / "folds.json"
+    folds.write_text(json.dumps(FOLDS[:1]))
+    run_cv(features, QUICK, tmp_path / "cv", folds=str(folds), progress=False)
+    args = ["robustness", str(tmp_path / "cv"), "--corpus", "emodb", "--root", str(emodb_dir), "--snr", "10",
+            "--noise", "white", "--rt60", "0.6", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    (fold,) = json.loads((tmp_path / "cv" / "robustness.json").read_text())["folds"]
+    assert fold["clean_matches_reported"]
+    checkpoint = load_checkpoint(tmp_path / "cv" / fold["run"] / "best.pth")
+    split = load_split(open_source(features), fold["test"])
+    scores = utterance_scores(
+        segment_log_probs(model_from_checkpoint(checkpoint), split.segments),
+        split.segments_per_utterance,
+        checkpoint["aggregate"],
+    )
+    nll = -scores[np.arange(len(scores)), split.utterance_labels].mean()
+    assert fold["conditions"]["clean"]["nll"] == pytest.approx(nll, rel=1e-4)
+    assert fold["conditions"]["white 10 dB"]["nll"] != pytest.approx(fold["conditions"]["clean"]["nll"])

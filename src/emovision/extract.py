@@ -20,7 +20,14 @@ from emovision.audio import load_audio
 from emovision.augment_audio import AugmentPlan, augmented_copies, babble_talkers
 from emovision.corpora import Corpus, Utterance
 from emovision.errors import AudioError, EmovisionError
-from emovision.features import FeatureConfig, channel_signals, compute_features, feature_key, segment
+from emovision.features import (
+    FeatureConfig,
+    channel_signals,
+    compute_features,
+    feature_key,
+    segment,
+    speaker_normalise,
+)
 from emovision.functionals import Functionals
 from emovision.progress import progress_bar
 from emovision.store import AugmentedCopies, FeatureWriter, SpeakerFeatures, write_seed_pickle
@@ -226,6 +233,10 @@ def _extract_speaker(
             source=np.array([row for row, _ in copies], dtype=np.int64),
             kinds=kinds,
         )
+    if config.speaker_norm and segments:
+        segments = [speaker_normalise(np.concatenate(segments))]
+        if augmented is not None:
+            _normalise_copies(augmented)
     return SpeakerFeatures(
         segments=np.concatenate(segments) if segments else empty,
         segment_labels=np.concatenate(seg_labels) if seg_labels else np.zeros(0, dtype=np.int64),
@@ -238,6 +249,16 @@ def _extract_speaker(
         augmented=augmented,
         functionals=np.stack(functionals) if functionals else None,
     )
+
+
+def _normalise_copies(copies: AugmentedCopies) -> None:
+    """Speaker-normalise the copies of each kind by the statistics of that kind's copies, as a
+    recording channel (a noise, a room) is normalised by the speaker's recordings through it."""
+    rows = np.repeat(np.arange(len(copies.kinds)), copies.segments_per_utterance)
+    kinds = np.array(copies.kinds)
+    for kind in dict.fromkeys(copies.kinds):
+        picked = np.isin(rows, np.flatnonzero(kinds == kind))
+        copies.segments[picked] = speaker_normalise(copies.segments[picked])
 
 
 def _ordered_map(

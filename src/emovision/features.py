@@ -28,6 +28,14 @@ last segment only when the frames left over fill at least half a segment, and ot
 them: a shifted segment that overlaps its predecessor almost entirely (a 201-frame utterance
 cut into 100-frame segments gives ``[0, 100)``, ``[100, 200)`` and ``[101, 201)``) costs a third
 of the compute and adds one new frame.
+
+``speaker_norm`` turns every speaker's segments into z-scores of that speaker's own statistics:
+the mean and standard deviation of each channel and bin over all the speaker's segments and
+frames (:func:`speaker_normalise`). What is left is how an utterance differs from the speaker's
+usual voice and recording channel, which is what carries the emotion. It needs no labels, only
+several recordings of the speaker: extraction uses each speaker's utterances (the test speaker's
+too, unlabelled, as speaker-normalised benchmarks do); prediction uses the recordings it is given
+(see :meth:`emovision.predict.Recognizer.adapt`).
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ class FeatureConfig:
     segment_frames: int = 300
     segment_hop: int | None = None
     segment_tail: str = "pad"
+    speaker_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_TYPES:
@@ -246,6 +255,41 @@ def segment_starts(frames: int, config: FeatureConfig) -> np.ndarray:
             return starts[:-1]
         starts[-1] = frames - size
     return starts
+
+
+@dataclass(frozen=True)
+class SpeakerStatistics:
+    """One speaker's ``mean`` and ``std`` ``(C, F, 1)`` (dB) of each channel and bin, over all the
+    frames of ``segments`` segments."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    segments: int
+
+    @classmethod
+    def of(cls, segments: np.ndarray) -> SpeakerStatistics:
+        """The statistics of segments ``(N, C, F, T)``, N ≥ 1."""
+        if segments.ndim != 4 or segments.shape[0] == 0:
+            raise EmovisionError(
+                f"speaker statistics need segments (N, C, F, T) with N ≥ 1, got {segments.shape}"
+            )
+        values = segments.astype(np.float64, copy=False)
+        mean = values.mean(axis=(0, 3))[..., None]
+        std = np.sqrt(np.maximum((values**2).mean(axis=(0, 3))[..., None] - mean**2, 0.0))
+        return cls(
+            mean.astype(np.float32), np.maximum(std, MIN_STD).astype(np.float32), int(segments.shape[0])
+        )
+
+
+MIN_STD = 1e-3
+
+
+def speaker_normalise(segments: np.ndarray, statistics: SpeakerStatistics | None = None) -> np.ndarray:
+    """Segments ``(N, C, F, T)`` as z-scores of a speaker's ``statistics`` (default: their own)."""
+    if segments.shape[0] == 0:
+        return segments.astype(np.float32, copy=False)
+    statistics = statistics or SpeakerStatistics.of(segments)
+    return ((segments - statistics.mean) / statistics.std).astype(np.float32)
 
 
 def segment(features: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -21,6 +21,11 @@ computes its own features (segment lengths may differ) and the utterance log-pro
 members are averaged, as the ensemble was scored; ``segment_probabilities`` and ``times`` are the
 first member's.
 
+A model trained on speaker-normalised features (``extract --speaker-norm``) needs the statistics
+of the speaker it listens to: after :meth:`Recognizer.adapt` (several recordings of one speaker,
+no labels) every segment is normalised by them; until then each recording (each turn with
+``predict_turns``) is normalised by its own, which is less accurate than a speaker's statistics.
+
 A checkpoint (``.pth``) runs with PyTorch; an ``.onnx`` file made by ``emovision export``
 runs with ONNX Runtime alone, without importing torch. This module imports neither at
 module level, so ``from emovision import Recognizer`` stays light.
@@ -45,7 +50,15 @@ from emovision.audio import audio_info, load_audio, prepare_audio, read_span, st
 from emovision.calibration import apply_temperature
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
-from emovision.features import FeatureConfig, compute_features, feature_key, segment, segment_times
+from emovision.features import (
+    FeatureConfig,
+    SpeakerStatistics,
+    compute_features,
+    feature_key,
+    segment,
+    segment_times,
+    speaker_normalise,
+)
 from emovision.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.fusion_model import LinearFusion
 from emovision.system import resolve_device
@@ -195,6 +208,7 @@ class _Speech:
     key: str
     functionals: Callable[[np.ndarray, int], np.ndarray] | None = None
     extra_configs: tuple[FeatureConfig, ...] = ()
+    normalise: Callable[[np.ndarray, int], np.ndarray] = lambda segments, member: segments
 
     def batches(self, segments_per_batch: int) -> Iterator[tuple]:
         """Turns ``(spans, pieces, values, extra)``, a batch of about ``segments_per_batch``
@@ -206,9 +220,11 @@ class _Speech:
         minimum = self.config.min_samples / self.config.sample_rate
         for start, end in self.spans:
             samples = self.read(float(start), max(float(end), float(start) + minimum))
-            pieces.append(segment(compute_features(samples, self.config, self.key), self.config))
-            for config, member in zip(self.extra_configs, extra, strict=True):
-                member.append(segment(compute_features(samples, config, self.key), config))
+            pieces.append(
+                self.normalise(segment(compute_features(samples, self.config, self.key), self.config), 0)
+            )
+            for m, (config, member) in enumerate(zip(self.extra_configs, extra, strict=True), start=1):
+                member.append(self.normalise(segment(compute_features(samples, config, self.key), config), m))
             if self.functionals is not None:
                 values.append(self.functionals(samples, self.config.sample_rate))
             spans.append((start, end))
@@ -273,6 +289,7 @@ class Recognizer:
         self.temperature = temperature
         self.fusion = fusion
         self._extra = list(extra or [])
+        self._speaker: list[SpeakerStatistics | None] = [None] * (1 + len(self._extra))
         self._functionals = None
         if fusion is not None:
             from emovision.functionals import Functionals
@@ -472,7 +489,7 @@ class Recognizer:
         else:
             label, samples, key = self._load(source, sample_rate, key, name, None)
             whole = np.array([[0.0, samples.size / config.sample_rate]])
-            batches = [(whole, [segment(compute_features(samples, config, key), config)])]
+            batches = [(whole, [self._normalise(segment(compute_features(samples, config, key), config), 0)])]
         spans, means = [], []
         for batch_spans, pieces, *_ in batches:
             vectors = self._backend.embeddings(np.concatenate(pieces), self.batch_size)
@@ -569,7 +586,7 @@ class Recognizer:
         if spans.shape[0] == 0:
             raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
         extra = tuple(member.config for member in self._extra)
-        return _Speech(label, duration, spans, read, config, key, self._functionals, extra)
+        return _Speech(label, duration, spans, read, config, key, self._functionals, extra, self._normalise)
 
     def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
         """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""
@@ -592,6 +609,53 @@ class Recognizer:
         """The trained feature ``(C, F, T)`` in dB of mono samples at ``config.sample_rate``."""
         self._single("features")
         return compute_features(samples, self._require_config(), key)
+
+    # ----- speaker normalisation ----------------------------------------------------------------
+    @property
+    def speaker_normalised(self) -> bool:
+        """Whether the model (or a member of the ensemble) was trained on speaker-normalised features."""
+        return self.config is not None and any(config.speaker_norm for config in self._configs())
+
+    @property
+    def adapted(self) -> bool:
+        """Whether :meth:`adapt` has given the model a speaker's statistics."""
+        return any(stats is not None for stats in self._speaker)
+
+    def adapt(self, sources: Iterable[Source]) -> int:
+        """Normalise every later segment by the pooled statistics of ``sources``: recordings of the
+        one speaker whose recordings are predicted next (paths, bytes; no labels). Unusable
+        recordings are left out; returns the number used. Raises :class:`EmovisionError` for a
+        model without speaker normalisation or when no recording is usable."""
+        if not self.speaker_normalised:
+            raise EmovisionError(
+                "this model was not trained on speaker-normalised features (extract --speaker-norm): "
+                "it needs no speaker statistics"
+            )
+        pieces: list[list[np.ndarray]] = [[] for _ in self._speaker]
+        for source in sources:
+            try:
+                prepared = self._prepare(source, None, None, None, False, None, normalise=False)
+            except AudioError:
+                continue
+            for member, segments in enumerate([prepared.segments, *prepared.extra]):
+                pieces[member].append(segments)
+        if not pieces[0]:
+            raise EmovisionError("speaker statistics: none of the recordings given could be used")
+        self._speaker = [
+            SpeakerStatistics.of(np.concatenate(parts)) if config.speaker_norm else None
+            for parts, config in zip(pieces, self._configs(), strict=True)
+        ]
+        return len(pieces[0])
+
+    def _configs(self) -> list[FeatureConfig]:
+        return [self._require_config(), *(member.config for member in self._extra)]
+
+    def _normalise(self, segments: np.ndarray, member: int) -> np.ndarray:
+        """``segments`` of ensemble member ``member`` (0: this model) as the model was trained on them:
+        speaker-normalised (by :meth:`adapt`'s statistics, else their own) when it was."""
+        if not self._configs()[member].speaker_norm:
+            return segments
+        return speaker_normalise(segments, self._speaker[member])
 
     # ----- many files ---------------------------------------------------------------------------
     def iter_predict(
@@ -643,15 +707,20 @@ class Recognizer:
         name: str | None,
         keep_features: bool,
         max_seconds: float | None,
+        normalise: bool = True,
     ) -> _Prepared:
+        """One recording's segments (speaker-normalised as the model needs, unless ``normalise`` is off)."""
         config = self._require_config()
         label, samples, key = self._load(source, sample_rate, key, name, max_seconds)
         duration = samples.size / config.sample_rate
         feature = compute_features(samples, config, key)
         kept = feature if keep_features else None
         values = None if self._functionals is None else self._functionals(samples, config.sample_rate)[None]
-        extra = [segment(compute_features(samples, m.config, key), m.config) for m in self._extra]
-        return _Prepared(label, segment(feature, config), duration, kept, feature.shape[-1], values, extra)
+        segments = [segment(feature, config)]
+        segments += [segment(compute_features(samples, m.config, key), m.config) for m in self._extra]
+        if normalise:
+            segments = [self._normalise(part, member) for member, part in enumerate(segments)]
+        return _Prepared(label, segments[0], duration, kept, feature.shape[-1], values, segments[1:])
 
     def _load(
         self,

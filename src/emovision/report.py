@@ -68,11 +68,13 @@ def _ensemble_row(folder: Path, summary: dict) -> dict:
 
 
 def _describe_features(values: dict | None) -> str:
-    """``"logmelspec 64×100"``: the feature type, bands × segment frames; ``"—"`` when unknown."""
+    """``"logmelspec 64×100"``: the feature type, bands × segment frames (and whether the features are
+    speaker-normalised); ``"—"`` when unknown."""
     if not values:
         return "—"
     config = FeatureConfig.from_dict(values)
-    return f"{config.kind} {config.height}×{config.segment_frames}"
+    normalised = ", speaker-normalised" if config.speaker_norm else ""
+    return f"{config.kind} {config.height}×{config.segment_frames}{normalised}"
 
 
 def compare_runs(folders: list[Path]) -> list[dict]:

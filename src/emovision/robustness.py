@@ -64,7 +64,14 @@ from emovision.evaluate import (
     utterance_scores,
 )
 from emovision.extract import default_workers
-from emovision.features import FeatureConfig, compute_features, feature_key, segment
+from emovision.features import (
+    FeatureConfig,
+    SpeakerStatistics,
+    compute_features,
+    feature_key,
+    segment,
+    speaker_normalise,
+)
 from emovision.files import atomic_write_bytes, read_json
 from emovision.functionals import Functionals, require_opensmile
 from emovision.fusion import functionals_by_id, linear_log_probs, linear_pipeline, training_functionals
@@ -288,6 +295,7 @@ def _evaluate_group(
     counts: list[list[int]] = [[] for _ in conditions]
     values: list[list[np.ndarray]] = [[] for _ in conditions]
     pending: list[tuple[int, np.ndarray]] = []
+    owners: list[str] = []
 
     def flush() -> None:
         """Score the pending segments of every condition in one batch per model."""
@@ -307,11 +315,15 @@ def _evaluate_group(
         for c, segments in enumerate(outputs):
             counts[c].append(segments.shape[0])
             pending.append((c, segments))
+            owners.append(by_id[uid].speaker)
             if functionals is not None:
                 values[c].append(functionals[c])
-        if sum(part.shape[0] for _, part in pending) >= batch_size:
+        if not group.config.speaker_norm and sum(part.shape[0] for _, part in pending) >= batch_size:
             flush()
+            owners.clear()
         advance()
+    if group.config.speaker_norm:
+        pending[:] = _speaker_normalised(pending, owners)
     if pending:
         flush()
     labels = np.array([classes.index(by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64)
@@ -332,6 +344,21 @@ def _evaluate_group(
             fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes
         )
     return results
+
+
+def _speaker_normalised(
+    pending: list[tuple[int, np.ndarray]], owners: list[str]
+) -> list[tuple[int, np.ndarray]]:
+    """``pending`` (condition, segments) with each speaker's segments of each condition as z-scores
+    of their statistics: a speaker-normalised model meets a corrupted speaker as it would in use,
+    normalised by its recordings through the same noise or room. ``owners`` names each entry's speaker."""
+    out = list(pending)
+    for key in dict.fromkeys(zip((c for c, _ in pending), owners, strict=True)):
+        rows = [i for i, (c, _) in enumerate(pending) if (c, owners[i]) == key]
+        statistics = SpeakerStatistics.of(np.concatenate([pending[i][1] for i in rows]))
+        for i in rows:
+            out[i] = (pending[i][0], speaker_normalise(pending[i][1], statistics))
+    return out
 
 
 def _fused_results(

@@ -50,6 +50,13 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         help="last partial segment: pad it (original), shift it back to end at the last frame, or trim: "
         "shift it when it holds at least half a segment of new frames, else drop those frames",
     )
+    group.add_argument(
+        "--speaker-norm",
+        action="store_true",
+        help="store each speaker's segments as z-scores of that speaker's own mean and standard "
+        "deviation per channel and bin (a model trained on them is given a speaker's recordings at "
+        "predict time: see emovision predict --same-speaker)",
+    )
 
 
 def feature_config_from_args(args: argparse.Namespace):

@@ -68,6 +68,13 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         help="temperature-scaled probabilities: auto (when the model has a temperature), on (require one), off",
     )
     _fusion_argument(parser)
+    parser.add_argument(
+        "--same-speaker",
+        action="store_true",
+        help="the recordings are all one speaker's: a model trained on speaker-normalised features "
+        "(extract --speaker-norm) is first adapted to their pooled statistics (without it, each "
+        "recording is normalised by its own)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     turns = parser.add_argument_group("speech turns (--turns)")
     turns.add_argument(
@@ -127,6 +134,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         fusion=args.fusion,
     )
     files, failures = find_audio(args.paths)
+    _speaker_statistics(recognizer, files, args.same_speaker)
     predictions = []
     with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
         task = bar.add_task("predicting", total=len(files))
@@ -156,6 +164,19 @@ def _run_predict(args: argparse.Namespace) -> int:
     return _exit_status(len(predictions), failures, "predicted")
 
 
+def _speaker_statistics(recognizer, files: list[Path], same_speaker: bool) -> None:
+    """Adapt a speaker-normalised model to ``files`` (``--same-speaker``), or say what it does without."""
+    if same_speaker and files:
+        used = recognizer.adapt(files)
+        err_console.print(f"speaker statistics: {used} recording(s)", highlight=False)
+    elif recognizer.speaker_normalised and not same_speaker:
+        err_console.print(
+            "note: this model is speaker-normalised; each recording is normalised by its own statistics. "
+            "For one speaker's recordings, --same-speaker uses their pooled statistics (more accurate)",
+            highlight=False,
+        )
+
+
 def _run_turns(args: argparse.Namespace) -> int:
     """``predict --turns``: a table (or JSON lines) of every recording's turns; the same exit
     statuses as predict."""
@@ -181,6 +202,7 @@ def _run_turns(args: argparse.Namespace) -> int:
         fusion=args.fusion,
     )
     files, failures = find_audio(args.paths)
+    _speaker_statistics(recognizer, files, args.same_speaker)
     results = []
     with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
         task = bar.add_task("speech turns", total=len(files))
