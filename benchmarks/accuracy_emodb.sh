@@ -6,7 +6,7 @@
 #
 # CONFIG: alexnet_gap lite0-pretrained alexnet_gap-mixup alexnet_gap-stability alexnet_gap-lognrevspec
 #         alexnet_gap-lognrevspec-stability alexnet_gap-oversampling alexnet lite0-scratch alexnet-all
-#         opensmile-egemaps opensmile-compare
+#         opensmile-egemaps opensmile-compare opensmile-compare-spknorm (functionals standardised per speaker)
 #         lite0-aug (SpecAugment + noise, reverb and speed copies), lite0-specaugment, lite0-noise,
 #         lite0-reverb, lite0-speed (each augmentation alone), lite0-aug-no-white (white noise held
 #         out of training), lite0-aug-mixup (lite0-aug with mixup), lite0-aug-2s (lite0-aug on 2-s
@@ -22,7 +22,8 @@
 #         12 epochs), demo-cpu-ema (the same with --ema 0.99), demo-cpu-delta (log-mel, Δ and ΔΔ as
 #         three channels), demo-cpu-128 (128 mel bands), demo-cpu-seed112, demo-cpu-delta-seed112 and
 #         demo-cpu-ema-seed112 (the next seed), demo-cpu-spknorm and demo-cpu-spknorm-seed112 (the
-#         features speaker-normalised: extract --speaker-norm)
+#         features speaker-normalised: extract --speaker-norm), demo-cpu-spknorm-fusion (demo-cpu-spknorm
+#         late-fused with speaker-normalised ComParE functionals)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -57,6 +58,7 @@ DEMO_MEL64="$OUT/emodb-logmel64x200-trim.h5"
 DEMO_DELTA="$OUT/emodb-logmeldelta64x200-trim.h5"
 DEMO_MEL128="$OUT/emodb-logmel128x200-trim.h5"
 DEMO_SPKNORM="$OUT/emodb-logmel64x200-trim-speakernorm.h5"
+COMPARE_SPKNORM="$OUT/emodb-compare-speakernorm.h5"
 demo_features() {
   case $1 in
     demo-cpu-delta) [ -f "$DEMO_DELTA" ] || $BIN/emovision extract emodb "$EMODB" --features logmeldeltaspec \
@@ -124,11 +126,20 @@ for config in "${CONFIGS[@]}"; do
     fusion)
       echo "$BIN/emovision fuse $OUT/lite0-aug --functionals $COMPARE" > "$OUT/lite0-aug/fusion-command.txt"
       $BIN/emovision fuse "$OUT/lite0-aug" --functionals "$COMPARE" --quiet ;;
+    demo-cpu-spknorm-fusion)
+      [ -f "$COMPARE_SPKNORM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
+        --functionals ComParE_2016 -o "$COMPARE_SPKNORM" --quiet
+      echo "$BIN/emovision fuse $OUT/demo-cpu-spknorm --functionals $COMPARE_SPKNORM" > "$OUT/demo-cpu-spknorm/fusion-command.txt"
+      $BIN/emovision fuse "$OUT/demo-cpu-spknorm" --functionals "$COMPARE_SPKNORM" --quiet ;;
     demo-cpu | demo-cpu-delta | demo-cpu-128 | demo-cpu-spknorm) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" ;;
     demo-cpu-seed112 | demo-cpu-delta-seed112 | demo-cpu-spknorm-seed112) cv "$config" "$(demo_features "${config%-seed112}")" "${DEMO[@]}" --seed 112 ;;
     demo-cpu-ema) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 ;;
     demo-cpu-ema-seed112) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 --seed 112 ;;
     lite0-scratch) cv "$config" "$LOGMEL" --model efficientnet_lite0 --lr 1e-3 "${COMMON[@]}" ;;
+    opensmile-compare-spknorm)
+      mkdir -p "$OUT/$config"
+      echo "$BIN/python benchmarks/opensmile_svm.py $COMPARE --speaker-norm --folds $FOLDS --out $OUT/$config" > "$OUT/$config/command.txt"
+      $BIN/python benchmarks/opensmile_svm.py "$COMPARE" --speaker-norm --folds "$FOLDS" --out "$OUT/$config" ;;
     opensmile-egemaps | opensmile-compare)
       table=$COMPARE
       if [ "$config" = opensmile-egemaps ]; then

@@ -178,7 +178,7 @@ def test_feature_workers_are_forked_even_from_a_spawned_process():
         assert spawned.submit(_mark_seen_by_a_worker).result() == "set at run time"
 
 
-def test_speaker_norm_stores_each_speaker_and_each_copy_kind_as_z_scores(tmp_path, emodb_dir):
+def test_speaker_norm_stores_each_speaker_its_copies_and_functionals_as_z_scores(tmp_path, emodb_dir):
     corpus = load_corpus("emodb", emodb_dir, "4")
     corpus.utterances = [u for u in corpus.utterances if u.speaker in ("03", "08")]
     plan = AugmentPlan(augment=("noise", "reverb"), noises=("white", "pink"))
@@ -186,7 +186,9 @@ def test_speaker_norm_stores_each_speaker_and_each_copy_kind_as_z_scores(tmp_pat
     for norm in (False, True):
         config = FeatureConfig(n_mels=32, segment_frames=100, segment_tail="shift", speaker_norm=norm)
         files[norm] = tmp_path / f"norm-{norm}.h5"
-        extract_corpus(corpus, config, files[norm], workers=2, progress=False, augment=plan)
+        extract_corpus(
+            corpus, config, files[norm], workers=2, progress=False, augment=plan, functionals="eGeMAPSv02"
+        )
     assert open_info(files[True]).config.speaker_norm and not open_info(files[False]).config.speaker_norm
     plain = load_speakers(files[False], ["03", "08"], augmented=True)
     normalised = load_speakers(files[True], ["03", "08"], augmented=True)
@@ -194,6 +196,10 @@ def test_speaker_norm_stores_each_speaker_and_each_copy_kind_as_z_scores(tmp_pat
         raw, stored = plain[speaker], normalised[speaker]
         np.testing.assert_allclose(stored.segments, speaker_normalise(raw.segments), atol=1e-4)
         np.testing.assert_allclose(stored.segments.mean(axis=(0, 3)), 0.0, atol=1e-4)
+        np.testing.assert_allclose(stored.functionals, speaker_normalise(raw.functionals), atol=1e-4)
+        np.testing.assert_allclose(
+            stored.functionals.std(axis=0)[raw.functionals.std(axis=0) > 0], 1.0, atol=1e-3
+        )
         assert stored.augmented.kinds == raw.augmented.kinds
         assert set(raw.augmented.kinds) == {"noise:white", "noise:pink", "reverb"}
         rows = np.repeat(np.arange(len(raw.augmented.kinds)), raw.augmented.segments_per_utterance)

@@ -15,7 +15,7 @@ from emovision.cli import main
 from emovision.dataset import load_split, open_source
 from emovision.errors import CheckpointError, EmovisionError
 from emovision.evaluate import score_utterances
-from emovision.features import segment
+from emovision.features import segment, speaker_normalise
 from emovision.functionals import Functionals
 from emovision.fusion import (
     WEIGHTS,
@@ -399,3 +399,41 @@ def test_an_ensemble_refuses_other_folds_one_member_and_its_own_member_as_output
 
 def _fold_run(cv_dir, name):
     return next(run for run in finished_runs(cv_dir)[1] if run.metrics["fold"]["name"] == name)
+
+
+def test_a_speaker_normalised_fusion_is_used_only_on_a_speaker_it_was_adapted_to(
+    cv_run, emodb_wavs, tmp_path, capsys
+):
+    """A fusion trained on speaker-normalised functionals (extract --speaker-norm) normalises the
+    recording's functionals by the adapted speaker's; without a speaker it refuses to guess."""
+    folder = tmp_path / "cv"
+    shutil.copytree(cv_run, folder)
+    deployed = LinearFusion.load(folder / "fusion-model.npz")
+    deployed.info["speaker_norm"] = True
+    deployed.save(folder / "fusion-model.npz")
+    wavs = [p for p in emodb_wavs if p.name.startswith("03")][:8]
+    fused = Recognizer.load(folder, fusion="on")
+    assert fused.fusion_speaker_normalised and fused.speaker_normalised
+    with pytest.raises(EmovisionError, match="speaker-normalised functionals"):
+        fused.predict(wavs[0])
+    assert fused.adapt(wavs) == len(wavs)
+    values = np.stack([Functionals("eGeMAPSv02")(load_audio(wav, 16000), 16000) for wav in wavs])
+    normalised = speaker_normalise(values)
+    image = Recognizer.load(folder, fusion="off", calibration="off").predict(wavs[0])
+    image_log = np.log([image.probabilities[c] for c in fused.classes])
+    mixed = (
+        fused.fusion.weight * image_log
+        + (1 - fused.fusion.weight) * fused.fusion.linear_log_probs(normalised[:1].astype(np.float64))[0]
+    )
+    expected = torch.softmax(torch.from_numpy(mixed / fused.temperature), dim=0).numpy()
+    prediction = fused.predict(wavs[0])
+    assert np.allclose([prediction.probabilities[c] for c in fused.classes], expected, atol=1e-4)
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(wavs[0]), "--fusion", "on", "--quiet"]) == 2
+    assert "--same-speaker" in capsys.readouterr().err
+    args = ["predict", str(folder), *map(str, wavs), "--fusion", "on", "--same-speaker", "--json", "--quiet"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["probabilities"] == pytest.approx(prediction.probabilities, abs=1e-5)
+    with pytest.raises(EmovisionError, match="--fusion off"):
+        create_app(folder, fusion="on")

@@ -237,6 +237,8 @@ def _extract_speaker(
         segments = [speaker_normalise(np.concatenate(segments))]
         if augmented is not None:
             _normalise_copies(augmented)
+        if functionals:
+            functionals = [speaker_normalise(np.stack(functionals))]
     return SpeakerFeatures(
         segments=np.concatenate(segments) if segments else empty,
         segment_labels=np.concatenate(seg_labels) if seg_labels else np.zeros(0, dtype=np.int64),
@@ -247,7 +249,7 @@ def _extract_speaker(
         gender=utterances[0].gender or "",
         skipped=tuple(skipped),
         augmented=augmented,
-        functionals=np.stack(functionals) if functionals else None,
+        functionals=np.concatenate(functionals).reshape(len(ids), -1) if functionals else None,
     )
 
 

@@ -29,7 +29,7 @@ them: a shifted segment that overlaps its predecessor almost entirely (a 201-fra
 cut into 100-frame segments gives ``[0, 100)``, ``[100, 200)`` and ``[101, 201)``) costs a third
 of the compute and adds one new frame.
 
-``speaker_norm`` turns every speaker's segments into z-scores of that speaker's own statistics:
+``speaker_norm`` turns every speaker's segments (and openSMILE functionals) into z-scores of that speaker's own statistics:
 the mean and standard deviation of each channel and bin over all the speaker's segments and
 frames (:func:`speaker_normalise`). What is left is how an utterance differs from the speaker's
 usual voice and recording channel, which is what carries the emotion. It needs no labels, only
@@ -259,37 +259,41 @@ def segment_starts(frames: int, config: FeatureConfig) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SpeakerStatistics:
-    """One speaker's ``mean`` and ``std`` ``(C, F, 1)`` (dB) of each channel and bin, over all the
-    frames of ``segments`` segments."""
+    """One speaker's ``mean`` and ``std`` over ``count`` rows: of segments ``(N, C, F, T)`` per channel
+    and bin over all frames (``(C, F, 1)``, dB), or of functionals ``(U, D)`` per value (``(D,)``)."""
 
     mean: np.ndarray
     std: np.ndarray
-    segments: int
+    count: int
 
     @classmethod
-    def of(cls, segments: np.ndarray) -> SpeakerStatistics:
-        """The statistics of segments ``(N, C, F, T)``, N ≥ 1."""
-        if segments.ndim != 4 or segments.shape[0] == 0:
+    def of(cls, values: np.ndarray) -> SpeakerStatistics:
+        """The statistics of segments ``(N, C, F, T)`` or functionals ``(U, D)``, at least one row."""
+        if values.ndim not in (2, 4) or values.shape[0] == 0:
             raise EmovisionError(
-                f"speaker statistics need segments (N, C, F, T) with N ≥ 1, got {segments.shape}"
+                "speaker statistics need segments (N, C, F, T) or functionals (U, D) with N ≥ 1, "
+                f"got {values.shape}"
             )
-        values = segments.astype(np.float64, copy=False)
-        mean = values.mean(axis=(0, 3))[..., None]
-        std = np.sqrt(np.maximum((values**2).mean(axis=(0, 3))[..., None] - mean**2, 0.0))
-        return cls(
-            mean.astype(np.float32), np.maximum(std, MIN_STD).astype(np.float32), int(segments.shape[0])
-        )
+        axes = (0, 3) if values.ndim == 4 else (0,)
+        wide = values.astype(np.float64, copy=False)
+        mean = wide.mean(axis=axes, keepdims=True)[0]
+        std = np.sqrt(np.maximum((wide**2).mean(axis=axes, keepdims=True)[0] - mean**2, 0.0))
+        floor = MIN_STD_DB if values.ndim == 4 else MIN_STD_FUNCTIONALS
+        return cls(mean.astype(np.float32), np.maximum(std, floor).astype(np.float32), int(values.shape[0]))
 
 
-MIN_STD = 1e-3
+# Smallest standard deviation divided by: 1e-3 dB for segments; functionals come in every unit.
+MIN_STD_DB = 1e-3
+MIN_STD_FUNCTIONALS = 1e-8
 
 
-def speaker_normalise(segments: np.ndarray, statistics: SpeakerStatistics | None = None) -> np.ndarray:
-    """Segments ``(N, C, F, T)`` as z-scores of a speaker's ``statistics`` (default: their own)."""
-    if segments.shape[0] == 0:
-        return segments.astype(np.float32, copy=False)
-    statistics = statistics or SpeakerStatistics.of(segments)
-    return ((segments - statistics.mean) / statistics.std).astype(np.float32)
+def speaker_normalise(values: np.ndarray, statistics: SpeakerStatistics | None = None) -> np.ndarray:
+    """Segments ``(N, C, F, T)`` or functionals ``(U, D)`` as z-scores of a speaker's ``statistics``
+    (default: their own)."""
+    if values.shape[0] == 0:
+        return values.astype(np.float32, copy=False)
+    statistics = statistics or SpeakerStatistics.of(values)
+    return ((values - statistics.mean) / statistics.std).astype(np.float32)
 
 
 def segment(features: np.ndarray, config: FeatureConfig) -> np.ndarray:

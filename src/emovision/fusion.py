@@ -9,7 +9,9 @@ with everything fixed. The cv folder gets ``fusion.json`` and ``fusion.md``: WA/
 pooled for the image model, the linear model and the fusion, with paired differences; and
 ``fusion-model.npz``, the fusion to deploy (:mod:`emovision.fusion_model`): the linear model
 retrained on every speaker, with the folds' median ``C``, weight and temperature (the fused
-validation scores' temperature, fitted per fold).
+validation scores' temperature, fitted per fold). Functionals stored speaker-normalised
+(``extract --speaker-norm``) are used as they are, and the deployed fusion records it: it is then
+used only on a speaker's recordings (:meth:`emovision.predict.Recognizer.adapt`).
 """
 
 from __future__ import annotations
@@ -102,7 +104,13 @@ def deploy_fusion(
         classes=list(classes),
         weight=round(float(statistics.median(f["weight"] for f in folds)), 2),
         temperature=float(statistics.median(f["temperature"] for f in folds)),
-        info={"C": c, "speakers": len(speakers), "utterances": len(y), "folds": len(folds)},
+        info={
+            "C": c,
+            "speakers": len(speakers),
+            "utterances": len(y),
+            "folds": len(folds),
+            "speaker_norm": bool(info.config.speaker_norm),
+        },
     )
 
 

@@ -290,6 +290,7 @@ class Recognizer:
         self.fusion = fusion
         self._extra = list(extra or [])
         self._speaker: list[SpeakerStatistics | None] = [None] * (1 + len(self._extra))
+        self._speaker_functionals: SpeakerStatistics | None = None
         self._functionals = None
         if fusion is not None:
             from emovision.functionals import Functionals
@@ -519,7 +520,7 @@ class Recognizer:
                     "this model fuses openSMILE functionals of the audio: precomputed segments "
                     "cannot be scored by it (load it with fusion='off' for the image models alone)"
                 )
-            scores = self.fusion.fuse(scores, values)
+            scores = self.fusion.fuse(scores, self._normalise_functionals(values))
         return scores if self.temperature is None else apply_temperature(scores, self.temperature)
 
     def _extra_scores(self, pieces: list[list[np.ndarray]]) -> list[np.ndarray]:
@@ -614,12 +615,20 @@ class Recognizer:
     @property
     def speaker_normalised(self) -> bool:
         """Whether the model (or a member of the ensemble) was trained on speaker-normalised features."""
-        return self.config is not None and any(config.speaker_norm for config in self._configs())
+        return self.fusion_speaker_normalised or (
+            self.config is not None and any(config.speaker_norm for config in self._configs())
+        )
+
+    @property
+    def fusion_speaker_normalised(self) -> bool:
+        """Whether the fusion's linear model takes speaker-normalised functionals (it then needs
+        :meth:`adapt`: one recording has no spread of its own)."""
+        return self.fusion is not None and bool(self.fusion.info.get("speaker_norm"))
 
     @property
     def adapted(self) -> bool:
         """Whether :meth:`adapt` has given the model a speaker's statistics."""
-        return any(stats is not None for stats in self._speaker)
+        return self._speaker_functionals is not None or any(stats is not None for stats in self._speaker)
 
     def adapt(self, sources: Iterable[Source]) -> int:
         """Normalise every later segment by the pooled statistics of ``sources``: recordings of the
@@ -632,6 +641,7 @@ class Recognizer:
                 "it needs no speaker statistics"
             )
         pieces: list[list[np.ndarray]] = [[] for _ in self._speaker]
+        values = []
         for source in sources:
             try:
                 prepared = self._prepare(source, None, None, None, False, None, normalise=False)
@@ -639,13 +649,28 @@ class Recognizer:
                 continue
             for member, segments in enumerate([prepared.segments, *prepared.extra]):
                 pieces[member].append(segments)
+            if prepared.functionals is not None:
+                values.append(prepared.functionals)
         if not pieces[0]:
             raise EmovisionError("speaker statistics: none of the recordings given could be used")
+        if self.fusion_speaker_normalised:
+            self._speaker_functionals = SpeakerStatistics.of(np.concatenate(values))
         self._speaker = [
             SpeakerStatistics.of(np.concatenate(parts)) if config.speaker_norm else None
             for parts, config in zip(pieces, self._configs(), strict=True)
         ]
         return len(pieces[0])
+
+    def _normalise_functionals(self, values: np.ndarray) -> np.ndarray:
+        """Functionals ``(U, D)`` as the fusion's linear model was trained on them."""
+        if not self.fusion_speaker_normalised:
+            return values
+        if self._speaker_functionals is None:
+            raise EmovisionError(
+                "this fusion's linear model takes speaker-normalised functionals: adapt it to the "
+                "speaker first (predict --same-speaker, Recognizer.adapt) or use --fusion off"
+            )
+        return speaker_normalise(values, self._speaker_functionals).astype(np.float64)
 
     def _configs(self) -> list[FeatureConfig]:
         return [self._require_config(), *(member.config for member in self._extra)]

@@ -146,6 +146,7 @@ class _Fusion:
     table: dict
     table_path: Path
     folds: dict[str, dict]
+    speaker_norm: bool = False
 
 
 def _fusion_identity(fused: _Fusion | None) -> dict | None:
@@ -169,7 +170,8 @@ def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
             f"--fusion: {table_path} holds functionals at another sample rate than the models'"
         )
     folds = {f["name"]: f for f in report["folds"]}
-    return _Fusion(info.functionals, functionals_by_id(table_path, classes), table_path, folds)
+    table = functionals_by_id(table_path, classes)
+    return _Fusion(info.functionals, table, table_path, folds, info.config.speaker_norm)
 
 
 def evaluate_robustness(
@@ -340,6 +342,9 @@ def _evaluate_group(
             results[run.name][condition.name] = metrics
     if fused is not None:
         fold = group.runs[0].metrics["fold"]
+        if fused.speaker_norm:
+            speakers = [by_id[uid].speaker for uid in group.utterance_ids]
+            values = [_functionals_normalised(np.stack(rows), speakers) for rows in values]
         results[f"{FUSION_PREFIX}{fold['name']}"] = _fused_results(
             fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes
         )
@@ -358,6 +363,16 @@ def _speaker_normalised(
         statistics = SpeakerStatistics.of(np.concatenate([pending[i][1] for i in rows]))
         for i in rows:
             out[i] = (pending[i][0], speaker_normalise(pending[i][1], statistics))
+    return out
+
+
+def _functionals_normalised(values: np.ndarray, speakers: list[str]) -> np.ndarray:
+    """Functionals ``(U, D)`` of one condition, each speaker's as z-scores of its own statistics."""
+    out = np.empty(values.shape, dtype=np.float32)
+    owners = np.array(speakers)
+    for speaker in dict.fromkeys(speakers):
+        rows = owners == speaker
+        out[rows] = speaker_normalise(values[rows])
     return out
 
 

@@ -169,7 +169,12 @@ def _speaker_statistics(recognizer, files: list[Path], same_speaker: bool) -> No
     if same_speaker and files:
         used = recognizer.adapt(files)
         err_console.print(f"speaker statistics: {used} recording(s)", highlight=False)
-    elif recognizer.speaker_normalised and not same_speaker:
+    elif recognizer.fusion_speaker_normalised:
+        raise EmovisionError(
+            "this fusion's linear model takes speaker-normalised functionals: give one speaker's "
+            "recordings with --same-speaker, or use --fusion off"
+        )
+    elif recognizer.speaker_normalised:
         err_console.print(
             "note: this model is speaker-normalised; each recording is normalised by its own statistics. "
             "For one speaker's recordings, --same-speaker uses their pooled statistics (more accurate)",

@@ -163,6 +163,11 @@ def create_app(
             "this model's feature configuration is unknown (trained on a legacy pickle): "
             "it cannot be served on audio"
         )
+    if recognizer.fusion_speaker_normalised:
+        raise EmovisionError(
+            "this fusion's linear model takes speaker-normalised functionals, which one upload cannot "
+            "provide: serve it with --fusion off"
+        )
     app = FastAPI(
         title="emovision",
         version=emovision.__version__,
