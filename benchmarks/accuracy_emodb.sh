@@ -23,7 +23,8 @@
 #         three channels), demo-cpu-128 (128 mel bands), demo-cpu-seed112, demo-cpu-delta-seed112 and
 #         demo-cpu-ema-seed112 (the next seed), demo-cpu-spknorm and demo-cpu-spknorm-seed112 (the
 #         features speaker-normalised: extract --speaker-norm), demo-cpu-spknorm-fusion (demo-cpu-spknorm
-#         late-fused with speaker-normalised ComParE functionals)
+#         late-fused with speaker-normalised ComParE functionals), demo-cpu-fusion (demo-cpu late-fused
+#         with ComParE functionals as they are)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -59,6 +60,7 @@ DEMO_DELTA="$OUT/emodb-logmeldelta64x200-trim.h5"
 DEMO_MEL128="$OUT/emodb-logmel128x200-trim.h5"
 DEMO_SPKNORM="$OUT/emodb-logmel64x200-trim-speakernorm.h5"
 COMPARE_SPKNORM="$OUT/emodb-compare-speakernorm.h5"
+COMPARE_TRIM="$OUT/emodb-compare-trim.h5"
 demo_features() {
   case $1 in
     demo-cpu-delta) [ -f "$DEMO_DELTA" ] || $BIN/emovision extract emodb "$EMODB" --features logmeldeltaspec \
@@ -126,6 +128,11 @@ for config in "${CONFIGS[@]}"; do
     fusion)
       echo "$BIN/emovision fuse $OUT/lite0-aug --functionals $COMPARE" > "$OUT/lite0-aug/fusion-command.txt"
       $BIN/emovision fuse "$OUT/lite0-aug" --functionals "$COMPARE" --quiet ;;
+    demo-cpu-fusion)
+      [ -f "$COMPARE_TRIM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
+        --functionals ComParE_2016 -o "$COMPARE_TRIM" --quiet
+      echo "$BIN/emovision fuse $OUT/demo-cpu --functionals $COMPARE_TRIM" > "$OUT/demo-cpu/fusion-command.txt"
+      $BIN/emovision fuse "$OUT/demo-cpu" --functionals "$COMPARE_TRIM" --quiet ;;
     demo-cpu-spknorm-fusion)
       [ -f "$COMPARE_SPKNORM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
         --functionals ComParE_2016 -o "$COMPARE_SPKNORM" --quiet

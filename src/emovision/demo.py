@@ -8,8 +8,9 @@ near-duplicate tails) keeps the whole job under 15 minutes on two cores, and the
 Both use 2-s segments (64 mels × 200 frames), which beat 1-s ones on 8 of the 10 emoDB folds; with
 one 2-s segment per utterance, batches of 16 give the CPU run the optimiser steps that 10 epochs
 of 32 lacked (UA 0.471 against 0.629, BENCHMARKS.md). The CPU run's features are
-speaker-normalised (``extract --speaker-norm``): +0.043, +0.046 and +0.020 UA over the same recipe
-without it in three ten-fold runs (two seeds). The GPU configuration is the one measured without it.
+speaker-normalised (``extract --speaker-norm``): +0.043 and +0.022 UA over the same recipe
+without it on two seeds of the ten folds (+0.032 ± 0.020 over the 20 paired folds). The GPU
+configuration is the one measured without it.
 """
 
 from __future__ import annotations
