@@ -24,7 +24,8 @@
 #         demo-cpu-ema-seed112 (the next seed), demo-cpu-spknorm and demo-cpu-spknorm-seed112 (the
 #         features speaker-normalised: extract --speaker-norm), demo-cpu-spknorm-fusion (demo-cpu-spknorm
 #         late-fused with speaker-normalised ComParE functionals), demo-cpu-fusion (demo-cpu late-fused
-#         with ComParE functionals as they are)
+#         with ComParE functionals as they are), demo-cpu-spknorm-ensemble (both seeds of demo-cpu-spknorm
+#         as a within-fold ensemble, fused with the speaker-normalised ComParE functionals)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -128,6 +129,13 @@ for config in "${CONFIGS[@]}"; do
     fusion)
       echo "$BIN/emovision fuse $OUT/lite0-aug --functionals $COMPARE" > "$OUT/lite0-aug/fusion-command.txt"
       $BIN/emovision fuse "$OUT/lite0-aug" --functionals "$COMPARE" --quiet ;;
+    demo-cpu-spknorm-ensemble)
+      [ -f "$COMPARE_SPKNORM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
+        --functionals ComParE_2016 -o "$COMPARE_SPKNORM" --quiet
+      members=("$OUT/demo-cpu-spknorm" "$OUT/demo-cpu-spknorm-seed112")
+      mkdir -p "$OUT/$config"
+      echo "$BIN/emovision ensemble ${members[*]} --out $OUT/$config --functionals $COMPARE_SPKNORM" > "$OUT/$config/command.txt"
+      $BIN/emovision ensemble "${members[@]}" --out "$OUT/$config" --functionals "$COMPARE_SPKNORM" --quiet ;;
     demo-cpu-fusion)
       [ -f "$COMPARE_TRIM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
         --functionals ComParE_2016 -o "$COMPARE_TRIM" --quiet
