@@ -25,7 +25,8 @@
 #         features speaker-normalised: extract --speaker-norm), demo-cpu-spknorm-fusion (demo-cpu-spknorm
 #         late-fused with speaker-normalised ComParE functionals), demo-cpu-fusion (demo-cpu late-fused
 #         with ComParE functionals as they are), demo-cpu-spknorm-ensemble (both seeds of demo-cpu-spknorm
-#         as a within-fold ensemble, fused with the speaker-normalised ComParE functionals)
+#         as a within-fold ensemble, fused with the speaker-normalised ComParE functionals),
+#         demo-cpu-spknorm-aug (demo-cpu-spknorm with the noise, reverb and speed copies, then fused)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -62,6 +63,7 @@ DEMO_MEL128="$OUT/emodb-logmel128x200-trim.h5"
 DEMO_SPKNORM="$OUT/emodb-logmel64x200-trim-speakernorm.h5"
 COMPARE_SPKNORM="$OUT/emodb-compare-speakernorm.h5"
 COMPARE_TRIM="$OUT/emodb-compare-trim.h5"
+DEMO_SPKNORM_AUG="$OUT/emodb-logmel64x200-trim-speakernorm-aug.h5"
 demo_features() {
   case $1 in
     demo-cpu-delta) [ -f "$DEMO_DELTA" ] || $BIN/emovision extract emodb "$EMODB" --features logmeldeltaspec \
@@ -136,6 +138,14 @@ for config in "${CONFIGS[@]}"; do
       mkdir -p "$OUT/$config"
       echo "$BIN/emovision ensemble ${members[*]} --out $OUT/$config --functionals $COMPARE_SPKNORM" > "$OUT/$config/command.txt"
       $BIN/emovision ensemble "${members[@]}" --out "$OUT/$config" --functionals "$COMPARE_SPKNORM" --quiet ;;
+    demo-cpu-spknorm-aug)
+      [ -f "$DEMO_SPKNORM_AUG" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
+        --augment noise,reverb,speed -o "$DEMO_SPKNORM_AUG" --quiet
+      [ -f "$COMPARE_SPKNORM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
+        --functionals ComParE_2016 -o "$COMPARE_SPKNORM" --quiet
+      cv "$config" "$DEMO_SPKNORM_AUG" "${DEMO[@]}" --augment specaugment,noise,reverb,speed
+      echo "$BIN/emovision fuse $OUT/$config --functionals $COMPARE_SPKNORM" > "$OUT/$config/fusion-command.txt"
+      $BIN/emovision fuse "$OUT/$config" --functionals "$COMPARE_SPKNORM" --quiet ;;
     demo-cpu-fusion)
       [ -f "$COMPARE_TRIM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
         --functionals ComParE_2016 -o "$COMPARE_TRIM" --quiet

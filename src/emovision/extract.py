@@ -233,12 +233,13 @@ def _extract_speaker(
             source=np.array([row for row, _ in copies], dtype=np.int64),
             kinds=kinds,
         )
+    values = np.stack(functionals) if functionals else None
     if config.speaker_norm and segments:
         segments = [speaker_normalise(np.concatenate(segments))]
         if augmented is not None:
             _normalise_copies(augmented)
-        if functionals:
-            functionals = [speaker_normalise(np.stack(functionals))]
+        if values is not None:
+            values = speaker_normalise(values)
     return SpeakerFeatures(
         segments=np.concatenate(segments) if segments else empty,
         segment_labels=np.concatenate(seg_labels) if seg_labels else np.zeros(0, dtype=np.int64),
@@ -249,7 +250,7 @@ def _extract_speaker(
         gender=utterances[0].gender or "",
         skipped=tuple(skipped),
         augmented=augmented,
-        functionals=np.concatenate(functionals).reshape(len(ids), -1) if functionals else None,
+        functionals=values,
     )
 
 

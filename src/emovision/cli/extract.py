@@ -53,9 +53,9 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--speaker-norm",
         action="store_true",
-        help="store each speaker's segments as z-scores of that speaker's own mean and standard "
-        "deviation per channel and bin (a model trained on them is given a speaker's recordings at "
-        "predict time: see emovision predict --same-speaker)",
+        help="store each speaker's segments (and --functionals) as z-scores of that speaker's own mean "
+        "and standard deviation per channel and bin (per functional); a model trained on them is given "
+        "a speaker's recordings at predict time: see emovision predict --same-speaker",
     )
 
 
