@@ -27,6 +27,7 @@ from emovision.features import (
     feature_key,
     segment,
     speaker_normalise,
+    speaker_normalise_groups,
 )
 from emovision.functionals import Functionals
 from emovision.progress import progress_bar
@@ -237,7 +238,10 @@ def _extract_speaker(
     if config.speaker_norm and segments:
         segments = [speaker_normalise(np.concatenate(segments))]
         if augmented is not None:
-            _normalise_copies(augmented)
+            # each kind by its own statistics, as a channel (a noise, a room) is normalised by the
+            # speaker's recordings through it
+            kinds = np.repeat(np.array(augmented.kinds), augmented.segments_per_utterance)
+            augmented.segments = speaker_normalise_groups(augmented.segments, kinds)
         if values is not None:
             values = speaker_normalise(values)
     return SpeakerFeatures(
@@ -252,16 +256,6 @@ def _extract_speaker(
         augmented=augmented,
         functionals=values,
     )
-
-
-def _normalise_copies(copies: AugmentedCopies) -> None:
-    """Speaker-normalise the copies of each kind by the statistics of that kind's copies, as a
-    recording channel (a noise, a room) is normalised by the speaker's recordings through it."""
-    rows = np.repeat(np.arange(len(copies.kinds)), copies.segments_per_utterance)
-    kinds = np.array(copies.kinds)
-    for kind in dict.fromkeys(copies.kinds):
-        picked = np.isin(rows, np.flatnonzero(kinds == kind))
-        copies.segments[picked] = speaker_normalise(copies.segments[picked])
 
 
 def _ordered_map(

@@ -296,6 +296,16 @@ def speaker_normalise(values: np.ndarray, statistics: SpeakerStatistics | None =
     return ((values - statistics.mean) / statistics.std).astype(np.float32)
 
 
+def speaker_normalise_groups(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Rows of ``values`` (segments ``(N, C, F, T)`` or functionals ``(N, D)``), each group of rows
+    (``groups`` ``(N,)``: a speaker, a speaker under one corruption …) by its own statistics."""
+    out = np.empty(values.shape, dtype=np.float32)
+    for group in np.unique(groups):
+        rows = groups == group
+        out[rows] = speaker_normalise(values[rows])
+    return out
+
+
 def segment(features: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Split ``(C, F, T)`` into ``(N, C, F, segment_frames)``, padding with the silence values."""
     channels, height, frames = features.shape

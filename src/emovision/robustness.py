@@ -66,11 +66,10 @@ from emovision.evaluate import (
 from emovision.extract import default_workers
 from emovision.features import (
     FeatureConfig,
-    SpeakerStatistics,
     compute_features,
     feature_key,
     segment,
-    speaker_normalise,
+    speaker_normalise_groups,
 )
 from emovision.files import atomic_write_bytes, read_json
 from emovision.functionals import Functionals, require_opensmile
@@ -324,8 +323,15 @@ def _evaluate_group(
             flush()
             owners.clear()
         advance()
-    if group.config.speaker_norm:
-        pending[:] = _speaker_normalised(pending, owners)
+    if group.config.speaker_norm and pending:
+        # each speaker under each condition by its own statistics, as a deployed model adapted to
+        # its recordings through the same noise or room
+        sizes = [segments.shape[0] for _, segments in pending]
+        keys = np.repeat([f"{c}/{owner}" for (c, _), owner in zip(pending, owners, strict=True)], sizes)
+        batch = speaker_normalise_groups(np.concatenate([segments for _, segments in pending]), keys)
+        pending[:] = [
+            (c, part) for (c, _), part in zip(pending, np.split(batch, np.cumsum(sizes)[:-1]), strict=True)
+        ]
     if pending:
         flush()
     labels = np.array([classes.index(by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64)
@@ -344,36 +350,11 @@ def _evaluate_group(
         fold = group.runs[0].metrics["fold"]
         if fused.speaker_norm:
             speakers = [by_id[uid].speaker for uid in group.utterance_ids]
-            values = [_functionals_normalised(np.stack(rows), speakers) for rows in values]
+            values = [speaker_normalise_groups(np.stack(rows), np.array(speakers)) for rows in values]
         results[f"{FUSION_PREFIX}{fold['name']}"] = _fused_results(
             fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes
         )
     return results
-
-
-def _speaker_normalised(
-    pending: list[tuple[int, np.ndarray]], owners: list[str]
-) -> list[tuple[int, np.ndarray]]:
-    """``pending`` (condition, segments) with each speaker's segments of each condition as z-scores
-    of their statistics: a speaker-normalised model meets a corrupted speaker as it would in use,
-    normalised by its recordings through the same noise or room. ``owners`` names each entry's speaker."""
-    out = list(pending)
-    for key in dict.fromkeys(zip((c for c, _ in pending), owners, strict=True)):
-        rows = [i for i, (c, _) in enumerate(pending) if (c, owners[i]) == key]
-        statistics = SpeakerStatistics.of(np.concatenate([pending[i][1] for i in rows]))
-        for i in rows:
-            out[i] = (pending[i][0], speaker_normalise(pending[i][1], statistics))
-    return out
-
-
-def _functionals_normalised(values: np.ndarray, speakers: list[str]) -> np.ndarray:
-    """Functionals ``(U, D)`` of one condition, each speaker's as z-scores of its own statistics."""
-    out = np.empty(values.shape, dtype=np.float32)
-    owners = np.array(speakers)
-    for speaker in dict.fromkeys(speakers):
-        rows = owners == speaker
-        out[rows] = speaker_normalise(values[rows])
-    return out
 
 
 def _fused_results(
