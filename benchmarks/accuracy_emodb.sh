@@ -26,7 +26,10 @@
 #         late-fused with speaker-normalised ComParE functionals), demo-cpu-fusion (demo-cpu late-fused
 #         with ComParE functionals as they are), demo-cpu-spknorm-ensemble (both seeds of demo-cpu-spknorm
 #         as a within-fold ensemble, fused with the speaker-normalised ComParE functionals),
-#         demo-cpu-spknorm-aug (demo-cpu-spknorm with the noise, reverb and speed copies, then fused)
+#         demo-cpu-spknorm-aug (demo-cpu-spknorm with the noise, reverb and speed copies, then fused),
+#         demo-cpu-spknorm-aug-mc (the same cv folder, copied, fused with a linear model trained on the
+#         functionals of the copies too: multi-condition), demo-cpu-spknorm-aug-no-white (white noise
+#         held out of both sides' training, then fused likewise)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -75,6 +78,12 @@ demo_features() {
     *) [ -f "$DEMO_MEL64" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
       -o "$DEMO_MEL64" --quiet >&2; echo "$DEMO_MEL64" ;;
   esac
+}
+# the speaker-normalised segments with noise, reverb and speed copies, and the ComParE functionals of
+# every utterance and copy
+spknorm_aug_features() {
+  [ -f "$DEMO_SPKNORM_AUG" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
+    --augment noise,reverb,speed --functionals ComParE_2016 -o "$DEMO_SPKNORM_AUG" --quiet
 }
 DEMO=(--model efficientnet_lite0 --pretrained --lr 1e-3 --schedule cosine --batch-size 16 --epochs 12
   --augment specaugment --parallel-folds "$PARALLEL" --device cpu --folds "$FOLDS" --quiet)
@@ -139,13 +148,23 @@ for config in "${CONFIGS[@]}"; do
       echo "$BIN/emovision ensemble ${members[*]} --out $OUT/$config --functionals $COMPARE_SPKNORM" > "$OUT/$config/command.txt"
       $BIN/emovision ensemble "${members[@]}" --out "$OUT/$config" --functionals "$COMPARE_SPKNORM" --quiet ;;
     demo-cpu-spknorm-aug)
-      [ -f "$DEMO_SPKNORM_AUG" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
-        --augment noise,reverb,speed -o "$DEMO_SPKNORM_AUG" --quiet
+      spknorm_aug_features
       [ -f "$COMPARE_SPKNORM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" --speaker-norm \
         --functionals ComParE_2016 -o "$COMPARE_SPKNORM" --quiet
       cv "$config" "$DEMO_SPKNORM_AUG" "${DEMO[@]}" --augment specaugment,noise,reverb,speed
       echo "$BIN/emovision fuse $OUT/$config --functionals $COMPARE_SPKNORM" > "$OUT/$config/fusion-command.txt"
       $BIN/emovision fuse "$OUT/$config" --functionals "$COMPARE_SPKNORM" --quiet ;;
+    demo-cpu-spknorm-aug-mc)
+      rm -rf "${OUT:?}/$config"
+      cp -r "$OUT/demo-cpu-spknorm-aug" "$OUT/$config"
+      rm -f "$OUT/$config"/robustness.* "$OUT/$config"/fusion*
+      echo "$BIN/emovision fuse $OUT/$config" > "$OUT/$config/fusion-command.txt"
+      $BIN/emovision fuse "$OUT/$config" --quiet ;;
+    demo-cpu-spknorm-aug-no-white)
+      spknorm_aug_features
+      cv "$config" "$DEMO_SPKNORM_AUG" "${DEMO[@]}" --augment specaugment,noise:pink,noise:babble,reverb,speed
+      echo "$BIN/emovision fuse $OUT/$config" > "$OUT/$config/fusion-command.txt"
+      $BIN/emovision fuse "$OUT/$config" --quiet ;;
     demo-cpu-fusion)
       [ -f "$COMPARE_TRIM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
         --functionals ComParE_2016 -o "$COMPARE_TRIM" --quiet

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emovision.augment_audio import AugmentPlan
+from emovision.audio import load_audio
+from emovision.augment_audio import AugmentPlan, augmented_copies
 from emovision.cli import main
 from emovision.corpora import load_corpus
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig, speaker_normalise
+from emovision.functionals import Functionals
 from emovision.store import load_speakers, open_info, read_features
 from emovision.system import worker_pool
 
@@ -207,3 +209,19 @@ def test_speaker_norm_stores_each_speaker_its_copies_and_functionals_as_z_scores
             picked = np.isin(rows, [i for i, k in enumerate(raw.augmented.kinds) if k == kind])
             expected = speaker_normalise(raw.augmented.segments[picked])
             np.testing.assert_allclose(stored.augmented.segments[picked], expected, atol=1e-4)
+            # the copies' functionals too, per kind
+            of_kind = np.array(raw.augmented.kinds) == kind
+            expected = speaker_normalise(raw.augmented.functionals[of_kind])
+            np.testing.assert_allclose(stored.augmented.functionals[of_kind], expected, atol=1e-4)
+        assert raw.augmented.functionals.shape == (len(raw.augmented.kinds), raw.functionals.shape[1])
+    # a copy's functionals are those of the copy's audio, not of the clean utterance
+    first = next(u for u in corpus.utterances if u.speaker == "03")
+    samples = load_audio(first.path, 16000)
+    signals = augmented_copies(samples, 16000, first.id, plan)
+    functionals = Functionals("eGeMAPSv02")
+    raw = plain["03"]
+    row = raw.utterance_ids.index(first.id)
+    for index, i in enumerate(np.flatnonzero(raw.augmented.source == row)):
+        expected = functionals(signals[index], 16000)
+        np.testing.assert_allclose(raw.augmented.functionals[i], expected, rtol=1e-4, atol=1e-4)
+        assert not np.allclose(raw.augmented.functionals[i], raw.functionals[row], rtol=1e-3)

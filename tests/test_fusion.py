@@ -19,10 +19,12 @@ from emovision.features import segment, speaker_normalise
 from emovision.functionals import Functionals
 from emovision.fusion import (
     WEIGHTS,
+    FunctionalsTable,
     choose_weight,
     fit_linear,
-    functionals_by_id,
+    functionals_table,
     linear_log_probs,
+    linear_pipeline,
     mean_image_scores,
 )
 from emovision.fusion_model import LinearFusion
@@ -115,8 +117,9 @@ def test_the_fused_model_is_deployed_with_every_speaker_and_the_folds_medians(cv
     report = json.loads((cv_run / "fusion.json").read_text())
     deployed = LinearFusion.load(cv_run / "fusion-model.npz")
     source = open_source(emodb_augmented)
-    table = functionals_by_id(emodb_augmented, source.classes)
+    table = functionals_table(emodb_augmented, source.classes).utterances
     assert deployed.info["utterances"] == len(table) and deployed.info["speakers"] == 5
+    assert deployed.info["copy_kinds"] == []  # the cv trained on clean speech only
     assert deployed.weight == pytest.approx(np.median([f["weight"] for f in report["folds"]]))
     assert deployed.temperature == pytest.approx(np.median([f["temperature"] for f in report["folds"]]))
     assert report["deployed"]["functionals"] == deployed.feature_set == "eGeMAPSv02"
@@ -200,11 +203,49 @@ def test_fusion_on_needs_a_fused_model_and_a_damaged_one_is_refused(cv_run, emod
         Recognizer.load(copy, fusion="on")
 
 
+def test_the_linear_model_trains_on_the_copies_functionals_of_the_training_speakers(
+    cv_run, emodb_augmented, tmp_path, capsys
+):
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy)
+    assert main(["fuse", str(copy), "--augment", "noise,reverb", "--quiet"]) == 0
+    report = json.loads((copy / "fusion.json").read_text())
+    assert report["copy_kinds"] == ["noise", "reverb"]
+    assert "also trained on the training speakers' noise, reverb copies" in (copy / "fusion.md").read_text()
+    source = open_source(emodb_augmented)
+    table = functionals_table(emodb_augmented, source.classes)
+    deployed = LinearFusion.load(copy / "fusion-model.npz")
+    # every utterance once clean and once per noise type (white, pink, babble) and room
+    assert deployed.info["utterances"] == 5 * len(table.utterances)
+    assert deployed.info["copy_kinds"] == ["noise", "reverb"]
+    record = json.loads((copy / "cv.json").read_text())
+    fold, entry = record["folds"][0], report["folds"][0]
+    x, y = table.training(fold["train"], ("noise", "reverb"))
+    clean_x, _ = table.training(fold["train"])
+    assert len(y) == 5 * len(clean_x)
+    test = load_split(source, fold["test"])
+    model = linear_pipeline(entry["C"]).fit(x, y)
+    scores = linear_log_probs(model, table.lookup(test.utterance_ids), len(source.classes))
+    assert score_utterances(test.utterance_labels, scores, source.classes)["ua"] == pytest.approx(
+        entry["linear"]["ua"]
+    )
+    assert main(["fuse", str(copy), "--augment", "none", "--quiet"]) == 0
+    assert json.loads((copy / "fusion.json").read_text())["copy_kinds"] == []
+    capsys.readouterr()
+    for kinds, message in (("specaugment", "not a kind of waveform copy"), ("noise:brown", "unknown")):
+        assert main(["fuse", str(copy), "--augment", kinds, "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(EmovisionError, match="holds no functionals of such copies"):
+        FunctionalsTable(emodb_augmented, table.utterances, {}).check_kinds(("reverb",))
+
+
 def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
     cv_run, cv_other_seed, emodb_augmented, tmp_path, capsys
 ):
     copy = tmp_path / "cv"
     shutil.copytree(cv_run, copy)
+    # a linear model trained on the copies too: robustness retrains exactly that one per fold
+    assert main(["fuse", str(copy), "--augment", "noise,reverb", "--quiet"]) == 0
     manifest = emodb_augmented.parent / "emodb.csv"
     args = ["robustness", str(copy), "--root", str(manifest), "--snr", "10", "--noise", "white",
             "--rt60", "", "--workers", "2", "--device", "cpu", "--quiet"]  # fmt: skip
@@ -213,7 +254,7 @@ def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
     report = json.loads((copy / "robustness.json").read_text())
     fused = {c["name"]: c for c in report["fusion"]}
     assert list(fused) == ["clean", "white 10 dB"]
-    scored = json.loads((cv_run / "fusion.json").read_text())["summary"]
+    scored = json.loads((copy / "fusion.json").read_text())["summary"]
     for model in ("image", "linear", "fusion"):  # clean audio gives what fuse measured
         assert fused["clean"][model]["ua_mean"] == pytest.approx(scored[model]["ua_mean"], abs=1e-9)
     assert fused["white 10 dB"]["linear"]["ua_mean"] != fused["clean"]["linear"]["ua_mean"]

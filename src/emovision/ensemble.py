@@ -32,7 +32,7 @@ from emovision.cv import write_summary
 from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import fold_summary, paired_difference, score_utterances
-from emovision.fusion import functionals_by_id, fuse_fold, mean_image_scores, write_fused
+from emovision.fusion import functionals_table, fuse_fold, mean_image_scores, write_fused
 from emovision.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, fingerprint, finished_runs
@@ -67,7 +67,7 @@ def ensemble_cvs(
     members = [_member(Path(d)) for d in run_dirs]
     folds = _common_folds(members)
     classes = members[0].source.classes
-    table = functionals_by_id(Path(functionals), classes) if functionals else None
+    table = functionals_table(Path(functionals), classes) if functionals else None
     scored, fused = [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("ensemble", total=len(folds))
@@ -76,11 +76,7 @@ def ensemble_cvs(
             scored.append(_fold_result(name, fold, image, splits, classes))
             if table is not None:
                 mean = {role: np.mean([s[role] for s in image], axis=0) for role in ("val", "test")}
-                fused.append(
-                    fuse_fold(
-                        name, fold, mean, splits["val"], splits["test"], table, Path(functionals), classes
-                    )
-                )
+                fused.append(fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes))
             bar.advance(task)
     summary = _summary(members, scored, classes, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +84,7 @@ def ensemble_cvs(
     if fused:
         speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
         models = fingerprint([m.folder for m in members])
-        summary["fusion"] = write_fused(fused, classes, out, table, Path(functionals), speakers, models)
+        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models)
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match

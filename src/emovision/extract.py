@@ -92,7 +92,8 @@ def extract_corpus(
     (for tests and comparisons). Every device writes the same file, to float32 rounding.
     Unreadable audio is skipped with its reason, or raises :class:`AudioError` when ``strict``.
     ``augment`` adds the waveform-augmented copies of every utterance (see :mod:`augment_audio`);
-    ``functionals`` (an openSMILE set) the functionals of every clean utterance.
+    ``functionals`` (an openSMILE set) the functionals of every utterance and of each of its
+    copies (what the fusion's linear model trains on beside the clean ones: ``fuse --augment``).
     """
     if strict and corpus.skipped:
         path, reason = corpus.skipped[0]
@@ -171,9 +172,10 @@ def torch_device(device: str) -> str | None:
     return None if chosen == "cpu" else chosen
 
 
-Outcome = tuple[list[np.ndarray] | None, float, str | None, np.ndarray | None]
+Outcome = tuple[list[np.ndarray] | None, float, str | None, list[np.ndarray] | None]
 """([features (C, F, T) of the utterance, then of each augmented copy], seconds of audio, None,
-functionals (D,) or None), or (None, 0.0, why the file was skipped, None)."""
+[functionals (D,) of the utterance, then of each copy] or None), or (None, 0.0, why the file was
+skipped, None)."""
 
 Job = tuple[str, str, tuple[str, ...]]
 """(audio path, utterance id, babble talkers' paths for augmented copies)."""
@@ -200,6 +202,7 @@ def _extract_speaker(
     segments, seg_labels, utt_labels, counts, ids, durations, skipped = [], [], [], [], [], [], []
     copies: list[tuple[int, np.ndarray]] = []
     functionals: list[np.ndarray] = []
+    copy_functionals: list[np.ndarray] = []
     for utterance in utterances:
         versions, duration, error, values = next(outcomes)
         advance()
@@ -211,7 +214,8 @@ def _extract_speaker(
         label = corpus.label_index(utterance.label)
         copies.extend((len(ids), segment(feature, config)) for feature in versions[1:])
         if values is not None:
-            functionals.append(values)
+            functionals.append(values[0])
+            copy_functionals.extend(values[1:])
         pieces = segment(versions[0], config)
         segments.append(pieces)
         seg_labels.append(np.full(pieces.shape[0], label, dtype=np.int64))
@@ -233,6 +237,7 @@ def _extract_speaker(
             segments_per_utterance=np.array([p.shape[0] for _, p in copies], dtype=np.int64),
             source=np.array([row for row, _ in copies], dtype=np.int64),
             kinds=kinds,
+            functionals=np.stack(copy_functionals) if copy_functionals else None,
         )
     values = np.stack(functionals) if functionals else None
     if config.speaker_norm and segments:
@@ -242,6 +247,10 @@ def _extract_speaker(
             # speaker's recordings through it
             kinds = np.repeat(np.array(augmented.kinds), augmented.segments_per_utterance)
             augmented.segments = speaker_normalise_groups(augmented.segments, kinds)
+            if augmented.functionals is not None:
+                augmented.functionals = speaker_normalise_groups(
+                    augmented.functionals, np.array(augmented.kinds)
+                )
         if values is not None:
             values = speaker_normalise(values)
     return SpeakerFeatures(
@@ -335,14 +344,14 @@ def _prepare_one(job: Job) -> tuple:
 
 def _guarded(job: Job, make: Callable) -> tuple:
     """``([make(version, config) for the audio of ``job`` and each augmented copy], seconds, None,
-    functionals or None)``, or ``(None, 0, reason, None)``."""
+    [functionals of each version] or None)``, or ``(None, 0, reason, None)``."""
     config, plan, functionals = _WORKER_CONFIG, _WORKER_PLAN, _WORKER_FUNCTIONALS
     try:
         samples = load_audio(job[0], config.sample_rate, min_samples=config.min_samples)
         versions = [samples]
         if plan is not None:
             versions += augmented_copies(samples, config.sample_rate, job[1], plan, job[2])
-        values = functionals(samples, config.sample_rate) if functionals is not None else None
+        values = [functionals(v, config.sample_rate) for v in versions] if functionals is not None else None
         return [make(v, config) for v in versions], samples.size / config.sample_rate, None, values
     except AudioError as exc:
         return None, 0.0, exc.reason, None

@@ -1,7 +1,11 @@
 """Late fusion: a cross-validation's image models with a linear model on openSMILE functionals.
 
 For every fold, a standardised, class-balanced logistic regression is trained on the
-functionals of the fold's *training* speakers (``C`` chosen by UA on the validation speaker).
+functionals of the fold's *training* speakers (``C`` chosen by UA on the validation speaker) and,
+with ``copy_kinds``, on those of their waveform-augmented copies of these kinds as well (files
+made with ``extract --augment … --functionals …``): by default the kinds the cv's image models
+trained on, so that both sides of the fusion see the same noises and rooms. Validation and test
+speakers are always scored on their clean recordings only.
 Its utterance log-probabilities and the image model's (the mean over a fold's repeats, a
 within-fold ensemble) are mixed as ``w·image + (1 − w)·linear``, with ``w`` in 0, 0.1 … 1 chosen
 by UA on the validation speaker (ties: the ``w`` nearest 0.5). The test speaker is scored once,
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +31,7 @@ import torch
 
 from emovision.calibration import fit_temperature
 from emovision.checkpoint import model_from_checkpoint
-from emovision.dataset import load_split, open_source
+from emovision.dataset import load_split, matches, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import (
     fold_summary,
@@ -39,21 +44,79 @@ from emovision.files import atomic_write_bytes
 from emovision.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
 from emovision.progress import progress_bar
 from emovision.runs import fingerprint, finished_runs
-from emovision.store import open_info, read_functionals
+from emovision.store import open_info, read_copy_functionals, read_functionals
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 MODELS = ("image", "linear", "fusion")
 
 
-def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress: bool = True) -> dict:
+@dataclass
+class FunctionalsTable:
+    """The openSMILE functionals of a features file: ``utterances`` ``{utterance id: (functionals
+    (D,), speaker, label)}`` and ``copies`` ``{speaker: (kinds, functionals (A, D), labels (A,))}``
+    of its waveform-augmented copies (empty unless made with ``extract --augment --functionals``)."""
+
+    path: Path
+    utterances: dict[str, tuple[np.ndarray, str, int]]
+    copies: dict[str, tuple[list[str], np.ndarray, np.ndarray]]
+
+    @property
+    def copy_kinds(self) -> tuple[str, ...]:
+        """The kinds of copies with functionals (``noise:white``, ``reverb`` …), sorted."""
+        return tuple(sorted({kind for kinds, _, _ in self.copies.values() for kind in kinds}))
+
+    def lookup(self, ids: list[str]) -> np.ndarray:
+        """Functionals ``(U, D)`` of the utterances ``ids``, in that order."""
+        missing = [uid for uid in ids if uid not in self.utterances]
+        if missing:
+            raise EmovisionError(
+                f"{self.path} has no functionals for utterance {missing[0]!r} ({len(missing)} missing)"
+            )
+        return np.stack([self.utterances[uid][0] for uid in ids]).astype(np.float64)
+
+    def training(self, speakers, copy_kinds: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """Functionals ``(U + A, D)`` and labels of every utterance of ``speakers`` and of their
+        copies of ``copy_kinds`` (``noise`` or ``noise:pink``, ``reverb`` …)."""
+        speakers = set(speakers)
+        ids = [uid for uid, (_, speaker, _) in self.utterances.items() if speaker in speakers]
+        x, y = [self.lookup(ids)], [np.array([self.utterances[uid][2] for uid in ids], dtype=np.int64)]
+        for speaker in sorted(speakers & set(self.copies)) if copy_kinds else ():
+            kinds, values, labels = self.copies[speaker]
+            rows = np.array([matches(kind, copy_kinds) for kind in kinds], dtype=bool)
+            x.append(values[rows].astype(np.float64))
+            y.append(labels[rows].astype(np.int64))
+        return np.concatenate(x), np.concatenate(y)
+
+    def check_kinds(self, copy_kinds: tuple[str, ...]) -> None:
+        """Refuse kinds of which no copy has functionals."""
+        for wanted in copy_kinds:
+            if not any(matches(kind, (wanted,)) for kind in self.copy_kinds):
+                have = ", ".join(self.copy_kinds) or "none"
+                raise EmovisionError(
+                    f"--augment {wanted}: {self.path} holds no functionals of such copies (it has: {have}); "
+                    f"extract with --augment {wanted.partition(':')[0]} --functionals …"
+                )
+
+
+def fuse_cv(
+    run_dir: str | Path,
+    functionals: str | Path | None = None,
+    progress: bool = True,
+    copy_kinds: tuple[str, ...] | None = None,
+) -> dict:
     """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
-    openSMILE functionals of the same utterances (default: the cv's own features file)."""
+    openSMILE functionals of the same utterances (default: the cv's own features file);
+    ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
+    the kinds the cv's image models trained on, as far as the file holds their functionals)."""
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
     source = open_source(record["features_file"])
-    table_path = Path(functionals) if functionals else source.path
-    table = functionals_by_id(table_path, source.classes)
+    table = functionals_table(Path(functionals) if functionals else source.path, source.classes)
+    if copy_kinds is None:
+        trained = runs[0].train_config.copy_kinds
+        copy_kinds = tuple(k for k in trained if any(matches(have, (k,)) for have in table.copy_kinds))
+    table.check_kinds(copy_kinds)
     groups: dict[str, list] = defaultdict(list)
     for run in runs:
         groups[run.metrics["fold"]["name"]].append(run)
@@ -61,42 +124,47 @@ def fuse_cv(run_dir: str | Path, functionals: str | Path | None = None, progress
     with progress_bar(progress) as bar:
         task = bar.add_task("fusion", total=len(groups))
         for name, members in groups.items():
-            folds.append(_fuse_fold(name, members, source, table, table_path))
+            folds.append(_fuse_fold(name, members, source, table, copy_kinds))
             bar.advance(task)
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
-    return write_fused(folds, source.classes, run_dir, table, table_path, speakers, fingerprint([run_dir]))
+    return write_fused(folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), copy_kinds)
 
 
 def write_fused(
     folds: list[dict],
     classes: list[str],
     out: Path,
-    table: dict,
-    table_path: Path,
+    table: FunctionalsTable,
     speakers: set[str],
     models: str,
+    copy_kinds: tuple[str, ...] = (),
 ) -> dict:
     """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
-    functionals in ``table`` of every one of ``speakers``; ``models``: the
-    :func:`~emovision.runs.fingerprint` of the fold models it goes with), written to ``out``:
-    ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``. Returns the report."""
-    deployed = deploy_fusion(folds, table, table_path, speakers, classes)
+    functionals in ``table`` of every one of ``speakers`` and of their copies of ``copy_kinds``;
+    ``models``: the :func:`~emovision.runs.fingerprint` of the fold models it goes with), written
+    to ``out``: ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``. Returns the report."""
+    deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds)
     deployed.info["fingerprint"] = models
     deployed.save(out / FILE_NAME)
-    report = fusion_report(folds, classes, out, table_path) | {"deployed": deployed.describe()}
+    report = fusion_report(folds, classes, out, table.path, copy_kinds) | {"deployed": deployed.describe()}
     return write_fusion(report, out)
 
 
 def deploy_fusion(
-    folds: list[dict], table: dict, table_path: Path, speakers: set[str], classes: list[str]
+    folds: list[dict],
+    table: FunctionalsTable,
+    speakers: set[str],
+    classes: list[str],
+    copy_kinds: tuple[str, ...] = (),
 ) -> LinearFusion:
     """The fusion to deploy: the linear model trained on the functionals of every utterance of
-    ``speakers`` with the folds' median ``C`` (the lower middle one, a value of :data:`C_GRID`),
-    the folds' median image weight and median fused temperature."""
-    x, y = training_functionals(table, speakers, table_path)
+    ``speakers`` (and of their copies of ``copy_kinds``) with the folds' median ``C`` (the lower
+    middle one, a value of :data:`C_GRID`), the folds' median image weight and median fused
+    temperature."""
+    x, y = table.training(speakers, copy_kinds)
     c = statistics.median_low(f["C"] for f in folds)
     pipeline = linear_pipeline(c).fit(x, y)
-    info = open_info(table_path)
+    info = open_info(table.path)
     return LinearFusion.from_pipeline(
         pipeline,
         feature_set=info.functionals,
@@ -110,6 +178,7 @@ def deploy_fusion(
             "utterances": len(y),
             "folds": len(folds),
             "speaker_norm": bool(info.config.speaker_norm),
+            "copy_kinds": list(copy_kinds),
         },
     )
 
@@ -143,12 +212,6 @@ def linear_pipeline(c: float):
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
 
 
-def training_functionals(table: dict, speakers, table_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Functionals ``(U, D)`` and labels ``(U,)`` of every utterance in ``table`` of ``speakers``."""
-    ids = [uid for uid, (_, speaker, _) in table.items() if speaker in speakers]
-    return _lookup(table, ids, table_path), np.array([table[uid][2] for uid in ids])
-
-
 def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     """``(U, K)`` log-probabilities; classes absent from training get log(1e-6)."""
     out = np.full((x.shape[0], num_classes), np.log(FLOOR))
@@ -164,25 +227,32 @@ def choose_weight(image: np.ndarray, linear: np.ndarray, labels: np.ndarray, cla
     return max(scored)[2]
 
 
-def _fuse_fold(name: str, members: list, source, table: dict, table_path: Path) -> dict:
+def _fuse_fold(
+    name: str, members: list, source, table: FunctionalsTable, copy_kinds: tuple[str, ...]
+) -> dict:
     fold = members[0].metrics["fold"]
     val = load_split(source, fold["val"])
     test = load_split(source, fold["test"])
     image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
-    return fuse_fold(name, fold, image, val, test, table, table_path, source.classes) | {"runs": len(members)}
+    result = fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds)
+    return result | {"runs": len(members)}
 
 
 def fuse_fold(
-    name: str, fold: dict, image: dict, val, test, table: dict, table_path: Path, classes: list[str]
+    name: str,
+    fold: dict,
+    image: dict,
+    val,
+    test,
+    table: FunctionalsTable,
+    classes: list[str],
+    copy_kinds: tuple[str, ...] = (),
 ) -> dict:
     """One fold's fusion: ``image`` holds the image model's utterance log-probabilities ``(U, K)``
     of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained on
-    the functionals in ``table`` of the fold's training speakers."""
-    x_train, y_train = training_functionals(table, fold["train"], table_path)
-    x_val, x_test = (
-        _lookup(table, val.utterance_ids, table_path),
-        _lookup(table, test.utterance_ids, table_path),
-    )
+    the functionals in ``table`` of the fold's training speakers and their copies of ``copy_kinds``."""
+    x_train, y_train = table.training(fold["train"], copy_kinds)
+    x_val, x_test = table.lookup(val.utterance_ids), table.lookup(test.utterance_ids)
     model, c = fit_linear(x_train, y_train, x_val, val.utterance_labels, classes)
     linear = {
         "val": linear_log_probs(model, x_val, len(classes)),
@@ -218,8 +288,8 @@ def _image_scores(run, split) -> np.ndarray:
     )
 
 
-def functionals_by_id(path: Path, classes: list[str]) -> dict[str, tuple[np.ndarray, str, int]]:
-    """``{utterance id: (functionals (D,), speaker, label)}`` of the features file at ``path``."""
+def functionals_table(path: Path, classes: list[str]) -> FunctionalsTable:
+    """The functionals of the features file at ``path`` (and of its copies), for ``classes``."""
     info = open_info(path)
     if not info.functionals:
         raise EmovisionError(
@@ -228,22 +298,15 @@ def functionals_by_id(path: Path, classes: list[str]) -> dict[str, tuple[np.ndar
         )
     if info.classes != classes:
         raise EmovisionError(f"{path} has the classes {info.classes}, the cv run {classes}")
-    table = {}
+    utterances = {}
     for speaker, (ids, values, labels) in read_functionals(path).items():
-        table.update({uid: (v, speaker, int(y)) for uid, v, y in zip(ids, values, labels, strict=True)})
-    return table
+        utterances.update({uid: (v, speaker, int(y)) for uid, v, y in zip(ids, values, labels, strict=True)})
+    return FunctionalsTable(path, utterances, read_copy_functionals(path))
 
 
-def _lookup(table: dict[str, tuple], ids: list[str], path: Path) -> np.ndarray:
-    missing = [uid for uid in ids if uid not in table]
-    if missing:
-        raise EmovisionError(
-            f"{path} has no functionals for utterance {missing[0]!r} ({len(missing)} missing)"
-        )
-    return np.stack([table[uid][0] for uid in ids]).astype(np.float64)
-
-
-def fusion_report(folds: list[dict], classes: list[str], run_dir: Path, table_path: Path) -> dict:
+def fusion_report(
+    folds: list[dict], classes: list[str], run_dir: Path, table_path: Path, copy_kinds: tuple[str, ...] = ()
+) -> dict:
     summary = {key: fold_summary([f[key] for f in folds], classes) for key in MODELS}
     paired = {
         f"{a} - {b}": paired_difference(np.array([f[a]["ua"] - f[b]["ua"] for f in folds]))
@@ -252,6 +315,7 @@ def fusion_report(folds: list[dict], classes: list[str], run_dir: Path, table_pa
     return {
         "cv": str(run_dir),
         "functionals_file": str(table_path),
+        "copy_kinds": list(copy_kinds),
         "classes": classes,
         "folds": folds,
         "summary": summary,
@@ -264,7 +328,8 @@ def fusion_markdown(report: dict) -> str:
     lines = [
         f"# Late fusion: {report['cv']}",
         "",
-        f"Functionals: `{report['functionals_file']}`; image weight and C chosen on the validation speaker.",
+        f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; image weight "
+        "and C chosen on the validation speaker.",
         "",
         "| fold | test | image UA | linear UA | fusion UA | weight | C |",
         "|---|---|---|---|---|---|---|",
@@ -293,3 +358,9 @@ def fusion_markdown(report: dict) -> str:
             "folds); predict and serve use it with the fold ensemble under --fusion on.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _copies_note(kinds: list[str] | None) -> str:
+    if not kinds:
+        return ""
+    return f", the linear model also trained on the training speakers' {', '.join(kinds)} copies"

@@ -21,7 +21,8 @@ models score the finished utterances; runs of the same fold (``--repeats``) shar
 
 With ``fusion``, the cv's late fusion (``fusion.json``, from ``emovision fuse``) is scored too: the
 openSMILE functionals of every corrupted recording feed each fold's linear model (retrained on
-the fold's training speakers' clean functionals with the fold's ``C``) and are mixed with the
+the fold's training speakers' clean functionals, and those of their copies the fusion trained on,
+with the fold's ``C``) and are mixed with the
 image models' scores (the mean over the fold's runs) with the fold's weight, as ``fuse`` did;
 ``robustness.json`` gets ``fusion`` (WA/UA of image, linear model and fusion per condition over
 the folds) and ``robustness.md`` a table of it.
@@ -73,7 +74,7 @@ from emovision.features import (
 )
 from emovision.files import atomic_write_bytes, read_json
 from emovision.functionals import Functionals, require_opensmile
-from emovision.fusion import functionals_by_id, linear_log_probs, linear_pipeline, training_functionals
+from emovision.fusion import FunctionalsTable, functionals_table, linear_log_probs, linear_pipeline
 from emovision.fusion_model import mix
 from emovision.progress import progress_bar
 from emovision.robustness_report import FUSION_PREFIX, build_report, write_report
@@ -142,10 +143,10 @@ class _Fusion:
     """A cv's scored late fusion: the functionals of its features file and each fold's C and weight."""
 
     feature_set: str
-    table: dict
-    table_path: Path
+    table: FunctionalsTable
     folds: dict[str, dict]
     speaker_norm: bool = False
+    copy_kinds: tuple[str, ...] = ()
 
 
 def _fusion_identity(fused: _Fusion | None) -> dict | None:
@@ -153,7 +154,8 @@ def _fusion_identity(fused: _Fusion | None) -> dict | None:
     if fused is None:
         return None
     folds = {name: [f["C"], f["weight"]] for name, f in fused.folds.items()}
-    return {"functionals_file": str(fused.table_path.resolve()), "folds": folds}
+    identity = {"functionals_file": str(fused.table.path.resolve()), "folds": folds}
+    return identity | ({"copy_kinds": list(fused.copy_kinds)} if fused.copy_kinds else {})
 
 
 def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
@@ -169,8 +171,10 @@ def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
             f"--fusion: {table_path} holds functionals at another sample rate than the models'"
         )
     folds = {f["name"]: f for f in report["folds"]}
-    table = functionals_by_id(table_path, classes)
-    return _Fusion(info.functionals, table, table_path, folds, info.config.speaker_norm)
+    table = functionals_table(table_path, classes)
+    copy_kinds = tuple(report.get("copy_kinds", ()))
+    table.check_kinds(copy_kinds)
+    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, copy_kinds)
 
 
 def evaluate_robustness(
@@ -372,9 +376,7 @@ def _fused_results(
     entry = fused.folds.get(fold["name"])
     if entry is None:
         raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
-    model = linear_pipeline(entry["C"]).fit(
-        *training_functionals(fused.table, fold["train"], fused.table_path)
-    )
+    model = linear_pipeline(entry["C"]).fit(*fused.table.training(fold["train"], fused.copy_kinds))
     out = {}
     for c, condition in enumerate(conditions):
         linear = linear_log_probs(model, np.stack(values[c]).astype(np.float64), len(classes))

@@ -17,6 +17,7 @@ from emovision.checkpoint import load_checkpoint
 from emovision.errors import EmovisionError
 from emovision.features import FeatureConfig
 from emovision.files import read_json
+from emovision.options import TrainConfig
 
 _RUN_FOLDER = re.compile(r"^fold\d{2,}-")
 
@@ -36,6 +37,11 @@ class FoldRun:
     @property
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig.from_dict(self.checkpoint["feature_config"])
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The options the fold model was trained with (``metrics.json``)."""
+        return TrainConfig.from_dict(self.metrics.get("train_config", {}))
 
 
 def finished_runs(run_dir: str | Path) -> tuple[dict, list[FoldRun]]:

@@ -15,6 +15,7 @@ Layout (format ``emovision-features``, version :data:`FORMAT_VERSION`)::
                segments, segment_labels, segments_per_utterance   as above, for the copies
                source  (A,) int64 row of the clean utterance each copy is made from
                kinds   (A,) UTF-8 augmentation kind of each copy (``noise:white``, ``reverb`` …)
+               functionals  (A, D) float32 the copies' openSMILE functionals (with ``--functionals``)
     /<speaker>/functionals  (U, D) float32 openSMILE functionals (files made with ``--functionals``)
     / attrs also: augment (JSON of the :class:`~emovision.augment_audio.AugmentPlan`, or ""),
                   functionals (the openSMILE set's name, or ""),
@@ -54,6 +55,7 @@ class AugmentedCopies:
     segments_per_utterance: np.ndarray
     source: np.ndarray
     kinds: list[str]
+    functionals: np.ndarray | None = None
 
 
 _COPY_ARRAYS = ("segments", "segment_labels", "segments_per_utterance", "source")
@@ -166,6 +168,8 @@ class FeatureWriter:
             copies.create_dataset(
                 "kinds", data=np.array(data.augmented.kinds, dtype=object), dtype=h5py.string_dtype()
             )
+            if data.augmented.functionals is not None:
+                copies.create_dataset("functionals", data=data.augmented.functionals)
         group.attrs["gender"] = data.gender or ""
         group.attrs["skipped"] = json.dumps([list(item) for item in data.skipped])
         group.attrs["complete"] = True
@@ -217,6 +221,22 @@ def read_functionals(path: str | Path) -> dict[str, tuple[list[str], np.ndarray,
             name: (_strings(g["utterance_ids"]), g["functionals"][()], g["utterance_labels"][()])
             for name, g in handle.items()
         }
+
+
+def read_copy_functionals(path: str | Path) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """``{speaker: (kinds, functionals (A, D), labels (A,))}`` of the waveform-augmented copies of
+    every speaker whose copies have functionals (files made with ``extract --augment …
+    --functionals …``); the label of a copy is its source utterance's."""
+    path = Path(path)
+    with _open(path) as handle:
+        out = {}
+        for name, group in handle.items():
+            node = group.get("augmented")
+            if node is None or "functionals" not in node:
+                continue
+            labels = group["utterance_labels"][()][node["source"][()]]
+            out[name] = (_strings(node["kinds"]), node["functionals"][()], labels)
+        return out
 
 
 def read_features(path: str | Path, trust_pickle: bool = False) -> dict[str, tuple]:
@@ -313,7 +333,11 @@ def _read_group(group: h5py.Group, augmented: bool = False) -> SpeakerFeatures:
     copies = None
     if augmented and "augmented" in group:
         node = group["augmented"]
-        copies = AugmentedCopies(kinds=_strings(node["kinds"]), **{n: node[n][()] for n in _COPY_ARRAYS})
+        copies = AugmentedCopies(
+            kinds=_strings(node["kinds"]),
+            functionals=node["functionals"][()] if "functionals" in node else None,
+            **{n: node[n][()] for n in _COPY_ARRAYS},
+        )
     return SpeakerFeatures(
         utterance_ids=_strings(group["utterance_ids"]),
         gender=str(group.attrs.get("gender", "")),

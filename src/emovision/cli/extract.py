@@ -113,7 +113,8 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--functionals",
         default=None,
-        help="also store openSMILE functionals per utterance (ComParE_2016 or eGeMAPSv02) for fusion",
+        help="also store openSMILE functionals per utterance and per augmented copy (ComParE_2016 or "
+        "eGeMAPSv02) for fusion",
     )
 
 

@@ -278,6 +278,13 @@ def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
     _functionals_arguments(
         parser, "features file with openSMILE functionals of the same utterances (default: the cv's own)"
     )
+    parser.add_argument(
+        "--augment",
+        default=None,
+        help="comma list of waveform copies (noise, noise:TYPE, reverb, speed, gain) whose functionals the "
+        "linear model also trains on, training speakers only; 'none' for clean speech only (default: the "
+        "kinds the cv's image models trained on, where the functionals file holds them)",
+    )
 
 
 def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -289,8 +296,25 @@ def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> N
 def _run_fuse(args: argparse.Namespace) -> int:
     from emovision.fusion import fuse_cv
 
-    print_fusion(fuse_cv(args.run, args.functionals, progress=not args.quiet), args.run)
+    copy_kinds = None if args.augment is None else fusion_copy_kinds(args.augment)
+    print_fusion(fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds), args.run)
     return 0
+
+
+def fusion_copy_kinds(text: str) -> tuple[str, ...]:
+    """``fuse --augment``: waveform kinds, checked; ``none`` for none."""
+    from emovision.options import BATCH_AUGMENTS, parse_augment
+
+    if text.strip() == "none":
+        return ()
+    names = parse_augment(text)
+    batch = [name for name in names if name in BATCH_AUGMENTS]
+    if batch or not names:
+        raise EmovisionError(
+            f"fuse --augment: {batch[0] if batch else repr(text)} is not a kind of waveform copy: give noise, "
+            "noise:TYPE, reverb, speed or gain (or none)"
+        )
+    return names
 
 
 def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
