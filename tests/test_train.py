@@ -1,6 +1,7 @@
 """Training on real emoDB features on the CPU: accuracy above chance, reload, resume, errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -310,3 +311,31 @@ def test_original_command_line(emodb4, tmp_path, monkeypatch):
         checkpoint["train_config"]["device"] == "cpu"
         and (tmp_path / "runs" / "baseline" / "metrics.json").exists()
     )
+
+
+def test_imagenet_input_norm_is_refused_for_speaker_normalised_features(emodb4, tmp_path, capsys):
+    import h5py
+
+    normalised = tmp_path / "normalised.h5"
+    shutil.copy(emodb4, normalised)
+    with h5py.File(normalised, "r+") as handle:
+        config = json.loads(handle.attrs["feature_config"]) | {"speaker_norm": True}
+        handle.attrs["feature_config"] = json.dumps(config)
+    common = ["--input-norm", "imagenet", "--epochs", "1", "--quiet"]
+    train = [
+        "train",
+        str(normalised),
+        "--val-speaker",
+        "15",
+        "--test-speaker",
+        "16",
+        "--out",
+        str(tmp_path / "t"),
+    ]
+    cv = ["cv", str(normalised), "--out", str(tmp_path / "c")]
+    for args in (train, cv):
+        assert main([*args, *common]) == 2
+        captured = capsys.readouterr()
+        assert "speaker-normalised" in captured.err and "--input-norm bin" in captured.err
+        assert "Traceback" not in captured.err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()

@@ -35,7 +35,7 @@ from emovision.folds import Fold, make_folds
 from emovision.options import TrainConfig, run_options
 from emovision.progress import progress_bar
 from emovision.system import available_cores, exit_with_parent, software_versions
-from emovision.train import train_fold
+from emovision.train import check_source, train_fold
 
 
 def run_cv(
@@ -60,6 +60,7 @@ def run_cv(
     """
     out_dir = Path(out_dir)
     source = open_source(features, trust_pickle)
+    check_source(source, config)
     fold_list = make_folds(source, folds)
     if repeats < 1 or parallel < 1:
         raise EmovisionError("--repeats and --parallel-folds must be at least 1")

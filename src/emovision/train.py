@@ -425,12 +425,23 @@ def train_fold(
     """
     out_dir = Path(out_dir)
     source = features if isinstance(features, FeatureSource) else open_source(features, trust_pickle)
+    check_source(source, config)
     previous = on_rank0(lambda: _finished_run(out_dir, fold, config, resume))
     if previous is not None:
         return previous
     trainer = Trainer(source, fold, config, out_dir, progress)
     trainer.prepare()
     return trainer.run(resume)
+
+
+def check_source(source: FeatureSource, config: TrainConfig) -> None:
+    """Refuse options that make no sense for the features in ``source``: ``--input-norm imagenet``
+    maps a dB range to [0, 1] and means nothing for speaker-normalised z-scores."""
+    if config.input_norm == "imagenet" and source.config is not None and source.config.speaker_norm:
+        raise EmovisionError(
+            f"--input-norm imagenet maps dB to [0, 1], but {source.path} holds speaker-normalised "
+            "z-scores (extract --speaker-norm): use --input-norm bin"
+        )
 
 
 def _finished_run(out_dir: Path, fold: Fold, config: TrainConfig, resume: bool) -> dict | None:
