@@ -313,6 +313,8 @@ def cv_other_seed(cv_run, emodb_augmented, tmp_path_factory):
         "32",
         "--seed",
         "5",
+        "--augment",
+        "noise",
         "--device",
         "cpu",
         "--quiet",
@@ -351,6 +353,11 @@ def test_a_within_fold_ensemble_of_two_cvs_is_scored_and_fused_on_their_folds(
         assert fold["ua"] == pytest.approx(expected["ua"]) and fold["utterances"] == len(test.utterance_ids)
     fusion = json.loads((out / "fusion.json").read_text())
     assert [f["image"]["ua"] for f in fusion["folds"]] == pytest.approx([f["ua"] for f in summary["folds"]])
+    assert fusion["copy_kinds"] == []  # only cv_other_seed trained on the noise copies
+    alone = tmp_path / "noise-trained"
+    shutil.copytree(cv_other_seed, alone)
+    assert main(["fuse", str(alone), "--quiet"]) == 0
+    assert json.loads((alone / "fusion.json").read_text())["copy_kinds"] == ["noise"]  # as its image models
     assert (out / "confusion.png").stat().st_size > 0 and "ensemble - 2" in (out / "summary.md").read_text()
     capsys.readouterr()
     assert main(["report", str(cv_run), str(out), "--markdown"]) == 0

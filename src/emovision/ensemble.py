@@ -7,7 +7,8 @@ utterance scores are the mean of the members' utterance log-probabilities ``(U, 
 of a fold was trained on that fold's training speakers only, so, unlike the fold ensemble of one
 cv folder (for deployment), this ensemble is scored honestly on the cv's folds. With functionals
 it is also late-fused with a linear model on openSMILE functionals, exactly as ``emovision fuse``
-does. The output folder gets ``summary.json`` (the shape of a cv summary, so ``emovision report``
+does (its linear model also trained on the copies of the kinds every member trained on, where the
+functionals file holds them). The output folder gets ``summary.json`` (the shape of a cv summary, so ``emovision report``
 compares it), ``summary.md``, ``confusion.png`` and, fused, ``fusion.json`` / ``fusion.md``.
 
 The folder is also a model to deploy: :class:`~emovision.predict.Recognizer` (``predict``,
@@ -51,6 +52,11 @@ class Member:
     def model(self) -> str:
         return next(iter(self.folds.values()))[0].metrics["train_config"]["model"]
 
+    @property
+    def copy_kinds(self) -> tuple[str, ...]:
+        """The waveform copies the member's models trained on."""
+        return next(iter(self.folds.values()))[0].train_config.copy_kinds
+
 
 def ensemble_cvs(
     run_dirs: list[str | Path], out: str | Path, functionals: str | Path | None = None, progress: bool = True
@@ -68,6 +74,8 @@ def ensemble_cvs(
     folds = _common_folds(members)
     classes = members[0].source.classes
     table = functionals_table(Path(functionals), classes) if functionals else None
+    shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
+    copy_kinds = table.available(tuple(shared)) if table is not None else ()
     scored, fused = [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("ensemble", total=len(folds))
@@ -76,7 +84,9 @@ def ensemble_cvs(
             scored.append(_fold_result(name, fold, image, splits, classes))
             if table is not None:
                 mean = {role: np.mean([s[role] for s in image], axis=0) for role in ("val", "test")}
-                fused.append(fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes))
+                fused.append(
+                    fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes, copy_kinds)
+                )
             bar.advance(task)
     summary = _summary(members, scored, classes, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +94,7 @@ def ensemble_cvs(
     if fused:
         speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
         models = fingerprint([m.folder for m in members])
-        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models)
+        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models, copy_kinds)
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match

@@ -88,6 +88,11 @@ class FunctionalsTable:
             y.append(labels[rows].astype(np.int64))
         return np.concatenate(x), np.concatenate(y)
 
+    def available(self, copy_kinds: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``copy_kinds`` of which some copy has functionals (the default kinds of a fusion:
+        those its image models trained on)."""
+        return tuple(k for k in copy_kinds if any(matches(have, (k,)) for have in self.copy_kinds))
+
     def check_kinds(self, copy_kinds: tuple[str, ...]) -> None:
         """Refuse kinds of which no copy has functionals."""
         for wanted in copy_kinds:
@@ -114,8 +119,7 @@ def fuse_cv(
     source = open_source(record["features_file"])
     table = functionals_table(Path(functionals) if functionals else source.path, source.classes)
     if copy_kinds is None:
-        trained = runs[0].train_config.copy_kinds
-        copy_kinds = tuple(k for k in trained if any(matches(have, (k,)) for have in table.copy_kinds))
+        copy_kinds = table.available(runs[0].train_config.copy_kinds)
     table.check_kinds(copy_kinds)
     groups: dict[str, list] = defaultdict(list)
     for run in runs:
