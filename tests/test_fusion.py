@@ -215,8 +215,10 @@ def test_the_linear_model_trains_on_the_copies_functionals_of_the_training_speak
     source = open_source(emodb_augmented)
     table = functionals_table(emodb_augmented, source.classes)
     deployed = LinearFusion.load(copy / "fusion-model.npz")
-    # every utterance once clean and once per noise type (white, pink, babble) and room
-    assert deployed.info["utterances"] == 5 * len(table.utterances)
+    # every utterance clean, and a copy per noise type (white, pink, babble) and room
+    assert deployed.info["utterances"] == len(table.utterances)
+    assert deployed.info["copies"] == 4 * len(table.utterances)
+    assert f"and their {4 * len(table.utterances)} noise, reverb copies" in (copy / "fusion.md").read_text()
     assert deployed.info["copy_kinds"] == ["noise", "reverb"]
     record = json.loads((copy / "cv.json").read_text())
     fold, entry = record["folds"][0], report["folds"][0]

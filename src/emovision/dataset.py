@@ -99,10 +99,15 @@ def matches(kind: str, wanted: tuple[str, ...]) -> bool:
     return kind in wanted or kind.partition(":")[0] in wanted
 
 
+def missing_kinds(wanted: tuple[str, ...], have: tuple[str, ...]) -> list[str]:
+    """Those of the asked-for kinds ``wanted`` that no stored kind in ``have`` matches."""
+    return [name for name in wanted if not any(matches(kind, (name,)) for kind in have)]
+
+
 def load_split(source: FeatureSource, speakers: list[str], copy_kinds: tuple[str, ...] = ()) -> Split:
     """The speakers' data concatenated in the order given (CPU tensors), with the stored
     waveform-augmented copies of ``copy_kinds`` (``noise``, ``noise:pink``, ``reverb`` …)."""
-    missing = [k for k in copy_kinds if not any(matches(have, (k,)) for have in source.copy_kinds)]
+    missing = missing_kinds(copy_kinds, source.copy_kinds)
     if missing:
         have = ", ".join(source.copy_kinds) or "none"
         raise FeatureFileError(

@@ -31,7 +31,7 @@ import torch
 
 from emovision.calibration import fit_temperature
 from emovision.checkpoint import model_from_checkpoint
-from emovision.dataset import load_split, matches, open_source
+from emovision.dataset import load_split, matches, missing_kinds, open_source
 from emovision.errors import EmovisionError
 from emovision.evaluate import (
     fold_summary,
@@ -91,17 +91,18 @@ class FunctionalsTable:
     def available(self, copy_kinds: tuple[str, ...]) -> tuple[str, ...]:
         """Those of ``copy_kinds`` of which some copy has functionals (the default kinds of a fusion:
         those its image models trained on)."""
-        return tuple(k for k in copy_kinds if any(matches(have, (k,)) for have in self.copy_kinds))
+        missing = missing_kinds(copy_kinds, self.copy_kinds)
+        return tuple(name for name in copy_kinds if name not in missing)
 
     def check_kinds(self, copy_kinds: tuple[str, ...]) -> None:
         """Refuse kinds of which no copy has functionals."""
-        for wanted in copy_kinds:
-            if not any(matches(kind, (wanted,)) for kind in self.copy_kinds):
-                have = ", ".join(self.copy_kinds) or "none"
-                raise EmovisionError(
-                    f"--augment {wanted}: {self.path} holds no functionals of such copies (it has: {have}); "
-                    f"extract with --augment {wanted.partition(':')[0]} --functionals …"
-                )
+        missing = missing_kinds(copy_kinds, self.copy_kinds)
+        if missing:
+            have = ", ".join(self.copy_kinds) or "none"
+            raise EmovisionError(
+                f"--augment {missing[0]}: {self.path} holds no functionals of such copies (it has: {have}); "
+                f"extract with --augment {missing[0].partition(':')[0]} --functionals …"
+            )
 
 
 def fuse_cv(
@@ -166,6 +167,7 @@ def deploy_fusion(
     middle one, a value of :data:`C_GRID`), the folds' median image weight and median fused
     temperature."""
     x, y = table.training(speakers, copy_kinds)
+    clean = sum(speaker in speakers for _, speaker, _ in table.utterances.values())
     c = statistics.median_low(f["C"] for f in folds)
     pipeline = linear_pipeline(c).fit(x, y)
     info = open_info(table.path)
@@ -179,7 +181,8 @@ def deploy_fusion(
         info={
             "C": c,
             "speakers": len(speakers),
-            "utterances": len(y),
+            "utterances": clean,
+            "copies": len(y) - clean,
             "folds": len(folds),
             "speaker_norm": bool(info.config.speaker_norm),
             "copy_kinds": list(copy_kinds),
@@ -357,7 +360,8 @@ def fusion_markdown(report: dict) -> str:
         lines += [
             "",
             f"To deploy: `{FILE_NAME}`, the linear model on {deployed['functionals']} retrained on all "
-            f"{deployed['utterances']} utterances of the {deployed['speakers']} speakers (C {deployed['C']:g}), "
+            f"{deployed['utterances']} utterances of the {deployed['speakers']} speakers"
+            f"{_deployed_copies(deployed)} (C {deployed['C']:g}), "
             f"image weight {deployed['weight']:g}, temperature {deployed['temperature']:.2f} (medians over the "
             "folds); predict and serve use it with the fold ensemble under --fusion on.",
         ]
@@ -368,3 +372,9 @@ def _copies_note(kinds: list[str] | None) -> str:
     if not kinds:
         return ""
     return f", the linear model also trained on the training speakers' {', '.join(kinds)} copies"
+
+
+def _deployed_copies(deployed: dict) -> str:
+    if not deployed.get("copies"):
+        return ""
+    return f" and their {deployed['copies']} {', '.join(deployed['copy_kinds'])} copies"
