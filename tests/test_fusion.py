@@ -231,6 +231,15 @@ def test_the_linear_model_trains_on_the_copies_functionals_of_the_training_speak
     assert score_utterances(test.utterance_labels, scores, source.classes)["ua"] == pytest.approx(
         entry["linear"]["ua"]
     )
+    capsys.readouterr()
+    assert main(["report", str(cv_run), str(copy), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    clean = json.loads((cv_run / "fusion.json").read_text())["summary"]["fusion"]
+    assert f"| {cv_run} | clean | " in out and f"| {copy} | clean + noise+reverb | " in out
+    assert f"{clean['ua_mean']:.3f} ± {clean['ua_std']:.3f} | {clean['pooled']['ua']:.3f} |" in out
+    delta = np.mean([b["fusion"]["ua"] - a["fusion"]["ua"] for a, b in zip(
+        json.loads((cv_run / "fusion.json").read_text())["folds"], report["folds"], strict=True)])  # fmt: skip
+    assert f"Late fusion: paired ΔUA from {cv_run}" in out and f"{delta:+.3f} ± " in out
     assert main(["fuse", str(copy), "--augment", "none", "--quiet"]) == 0
     assert json.loads((copy / "fusion.json").read_text())["copy_kinds"] == []
     capsys.readouterr()
@@ -261,6 +270,12 @@ def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
         assert fused["clean"][model]["ua_mean"] == pytest.approx(scored[model]["ua_mean"], abs=1e-9)
     assert fused["white 10 dB"]["linear"]["ua_mean"] != fused["clean"]["linear"]["ua_mean"]
     assert "## Late fusion with openSMILE functionals" in (copy / "robustness.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(copy), "--markdown"]) == 0
+    noisy = fused["white 10 dB"]["fusion"]
+    row = f"| white 10 dB | {noisy['ua_mean']:.3f} ± {noisy['ua_std']:.3f} |"
+    out = capsys.readouterr().out
+    assert row in out.split("Robustness of the late fusion")[1]
     args[1] = str(cv_other_seed)
     assert main([*args, "--fusion"]) == 2
     assert "run emovision fuse on it first" in capsys.readouterr().err

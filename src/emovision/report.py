@@ -1,5 +1,6 @@
 """Compare finished runs: cross-validations (``summary.json``) and single folds (``metrics.json``),
-and the robustness of cross-validations side by side (``robustness.json``)."""
+their late fusions (``fusion.json``) and the robustness of cross-validations side by side
+(``robustness.json``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from emovision.evaluate import paired_difference
 from emovision.features import FeatureConfig
 from emovision.files import read_json
 from emovision.options import run_options
+
+MODELS = ("image", "linear", "fusion")
 
 
 def load_run(folder: Path) -> dict:
@@ -118,6 +121,77 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(row[k]) for k in header) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def fusion_reports(folders: list[Path]) -> list[tuple[str, dict]]:
+    """``(folder, fusion.json content)`` of every folder that has one (``emovision fuse``,
+    ``cv --fusion`` or ``ensemble --functionals``)."""
+    return [
+        (str(f), read_json(Path(f) / "fusion.json", "fusion report"))
+        for f in folders
+        if (Path(f) / "fusion.json").is_file()
+    ]
+
+
+def fusion_rows(folders: list[Path]) -> list[dict]:
+    """One row per fused run: what its linear model trained on, and UA (mean ± std over folds) of
+    the image model, the linear model and the fusion, with the fusion's pooled UA."""
+    rows = []
+    for label, report in fusion_reports(folders):
+        summary = report["summary"]
+        rows.append(
+            {
+                "run": label,
+                "linear model trained on": "clean + " + "+".join(report["copy_kinds"])
+                if report.get("copy_kinds")
+                else "clean",
+                **{f"{m} UA": f"{summary[m]['ua_mean']:.3f} ± {summary[m]['ua_std']:.3f}" for m in MODELS},
+                "pooled fusion UA": f"{summary['fusion']['pooled']['ua']:.3f}",
+            }
+        )
+    return rows
+
+
+def fusion_deltas(folders: list[Path]) -> list[dict]:
+    """Paired UA differences of every later fused run's linear model and fusion from the first
+    fused run's, over the folds both hold (same fold name and test speakers). Empty with fewer
+    than two fused runs."""
+    found = fusion_reports(folders)
+    if len(found) < 2:
+        return []
+    per_fold = [
+        (label, {(f["name"], tuple(f["test"])): f for f in report["folds"]}) for label, report in found
+    ]
+    base = per_fold[0][1]
+    return [
+        {
+            "run": label,
+            **{
+                f"Δ{m} UA": _paired(
+                    [f[m]["ua"] - base[key][m]["ua"] for key, f in folds.items() if key in base]
+                )
+                for m in ("linear", "fusion")
+            },
+        }
+        for label, folds in per_fold[1:]
+    ]
+
+
+def robustness_fusion_rows(folders: list[Path]) -> list[dict]:
+    """Per condition the fusion's UA (mean ± std over folds) of every run whose ``robustness.json``
+    scored its fusion (``robustness --fusion``); empty when none did."""
+    found = [(label, report) for label, report in robustness_reports(folders) if report.get("fusion")]
+    conditions: list[str] = []
+    values: dict[tuple[str, str], str] = {}
+    for label, report in found:
+        for c in report["fusion"]:
+            if c["name"] not in conditions:
+                conditions.append(c["name"])
+            values[label, c["name"]] = f"{c['fusion']['ua_mean']:.3f} ± {c['fusion']['ua_std']:.3f}"
+    return [
+        {"condition": name, **{label: values.get((label, name), "—") for label, _ in found}}
+        for name in conditions
+    ]
 
 
 def robustness_reports(folders: list[Path]) -> list[tuple[str, dict]]:

@@ -427,27 +427,44 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from emovision.report import (
         compare_runs,
+        fusion_deltas,
+        fusion_reports,
+        fusion_rows,
         markdown_table,
         paired_deltas,
         robustness_deltas,
+        robustness_fusion_rows,
         robustness_rows,
     )
 
     rows = compare_runs(args.runs)
     clean = paired_deltas(args.runs)
+    fused = fusion_reports(args.runs)
     robustness = robustness_rows(args.runs)
     deltas = robustness_deltas(args.runs)
     base = list(robustness[0])[1] if robustness else ""
     paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
+    shared = "(test speakers; mean ± s.e. over shared folds, folds better)"
     tables = (
         ("comparison", rows, ("run", "model", "features", "options")),
+        (f"paired ΔUA from {args.runs[0]} {shared}", clean, ("run",)),
         (
-            f"paired ΔUA from {args.runs[0]} (test speakers; mean ± s.e. over shared folds, folds better)",
-            clean,
+            "late fusion: UA (mean ± std over folds)",
+            fusion_rows(args.runs),
+            ("run", "linear model trained on"),
+        ),
+        (
+            f"late fusion: paired ΔUA from {fused[0][0] if fused else ''} {shared}",
+            fusion_deltas(args.runs),
             ("run",),
         ),
         ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
         (paired, deltas, ("condition",)),
+        (
+            "robustness of the late fusion: fusion UA (mean ± std over folds)",
+            robustness_fusion_rows(args.runs),
+            ("condition",),
+        ),
     )
     if args.markdown:
         for number, (title, table_rows, _) in enumerate(tables):
