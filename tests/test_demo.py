@@ -12,9 +12,11 @@ from emovision.errors import CorpusError
 def test_cpu_plan_is_the_reduced_configuration():
     plan = demo.plan("cpu")
     assert plan.training.device == "cpu" and plan.training.model == "efficientnet_lite0"
-    assert plan.training.pretrained and plan.training.augmentations == ("specaugment",)
+    assert plan.training.pretrained
+    assert plan.training.augmentations == ("specaugment", "noise", "reverb", "speed")
+    assert plan.augment.kinds == ("noise:white", "noise:pink", "noise:babble", "reverb", "speed")
     assert "reduced" in plan.note and "15 minutes" in plan.note
-    assert plan.features.segment_tail == "trim" and plan.augment is None
+    assert plan.features.segment_tail == "trim"
     assert plan.features.segment_frames == 200  # 2-s segments: better on 8 of 10 emoDB folds
     assert plan.features.speaker_norm  # +0.043 and +0.022 UA on two seeds of ten folds
 
