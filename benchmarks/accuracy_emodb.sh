@@ -29,7 +29,13 @@
 #         demo-cpu-spknorm-aug (demo-cpu-spknorm with the noise, reverb and speed copies, then fused),
 #         demo-cpu-spknorm-aug-mc (the same cv folder, copied, fused with a linear model trained on the
 #         functionals of the copies too: multi-condition), demo-cpu-spknorm-aug-no-white (white noise
-#         held out of both sides' training, then fused likewise)
+#         held out of both sides' training, then fused likewise), demo-cpu-spknorm-aug-24ep (24 epochs),
+#         demo-cpu-spknorm-aug-seed112 (the next seed), demo-cpu-spknorm-aug-lite1 (efficientnet_lite1),
+#         demo-cpu-spknorm-aug-ensemble (demo-cpu-spknorm-aug and its seed112 as a within-fold ensemble,
+#         fused with the functionals of the utterances and their copies), demo-cpu-spknorm-aug-24ep-fusion
+#         (that run fused likewise), demo-cpu-opensmile-compare (ComParE_2016 + linear SVM read from the
+#         demo features' file: the same functionals and folds as opensmile-compare, without extracting
+#         the 1-s files)
 # Each cv run folder gets command.txt with the exact command. EPOCHS (20), PARALLEL (2) and FOLDS
 # (auto: all ten; or a fold file, to search on a few folds first) can be set.
 set -euo pipefail
@@ -154,6 +160,28 @@ for config in "${CONFIGS[@]}"; do
       cv "$config" "$DEMO_SPKNORM_AUG" "${DEMO[@]}" --augment specaugment,noise,reverb,speed
       echo "$BIN/emovision fuse $OUT/$config --functionals $COMPARE_SPKNORM" > "$OUT/$config/fusion-command.txt"
       $BIN/emovision fuse "$OUT/$config" --functionals "$COMPARE_SPKNORM" --quiet ;;
+    demo-cpu-spknorm-aug-24ep | demo-cpu-spknorm-aug-seed112 | demo-cpu-spknorm-aug-lite1)
+      spknorm_aug_features
+      case $config in
+        *-24ep) change=(--epochs 24) ;;
+        *-seed112) change=(--seed 112) ;;
+        *-lite1) change=(--model efficientnet_lite1) ;;
+      esac
+      cv "$config" "$DEMO_SPKNORM_AUG" "${DEMO[@]}" --augment specaugment,noise,reverb,speed "${change[@]}" ;;
+    demo-cpu-spknorm-aug-24ep-fusion)
+      echo "$BIN/emovision fuse $OUT/demo-cpu-spknorm-aug-24ep" > "$OUT/demo-cpu-spknorm-aug-24ep/fusion-command.txt"
+      $BIN/emovision fuse "$OUT/demo-cpu-spknorm-aug-24ep" --quiet ;;
+    demo-cpu-opensmile-compare)
+      [ -f "$COMPARE_TRIM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
+        --functionals ComParE_2016 -o "$COMPARE_TRIM" --quiet
+      mkdir -p "$OUT/$config"
+      echo "$BIN/python benchmarks/opensmile_svm.py $COMPARE_TRIM --folds $FOLDS --out $OUT/$config" > "$OUT/$config/command.txt"
+      $BIN/python benchmarks/opensmile_svm.py "$COMPARE_TRIM" --folds "$FOLDS" --out "$OUT/$config" ;;
+    demo-cpu-spknorm-aug-ensemble)
+      members=("$OUT/demo-cpu-spknorm-aug" "$OUT/demo-cpu-spknorm-aug-seed112")
+      mkdir -p "$OUT/$config"
+      echo "$BIN/emovision ensemble ${members[*]} --out $OUT/$config --functionals $DEMO_SPKNORM_AUG" > "$OUT/$config/command.txt"
+      $BIN/emovision ensemble "${members[@]}" --out "$OUT/$config" --functionals "$DEMO_SPKNORM_AUG" --quiet ;;
     demo-cpu-spknorm-aug-mc)
       rm -rf "${OUT:?}/$config"
       cp -r "$OUT/demo-cpu-spknorm-aug" "$OUT/$config"
