@@ -21,6 +21,16 @@ def test_cpu_plan_is_the_reduced_configuration():
     assert plan.features.speaker_norm  # +0.043 and +0.022 UA on two seeds of ten folds
 
 
+def test_gpu_plan_is_the_cpu_recipe_trained_longer(monkeypatch):
+    monkeypatch.setattr(demo.torch.cuda, "is_available", lambda: True)
+    gpu, cpu = demo.plan("auto"), demo.plan("cpu")
+    assert gpu.training.device == "cuda" and "full" in gpu.note
+    assert gpu.training.epochs == 24 and cpu.training.epochs == 12  # +0.036 UA, 8 of 10 folds
+    assert gpu.features == cpu.features and gpu.augment == cpu.augment
+    assert gpu.training.augmentations == cpu.training.augmentations
+    assert gpu.training.batch_size == cpu.training.batch_size == 16
+
+
 def test_emodb_root_prefers_the_argument_then_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("EMODB_DIR", str(tmp_path / "env"))
     assert demo.emodb_root(tmp_path / "arg") == tmp_path / "arg"
