@@ -29,7 +29,8 @@
 #         demo-cpu-spknorm-aug (demo-cpu-spknorm with the noise, reverb and speed copies, then fused),
 #         demo-cpu-spknorm-aug-mc (the same cv folder, copied, fused with a linear model trained on the
 #         functionals of the copies too: multi-condition), demo-cpu-spknorm-aug-no-white (white noise
-#         held out of both sides' training, then fused likewise), demo-cpu-spknorm-aug-24ep (24 epochs),
+#         held out of both sides' training, then fused likewise), demo-cpu-spknorm-aug-24ep (24 epochs)
+#         and demo-cpu-spknorm-aug-24ep-seed112 (the same, next seed),
 #         demo-cpu-spknorm-aug-seed112 (the next seed), demo-cpu-spknorm-aug-lite1 (efficientnet_lite1),
 #         demo-cpu-spknorm-aug-ensemble (demo-cpu-spknorm-aug and its seed112 as a within-fold ensemble,
 #         fused with the functionals of the utterances and their copies), demo-cpu-spknorm-aug-24ep-fusion
@@ -160,10 +161,11 @@ for config in "${CONFIGS[@]}"; do
       cv "$config" "$DEMO_SPKNORM_AUG" "${DEMO[@]}" --augment specaugment,noise,reverb,speed
       echo "$BIN/emovision fuse $OUT/$config --functionals $COMPARE_SPKNORM" > "$OUT/$config/fusion-command.txt"
       $BIN/emovision fuse "$OUT/$config" --functionals "$COMPARE_SPKNORM" --quiet ;;
-    demo-cpu-spknorm-aug-24ep | demo-cpu-spknorm-aug-seed112 | demo-cpu-spknorm-aug-lite1)
+    demo-cpu-spknorm-aug-24ep | demo-cpu-spknorm-aug-24ep-seed112 | demo-cpu-spknorm-aug-seed112 | demo-cpu-spknorm-aug-lite1)
       spknorm_aug_features
       case $config in
         *-24ep) change=(--epochs 24) ;;
+        *-24ep-seed112) change=(--epochs 24 --seed 112) ;;
         *-seed112) change=(--seed 112) ;;
         *-lite1) change=(--model efficientnet_lite1) ;;
       esac
