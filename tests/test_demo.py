@@ -25,7 +25,9 @@ def test_gpu_plan_is_the_cpu_recipe_trained_longer(monkeypatch):
     monkeypatch.setattr(demo.torch.cuda, "is_available", lambda: True)
     gpu, cpu = demo.plan("auto"), demo.plan("cpu")
     assert gpu.training.device == "cuda" and "full" in gpu.note
-    assert gpu.training.epochs == 24 and cpu.training.epochs == 12  # +0.036 UA, 8 of 10 folds
+    assert (
+        gpu.training.epochs == 24 and cpu.training.epochs == 12
+    )  # 15 of 20 emoDB folds better over two seeds
     assert gpu.features == cpu.features and gpu.augment == cpu.augment
     assert gpu.training.augmentations == cpu.training.augmentations
     assert gpu.training.batch_size == cpu.training.batch_size == 16

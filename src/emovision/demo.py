@@ -5,9 +5,9 @@ Both run the best recipe measured on emoDB that fits: ImageNet-pretrained
 reverberant and speed-perturbed copies of every utterance (``extract --augment
 noise,reverb,speed``), which make the model hold up in noise and rooms, on speaker-normalised
 2-s segments (64 mels × 200 frames, ``extract --speaker-norm``) in batches of 16. With a CUDA GPU
-it trains 24 epochs, the best image model measured (UA 0.733, pooled 0.734 on the ten emoDB
-folds, +0.036 ± 0.018 over 12 epochs); on a CPU-only machine 12 epochs keep the whole job under
-15 minutes on two cores, and the output says so.
+it trains 24 epochs (+0.036 ± 0.018 and +0.001 ± 0.043 UA over 12 on two seeds of the ten
+emoDB folds, 15 of 20 folds better; UA 0.733 and 0.685); on a CPU-only machine 12 epochs keep
+the whole job under 15 minutes on two cores, and the output says so.
 2-s segments beat 1-s ones on 8 of the 10 emoDB folds; with one 2-s segment per utterance,
 batches of 16 give the run the optimiser steps that 10 epochs of 32 lacked (UA 0.471 against
 0.629, BENCHMARKS.md). Speaker normalisation gains +0.032 ± 0.020 over 20 paired folds; with the
