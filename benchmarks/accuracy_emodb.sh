@@ -105,6 +105,15 @@ cv() {
   $BIN/emovision cv "$@" --out "$OUT/$name"
 }
 
+# openSMILE functionals of a features file + linear SVM on the same folds (benchmarks/opensmile_svm.py)
+svm() {
+  local name=$1
+  shift
+  mkdir -p "$OUT/$name"
+  echo "$BIN/python benchmarks/opensmile_svm.py $* --folds $FOLDS --out $OUT/$name" > "$OUT/$name/command.txt"
+  $BIN/python benchmarks/opensmile_svm.py "$@" --folds "$FOLDS" --out "$OUT/$name"
+}
+
 for config in "${CONFIGS[@]}"; do
   case $config in
     alexnet_gap) cv "$config" "$LOGMEL" --model alexnet_gap --lr 1e-3 "${COMMON[@]}" ;;
@@ -176,9 +185,7 @@ for config in "${CONFIGS[@]}"; do
     demo-cpu-opensmile-compare)
       [ -f "$COMPARE_TRIM" ] || $BIN/emovision extract emodb "$EMODB" --n-mels 64 "${TRIM200[@]}" \
         --functionals ComParE_2016 -o "$COMPARE_TRIM" --quiet
-      mkdir -p "$OUT/$config"
-      echo "$BIN/python benchmarks/opensmile_svm.py $COMPARE_TRIM --folds $FOLDS --out $OUT/$config" > "$OUT/$config/command.txt"
-      $BIN/python benchmarks/opensmile_svm.py "$COMPARE_TRIM" --folds "$FOLDS" --out "$OUT/$config" ;;
+      svm "$config" "$COMPARE_TRIM" ;;
     demo-cpu-spknorm-aug-ensemble)
       members=("$OUT/demo-cpu-spknorm-aug" "$OUT/demo-cpu-spknorm-aug-seed112")
       mkdir -p "$OUT/$config"
@@ -210,19 +217,14 @@ for config in "${CONFIGS[@]}"; do
     demo-cpu-ema) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 ;;
     demo-cpu-ema-seed112) cv "$config" "$(demo_features "$config")" "${DEMO[@]}" --ema 0.99 --seed 112 ;;
     lite0-scratch) cv "$config" "$LOGMEL" --model efficientnet_lite0 --lr 1e-3 "${COMMON[@]}" ;;
-    opensmile-compare-spknorm)
-      mkdir -p "$OUT/$config"
-      echo "$BIN/python benchmarks/opensmile_svm.py $COMPARE --speaker-norm --folds $FOLDS --out $OUT/$config" > "$OUT/$config/command.txt"
-      $BIN/python benchmarks/opensmile_svm.py "$COMPARE" --speaker-norm --folds "$FOLDS" --out "$OUT/$config" ;;
+    opensmile-compare-spknorm) svm "$config" "$COMPARE" --speaker-norm ;;
     opensmile-egemaps | opensmile-compare)
       table=$COMPARE
       if [ "$config" = opensmile-egemaps ]; then
         table="$OUT/emodb-egemaps.h5"
         [ -f "$table" ] || $BIN/emovision extract emodb "$EMODB" "${SEGMENTS[@]}" --functionals eGeMAPSv02 -o "$table" --quiet
       fi
-      mkdir -p "$OUT/$config"
-      echo "$BIN/python benchmarks/opensmile_svm.py $table --folds $FOLDS --out $OUT/$config" > "$OUT/$config/command.txt"
-      $BIN/python benchmarks/opensmile_svm.py "$table" --folds "$FOLDS" --out "$OUT/$config" ;;
+      svm "$config" "$table" ;;
     *) echo "unknown configuration $config" >&2; exit 2 ;;
   esac
 done
