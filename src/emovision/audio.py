@@ -16,6 +16,25 @@ import soxr
 from emovision.errors import AudioError
 
 DEFAULT_SAMPLE_RATE = 16000
+# What the audio reader (libsndfile through soundfile) decodes, by file name; it reads the format
+# from the file's header, so a FLAC file named .wav is read as FLAC.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
+
+
+def audio_files(path: str | Path) -> list[Path]:
+    """The audio files (by suffix, see :data:`AUDIO_SUFFIXES`) under folder ``path``, recursively, sorted."""
+    return sorted(
+        item for item in Path(path).rglob("*") if item.suffix.lower() in AUDIO_SUFFIXES and item.is_file()
+    )
+
+
+def find_audio_file(folder: Path, stem: str) -> Path | None:
+    """The audio file ``folder/stem.<suffix>`` in the first of :data:`AUDIO_SUFFIXES` that exists, or None."""
+    for suffix in AUDIO_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_audio(

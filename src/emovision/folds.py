@@ -7,6 +7,10 @@ Fold rules:
     same session validates, the remaining eight train.
 ``iemocap5``
     The original's 5-fold subset: test speakers 1M, 2F, 3F, 4F, 5F, same validation rule.
+``pairs``
+    Speakers in sorted order taken two at a time (RAVDESS: actors 13+14, 15+16 …, one male and
+    one female each): each pair is tested once, the next pair (wrapping around) validates, the
+    rest train. The default for RAVDESS (six folds on twelve actors).
 ``loso``
     Leave one speaker out, for any corpus. The validation speaker is the next speaker after
     the test speaker in sorted order (wrapping around) who has the test speaker's gender;
@@ -69,7 +73,7 @@ def all_speakers_fold(source: FeatureSource) -> Fold:
     return Fold(list(source.speakers), [], [], name="all-speakers")
 
 
-FOLD_RULES = ("auto", "iemocap10", "iemocap5", "loso")
+FOLD_RULES = ("auto", "iemocap10", "iemocap5", "pairs", "loso")
 IEMOCAP_SPEAKERS = [f"{s}{g}" for s in range(1, 6) for g in "FM"]
 IEMOCAP5_TEST = ["1M", "2F", "3F", "4F", "5F"]
 
@@ -80,6 +84,15 @@ def make_folds(source: FeatureSource, rule: str = "auto") -> list[Fold]:
         return folds_from_file(source, Path(rule))
     if rule == "auto":
         rule = "iemocap10" if set(source.speakers) == set(IEMOCAP_SPEAKERS) else "loso"
+        rule = "pairs" if source.corpus == "ravdess" and len(source.speakers) % 2 == 0 else rule
+    if rule == "pairs":
+        ordered = sorted(source.speakers)
+        if len(ordered) < 6 or len(ordered) % 2:
+            raise EmovisionError(
+                f"pairs folds need an even number of at least six speakers, {source.path} has {len(ordered)}"
+            )
+        pairs = [ordered[i : i + 2] for i in range(0, len(ordered), 2)]
+        return [make_fold(source, pairs[(i + 1) % len(pairs)], pair) for i, pair in enumerate(pairs)]
     if rule in ("iemocap10", "iemocap5"):
         missing = [name for name in IEMOCAP_SPEAKERS if name not in source.speakers]
         if missing:

@@ -79,6 +79,12 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
         help="class set (iemocap: 4, 4-noexc, all; emodb: 7, 4; ravdess: 8, 4) or a comma list",
     )
     parser.add_argument("--improvised-only", action="store_true", help="iemocap: improvised dialogs only")
+    parser.add_argument(
+        "--intensity",
+        choices=("normal", "strong", "both"),
+        default=None,
+        help="ravdess: recordings of normal intensity, strong intensity or both (the default)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument(
         "--device",
@@ -128,6 +134,10 @@ def _run_extract(args: argparse.Namespace) -> int:
     options = {"improvised_only": True} if args.improvised_only else {}
     if args.improvised_only and args.corpus != "iemocap":
         raise EmovisionError("--improvised-only applies to iemocap only")
+    if args.intensity is not None:
+        if args.corpus != "ravdess":
+            raise EmovisionError("--intensity applies to ravdess only")
+        options["intensity"] = args.intensity
     plan = augment_plan_from_args(args)
     if args.functionals is not None:
         from emovision.functionals import check_set

@@ -8,10 +8,10 @@ labels but missing on disk are listed in ``skipped`` with the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emovision.audio import audio_files
 from emovision.errors import CorpusError
 
 
@@ -95,9 +95,23 @@ def require_utterances(corpus: Corpus, root: Path, hint: str) -> Corpus:
     return corpus
 
 
-def named_wavs(root: Path, pattern: re.Pattern[str]) -> Iterator[tuple[Path, tuple[str, ...]]]:
-    """Every ``*.wav`` under ``root`` (recursively, sorted) whose stem matches ``pattern``, with its groups."""
-    for path in sorted(root.rglob("*.wav")):
+def named_audio(
+    root: Path, pattern: re.Pattern[str], scheme: str
+) -> tuple[list[tuple[Path, tuple[str, ...]]], list[tuple[str, str]]]:
+    """Every audio file under ``root`` (recursively, sorted; any format the audio reader decodes, see
+    :data:`emovision.audio.AUDIO_SUFFIXES`) whose stem matches ``pattern``, with its groups; and the
+    skipped ones with their reason: a name outside the corpus's naming ``scheme``, or a second file
+    of the same recording in another format."""
+    found: list[tuple[Path, tuple[str, ...]]] = []
+    skipped: list[tuple[str, str]] = []
+    first: dict[str, Path] = {}
+    for path in audio_files(root):
         match = pattern.match(path.stem)
-        if match:
-            yield path, match.groups()
+        if not match:
+            skipped.append((str(path), f"name does not follow {scheme}"))
+        elif path.stem in first:
+            skipped.append((str(path), f"the same recording as {first[path.stem].name}"))
+        else:
+            first[path.stem] = path
+            found.append((path, match.groups()))
+    return found, skipped

@@ -16,7 +16,7 @@ from pathlib import Path
 from emovision.corpora.base import (
     Corpus,
     Utterance,
-    named_wavs,
+    named_audio,
     require_dir,
     require_utterances,
     resolve_classes,
@@ -44,11 +44,13 @@ _NAME_RE = re.compile(r"^(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])$")
 
 
 def load_corpus(root: str | Path, classes: str | None = None) -> Corpus:
-    """Every ``*.wav`` under ``root`` (searched recursively) whose name follows emoDB's scheme."""
+    """Every audio file under ``root`` (searched recursively; WAV, FLAC, OGG, MP3, AIFF …) whose name
+    follows emoDB's scheme; other audio files are listed in ``skipped``."""
     root = require_dir(Path(root), "emoDB")
     names = resolve_classes(classes, CLASS_SETS, DEFAULT_CLASSES)
     utterances = []
-    for path, groups in named_wavs(root, _NAME_RE):
+    found, skipped = named_audio(root, _NAME_RE, "emoDB's scheme (03a01Fa)")
+    for path, groups in found:
         speaker, text, letter, version = groups
         label = EMOTIONS[letter]
         if label not in names:
@@ -56,8 +58,8 @@ def load_corpus(root: str | Path, classes: str | None = None) -> Corpus:
         gender = "M" if speaker in MALE_SPEAKERS else "F"
         extra = {"gender": gender, "text": text, "version": version}
         utterances.append(Utterance(path.stem, path, speaker, label, extra))
-    corpus = Corpus(NAME, names, utterances)
-    return require_utterances(corpus, root, "expected files named like 03a01Fa.wav")
+    corpus = Corpus(NAME, names, utterances, skipped)
+    return require_utterances(corpus, root, "expected audio files named like 03a01Fa.wav")
 
 
 def download(cache_dir: str | Path) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from emovision.audio import find_audio_file
 from emovision.corpora.base import Corpus, Utterance, require_dir, require_utterances, resolve_classes
 from emovision.errors import CorpusError
 
@@ -58,9 +59,10 @@ def load_corpus(root: str | Path, classes: str | None = None, improvised_only: b
                 if improvised_only and fields["method"] != "impro":
                     continue
                 utt = fields["utt"]
-                path = session / "sentences" / "wav" / fields["dialog"] / f"{utt}.wav"
-                if not path.is_file():
-                    skipped.append((str(path), "audio file missing"))
+                folder = session / "sentences" / "wav" / fields["dialog"]
+                path = find_audio_file(folder, utt)
+                if path is None:
+                    skipped.append((str(folder / f"{utt}.wav"), "audio file missing"))
                     continue
                 utterances.append(Utterance(utt, path, fields["speaker"], code, fields))
     corpus = Corpus(NAME, names, utterances, skipped)
