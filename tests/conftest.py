@@ -78,6 +78,21 @@ def trained_model(tmp_path_factory, emodb_dir):
 
 
 @pytest.fixture(scope="session")
+def normalised_run(trained_model, tmp_path_factory):
+    """The tiny model's speakers and features trained one epoch with ``--speaker-norm mixed``: the run
+    folder, its metrics and the tiny model (features, test recordings)."""
+    from emovision.folds import Fold
+    from emovision.options import TrainConfig
+    from emovision.train import train_fold
+
+    out = tmp_path_factory.mktemp("normalised") / "run"
+    fold = Fold(["10", "12"], ["09"], ["03"], name="tiny")
+    config = TrainConfig(model="alexnet_gap", epochs=1, batch_size=32, device="cpu", speaker_norm="mixed")
+    metrics = train_fold(trained_model.features, fold, config, out)
+    return out, metrics, trained_model
+
+
+@pytest.fixture(scope="session")
 def emodb_augmented(tmp_path_factory, emodb_dir) -> Path:
     """emoDB speakers 03, 08, 09, 10, 11 in 4 classes (a manifest), 64 mels × 100 frames, with one
     copy per augmentation kind (noise white, pink, babble; reverb; speed; gain) and eGeMAPS

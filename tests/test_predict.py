@@ -235,4 +235,4 @@ def test_a_speaker_normalised_model_uses_the_statistics_it_is_adapted_to(tmp_pat
     plain = untrained_checkpoint(tmp_path / "plain.pth", FeatureConfig(segment_frames=100))
     assert main(["predict", str(plain), str(wavs[0]), "--same-speaker", "--quiet"]) == 2
     captured = capsys.readouterr()
-    assert "not trained on speaker-normalised features" in captured.err and "Traceback" not in captured.err
+    assert "not trained with speaker normalisation" in captured.err and "Traceback" not in captured.err

@@ -32,6 +32,7 @@ from emovision.errors import EmovisionError
 from emovision.evaluate import fold_summary, score_utterances
 from emovision.files import atomic_write_bytes, read_json
 from emovision.folds import Fold, make_folds
+from emovision.modes import mode_summary, modes_markdown
 from emovision.options import TrainConfig, run_options
 from emovision.progress import progress_bar
 from emovision.system import available_cores, exit_with_parent, software_versions
@@ -208,12 +209,33 @@ def summarize(
         ],
         **fold_summary([r["test"] for r in results], classes),
         "ensemble": within_fold_ensemble(results, classes) if repeats > 1 else None,
+        "mode": headline_mode(results, source),
+        "modes": mode_summary(results, classes),
         "calibration": pooled_calibration(results),
         "repeats": repeats,
         "train_config": config.to_dict(),
         "feature_config": source.config.to_dict() if source.config else None,
         "versions": software_versions(),
     }
+
+
+def headline_mode(results: list[dict], source: FeatureSource) -> str:
+    """Which evaluation mode the per-fold and pooled figures are: ``cold`` for pipeline-normalised
+    models (the modes table has the others), ``transductive`` for features extracted with
+    ``--speaker-norm``, ``any`` for a model that uses no speaker information (the modes coincide)."""
+    if results and all(r.get("test_modes") for r in results):
+        return "cold"
+    if source.config is not None and source.config.speaker_norm:
+        return "transductive"
+    return "any"
+
+
+MODE_NOTES = {
+    "cold": "each recording scored alone, no speaker information (what serve and Recognizer.predict give)",
+    "transductive": "each test speaker normalised by all of its recordings (extract --speaker-norm); "
+    "cold and enrolled accuracy need features extracted without it and train --speaker-norm",
+    "any": "no speaker normalisation: cold, enrolled and transductive coincide",
+}
 
 
 def within_fold_ensemble(results: list[dict], classes: list[str]) -> dict | None:
@@ -266,6 +288,9 @@ def summary_markdown(summary: dict) -> str:
         f"Epochs {config['epochs']}, batch {config['batch_size']}, lr {config['lr']}, seed {config['seed']}"
         + (f", {summary['repeats']} seeds per fold" if summary["repeats"] > 1 else ""),
         "",
+        f"Mode of the fold table: **{summary.get('mode', 'any')}** ({MODE_NOTES[summary.get('mode', 'any')]})",
+        "",
+        *([*modes_markdown(summary["modes"]), ""] if summary.get("modes") else []),
         "| fold | test | validation | seed | best epoch | utterances | WA | UA |",
         "|---|---|---|---|---|---|---|---|",
     ]

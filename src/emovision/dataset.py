@@ -78,6 +78,7 @@ class Split:
     A training split may also hold waveform-augmented copies: ``copies`` ``(M, C, F, T)`` with
     ``copy_labels``, and ``versions[u]``, the ``(start, count)`` segment ranges of utterance
     ``u``'s clean version and of its copies in ``cat(segments, copies)``.
+    ``utterance_speakers`` ``(U,)`` gives each utterance's index in ``speakers``.
     """
 
     segments: torch.Tensor
@@ -86,6 +87,7 @@ class Split:
     segments_per_utterance: np.ndarray
     utterance_ids: list[str]
     speakers: list[str]
+    utterance_speakers: np.ndarray
     copies: torch.Tensor | None = None
     copy_labels: torch.Tensor | None = None
     versions: list[list[tuple[int, int]]] | None = None
@@ -123,6 +125,7 @@ def load_split(source: FeatureSource, speakers: list[str], copy_kinds: tuple[str
         segments_per_utterance=np.concatenate([p.segments_per_utterance for p in parts]).astype(np.int64),
         utterance_ids=[uid for p in parts for uid in p.utterance_ids],
         speakers=list(speakers),
+        utterance_speakers=np.repeat(np.arange(len(parts)), [len(p.utterance_ids) for p in parts]),
     )
     if copy_kinds:
         _attach_copies(split, parts, copy_kinds)

@@ -281,6 +281,19 @@ class SpeakerStatistics:
         floor = MIN_STD_DB if values.ndim == 4 else MIN_STD_FUNCTIONALS
         return cls(mean.astype(np.float32), np.maximum(std, floor).astype(np.float32), int(values.shape[0]))
 
+    def merge(self, other: SpeakerStatistics | None) -> SpeakerStatistics:
+        """The statistics of both sets of rows pooled (each row weighs the same)."""
+        if other is None:
+            return self
+        n, m = self.count, other.count
+        mean = (n * self.mean.astype(np.float64) + m * other.mean) / (n + m)
+        square = (
+            n * (self.std.astype(np.float64) ** 2 + self.mean**2) + m * (other.std**2 + other.mean**2)
+        ) / (n + m)
+        std = np.sqrt(np.maximum(square - mean**2, 0.0))
+        floor = MIN_STD_DB if self.mean.ndim == 3 else MIN_STD_FUNCTIONALS
+        return SpeakerStatistics(mean.astype(np.float32), np.maximum(std, floor).astype(np.float32), n + m)
+
 
 # Smallest standard deviation divided by: 1e-3 dB for segments; functionals come in every unit.
 MIN_STD_DB = 1e-3

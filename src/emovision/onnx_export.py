@@ -30,6 +30,7 @@ from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
 from emovision.predict import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAME
 from emovision.runs import load_model_payload
+from emovision.speaker_norm import SpeakerNormaliser
 from emovision.system import require
 
 TOLERANCE = 1e-4
@@ -84,6 +85,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int | None = Non
         "frames": str(frames),
         "dynamic_time": json.dumps(dynamic_time),
         "emovision_version": emovision.__version__,
+        "speaker_norm": _speaker_norm_json(payload.get("speaker_norm")),
     }
     del proto.metadata_props[:]
     for key, value in metadata.items():
@@ -142,3 +144,9 @@ def _max_difference(model: torch.nn.Module, data: bytes, frames: int, payload: d
         expected = model(segments).numpy()
     actual = session.run([OUTPUT_NAME], {INPUT_NAME: segments.numpy()})[0]
     return float(np.abs(actual - expected).max())
+
+
+def _speaker_norm_json(values: dict | None) -> str:
+    """The model's speaker normalisation (``train --speaker-norm``) as metadata text, ``null`` for none."""
+    normaliser = SpeakerNormaliser.from_dict(values)
+    return "null" if normaliser is None else normaliser.to_json()

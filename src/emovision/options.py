@@ -28,6 +28,7 @@ AGGREGATES = ("logprob", "prob")
 BATCH_AUGMENTS = ("specaugment",)
 WAVE_AUGMENTS = ("noise", "reverb", "speed", "gain")
 NOISE_TYPES = ("white", "pink", "babble", "recorded")
+SPEAKER_NORMS = ("none", "transductive", "mixed")
 
 
 @dataclass
@@ -68,6 +69,9 @@ class TrainConfig:
     aggregate: str = "logprob"
     amp: bool = True
     eval_batch_size: int = 256
+    speaker_norm: str = "none"
+    speaker_prior: float = 1.0
+    enrol: int = 5
 
     def __post_init__(self) -> None:
         checks = [
@@ -98,6 +102,12 @@ class TrainConfig:
                 f"--stability-source: {', '.join(STABILITY_SOURCES)}",
             ),
             (self.mixup_alpha > 0, "--mixup-alpha must be positive"),
+            (
+                self.speaker_norm in SPEAKER_NORMS,
+                f"--speaker-norm must be one of {', '.join(SPEAKER_NORMS)}",
+            ),
+            (0 <= self.speaker_prior <= 1000, "--speaker-prior must be between 0 and 1000 recordings"),
+            (self.enrol >= 1, f"--enrol must be at least 1 recording, got {self.enrol}"),
             (self.resize is None or self.resize >= 32, "--resize must be at least 32"),
             (self.patience is None or self.patience >= 1, "--patience must be at least 1"),
             (0.0 <= self.augment_prob <= 1.0, "--augment-prob must be between 0 and 1"),

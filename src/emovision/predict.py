@@ -33,6 +33,7 @@ module level, so ``from emovision import Recognizer`` stays light.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -46,13 +47,21 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from emovision.audio import audio_info, load_audio, prepare_audio, read_span, stream_audio
+from emovision.audio import (
+    AUDIO_SUFFIXES,
+    audio_files,
+    audio_info,
+    load_audio,
+    prepare_audio,
+    read_span,
+    stream_audio,
+)
 from emovision.calibration import apply_temperature
+from emovision.enrolment import Enrolment
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
 from emovision.features import (
     FeatureConfig,
-    SpeakerStatistics,
     compute_features,
     feature_key,
     segment,
@@ -61,11 +70,11 @@ from emovision.features import (
 )
 from emovision.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.fusion_model import LinearFusion
+from emovision.speaker_norm import SpeakerNormaliser
 from emovision.system import resolve_device
 from emovision.vad import SAMPLE_RATE as VAD_RATE
 from emovision.vad import SpeechDetector, VadOptions
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 ONNX_FORMAT = "emovision-onnx"
 ONNX_FORMAT_VERSION = 1
 INPUT_NAME = "segments"
@@ -87,7 +96,9 @@ class Prediction:
     ``times`` ``(N, 2)`` its start and end in seconds (the end of the last segment is
     clipped to the recording's ``duration``, in seconds; NaN when the model's feature
     configuration is unknown). ``features`` ``(C, F, T)`` is the
-    whole recording's spectrogram in dB, kept when asked for.
+    whole recording's spectrogram in dB, kept when asked for. ``speaker`` (speaker-normalised
+    models only) says how the recording was normalised: ``mode`` ``cold`` (by itself) or
+    ``enrolled``, with the ``recordings`` and ``seconds`` of audio behind the statistics.
     """
 
     source: str
@@ -97,6 +108,7 @@ class Prediction:
     times: np.ndarray
     duration: float | None
     features: np.ndarray | None = field(default=None, repr=False)
+    speaker: dict | None = None
 
     @property
     def label(self) -> str:
@@ -120,6 +132,7 @@ class Prediction:
             "confidence": self.confidence,
             "probabilities": dict(self.probabilities),
             "duration": self.duration,
+            **({"speaker": dict(self.speaker)} if self.speaker is not None else {}),
             "segments": [
                 {
                     "start": float(start),
@@ -246,6 +259,7 @@ class _Prepared:
     frames: int | None = None
     functionals: np.ndarray | None = None
     extra: list[np.ndarray] = field(default_factory=list)
+    raw: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -277,6 +291,7 @@ class Recognizer:
         temperature: float | None = None,
         fusion: LinearFusion | None = None,
         extra: list[_Member] | None = None,
+        normalisers: list[SpeakerNormaliser | None] | None = None,
     ) -> None:
         if aggregate not in ("logprob", "prob"):
             raise CheckpointError(f"unknown aggregation rule {aggregate!r} in the model")
@@ -289,8 +304,8 @@ class Recognizer:
         self.temperature = temperature
         self.fusion = fusion
         self._extra = list(extra or [])
-        self._speaker: list[SpeakerStatistics | None] = [None] * (1 + len(self._extra))
-        self._speaker_functionals: SpeakerStatistics | None = None
+        self._normalisers = list(normalisers or [None] * (1 + len(self._extra)))
+        self._speaker = Enrolment.empty(1 + len(self._extra))
         self._functionals = None
         if fusion is not None:
             from emovision.functionals import Functionals
@@ -359,6 +374,7 @@ class Recognizer:
                 json.loads(meta["model"]),
                 batch_size,
                 _temperature(stored, calibration, path),
+                normalisers=[SpeakerNormaliser.from_json(meta.get("speaker_norm"))],
             )
         from emovision.runs import ensemble_members, is_ensemble_folder, load_ensemble, load_model_payload
 
@@ -397,6 +413,7 @@ class Recognizer:
             _temperature(stored, calibration, path),
             fused,
             extra,
+            [SpeakerNormaliser.from_dict(p.get("speaker_norm")) for p in payloads],
         )
 
     # ----- single recordings ----------------------------------------------------------------
@@ -409,17 +426,28 @@ class Recognizer:
         name: str | None = None,
         keep_features: bool = False,
         max_seconds: float | None = None,
+        enrol: bool = False,
     ) -> Prediction:
         """The emotion of one recording: a file path, the bytes of a file, or samples.
 
         Samples ``(n,)`` or ``(n, channels)`` need their ``sample_rate`` (Hz). ``key`` seeds
         ``lognrevspec`` (default: the file stem, or ``""``); ``name`` is the reported source.
         ``max_seconds`` refuses longer recordings (read from the file header before decoding).
+        A speaker-normalised model uses what it knows of the speaker (:meth:`adapt`; nothing: the
+        cold mode) and says how much that is (``Prediction.speaker``); with ``enrol`` the recording
+        is then added to it, so the next one is scored with it (the enrolled mode, as measured:
+        a recording is never normalised by statistics that include itself, except in the cold mode).
         Raises :class:`AudioError` for unusable audio.
         """
         prepared = self._prepare(source, sample_rate, key, name, keep_features, max_seconds)
         extra = self._extra_scores([[segments] for segments in prepared.extra])
-        return self._prediction(prepared, self._backend.log_probs(prepared.segments, self.batch_size), extra)
+        log_probs = self._backend.log_probs(prepared.segments, self.batch_size)
+        prediction = self._prediction(prepared, log_probs, extra)
+        if enrol:
+            self._require_adaptable()
+            with self._speaker.lock:
+                self._speaker.add(prepared.raw, prepared.functionals, prepared.duration)
+        return prediction
 
     def predict_turns(
         self,
@@ -615,8 +643,10 @@ class Recognizer:
     @property
     def speaker_normalised(self) -> bool:
         """Whether the model (or a member of the ensemble) was trained on speaker-normalised features."""
-        return self.fusion_speaker_normalised or (
-            self.config is not None and any(config.speaker_norm for config in self._configs())
+        return (
+            self.fusion_speaker_normalised
+            or any(normaliser is not None for normaliser in self._normalisers)
+            or (self.config is not None and any(config.speaker_norm for config in self._configs()))
         )
 
     @property
@@ -628,59 +658,86 @@ class Recognizer:
     @property
     def adapted(self) -> bool:
         """Whether :meth:`adapt` has given the model a speaker's statistics."""
-        return self._speaker_functionals is not None or any(stats is not None for stats in self._speaker)
+        return self._speaker.recordings > 0
+
+    @property
+    def normaliser(self) -> SpeakerNormaliser | None:
+        """The speaker normalisation of a model trained with ``--speaker-norm`` (None otherwise)."""
+        return self._normalisers[0]
+
+    @property
+    def speaker(self) -> Enrolment:
+        """What the model knows of the speaker whose recordings it scores (empty: the cold mode)."""
+        return self._speaker
+
+    def with_speaker(self, enrolment: Enrolment) -> Recognizer:
+        """This model (sharing its weights) scoring with ``enrolment``: one speaker of many."""
+        view = copy.copy(self)
+        view._speaker = enrolment
+        return view
+
+    def new_enrolment(self) -> Enrolment:
+        """An empty enrolment for this model's members (see :meth:`with_speaker`)."""
+        return Enrolment.empty(1 + len(self._extra))
+
+    def reset(self) -> None:
+        """Forget the speaker: later recordings are scored cold until :meth:`adapt` is called again."""
+        self._speaker = self.new_enrolment()
 
     def adapt(self, sources: Iterable[Source]) -> int:
-        """Normalise every later segment by the pooled statistics of ``sources``: recordings of the
-        one speaker whose recordings are predicted next (paths, bytes; no labels). Unusable
-        recordings are left out; returns the number used. Raises :class:`EmovisionError` for a
-        model without speaker normalisation or when no recording is usable."""
-        if not self.speaker_normalised:
-            raise EmovisionError(
-                "this model was not trained on speaker-normalised features (extract --speaker-norm): "
-                "it needs no speaker statistics"
-            )
-        pieces: list[list[np.ndarray]] = [[] for _ in self._speaker]
-        values = []
+        """Add ``sources`` (recordings of the one speaker whose recordings are predicted next: paths,
+        bytes; no labels) to what the model knows of the speaker: every later segment is normalised by
+        the statistics of all recordings added so far. Unusable recordings are left out; returns the
+        number used. Raises :class:`EmovisionError` for a model without speaker normalisation or
+        when no recording is usable."""
+        self._require_adaptable()
+        used = 0
         for source in sources:
             try:
                 prepared = self._prepare(source, None, None, None, False, None, normalise=False)
             except AudioError:
                 continue
-            for member, segments in enumerate([prepared.segments, *prepared.extra]):
-                pieces[member].append(segments)
-            if prepared.functionals is not None:
-                values.append(prepared.functionals)
-        if not pieces[0]:
+            with self._speaker.lock:
+                self._speaker.add(prepared.raw, prepared.functionals, prepared.duration)
+            used += 1
+        if not used:
             raise EmovisionError("speaker statistics: none of the recordings given could be used")
-        if self.fusion_speaker_normalised:
-            self._speaker_functionals = SpeakerStatistics.of(np.concatenate(values))
-        self._speaker = [
-            SpeakerStatistics.of(np.concatenate(parts)) if config.speaker_norm else None
-            for parts, config in zip(pieces, self._configs(), strict=True)
-        ]
-        return len(pieces[0])
+        return used
+
+    def _require_adaptable(self) -> None:
+        if not self.speaker_normalised:
+            raise EmovisionError(
+                "this model was not trained with speaker normalisation (train --speaker-norm, extract "
+                "--speaker-norm): it needs no speaker statistics"
+            )
 
     def _normalise_functionals(self, values: np.ndarray) -> np.ndarray:
         """Functionals ``(U, D)`` as the fusion's linear model was trained on them."""
         if not self.fusion_speaker_normalised:
             return values
-        if self._speaker_functionals is None:
+        known = self._speaker.functionals
+        if known is None or known.count < 2:
             raise EmovisionError(
-                "this fusion's linear model takes speaker-normalised functionals: adapt it to the "
-                "speaker first (predict --same-speaker, Recognizer.adapt) or use --fusion off"
+                "this fusion's linear model takes speaker-normalised functionals, which one recording "
+                "normalises to zero: adapt it to at least two recordings of the speaker first "
+                "(predict --same-speaker, Recognizer.adapt) or use --fusion off"
             )
-        return speaker_normalise(values, self._speaker_functionals).astype(np.float64)
+        return speaker_normalise(values, known).astype(np.float64)
 
     def _configs(self) -> list[FeatureConfig]:
         return [self._require_config(), *(member.config for member in self._extra)]
 
     def _normalise(self, segments: np.ndarray, member: int) -> np.ndarray:
         """``segments`` of ensemble member ``member`` (0: this model) as the model was trained on them:
-        speaker-normalised (by :meth:`adapt`'s statistics, else their own) when it was."""
+        by the enrolled speaker's statistics, else (cold) by the recording's own; unchanged for a
+        model without speaker normalisation."""
+        normaliser = self._normalisers[member]
+        if normaliser is not None:
+            known = self._speaker.moments[member]
+            return normaliser.apply(segments, known) if known.recordings else normaliser.cold(segments)
         if not self._configs()[member].speaker_norm:
             return segments
-        return speaker_normalise(segments, self._speaker[member])
+        return speaker_normalise(segments, self._speaker.statistics[member])
 
     # ----- many files ---------------------------------------------------------------------------
     def iter_predict(
@@ -741,11 +798,10 @@ class Recognizer:
         feature = compute_features(samples, config, key)
         kept = feature if keep_features else None
         values = None if self._functionals is None else self._functionals(samples, config.sample_rate)[None]
-        segments = [segment(feature, config)]
-        segments += [segment(compute_features(samples, m.config, key), m.config) for m in self._extra]
-        if normalise:
-            segments = [self._normalise(part, member) for member, part in enumerate(segments)]
-        return _Prepared(label, segments[0], duration, kept, feature.shape[-1], values, segments[1:])
+        raw = [segment(feature, config)]
+        raw += [segment(compute_features(samples, m.config, key), m.config) for m in self._extra]
+        segments = [self._normalise(part, member) for member, part in enumerate(raw)] if normalise else raw
+        return _Prepared(label, segments[0], duration, kept, feature.shape[-1], values, segments[1:], raw)
 
     def _load(
         self,
@@ -822,7 +878,15 @@ class Recognizer:
             times=times,
             duration=duration,
             features=prepared.features,
+            speaker=self._speaker_note(),
         )
+
+    def _speaker_note(self) -> dict | None:
+        """How a prediction was speaker-normalised (None for a model without speaker normalisation)."""
+        if not self.speaker_normalised:
+            return None
+        known = self._speaker.describe()
+        return {"mode": "enrolled" if known["recordings"] else "cold", **known}
 
 
 def _fusion_model(path: Path, mode: str) -> LinearFusion | None:
@@ -880,13 +944,6 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax of ``(N, K)`` logits, float32."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     return (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
-
-
-def audio_files(path: str | Path) -> list[Path]:
-    """The audio files (by suffix, see :data:`AUDIO_SUFFIXES`) under folder ``path``, sorted."""
-    return sorted(
-        item for item in Path(path).rglob("*") if item.suffix.lower() in AUDIO_SUFFIXES and item.is_file()
-    )
 
 
 def find_audio(paths: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:

@@ -18,6 +18,7 @@ from emovision.errors import EmovisionError
 from emovision.features import FeatureConfig
 from emovision.files import read_json
 from emovision.options import TrainConfig
+from emovision.speaker_norm import SpeakerNormaliser
 
 _RUN_FOLDER = re.compile(r"^fold\d{2,}-")
 
@@ -123,9 +124,22 @@ def load_model_payload(path: str | Path) -> dict:
         **{k: first[k] for k in ("format", "version", "classes", "corpus", "feature_config", "aggregate")},
         "model": {**first["model"], "name": f"ensemble of {len(runs)} ({', '.join(names)})"},
         "members": [run.checkpoint for run in runs],
+        "speaker_norm": _ensemble_speaker_norm([run.checkpoint.get("speaker_norm") for run in runs]),
         "temperature": _ensemble_temperature([run.checkpoint.get("temperature") for run in runs]),
         "versions": first.get("versions", {}),
     }
+
+
+def _ensemble_speaker_norm(values: list[dict | None]) -> dict | None:
+    """One speaker normalisation for the fold models of a cv (their priors averaged), None without."""
+    normalisers = [SpeakerNormaliser.from_dict(v) for v in values]
+    if all(n is None for n in normalisers):
+        return None
+    if any(n is None for n in normalisers) or len({(n.mode, n.prior_weight) for n in normalisers}) > 1:
+        raise EmovisionError(
+            "the cv's fold models differ in speaker normalisation: they cannot form one ensemble"
+        )
+    return SpeakerNormaliser.average(normalisers).to_dict()
 
 
 def _ensemble_temperature(temperatures: list[float | None]) -> float | None:

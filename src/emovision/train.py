@@ -34,6 +34,15 @@ from emovision.files import atomic_write_bytes, read_json
 from emovision.folds import Fold
 from emovision.models import SERModel, build_ser_model, get_spec
 from emovision.options import TrainConfig
+from emovision.speaker_norm import (
+    ENROL_DRAWS,
+    MODES,
+    ModeView,
+    SpeakerNormaliser,
+    TrainingDraws,
+    mode_view,
+    recording_moments,
+)
 from emovision.system import resolve_device, software_versions
 
 
@@ -86,18 +95,30 @@ class Trainer:
             input_norm=config.input_norm,
             resize=config.resize,
         )
+        segments, labels = self.train_split.segments, self.train_split.segment_labels
+        if self.train_split.copies is not None:
+            segments = torch.cat([segments, self.train_split.copies])
+            labels = torch.cat([labels, self.train_split.copy_labels])
+        self.normaliser, self.draws, self.views = None, None, {}
+        fit_on = self.train_split.segments
+        if config.speaker_norm != "none":
+            self.normaliser, self.draws = self._speaker_draws(segments)
+            self.views = {
+                role: self._views(split)
+                for role, split in (("val", self.val_split), ("test", self.test_split))
+                if split is not None
+            }
+            train_view = self._views(self.train_split, modes=("transductive",))[0][2]
+            fit_on = train_view.normalise(self.train_split.segments, self.train_split.segments_per_utterance)
         top_db = self.source.config.top_db if self.source.config else 80.0
-        model.norm.fit(self.train_split.segments, top_db, spec.mean, spec.std)
+        model.norm.fit(fit_on, top_db, spec.mean, spec.std)
         _check_input_size(model, self.train_split.segments[:2], config.model)
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.network = self.model
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        segments, labels = self.train_split.segments, self.train_split.segment_labels
-        if self.train_split.copies is not None:
-            segments = torch.cat([segments, self.train_split.copies])
-            labels = torch.cat([labels, self.train_split.copy_labels])
+        self.draw_generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         self.train_labels = labels
         self.train_x = _resident(segments, self.device)
         self.train_y = labels.to(self.train_x.device)
@@ -124,6 +145,50 @@ class Trainer:
             return "channels" if lognrev and channels == 3 else "gaussian"
         return source
 
+    def _speaker_draws(self, segments: torch.Tensor) -> tuple[SpeakerNormaliser, TrainingDraws]:
+        """The prior of the training recordings and the per-batch statistics of every training row
+        (``segments``: clean rows, then the copies' rows)."""
+        split = self.train_split
+        starts = np.concatenate([[0], np.cumsum(split.segments_per_utterance)[:-1]])
+        versions = split.versions or [
+            [(int(a), int(n))] for a, n in zip(starts, split.segments_per_utterance, strict=True)
+        ]
+        order = [(v[0], u) for u, v in enumerate(versions)] + [
+            (c, u) for u, v in enumerate(versions) for c in v[1:]
+        ]
+        row_recording = np.empty(segments.shape[0], dtype=np.int64)
+        for recording, ((start, count), _) in enumerate(order):
+            row_recording[start : start + count] = recording
+        rows = np.concatenate([np.arange(start, start + count) for (start, count), _ in order])
+        counts = np.array([count for (_, count), _ in order])
+        means, squares = recording_moments(segments[torch.from_numpy(rows)], counts)
+        clean = len(versions)
+        normaliser = SpeakerNormaliser.fit(
+            self.config.speaker_norm, means[:clean], squares[:clean], self.config.speaker_prior
+        )
+        owners = np.array([u for _, u in order])
+        draws = TrainingDraws(normaliser, row_recording, means, squares, owners, split.utterance_speakers)
+        return normaliser, draws
+
+    def _views(self, split: Split, modes: tuple[str, ...] = MODES) -> list[tuple[str, int, ModeView]]:
+        """``split`` in every mode: (mode, draw, view), the enrolled mode in ``ENROL_DRAWS`` draws."""
+        means, squares = recording_moments(split.segments, split.segments_per_utterance)
+        views = []
+        for mode in modes:
+            for draw in range(ENROL_DRAWS if mode == "enrolled" else 1):
+                view = mode_view(
+                    self.normaliser,
+                    means,
+                    squares,
+                    split.speakers,
+                    split.utterance_speakers,
+                    mode,
+                    self.config.enrol,
+                    draw,
+                )
+                views.append((mode, draw, view))
+        return views
+
     # ----- one epoch ------------------------------------------------------------------------
     def train_epoch(self) -> tuple[float, float]:
         """Mean training loss and segments per second of one epoch."""
@@ -142,6 +207,9 @@ class Trainer:
             index = share.to(self.train_x.device)
             x = self.train_x[index].to(self.device, non_blocking=True)
             y = self.train_y[index].to(self.device, non_blocking=True)
+            if self.draws is not None:
+                mean, std = self.draws.batch(share, self.draw_generator)
+                x = (x - mean.to(x.device)) / std.to(x.device)
             x = x.contiguous(memory_format=torch.channels_last)
             loss = self._loss(x, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -194,13 +262,48 @@ class Trainer:
         return loss
 
     # ----- evaluation -------------------------------------------------------------------------
-    def evaluate(self, split: Split) -> tuple[dict, float, np.ndarray]:
+    def evaluate(self, split: Split, view: ModeView | None = None) -> tuple[dict, float, np.ndarray]:
         """Utterance-level metrics, the segment-level cross-entropy and the utterance scores ``(U, K)``
-        of ``split``."""
-        log_probs = segment_log_probs(self.scored, split.segments, self.config.eval_batch_size, self.autocast)
+        of ``split`` (speaker-normalised as ``view`` says; its enrolment recordings are not scored)."""
+        segments = split.segments
+        if view is not None:
+            segments = view.normalise(segments, split.segments_per_utterance)
+        log_probs = segment_log_probs(self.scored, segments, self.config.eval_batch_size, self.autocast)
         loss = float(F.nll_loss(torch.from_numpy(log_probs), split.segment_labels))
         scores = utterance_scores(log_probs, split.segments_per_utterance, self.config.aggregate)
-        return score_utterances(split.utterance_labels, scores, self.classes), loss, scores
+        kept = view.scored if view is not None else slice(None)
+        return score_utterances(split.utterance_labels[kept], scores[kept], self.classes), loss, scores
+
+    def evaluate_modes(self, split: Split, role: str) -> tuple[dict, float, np.ndarray, dict | None]:
+        """Metrics, loss and scores of the served mode (cold, or the only one of a model without
+        pipeline normalisation), and every mode's metrics and scores (None without pipeline normalisation)."""
+        if self.normaliser is None:
+            metrics, loss, scores = self.evaluate(split)
+            return metrics, loss, scores, None
+        modes: dict = {}
+        for mode, _, view in self.views[role]:
+            metrics, loss, scores = self.evaluate(split, view)
+            entry = {**metrics, "scored": view.scored.tolist(), "scores": np.round(scores, 6).tolist()}
+            if mode == "enrolled":
+                modes.setdefault("enrolled", {"k": self.config.enrol, "draws": []})["draws"].append(entry)
+            else:
+                modes[mode] = entry
+                if mode == "cold":
+                    served = metrics, loss, scores
+        draws = modes["enrolled"]["draws"]
+        for key in ("wa", "ua"):
+            modes["enrolled"][key] = float(np.mean([d[key] for d in draws]))
+        return (*served, modes)
+
+    def selection_ua(self, modes: dict | None, served: dict) -> float:
+        """The validation figure epochs are chosen by: the served mode's, the transductive mode's for
+        ``--speaker-norm transductive`` (as before), the mean over the three modes for ``mixed``."""
+        key = self.config.select_by
+        if modes is None:
+            return served[key]
+        if self.config.speaker_norm == "transductive":
+            return modes["transductive"][key]
+        return float(np.mean([modes[mode][key] for mode in MODES]))
 
     # ----- persistence ------------------------------------------------------------------------
     def checkpoint(self, metrics: dict) -> dict:
@@ -221,6 +324,7 @@ class Trainer:
             "corpus": self.source.corpus,
             "selection": self.source.selection,
             "feature_config": self.source.config.to_dict() if self.source.config else None,
+            "speaker_norm": self.normaliser.to_dict() if self.normaliser is not None else None,
             "aggregate": self.config.aggregate,
             "temperature": (metrics.get("calibration") or {}).get("temperature"),
             "state_dict": {
@@ -241,6 +345,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
+            "draw_generator": self.draw_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "history": self.history,
@@ -259,6 +364,8 @@ class Trainer:
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
+        if state.get("draw_generator") is not None:
+            self.draw_generator.set_state(state["draw_generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -289,12 +396,11 @@ class Trainer:
         """Validation metrics, the history columns they fill and the selection score of this epoch."""
         if self.val_split is None:
             return None, {}, float(self.epoch)
-        val, val_loss, _ = self.evaluate(self.val_split)
-        return (
-            val,
-            {"val_loss": val_loss, "val_wa": val["wa"], "val_ua": val["ua"]},
-            val[self.config.select_by],
-        )
+        val, val_loss, _, modes = self.evaluate_modes(self.val_split, "val")
+        columns = {"val_loss": val_loss, "val_wa": val["wa"], "val_ua": val["ua"]}
+        if modes is not None:
+            columns.update({f"val_ua_{mode}": modes[mode]["ua"] for mode in MODES})
+        return val, columns, self.selection_ua(modes, val)
 
     def run(self, resume: bool) -> dict:
         out = self.out_dir
@@ -371,9 +477,15 @@ class Trainer:
     def final_metrics(self, best_path: Path) -> dict:
         best = load_weights_only(best_path)
         self.scored.load_state_dict(best["state_dict"])
-        val, _, val_scores = self.evaluate(self.val_split) if self.val_split is not None else (None, 0, None)
-        test, _, test_scores = (
-            self.evaluate(self.test_split) if self.test_split is not None else (None, 0, [])
+        val, _, val_scores, _ = (
+            self.evaluate_modes(self.val_split, "val")
+            if self.val_split is not None
+            else (None, 0, None, None)
+        )
+        test, _, test_scores, test_modes = (
+            self.evaluate_modes(self.test_split, "test")
+            if self.test_split is not None
+            else (None, 0, [], None)
         )
         calibration = None
         if val is not None:
@@ -388,6 +500,8 @@ class Trainer:
             "test_utterance_ids": self.test_split.utterance_ids if test is not None else [],
             "test_labels": self.test_split.utterance_labels.tolist() if test is not None else [],
             "test_scores": np.round(np.asarray(test_scores, dtype=np.float64), 6).tolist(),
+            "test_modes": test_modes,
+            "speaker_norm": self.config.speaker_norm if self.normaliser is not None else None,
             "calibration": calibration,
             "history": self.history,
             "classes": list(self.classes),
@@ -437,6 +551,17 @@ def train_fold(
 def check_source(source: FeatureSource, config: TrainConfig) -> None:
     """Refuse options that make no sense for the features in ``source``: ``--input-norm imagenet``
     maps a dB range to [0, 1] and means nothing for speaker-normalised z-scores."""
+    if config.input_norm == "imagenet" and config.speaker_norm != "none":
+        raise EmovisionError(
+            f"--input-norm imagenet maps dB to [0, 1], but --speaker-norm {config.speaker_norm} "
+            "gives z-scores: use --input-norm bin"
+        )
+    if config.speaker_norm != "none" and (source.config is None or source.config.speaker_norm):
+        raise EmovisionError(
+            f"--speaker-norm {config.speaker_norm} normalises in the data pipeline: it needs features "
+            f"extracted without --speaker-norm ({source.path} is already normalised or has no feature "
+            "configuration)"
+        )
     if config.input_norm == "imagenet" and source.config is not None and source.config.speaker_norm:
         raise EmovisionError(
             f"--input-norm imagenet maps dB to [0, 1], but {source.path} holds speaker-normalised "

@@ -21,6 +21,7 @@ from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, utterance_scores
 from emovision.files import atomic_write_bytes
 from emovision.predict import Recognizer
+from emovision.speaker_norm import ENROL_DRAWS, MODES, mode_view, recording_moments
 from emovision.store import load_speakers, open_info
 
 MAY_DIFFER = ("segment_hop", "segment_tail")
@@ -39,8 +40,15 @@ def parse_map(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def evaluate_on(model: str | Path, features: str | Path, out: str | Path, mapping: dict[str, str]) -> dict:
+def evaluate_on(
+    model: str | Path, features: str | Path, out: str | Path, mapping: dict[str, str], enrol: int = 5
+) -> dict:
     """Score ``model`` on every utterance of ``features`` whose class it knows; write and return the summary.
+
+    A model normalised in the data pipeline (``train --speaker-norm``) is scored in the three modes
+    of :mod:`emovision.speaker_norm` (each speaker of the file enrolled from ``enrol`` of its
+    recordings, in ``ENROL_DRAWS`` seeded draws): the summary's metrics are the cold mode's, and
+    ``modes`` holds the pooled WA and UA of each; other models use no speaker information.
 
     A cv folder's late fusion is not used: the features file holds spectrograms, not audio, so
     the image models alone are scored.
@@ -58,7 +66,15 @@ def evaluate_on(model: str | Path, features: str | Path, out: str | Path, mappin
             f"no class in common: the model knows {', '.join(recognizer.classes)}, {features} holds "
             f"{', '.join(info.classes)} (match them with --map FILE_CLASS=MODEL_CLASS,…)"
         )
-    truth, scores, dropped, speakers = [], [], {}, {}
+    normaliser = recognizer.normaliser
+    views = (
+        [("served", 0)]
+        if normaliser is None
+        else [(m, d) for m in MODES for d in range(ENROL_DRAWS if m == "enrolled" else 1)]
+    )
+    truth: dict = {view: [] for view in views}
+    scores: dict = {view: [] for view in views}
+    dropped, speakers = {}, {}
     for speaker, data in load_speakers(features).items():
         starts = np.concatenate([[0], np.cumsum(data.segments_per_utterance)])
         keep = [u for u, label in enumerate(data.utterance_labels) if info.classes[label] in index]
@@ -68,13 +84,36 @@ def evaluate_on(model: str | Path, features: str | Path, out: str | Path, mappin
         if not keep:
             continue
         pieces = np.concatenate([data.segments[starts[u] : starts[u + 1]] for u in keep])
-        log_probs = recognizer.log_probs(pieces)
-        utterance = utterance_scores(log_probs, data.segments_per_utterance[keep], recognizer.aggregate)
+        counts = data.segments_per_utterance[keep]
         labels = np.array([index[info.classes[data.utterance_labels[u]]] for u in keep])
-        speakers[speaker] = score_utterances(labels, utterance, recognizer.classes)
-        truth.append(labels)
-        scores.append(utterance)
-    metrics = score_utterances(np.concatenate(truth), np.concatenate(scores), recognizer.classes)
+        if normaliser is not None:
+            means, squares = recording_moments(pieces, counts)
+        for mode, draw in views:
+            scored = np.ones(len(keep), dtype=bool)
+            inputs = pieces
+            if normaliser is not None:
+                owner = np.zeros(len(keep), dtype=np.int64)
+                view = mode_view(normaliser, means, squares, [speaker], owner, mode, enrol, draw)
+                rows = np.repeat(np.arange(len(keep)), counts)
+                inputs = ((pieces - view.mean[rows]) / view.std[rows]).astype(np.float32)
+                scored = view.scored
+            log_probs = recognizer.log_probs(inputs)
+            utterance = utterance_scores(log_probs, counts, recognizer.aggregate)
+            if (mode, draw) == views[0]:
+                speakers[speaker] = score_utterances(labels, utterance, recognizer.classes)
+            truth[(mode, draw)].append(labels[scored])
+            scores[(mode, draw)].append(utterance[scored])
+    pooled = {
+        view: score_utterances(np.concatenate(truth[view]), np.concatenate(scores[view]), recognizer.classes)
+        for view in views
+    }
+    metrics = pooled[views[0]]
+    modes = None
+    if normaliser is not None:
+        modes = {"k": enrol}
+        for mode in MODES:
+            entries = [pooled[view] for view in views if view[0] == mode]
+            modes[mode] = {key: float(np.mean([e[key] for e in entries])) for key in ("wa", "ua")}
     summary = {
         "model": str(model),
         "features_file": str(features),
@@ -82,6 +121,8 @@ def evaluate_on(model: str | Path, features: str | Path, out: str | Path, mappin
         "model_classes": recognizer.classes,
         "class_map": {name: recognizer.classes[i] for name, i in index.items()},
         "dropped": dropped,
+        "mode": "any" if modes is None else "cold",
+        "modes": modes,
         **metrics,
         "speakers": {
             name: {"wa": m["wa"], "ua": m["ua"], "utterances": m["utterances"]}
@@ -126,6 +167,7 @@ def transfer_markdown(summary: dict) -> str:
         "",
         "Classes: " + ", ".join(f"{k} → {v}" for k, v in summary["class_map"].items()),
         "",
+        *_modes_lines(summary.get("modes")),
         "| speaker | utterances | WA | UA |",
         "|---|---|---|---|",
         *(
@@ -137,3 +179,26 @@ def transfer_markdown(summary: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _modes_lines(modes: dict | None) -> list[str]:
+    """The pooled accuracy per evaluation mode, or the note that the model uses no speaker information."""
+    if not modes:
+        return [
+            "Mode: any (the model uses no speaker information: cold, enrolled and transductive coincide)",
+            "",
+        ]
+    names = {
+        "cold": "cold (a recording alone)",
+        "enrolled": f"enrolled-{modes['k']}",
+        "transductive": "transductive",
+    }
+    rows = [f"| {names[m]} | {modes[m]['wa']:.3f} | {modes[m]['ua']:.3f} |" for m in names]
+    return [
+        "Mode of the figures above and of the per-speaker table: cold.",
+        "",
+        "| mode | WA | UA |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]

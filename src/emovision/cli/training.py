@@ -20,6 +20,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         INPUT_NORMS,
         MODEL_NAMES,
         SCHEDULES,
+        SPEAKER_NORMS,
         STABILITY_SOURCES,
         TrainConfig,
     )
@@ -97,6 +98,26 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
     group.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    group.add_argument(
+        "--speaker-norm",
+        choices=SPEAKER_NORMS,
+        default=d.speaker_norm,
+        help="normalise by speaker statistics in the data pipeline (features extracted without "
+        "--speaker-norm): transductive (all of a speaker's recordings), mixed (each segment by the "
+        "recording alone, a few other recordings or all of them, drawn at random: good in every mode)",
+    )
+    group.add_argument(
+        "--speaker-prior",
+        type=float,
+        default=d.speaker_prior,
+        help="weight of the training speakers' statistics, in recordings, shrinking a speaker's own",
+    )
+    group.add_argument(
+        "--enrol",
+        type=int,
+        default=d.enrol,
+        help="recordings of the test speaker whose statistics the enrolled mode uses (K)",
+    )
     group.add_argument("--trust-pickle", action="store_true", help="allow a legacy pickle features file")
 
 
@@ -211,7 +232,8 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--folds",
         default="auto",
-        help="auto, iemocap10, iemocap5, loso (auto: iemocap10 for IEMOCAP, else loso) or a JSON/CSV fold file",
+        help="auto, iemocap10, iemocap5, pairs, loso (auto: iemocap10 for IEMOCAP, pairs for RAVDESS, else loso) "
+        "or a JSON/CSV fold file",
     )
     parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
     parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")
@@ -404,6 +426,7 @@ def print_cv_summary(summary: dict, out: Path) -> None:
     pooled = summary["pooled"]
     table.add_row("pooled", "", "", "", "", f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
     console.print(table)
+    print_modes(summary)
     if summary.get("missing"):
         console.print(
             f"{len(summary['missing'])} run(s) not finished yet: {', '.join(summary['missing'])}; the summary "
@@ -417,6 +440,30 @@ def print_cv_summary(summary: dict, out: Path) -> None:
         markup=False,
         soft_wrap=True,
     )
+
+
+def print_modes(summary: dict) -> None:
+    """What the table's figures mean (the evaluation mode) and, when recorded, the three modes."""
+    from emovision.cv import MODE_NOTES
+
+    mode = summary.get("mode", "any")
+    console.print(f"mode of the table: {mode} ({MODE_NOTES[mode]})", markup=False, soft_wrap=True)
+    modes = summary.get("modes")
+    if not modes:
+        return
+    table = Table(title="accuracy by how much the model knows of the test speaker")
+    for column in ("mode", "UA", "pooled UA", "pooled WA", "ΔUA vs transductive"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for name in ("cold", "enrolled", "transductive"):
+        entry, delta = modes[name], modes["delta"].get(name)
+        table.add_row(
+            f"enrolled-{modes['k']}" if name == "enrolled" else name,
+            f"{entry['ua_mean']:.3f} ± {entry['ua_std']:.3f}",
+            f"{entry['pooled']['ua']:.3f}",
+            f"{entry['pooled']['wa']:.3f}",
+            f"{delta['mean']:+.3f} ± {delta['se']:.3f} ({delta['better']}/{delta['folds']})" if delta else "",
+        )
+    console.print(table)
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -521,6 +568,14 @@ def print_fold_metrics(metrics: dict, out: Path) -> None:
         speakers = ", ".join(metrics["fold"]["val" if role == "validation" else "test"])
         table.add_row(role, speakers, str(result["utterances"]), f"{result['wa']:.3f}", f"{result['ua']:.3f}")
     console.print(table)
+    modes = metrics.get("test_modes")
+    if modes:
+        k = modes["enrolled"]["k"]
+        console.print(
+            f"test UA by mode: cold {modes['cold']['ua']:.3f}, enrolled-{k} {modes['enrolled']['ua']:.3f}, "
+            f"transductive {modes['transductive']['ua']:.3f} (the table: cold, a recording alone)",
+            highlight=False,
+        )
     recalls = ", ".join(f"{k} {v:.2f}" for k, v in test["recall"].items() if v is not None)
     console.print(f"test recall per class: {recalls}")
     console.print(

@@ -26,16 +26,34 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="FILE_CLASS=MODEL_CLASS,… where the class names differ (e.g. happy=happiness)",
     )
+    parser.add_argument(
+        "--enrol",
+        type=int,
+        default=5,
+        help="speaker-normalised models: recordings of each speaker the enrolled mode uses (K)",
+    )
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from emovision.transfer import evaluate_on, parse_map
 
-    summary = evaluate_on(args.model, args.features, args.out, parse_map(args.map))
+    if args.enrol < 1:
+        raise EmovisionError(f"--enrol must be at least 1 recording, got {args.enrol}")
+    summary = evaluate_on(args.model, args.features, args.out, parse_map(args.map), args.enrol)
     dropped = sum(summary["dropped"].values())
+    modes = summary.get("modes")
+    how = (
+        "cold; "
+        + ", ".join(
+            f"{name if name != 'enrolled' else f'enrolled-{args.enrol}'} UA {modes[name]['ua']:.3f}"
+            for name in ("cold", "enrolled", "transductive")
+        )
+        if modes
+        else "the model uses no speaker information"
+    )
     console.print(
         f"{args.model} on {args.features}: WA {summary['wa']:.3f}, UA {summary['ua']:.3f} over "
-        f"{summary['utterances']} utterances ({dropped} of classes the model does not know dropped); "
+        f"{summary['utterances']} utterances ({how}; {dropped} of classes the model does not know dropped); "
         f"{args.out / 'summary.md'}",
         markup=False,
         soft_wrap=True,
@@ -374,12 +392,26 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, default=serve.DEFAULT_CONCURRENCY, help="predictions at once"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument(
+        "--max-speakers",
+        type=int,
+        default=serve.DEFAULT_MAX_SPEAKERS,
+        help="speaker keys held in memory (the least recently used is dropped)",
+    )
+    parser.add_argument(
+        "--speaker-ttl",
+        type=float,
+        default=serve.DEFAULT_SPEAKER_TTL,
+        help="seconds a speaker key is kept after its last use",
+    )
     _fusion_argument(parser)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from emovision.serve import serve
 
+    if args.max_speakers < 1 or not args.speaker_ttl > 0:
+        raise EmovisionError("--max-speakers must be at least 1 and --speaker-ttl positive")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(
             f"[yellow]warning:[/] listening on {args.host}: other machines can reach this server",
@@ -394,5 +426,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         device=args.device,
         fusion=args.fusion,
+        max_speakers=args.max_speakers,
+        speaker_ttl=args.speaker_ttl,
     )
     return 0

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Accuracy in the three evaluation modes (cold, enrolled-5, transductive; emovision.speaker_norm)
+# of the demo's recipe on features extracted without --speaker-norm, normalised in the data pipeline:
+#   none          no speaker normalisation (the modes coincide)
+#   transductive  each speaker by all of its recordings (the classic protocol, as extract --speaker-norm)
+#   mixed         each training segment by the recording alone, a few other recordings or all of them
+# Usage: benchmarks/served_accuracy.sh OUT CORPUS CONFIG [CONFIG ...]
+#   CORPUS: emodb (../shared/data/emodb, ten speakers) or ravdess (../shared/data/ravdess, twelve actors)
+#   CONFIG: NORM[-seedS][-copies][-priorP] with NORM one of none, transductive, mixed, e.g. mixed-seed112-copies
+# Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2) and FOLDS (auto) can be set.
+set -euo pipefail
+OUT=${1:?usage: $0 OUT CORPUS CONFIG ...}
+CORPUS=${2:?usage: $0 OUT CORPUS CONFIG ...}
+shift 2
+BIN=.venv/bin
+EPOCHS=${EPOCHS:-12}
+PARALLEL=${PARALLEL:-2}
+FOLDS=${FOLDS:-auto}
+mkdir -p "$OUT"
+case $CORPUS in
+  emodb) DATA=../shared/data/emodb ;;
+  ravdess) DATA=../shared/data/ravdess ;;
+  *) echo "unknown corpus $CORPUS: emodb or ravdess" >&2; exit 2 ;;
+esac
+FEATURES=(--n-mels 64 --segment-frames 200 --segment-tail trim)
+PLAIN="$OUT/$CORPUS-logmel64x200-trim.h5"
+COPIES="$OUT/$CORPUS-logmel64x200-trim-aug.h5"
+RECIPE=(--model efficientnet_lite0 --pretrained --lr 1e-3 --schedule cosine --batch-size 16 --epochs "$EPOCHS"
+  --parallel-folds "$PARALLEL" --device cpu --folds "$FOLDS" --quiet)
+for config in "$@"; do
+  norm=${config%%-*}
+  args=(--speaker-norm "$norm")
+  [[ $config =~ -seed([0-9]+) ]] && args+=(--seed "${BASH_REMATCH[1]}")
+  [[ $config =~ -prior([0-9.]+) ]] && args+=(--speaker-prior "${BASH_REMATCH[1]}")
+  if [[ $config == *-copies* ]]; then
+    [ -f "$COPIES" ] || $BIN/emovision extract "$CORPUS" "$DATA" "${FEATURES[@]}" --augment noise,reverb,speed -o "$COPIES" --quiet
+    features=$COPIES
+    args+=(--augment specaugment,noise,reverb,speed)
+  else
+    [ -f "$PLAIN" ] || $BIN/emovision extract "$CORPUS" "$DATA" "${FEATURES[@]}" -o "$PLAIN" --quiet
+    features=$PLAIN
+    args+=(--augment specaugment)
+  fi
+  name="$CORPUS-$config"
+  mkdir -p "$OUT/$name"
+  echo "$BIN/emovision cv $features ${RECIPE[*]} ${args[*]} --out $OUT/$name" > "$OUT/$name/command.txt"
+  $BIN/emovision cv "$features" "${RECIPE[@]}" "${args[@]}" --out "$OUT/$name"
+done

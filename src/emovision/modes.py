@@ -1,0 +1,87 @@
+"""Accuracy over folds in each evaluation mode: cold, enrolled-K and transductive.
+
+Fold runs of a model trained with ``--speaker-norm transductive|mixed`` record their test speaker
+in the three modes (``test_modes`` of ``metrics.json``, see :mod:`emovision.speaker_norm`). Here
+they become, per mode, WA/UA per fold, mean ± standard deviation (``ddof = 1``), pooled over all
+scored test utterances (enrolled: pooled per draw, then averaged over the draws), and the paired
+difference of each mode to the transductive one per fold. A model without pipeline normalisation
+needs no speaker information: its modes coincide, and :func:`mode_summary` returns None.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emovision.evaluate import fold_summary, paired_difference, score_utterances
+from emovision.speaker_norm import MODES
+
+
+def mode_summary(results: list[dict], classes: list[str]) -> dict | None:
+    """Per mode: ``ua_mean``, ``ua_std``, ``wa_mean``, ``wa_std``, ``pooled`` and ``folds`` (UA per
+    fold); ``delta``: each mode's paired UA difference to ``transductive``; ``k``: enrolment size."""
+    if not results or not all(r.get("test_modes") for r in results):
+        return None
+    summary: dict = {"k": results[0]["test_modes"]["enrolled"]["k"]}
+    for mode in MODES:
+        if mode == "enrolled":
+            summary[mode] = _enrolled(results, classes)
+            continue
+        metrics = [
+            score_utterances(
+                np.asarray(r["test_labels"]), np.asarray(r["test_modes"][mode]["scores"]), classes
+            )
+            for r in results
+        ]
+        summary[mode] = {**fold_summary(metrics, classes), "folds": [m["ua"] for m in metrics]}
+    reference = np.array(summary["transductive"]["folds"])
+    summary["delta"] = {
+        mode: paired_difference(np.array(summary[mode]["folds"]) - reference) for mode in ("cold", "enrolled")
+    }
+    return summary
+
+
+def _enrolled(results: list[dict], classes: list[str]) -> dict:
+    draws = len(results[0]["test_modes"]["enrolled"]["draws"])
+    per_draw = []
+    for d in range(draws):
+        metrics = []
+        for r in results:
+            entry = r["test_modes"]["enrolled"]["draws"][d]
+            kept = np.asarray(entry["scored"], dtype=bool)
+            labels = np.asarray(r["test_labels"])[kept]
+            metrics.append(score_utterances(labels, np.asarray(entry["scores"])[kept], classes))
+        per_draw.append(fold_summary(metrics, classes) | {"folds": [m["ua"] for m in metrics]})
+    folds = np.mean([s["folds"] for s in per_draw], axis=0)
+    ddof = 1 if len(folds) > 1 else 0
+    return {
+        "ua_mean": float(folds.mean()),
+        "ua_std": float(folds.std(ddof=ddof)),
+        "wa_mean": float(np.mean([s["wa_mean"] for s in per_draw])),
+        "pooled": {
+            "ua": float(np.mean([s["pooled"]["ua"] for s in per_draw])),
+            "wa": float(np.mean([s["pooled"]["wa"] for s in per_draw])),
+        },
+        "folds": folds.tolist(),
+        "draws": draws,
+    }
+
+
+def modes_markdown(summary: dict) -> list[str]:
+    """The modes as a Markdown table (lines), with the paired differences to transductive."""
+    k = summary["k"]
+    names = {"cold": "cold (a recording alone)", "enrolled": f"enrolled-{k}", "transductive": "transductive"}
+    lines = [
+        "| mode | UA (fold mean ± std) | pooled UA | pooled WA | ΔUA vs transductive (folds better) |",
+        "|---|---|---|---|---|",
+    ]
+    for mode in MODES:
+        entry = summary[mode]
+        delta = summary["delta"].get(mode)
+        change = (
+            f"{delta['mean']:+.3f} ± {delta['se']:.3f} ({delta['better']}/{delta['folds']})" if delta else ""
+        )
+        lines.append(
+            f"| {names[mode]} | {entry['ua_mean']:.3f} ± {entry['ua_std']:.3f} | {entry['pooled']['ua']:.3f} "
+            f"| {entry['pooled']['wa']:.3f} | {change} |"
+        )
+    return lines
