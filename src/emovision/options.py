@@ -187,4 +187,6 @@ def run_options(config: dict) -> list[str]:
         labels.append(f"backbone lr × {config['backbone_lr_scale']:g}")
     if config.get("ema"):
         labels.append(f"EMA {config['ema']:g}")
+    if config.get("speaker_norm", "none") != "none":
+        labels.append(f"speaker-norm {config['speaker_norm']} (prior {config.get('speaker_prior', 1.0):g})")
     return labels

@@ -13,6 +13,7 @@ from emovision.evaluate import paired_difference
 from emovision.features import FeatureConfig
 from emovision.files import read_json
 from emovision.options import run_options
+from emovision.speaker_norm import MODES
 
 MODELS = ("image", "linear", "fusion")
 
@@ -31,12 +32,15 @@ def load_run(folder: Path) -> dict:
         count = len(summary["folds"])
         pooled_wa, pooled_ua = pooled["wa"], pooled["ua"]
         features = _describe_features(summary.get("feature_config"))
+        modes = mode_pooled_ua(summary)
     elif metrics_path.is_file():
         metrics = read_json(metrics_path, "metrics")
         config = metrics["train_config"]
         wa, ua = f"{metrics['test']['wa']:.3f}", f"{metrics['test']['ua']:.3f}"
         count, pooled_wa, pooled_ua = 1, metrics["test"]["wa"], metrics["test"]["ua"]
         features = "—"
+        recorded = metrics.get("test_modes") or {}
+        modes = {m: recorded[m]["ua"] if recorded else None for m in MODES}
     else:
         raise EmovisionError(f"{folder} holds no finished run (no summary.json or metrics.json)")
     options = run_options(config)
@@ -50,7 +54,20 @@ def load_run(folder: Path) -> dict:
         "UA": ua,
         "pooled WA": f"{pooled_wa:.3f}",
         "pooled UA": f"{pooled_ua:.3f}",
+        **{f"{mode} pooled UA": "—" if value is None else f"{value:.3f}" for mode, value in modes.items()},
     }
+
+
+def mode_pooled_ua(summary: dict) -> dict[str, float | None]:
+    """Pooled UA of a cv summary in each evaluation mode: from its modes table; a run without speaker
+    normalisation is the same in all three; one on features extracted with ``--speaker-norm`` is
+    transductive only (None for the others)."""
+    if summary.get("modes"):
+        return {mode: summary["modes"][mode]["pooled"]["ua"] for mode in MODES}
+    pooled = summary["pooled"]["ua"]
+    if summary.get("mode") == "transductive" or (summary.get("feature_config") or {}).get("speaker_norm"):
+        return {"cold": None, "enrolled": None, "transductive": pooled}
+    return dict.fromkeys(MODES, pooled)
 
 
 def _ensemble_row(folder: Path, summary: dict) -> dict:
@@ -67,6 +84,7 @@ def _ensemble_row(folder: Path, summary: dict) -> dict:
         "UA": f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}",
         "pooled WA": f"{pooled['wa']:.3f}",
         "pooled UA": f"{pooled['ua']:.3f}",
+        **{f"{mode} pooled UA": "—" for mode in MODES},
     }
 
 
@@ -91,9 +109,10 @@ def compare_runs(folders: list[Path]) -> list[dict]:
 
 
 def paired_deltas(folders: list[Path]) -> list[dict]:
-    """Clean test-speaker UA of every later cv run minus the first's, paired over the folds both
-    hold (same fold name and test speakers; a fold's repeats averaged first): one row per run with
-    ``mean ± standard error (folds better/folds)``. Empty with fewer than two cv runs."""
+    """Test-speaker UA of every later cv run minus the first's, paired over the folds both hold (same
+    fold name and test speakers; a fold's repeats averaged first), in each evaluation mode both runs
+    have (:func:`mode_fold_ua`): one row per run with ``mean ± standard error (folds better/folds)``
+    per mode. Empty with fewer than two cv runs."""
     found = [
         (str(f), read_json(Path(f) / "summary.json", "cross-validation summary"))
         for f in folders
@@ -101,19 +120,36 @@ def paired_deltas(folders: list[Path]) -> list[dict]:
     ]
     if len(found) < 2:
         return []
-    per_fold = [(label, _fold_ua(summary)) for label, summary in found]
+    per_fold = [(label, mode_fold_ua(summary)) for label, summary in found]
     base = per_fold[0][1]
-    return [
-        {"run": label, "ΔUA": _paired([ua - base[key] for key, ua in folds.items() if key in base])}
-        for label, folds in per_fold[1:]
-    ]
+    rows = []
+    for label, modes in per_fold[1:]:
+        row = {"run": label}
+        for mode in MODES:
+            if mode in base and mode in modes:
+                shared = [ua - base[mode][key] for key, ua in modes[mode].items() if key in base[mode]]
+                row[f"ΔUA {mode}"] = _paired(shared)
+            else:
+                row[f"ΔUA {mode}"] = "—"
+        rows.append(row)
+    return rows
 
 
-def _fold_ua(summary: dict) -> dict[tuple, float]:
-    values: dict[tuple, list[float]] = {}
-    for fold in summary["folds"]:
-        values.setdefault((fold["name"], tuple(fold["test"])), []).append(fold["ua"])
-    return {key: float(np.mean(v)) for key, v in values.items()}
+def mode_fold_ua(summary: dict) -> dict[str, dict[tuple, float]]:
+    """UA per fold (keyed by fold name and test speakers, repeats averaged) in each mode the run has."""
+    if summary.get("modes"):
+        folds = {mode: summary["modes"][mode]["folds"] for mode in MODES}
+    else:
+        plain = [fold["ua"] for fold in summary["folds"]]
+        available = mode_pooled_ua(summary)
+        folds = {mode: plain for mode in MODES if available[mode] is not None}
+    out = {}
+    for mode, values in folds.items():
+        grouped: dict[tuple, list[float]] = {}
+        for fold, ua in zip(summary["folds"], values, strict=True):
+            grouped.setdefault((fold["name"], tuple(fold["test"])), []).append(ua)
+        out[mode] = {key: float(np.mean(v)) for key, v in grouped.items()}
+    return out
 
 
 def markdown_table(rows: list[dict]) -> str:
