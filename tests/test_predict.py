@@ -231,7 +231,7 @@ def test_a_speaker_normalised_model_uses_the_statistics_it_is_adapted_to(tmp_pat
     first = json.loads(captured.out.splitlines()[0])
     assert first["probabilities"] == pytest.approx(adapted[0].probabilities, abs=1e-5)
     assert main(["predict", str(path), str(wavs[0]), "--quiet"]) == 0
-    assert "normalised by its own statistics" in capsys.readouterr().err
+    assert "scored by itself" in capsys.readouterr().err
     plain = untrained_checkpoint(tmp_path / "plain.pth", FeatureConfig(segment_frames=100))
     assert main(["predict", str(plain), str(wavs[0]), "--same-speaker", "--quiet"]) == 2
     captured = capsys.readouterr()

@@ -203,3 +203,33 @@ def test_pipeline_normalisation_refuses_features_normalised_at_extraction(tmp_pa
         TrainConfig(enrol=0)
     with pytest.raises(EmovisionError, match="--speaker-norm must be one of"):
         TrainConfig(speaker_norm="sometimes")
+
+
+def test_turns_are_normalised_by_the_turns_before_them_by_the_recording_or_alone(normalised_run, tmp_path):
+    import soundfile as sf
+
+    from emovision.audio import load_audio
+
+    out, _, model = normalised_run
+    recognizer = Recognizer.load(out / "best.pth", calibration="off")
+    silence = np.zeros(8000, dtype=np.float32)
+    parts = [load_audio(wav, 16000) for wav in model.test_wavs[:3]]
+    samples = np.concatenate([silence, parts[0], silence, parts[1], silence, parts[2], silence])
+    alone = recognizer.predict_turns(samples, 16000, vad="energy", normalise="turn").turns
+    causal = recognizer.predict_turns(samples, 16000, vad="energy", normalise="causal").turns
+    whole = recognizer.predict_turns(samples, 16000, vad="energy", normalise="recording").turns
+    assert len(alone) == len(causal) == len(whole) >= 2
+    assert causal[0].probabilities == pytest.approx(alone[0].probabilities, abs=1e-6)
+    assert causal[1].probabilities != pytest.approx(alone[1].probabilities, abs=1e-4)
+    assert whole[0].probabilities != pytest.approx(alone[0].probabilities, abs=1e-4)
+    first = samples[int(causal[0].start * 16000) : int(causal[0].end * 16000)]
+    second = samples[int(causal[1].start * 16000) : int(causal[1].end * 16000)]
+    sf.write(tmp_path / "first.wav", first, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "second.wav", second, 16000, subtype="FLOAT")
+    reference = recognizer.with_speaker(recognizer.new_enrolment())
+    reference.adapt([tmp_path / "first.wav"])
+    expected = reference.predict(tmp_path / "second.wav").probabilities
+    assert causal[1].probabilities == pytest.approx(expected, abs=1e-5)
+    assert recognizer.speaker.recordings == 0  # turns never change what the recognizer knows
+    with pytest.raises(EmovisionError, match="--normalise must be one of"):
+        recognizer.predict_turns(samples, 16000, vad="energy", normalise="speaker")

@@ -48,6 +48,11 @@ class Enrolment:
         self.recordings += 1
         self.seconds += float(seconds)
 
+    def copy(self) -> Enrolment:
+        """An independent enrolment holding the same recordings (adding to it leaves this one alone)."""
+        moments = [SpeakerMoments(m.total, m.squares, m.recordings, m.seconds) for m in self.moments]
+        return Enrolment(moments, list(self.statistics), self.functionals, self.recordings, self.seconds)
+
     def describe(self) -> dict:
         """The recordings and seconds of audio behind the statistics (JSON-ready)."""
         return {"recordings": self.recordings, "seconds": round(self.seconds, 3)}

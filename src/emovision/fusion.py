@@ -15,7 +15,9 @@ pooled for the image model, the linear model and the fusion, with paired differe
 retrained on every speaker, with the folds' median ``C``, weight and temperature (the fused
 validation scores' temperature, fitted per fold). Functionals stored speaker-normalised
 (``extract --speaker-norm``) are used as they are, and the deployed fusion records it: it is then
-used only on a speaker's recordings (:meth:`emovision.predict.Recognizer.adapt`).
+used only on a speaker's recordings (:meth:`emovision.predict.Recognizer.adapt`). Image models
+normalised in the data pipeline (``train --speaker-norm``) are scored in the cold mode, each
+recording by itself, so that with unnormalised functionals the fusion is one a server can give.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from emovision.files import atomic_write_bytes
 from emovision.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
 from emovision.progress import progress_bar
 from emovision.runs import fingerprint, finished_runs
+from emovision.speaker_norm import SpeakerNormaliser, mode_view, recording_moments
 from emovision.store import open_info, read_copy_functionals, read_functionals
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -287,9 +290,17 @@ def mean_image_scores(runs: list, split) -> np.ndarray:
 
 
 def _image_scores(run, split) -> np.ndarray:
+    """A run's utterance log-probabilities of ``split``; a model normalised in the data pipeline scores
+    each recording by itself (the cold mode: the fusion is what a served recording gets)."""
     model = model_from_checkpoint(run.checkpoint)
+    segments = split.segments
+    normaliser = SpeakerNormaliser.from_dict(run.checkpoint.get("speaker_norm"))
+    if normaliser is not None:
+        means, squares = recording_moments(segments, split.segments_per_utterance)
+        view = mode_view(normaliser, means, squares, split.speakers, split.utterance_speakers, "cold")
+        segments = view.normalise(segments, split.segments_per_utterance)
     with torch.no_grad():
-        log_probs = segment_log_probs(model, split.segments)
+        log_probs = segment_log_probs(model, segments)
     return utterance_scores(
         log_probs, split.segments_per_utterance, run.checkpoint.get("aggregate", "logprob")
     )

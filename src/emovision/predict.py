@@ -147,6 +147,7 @@ class Prediction:
 
 UNCERTAIN = "uncertain"
 CALIBRATION_MODES = ("auto", "on", "off")
+TURN_NORMALISATIONS = ("causal", "recording", "turn")
 FUSION_MODES = ("auto", "on", "off")
 
 
@@ -222,24 +223,34 @@ class _Speech:
     functionals: Callable[[np.ndarray, int], np.ndarray] | None = None
     extra_configs: tuple[FeatureConfig, ...] = ()
     normalise: Callable[[np.ndarray, int], np.ndarray] = lambda segments, member: segments
+    learn: Callable[[list[np.ndarray], np.ndarray | None, float], None] | None = None
+
+    def raw_turns(self) -> Iterator[tuple[list[np.ndarray], np.ndarray | None, float]]:
+        """Every turn's unnormalised segments per member, its functionals (or None) and its seconds."""
+        minimum = self.config.min_samples / self.config.sample_rate
+        configs = (self.config, *self.extra_configs)
+        for start, end in self.spans:
+            samples = self.read(float(start), max(float(end), float(start) + minimum))
+            raw = [segment(compute_features(samples, config, self.key), config) for config in configs]
+            values = None if self.functionals is None else self.functionals(samples, self.config.sample_rate)
+            yield raw, values, samples.size / self.config.sample_rate
 
     def batches(self, segments_per_batch: int) -> Iterator[tuple]:
         """Turns ``(spans, pieces, values, extra)``, a batch of about ``segments_per_batch``
         segments at a time: their spans ``(n, 2)``, segments ``(n_i, C, F, T)`` per turn,
         functionals ``(n, D)`` for a fused model (else None) and, per extra ensemble member, its
-        segments per turn (a turn shorter than one analysis window is widened to one)."""
+        segments per turn (a turn shorter than one analysis window is widened to one). Each turn is
+        normalised before :attr:`learn` (when set) is given it: causal normalisation."""
         spans, pieces, values, count = [], [], [], 0
         extra: list[list[np.ndarray]] = [[] for _ in self.extra_configs]
-        minimum = self.config.min_samples / self.config.sample_rate
-        for start, end in self.spans:
-            samples = self.read(float(start), max(float(end), float(start) + minimum))
-            pieces.append(
-                self.normalise(segment(compute_features(samples, self.config, self.key), self.config), 0)
-            )
-            for m, (config, member) in enumerate(zip(self.extra_configs, extra, strict=True), start=1):
-                member.append(self.normalise(segment(compute_features(samples, config, self.key), config), m))
-            if self.functionals is not None:
-                values.append(self.functionals(samples, self.config.sample_rate))
+        for (start, end), (raw, functionals, seconds) in zip(self.spans, self.raw_turns(), strict=True):
+            pieces.append(self.normalise(raw[0], 0))
+            for m, member in enumerate(extra, start=1):
+                member.append(self.normalise(raw[m], m))
+            if functionals is not None:
+                values.append(functionals)
+            if self.learn is not None:
+                self.learn(raw, None if functionals is None else functionals[None], seconds)
             spans.append((start, end))
             count += pieces[-1].shape[0]
             if count >= segments_per_batch:
@@ -461,6 +472,7 @@ class Recognizer:
         name: str | None = None,
         max_seconds: float | None = None,
         progress: Callable[[float, float], None] | None = None,
+        normalise: str = "causal",
     ) -> TurnPrediction:
         """The emotion of every speech turn of a recording (a file path, its bytes, or samples).
 
@@ -474,15 +486,31 @@ class Recognizer:
         A file is read in blocks: the detector sees it block by block and each turn is decoded
         again on its own when scored, so memory does not grow with the recording's length
         (``progress(seconds done, seconds in all)`` is called as the detector goes).
+
+        A speaker-normalised model normalises each turn by what it knows of the speaker (:meth:`adapt`)
+        plus, with ``normalise="causal"`` (the default, usable live), the turns of this recording
+        before it (the first turn: by itself, unless adapted), or with ``"recording"`` all of the
+        recording's turns (each turn is then featurised twice), or with ``"turn"`` nothing more.
         """
         if not 0.0 <= min_confidence <= 1.0:
             raise EmovisionError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
+        if normalise not in TURN_NORMALISATIONS:
+            raise EmovisionError(
+                f"--normalise must be one of {', '.join(TURN_NORMALISATIONS)}, got {normalise!r}"
+            )
         found = self._speech(source, sample_rate, key, name, max_seconds, vad, vad_options, progress)
+        view = self.with_speaker(self._speaker.copy())
+        found.normalise = view._normalise
+        if self.speaker_normalised and normalise == "recording":
+            for raw, values, seconds in found.raw_turns():
+                view._speaker.add(raw, values if values is None else values[None], seconds)
+        elif self.speaker_normalised and normalise == "causal":
+            found.learn = view._speaker.add
         turns = []
         for spans, pieces, values, extra in found.batches(self.batch_size):
             log_probs = self._backend.log_probs(np.concatenate(pieces), self.batch_size)
             counts = np.array([piece.shape[0] for piece in pieces])
-            scores = np.exp(self._utterance(log_probs, counts, values, self._extra_scores(extra)))
+            scores = np.exp(view._utterance(log_probs, counts, values, self._extra_scores(extra)))
             for (start, end), row in zip(spans, scores, strict=True):
                 probabilities = {c: float(p) for c, p in zip(self.classes, row, strict=True)}
                 emotion = self.classes[int(row.argmax())] if row.max() >= min_confidence else UNCERTAIN

@@ -79,6 +79,7 @@ from emovision.fusion_model import mix
 from emovision.progress import progress_bar
 from emovision.robustness_report import FUSION_PREFIX, build_report, write_report
 from emovision.runs import FoldRun, finished_runs
+from emovision.speaker_norm import SpeakerNormaliser
 from emovision.store import open_info
 from emovision.system import ordered_map, resolve_device, worker_pool
 
@@ -244,9 +245,21 @@ def evaluate_robustness(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
+    report["mode"] = robustness_mode(runs)
     write_report(report, run_dir)
     shutil.rmtree(partial, ignore_errors=True)
     return report
+
+
+def robustness_mode(runs: list) -> str:
+    """How the corrupted recordings were normalised: ``cold`` (each by itself: models normalised in
+    the data pipeline), ``transductive per condition`` (features extracted with ``--speaker-norm``:
+    each test speaker under each condition by its own statistics, which know the noise) or ``any``."""
+    if any(run.checkpoint.get("speaker_norm") for run in runs):
+        return "cold"
+    if any(run.feature_config.speaker_norm for run in runs):
+        return "transductive per condition"
+    return "any"
 
 
 def _saved_results(path: Path, identity: dict, names: list[str]) -> dict | None:
@@ -302,11 +315,15 @@ def _evaluate_group(
     pending: list[tuple[int, np.ndarray]] = []
     owners: list[str] = []
 
+    normalisers = [SpeakerNormaliser.from_dict(run.checkpoint.get("speaker_norm")) for run in group.runs]
+
     def flush() -> None:
-        """Score the pending segments of every condition in one batch per model."""
-        batch = torch.from_numpy(np.concatenate([segments for _, segments in pending]))
+        """Score the pending segments of every condition in one batch per model (a model normalised in
+        the data pipeline: each corrupted recording by itself, the cold mode)."""
         sizes = np.cumsum([segments.shape[0] for _, segments in pending])[:-1]
         for r, model in enumerate(models):
+            pieces = [s if normalisers[r] is None else normalisers[r].cold(s) for _, s in pending]
+            batch = torch.from_numpy(np.concatenate(pieces))
             scores = segment_log_probs(model, batch, batch_size, autocast[r])
             for (c, _), part in zip(pending, np.split(scores, sizes), strict=True):
                 log_probs[r][c].append(part)

@@ -122,7 +122,8 @@ def robustness_markdown(report: dict) -> str:
         + (f", noise recordings: {len(plan['noise_files'])}" if plan["noise_files"] else "")
         + ". SNR over the active speech; reverberation by a synthetic room of the given RT60.  ",
         "WA and UA: mean ± standard deviation over the fold runs; ΔUA: change of the mean UA from clean; "
-        "NLL: mean over runs of the utterances' negative log-likelihood of the true class (nats).",
+        "NLL: mean over runs of the utterances' negative log-likelihood of the true class (nats).  ",
+        f"Mode: {report.get('mode', 'any')} (how each corrupted recording was speaker-normalised).",
         "",
         "| condition | WA | UA | ΔUA | pooled WA | pooled UA | NLL |",
         "|---|---|---|---|---|---|---|",

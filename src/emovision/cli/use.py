@@ -89,9 +89,9 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--same-speaker",
         action="store_true",
-        help="the recordings are all one speaker's: a model trained on speaker-normalised features "
-        "(extract --speaker-norm) is first adapted to their pooled statistics (without it, each "
-        "recording is normalised by its own)",
+        help="the recordings are all one speaker's: a speaker-normalised model (train or extract "
+        "--speaker-norm) is first adapted to their pooled statistics (without it, each recording is "
+        "scored by itself: the cold mode)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     turns = parser.add_argument_group("speech turns (--turns)")
@@ -116,6 +116,13 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     )
     turns.add_argument(
         "--vad", default="auto", help="speech detector: auto (silero when installed), silero, energy"
+    )
+    turns.add_argument(
+        "--normalise",
+        choices=("causal", "recording", "turn"),
+        default="causal",
+        help="speaker-normalised models: each turn by the turns before it (causal, usable live), by all "
+        "of the recording's turns, or by itself",
     )
     turns.add_argument("--min-speech", type=float, default=0.25, help="shortest turn kept (s)")
     turns.add_argument("--min-silence", type=float, default=0.4, help="shortest pause that ends a turn (s)")
@@ -194,7 +201,7 @@ def _speaker_statistics(recognizer, files: list[Path], same_speaker: bool) -> No
         )
     elif recognizer.speaker_normalised:
         err_console.print(
-            "note: this model is speaker-normalised; each recording is normalised by its own statistics. "
+            "note: this model is speaker-normalised; each recording is scored by itself (the cold mode). "
             "For one speaker's recordings, --same-speaker uses their pooled statistics (more accurate)",
             highlight=False,
         )
@@ -236,7 +243,12 @@ def _run_turns(args: argparse.Namespace) -> int:
 
             try:
                 result = recognizer.predict_turns(
-                    path, vad=detector, vad_options=options, min_confidence=args.min_confidence, progress=show
+                    path,
+                    vad=detector,
+                    vad_options=options,
+                    min_confidence=args.min_confidence,
+                    progress=show,
+                    normalise=args.normalise,
                 )
             except AudioError as exc:
                 failures.append(Failure(str(path), exc.reason))
