@@ -35,8 +35,10 @@ from emovision.errors import EmovisionError
 from emovision.evaluate import fold_summary, paired_difference, score_utterances
 from emovision.fusion import functionals_table, fuse_fold, mean_image_scores, write_fused
 from emovision.fusion_model import FILE_NAME as FUSION_FILE
+from emovision.modes import runs_mode
 from emovision.progress import progress_bar
 from emovision.runs import FoldRun, fingerprint, finished_runs
+from emovision.store import open_info
 from emovision.system import software_versions
 
 
@@ -94,7 +96,8 @@ def ensemble_cvs(
     if fused:
         speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
         models = fingerprint([m.folder for m in members])
-        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models, copy_kinds)
+        mode = "transductive" if open_info(table.path).config.speaker_norm else summary["mode"]
+        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models, copy_kinds, mode)
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
@@ -184,6 +187,7 @@ def _summary(members: list[Member], folds: list[dict], classes: list[str], out: 
             for m in members
         ],
         "temperature": float(statistics.median(f["temperature"] for f in folds)),
+        "mode": runs_mode([run for m in members for runs in m.folds.values() for run in runs]),
         "corpus": members[0].source.corpus,
         "classes": classes,
         "folds": folds,
@@ -202,6 +206,9 @@ def ensemble_markdown(summary: dict) -> str:
     members = summary["members"]
     lines = [
         f"# Within-fold ensemble of {len(members)} cross-validations",
+        "",
+        f"Mode: {summary.get('mode', 'any')} (cold: each test recording scored by itself; transductive: "
+        "each test speaker normalised by all of its recordings; any: no speaker information used).",
         "",
         *(
             f"{i + 1}. `{m['folder']}`: {m['model']}, features `{m['features_file']}`"

@@ -44,6 +44,7 @@ from emovision.evaluate import (
 )
 from emovision.files import atomic_write_bytes
 from emovision.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
+from emovision.modes import runs_mode
 from emovision.progress import progress_bar
 from emovision.runs import fingerprint, finished_runs
 from emovision.speaker_norm import SpeakerNormaliser, mode_view, recording_moments
@@ -135,7 +136,10 @@ def fuse_cv(
             folds.append(_fuse_fold(name, members, source, table, copy_kinds))
             bar.advance(task)
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
-    return write_fused(folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), copy_kinds)
+    mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
+    return write_fused(
+        folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), copy_kinds, mode
+    )
 
 
 def write_fused(
@@ -146,15 +150,21 @@ def write_fused(
     speakers: set[str],
     models: str,
     copy_kinds: tuple[str, ...] = (),
+    mode: str = "any",
 ) -> dict:
     """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
     functionals in ``table`` of every one of ``speakers`` and of their copies of ``copy_kinds``;
     ``models``: the :func:`~emovision.runs.fingerprint` of the fold models it goes with), written
-    to ``out``: ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``. Returns the report."""
+    to ``out``: ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``; ``mode``: how the test
+    speakers were scored (:func:`emovision.modes.runs_mode`; transductive when the functionals are
+    speaker-normalised). Returns the report."""
     deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds)
     deployed.info["fingerprint"] = models
     deployed.save(out / FILE_NAME)
-    report = fusion_report(folds, classes, out, table.path, copy_kinds) | {"deployed": deployed.describe()}
+    report = fusion_report(folds, classes, out, table.path, copy_kinds) | {
+        "deployed": deployed.describe(),
+        "mode": mode,
+    }
     return write_fusion(report, out)
 
 
@@ -347,7 +357,9 @@ def fusion_markdown(report: dict) -> str:
         f"# Late fusion: {report['cv']}",
         "",
         f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; image weight "
-        "and C chosen on the validation speaker.",
+        "and C chosen on the validation speaker.  ",
+        f"Mode: {report.get('mode', 'any')} (cold: each test recording scored by itself, as a server "
+        "gives it; transductive: each test speaker normalised by all of its recordings).",
         "",
         "| fold | test | image UA | linear UA | fusion UA | weight | C |",
         "|---|---|---|---|---|---|---|",

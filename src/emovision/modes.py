@@ -16,6 +16,18 @@ from emovision.evaluate import fold_summary, paired_difference, score_utterances
 from emovision.speaker_norm import MODES
 
 
+def runs_mode(runs: list) -> str:
+    """How fold runs (``FoldRun``s) meet their test speakers when scored without enrolment: ``cold``
+    (normalised in the data pipeline: each recording by itself), ``transductive`` (features extracted
+    with ``--speaker-norm``: each test speaker by all of its recordings) or ``any`` (no speaker
+    normalisation: the modes coincide)."""
+    if any(run.checkpoint.get("speaker_norm") for run in runs):
+        return "cold"
+    if any(run.feature_config is not None and run.feature_config.speaker_norm for run in runs):
+        return "transductive"
+    return "any"
+
+
 def mode_summary(results: list[dict], classes: list[str]) -> dict | None:
     """Per mode: ``ua_mean``, ``ua_std``, ``wa_mean``, ``wa_std``, ``pooled`` and ``folds`` (UA per
     fold); ``delta``: each mode's paired UA difference to ``transductive``; ``k``: enrolment size."""

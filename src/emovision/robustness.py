@@ -76,6 +76,7 @@ from emovision.files import atomic_write_bytes, read_json
 from emovision.functionals import Functionals, require_opensmile
 from emovision.fusion import FunctionalsTable, functionals_table, linear_log_probs, linear_pipeline
 from emovision.fusion_model import mix
+from emovision.modes import runs_mode
 from emovision.progress import progress_bar
 from emovision.robustness_report import FUSION_PREFIX, build_report, write_report
 from emovision.runs import FoldRun, finished_runs
@@ -245,21 +246,10 @@ def evaluate_robustness(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
-    report["mode"] = robustness_mode(runs)
+    report["mode"] = runs_mode(runs)
     write_report(report, run_dir)
     shutil.rmtree(partial, ignore_errors=True)
     return report
-
-
-def robustness_mode(runs: list) -> str:
-    """How the corrupted recordings were normalised: ``cold`` (each by itself: models normalised in
-    the data pipeline), ``transductive per condition`` (features extracted with ``--speaker-norm``:
-    each test speaker under each condition by its own statistics, which know the noise) or ``any``."""
-    if any(run.checkpoint.get("speaker_norm") for run in runs):
-        return "cold"
-    if any(run.feature_config.speaker_norm for run in runs):
-        return "transductive per condition"
-    return "any"
 
 
 def _saved_results(path: Path, identity: dict, names: list[str]) -> dict | None:

@@ -123,7 +123,8 @@ def robustness_markdown(report: dict) -> str:
         + ". SNR over the active speech; reverberation by a synthetic room of the given RT60.  ",
         "WA and UA: mean ± standard deviation over the fold runs; ΔUA: change of the mean UA from clean; "
         "NLL: mean over runs of the utterances' negative log-likelihood of the true class (nats).  ",
-        f"Mode: {report.get('mode', 'any')} (how each corrupted recording was speaker-normalised).",
+        f"Mode: {report.get('mode', 'any')} (cold: each corrupted recording by itself; transductive: each "
+        "test speaker under each condition by all of its corrupted recordings, which know the noise).",
         "",
         "| condition | WA | UA | ΔUA | pooled WA | pooled UA | NLL |",
         "|---|---|---|---|---|---|---|",

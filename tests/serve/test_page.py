@@ -168,3 +168,43 @@ def test_microphone_recording_is_sent_as_wav(playwright, server_url, emodb_wavs,
         assert not errors, errors
     finally:
         browser.close()
+
+
+def test_a_tab_enrols_its_speaker_and_can_start_over(playwright, normalised_run):
+    """With a speaker-normalised model the page sends one key per tab: the second upload is scored
+    with the first (as the API would score it), and "start over" makes the next upload cold again."""
+    out, _, model = normalised_run
+    recognizer = Recognizer.load(out / "best.pth")
+    first, second = model.test_wavs[:2]
+    browser = _launch(playwright)
+    try:
+        with serving(recognizer) as url:
+            page, errors = _open(browser, url)
+            assert page.is_visible("#speaker") and "no recording yet" in page.inner_text("#enrolled")
+            page.set_input_files("#file", str(first))
+            page.wait_for_selector("body[data-state=done]")
+            assert "1 recording(s) enrolled; this recording was scored by itself" in page.inner_text(
+                "#enrolled"
+            )
+            page.set_input_files("#file", str(second))
+            page.wait_for_selector("body[data-state=done]")
+            text = page.inner_text("#enrolled")
+            assert (
+                "2 recording(s) enrolled" in text and "normalised by 1 earlier recording(s) (2.0 s)" in text
+            )
+            reference = recognizer.with_speaker(recognizer.new_enrolment())
+            reference.adapt([first])
+            expected = reference.predict(second).probabilities
+            assert dict(_shown(page)["bars"]) == pytest.approx(expected, abs=1e-6)
+            key = page.evaluate("() => sessionStorage.getItem('emovision-speaker')")
+            page.click("#start-over")
+            page.wait_for_function(
+                "() => document.getElementById('enrolled').textContent.includes('no recording')"
+            )
+            assert httpx.delete(f"{url}/api/speakers/{key}").status_code == 404  # forgotten on the server
+            page.set_input_files("#file", str(second))
+            page.wait_for_selector("body[data-state=done]")
+            assert "this recording was scored by itself" in page.inner_text("#enrolled")
+            assert not errors, errors
+    finally:
+        browser.close()
