@@ -1,7 +1,7 @@
 """The web server under hostile load: many clients mixing good and bad requests for a minute.
 
     .venv/bin/python benchmarks/soak_serve.py [--checkpoint best.pth] [--clients 50] [--seconds 60]
-        [--warmup 15] [--json out.json]
+        [--warmup 15] [--speakers 20] [--json out.json]
 
 ``emovision serve`` runs on the checkpoint's ONNX export in its own process, with a 4 MB upload
 limit and 60-second recordings (``--max-upload-mb 4 --max-seconds 60 --concurrency 2``). Each
@@ -20,6 +20,11 @@ zero-length        an empty ``audio/wav`` part                                  
 very long          90 s of speech as 8 kHz 8-bit WAV (720 kB; over 60 s)         413
 not multipart      a raw ``audio/wav`` body                                     415
 =================  ===========================================================  ========
+
+With ``--speakers N`` every valid request names one of N speaker keys at random
+(``?speaker=speaker-K``) and the server holds N keys (``--max-speakers N``): with a
+speaker-normalised checkpoint (``train --speaker-norm``) each key's statistics grow with every
+upload, and memory must stay flat once every key has been seen.
 
 Meanwhile ``/api/health`` is asked every 0.5 s (answered within 5 s, or counted as missed), and
 the server's resident memory is sampled every second. Passes when: no 5xx, every answer is the
@@ -96,7 +101,9 @@ async def _truncated(port: int) -> str:
     return "closed"
 
 
-async def _client(port: int, payloads: dict, until: float, log: list, rng: random.Random) -> None:
+async def _client(
+    port: int, payloads: dict, until: float, log: list, rng: random.Random, speakers: int = 0
+) -> None:
     import httpx
 
     url = f"http://127.0.0.1:{port}/api/predict"
@@ -114,7 +121,14 @@ async def _client(port: int, payloads: dict, until: float, log: list, rng: rando
                     status = response.status_code
                 else:
                     name, data, content_type = rng.choice(payloads[kind])
-                    response = await client.post(url, files={"file": (name, data, content_type)})
+                    params = (
+                        {"speaker": f"speaker-{rng.randrange(speakers)}"}
+                        if speakers and kind == "valid"
+                        else {}
+                    )
+                    response = await client.post(
+                        url, files={"file": (name, data, content_type)}, params=params
+                    )
                     status = response.status_code
             except Exception as exc:  # a refused or reset connection is a result, not a crash
                 status = type(exc).__name__
@@ -167,9 +181,12 @@ class _Watch(threading.Thread):
             self.stop.wait(0.5)
 
 
-def soak(model: Path, wavs: list[Path], clients: int, seconds: float, warmup: float) -> dict:
+def soak(
+    model: Path, wavs: list[Path], clients: int, seconds: float, warmup: float, speakers: int = 0
+) -> dict:
     payloads = _payloads(wavs)
     limits = ("--max-upload-mb", str(MAX_UPLOAD_MB), "--max-seconds", str(MAX_SECONDS), "--concurrency", "2")
+    limits += ("--max-speakers", str(speakers)) if speakers else ()
     with serve_process(model, *limits) as (server, port):
         base = f"http://127.0.0.1:{port}"
         log: list[tuple[str, object, float]] = []
@@ -182,7 +199,7 @@ def soak(model: Path, wavs: list[Path], clients: int, seconds: float, warmup: fl
         async def run_all() -> None:
             until = time.perf_counter() + seconds
             await asyncio.gather(
-                *(_client(port, payloads, until, log, random.Random(i)) for i in range(clients))
+                *(_client(port, payloads, until, log, random.Random(i), speakers) for i in range(clients))
             )
 
         asyncio.run(run_all())
@@ -190,7 +207,7 @@ def soak(model: Path, wavs: list[Path], clients: int, seconds: float, warmup: fl
         watch.join()
         other = load.stop()
         alive = server.poll() is None
-    return _summary(log, watch, clients, seconds, warmup, alive, other)
+    return _summary(log, watch, clients, seconds, warmup, alive, other) | {"speakers": speakers}
 
 
 def _summary(
@@ -268,6 +285,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds before memory must stay flat")
+    parser.add_argument("--speakers", type=int, default=0, help="speaker keys the valid requests use")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     wavs = sorted((args.emodb / "wav").glob("*.wav"))
@@ -275,7 +293,7 @@ def main() -> None:
         sys.exit(f"no emoDB recordings under {args.emodb / 'wav'}")
     with tempfile.TemporaryDirectory() as temp:
         _, onnx_path = make_models(Path(temp), args.checkpoint)
-        result = soak(onnx_path, wavs, args.clients, args.seconds, args.warmup)
+        result = soak(onnx_path, wavs, args.clients, args.seconds, args.warmup, args.speakers)
     result |= {"machine": machine(), "command": " ".join(sys.argv)}
     print_report(result)
     if args.json:

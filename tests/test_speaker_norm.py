@@ -152,7 +152,7 @@ def test_the_cv_summary_reports_every_mode(normalised_run, tmp_path, capsys):
     """cv on pipeline-normalised features prints cold, enrolled-5 and transductive with paired Δ."""
     _, _, model = normalised_run
     folds = tmp_path / "folds.json"
-    folds.write_text(json.dumps([{"test": "03", "val": "09"}, {"test": "12", "val": "09"}]))
+    folds.write_text(json.dumps([{"test": "03", "val": "09"}]))
     args = [
         "cv",
         str(model.features),

@@ -19,7 +19,8 @@ MODELS = ("image", "linear", "fusion")
 
 
 def load_run(folder: Path) -> dict:
-    """One row: run, model, features, options, runs, WA/UA mean ± std, pooled WA/UA."""
+    """One row: run, model, features, options, runs, WA/UA mean ± std, pooled WA/UA, and under
+    ``modes`` the pooled UA in each evaluation mode (``—`` where the run cannot tell)."""
     summary_path, metrics_path = folder / "summary.json", folder / "metrics.json"
     if summary_path.is_file():
         summary = read_json(summary_path, "cross-validation summary")
@@ -54,7 +55,9 @@ def load_run(folder: Path) -> dict:
         "UA": ua,
         "pooled WA": f"{pooled_wa:.3f}",
         "pooled UA": f"{pooled_ua:.3f}",
-        **{f"{mode} pooled UA": "—" if value is None else f"{value:.3f}" for mode, value in modes.items()},
+        "modes": {
+            f"{mode} pooled UA": "—" if value is None else f"{value:.3f}" for mode, value in modes.items()
+        },
     }
 
 
@@ -84,7 +87,7 @@ def _ensemble_row(folder: Path, summary: dict) -> dict:
         "UA": f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}",
         "pooled WA": f"{pooled['wa']:.3f}",
         "pooled UA": f"{pooled['ua']:.3f}",
-        **{f"{mode} pooled UA": "—" for mode in MODES},
+        "modes": {f"{mode} pooled UA": "—" for mode in MODES},
     }
 
 
@@ -98,14 +101,16 @@ def _describe_features(values: dict | None) -> str:
     return f"{config.kind} {config.height}×{config.segment_frames}{normalised}"
 
 
-def compare_runs(folders: list[Path]) -> list[dict]:
+def compare_runs(folders: list[Path]) -> tuple[list[dict], list[dict]]:
+    """One row per run (:func:`load_run`), and one per run of its pooled UA in each evaluation mode."""
     rows = []
     for folder in folders:
         try:
             rows.append(load_run(Path(folder)))
         except (KeyError, TypeError, ValueError) as exc:
             raise EmovisionError(f"{folder}: its summary or metrics file lacks {exc} (damaged?)") from None
-    return rows
+    modes = [{"run": row["run"], **row.pop("modes")} for row in rows]
+    return rows, modes
 
 
 def paired_deltas(folders: list[Path]) -> list[dict]:

@@ -484,7 +484,7 @@ def _run_report(args: argparse.Namespace) -> int:
         robustness_rows,
     )
 
-    rows = compare_runs(args.runs)
+    rows, modes = compare_runs(args.runs)
     clean = paired_deltas(args.runs)
     fused = fusion_reports(args.runs)
     robustness = robustness_rows(args.runs)
@@ -494,6 +494,7 @@ def _run_report(args: argparse.Namespace) -> int:
     shared = "(test speakers; mean ± s.e. over shared folds, folds better)"
     tables = (
         ("comparison", rows, ("run", "model", "features", "options")),
+        ("pooled UA by evaluation mode (cold: a recording alone; enrolled-5; transductive)", modes, ("run",)),
         (f"paired ΔUA from {args.runs[0]} {shared}", clean, ("run",)),
         (
             "late fusion: UA (mean ± std over folds)",
