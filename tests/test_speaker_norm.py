@@ -233,3 +233,17 @@ def test_turns_are_normalised_by_the_turns_before_them_by_the_recording_or_alone
     assert recognizer.speaker.recordings == 0  # turns never change what the recognizer knows
     with pytest.raises(EmovisionError, match="--normalise must be one of"):
         recognizer.predict_turns(samples, 16000, vad="energy", normalise="speaker")
+
+
+def test_enrolling_more_recordings_than_a_speaker_has_is_refused_before_any_work(
+    trained_model, tmp_path, capsys
+):
+    """Speaker 03 has 49 recordings in the tiny model's features: 48 may enrol, 49 may not."""
+    args = ["train", str(trained_model.features), "--test-speaker", "03", "--val-speaker", "09"]
+    args += ["--model", "alexnet_gap", "--epochs", "1", "--device", "cpu", "--speaker-norm", "mixed"]
+    assert main([*args, "--enrol", "49", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "speaker 03 has 49 recordings, so at most 48 can enrol" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "last.pth").exists()
+    assert main([*args, "--enrol", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--enrol must be at least 1" in capsys.readouterr().err

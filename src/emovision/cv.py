@@ -36,7 +36,7 @@ from emovision.modes import mode_summary, modes_markdown
 from emovision.options import TrainConfig, run_options
 from emovision.progress import progress_bar
 from emovision.system import available_cores, exit_with_parent, software_versions
-from emovision.train import check_source, train_fold
+from emovision.train import check_enrolment, check_source, train_fold
 
 
 def run_cv(
@@ -63,6 +63,7 @@ def run_cv(
     source = open_source(features, trust_pickle)
     check_source(source, config)
     fold_list = make_folds(source, folds)
+    check_enrolment(source, fold_list, config)
     if repeats < 1 or parallel < 1:
         raise EmovisionError("--repeats and --parallel-folds must be at least 1")
     runs = [

@@ -210,6 +210,12 @@ def load_speakers(
         return {name: _read_group(handle[name], augmented) for name in names}
 
 
+def utterance_counts(path: str | Path) -> dict[str, int]:
+    """``{speaker: number of utterances}`` of a features file (nothing else is read)."""
+    with _open(Path(path)) as handle:
+        return {name: int(group["utterance_ids"].shape[0]) for name, group in handle.items()}
+
+
 def read_functionals(path: str | Path) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
     """``{speaker: (utterance ids, functionals (U, D), utterance labels (U,))}`` of a file made with
     ``extract --functionals`` (the spectrograms are not read)."""

@@ -43,6 +43,7 @@ from emovision.speaker_norm import (
     mode_view,
     recording_moments,
 )
+from emovision.store import utterance_counts
 from emovision.system import resolve_device, software_versions
 
 
@@ -540,6 +541,7 @@ def train_fold(
     out_dir = Path(out_dir)
     source = features if isinstance(features, FeatureSource) else open_source(features, trust_pickle)
     check_source(source, config)
+    check_enrolment(source, [fold], config)
     previous = on_rank0(lambda: _finished_run(out_dir, fold, config, resume))
     if previous is not None:
         return previous
@@ -567,6 +569,20 @@ def check_source(source: FeatureSource, config: TrainConfig) -> None:
             f"--input-norm imagenet maps dB to [0, 1], but {source.path} holds speaker-normalised "
             "z-scores (extract --speaker-norm): use --input-norm bin"
         )
+
+
+def check_enrolment(source: FeatureSource, folds: list[Fold], config: TrainConfig) -> None:
+    """Refuse ``--enrol K`` (pipeline speaker normalisation) when a validation or test speaker has no
+    more than K recordings: the enrolled mode would leave nothing of theirs to score."""
+    if config.speaker_norm == "none":
+        return
+    counts = utterance_counts(source.path)
+    for name in sorted({s for fold in folds for s in (*fold.val, *fold.test)}):
+        if counts.get(name, 0) <= config.enrol:
+            raise EmovisionError(
+                f"--enrol {config.enrol}: speaker {name} has {counts.get(name, 0)} recordings, so at most "
+                f"{max(counts.get(name, 0) - 1, 0)} can enrol and leave one to score"
+            )
 
 
 def _finished_run(out_dir: Path, fold: Fold, config: TrainConfig, resume: bool) -> dict | None:

@@ -75,7 +75,15 @@ def evaluate_on(
     truth: dict = {view: [] for view in views}
     scores: dict = {view: [] for view in views}
     dropped, speakers = {}, {}
-    for speaker, data in load_speakers(features).items():
+    loaded = load_speakers(features)
+    for speaker, data in loaded.items():
+        known = sum(info.classes[label] in index for label in data.utterance_labels)
+        if normaliser is not None and 0 < known <= enrol:
+            raise EmovisionError(
+                f"--enrol {enrol}: speaker {speaker} of {features} has {known} recordings of the model's "
+                f"classes, so at most {known - 1} can enrol and leave one to score"
+            )
+    for speaker, data in loaded.items():
         starts = np.concatenate([[0], np.cumsum(data.segments_per_utterance)])
         keep = [u for u, label in enumerate(data.utterance_labels) if info.classes[label] in index]
         for label in data.utterance_labels:
