@@ -247,3 +247,13 @@ def test_enrolling_more_recordings_than_a_speaker_has_is_refused_before_any_work
     assert not (tmp_path / "run" / "last.pth").exists()
     assert main([*args, "--enrol", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--enrol must be at least 1" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_normalised_model_in_every_mode_as_the_cv_did(normalised_run, tmp_path):
+    from emovision.transfer import evaluate_on
+
+    out, metrics, model = normalised_run
+    summary = evaluate_on(out / "best.pth", model.features, tmp_path / "evaluate", {})
+    assert summary["mode"] == "cold" and set(summary["modes"]) == {"k", "cold", "enrolled", "transductive"}
+    assert summary["speakers"]["03"]["ua"] == pytest.approx(metrics["test_modes"]["cold"]["ua"], abs=1e-9)
+    assert "| enrolled-5 |" in (tmp_path / "evaluate" / "summary.md").read_text()

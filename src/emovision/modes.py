@@ -69,6 +69,7 @@ def _enrolled(results: list[dict], classes: list[str]) -> dict:
         "ua_mean": float(folds.mean()),
         "ua_std": float(folds.std(ddof=ddof)),
         "wa_mean": float(np.mean([s["wa_mean"] for s in per_draw])),
+        "wa_std": float(np.mean([s["wa_std"] for s in per_draw])),
         "pooled": {
             "ua": float(np.mean([s["pooled"]["ua"] for s in per_draw])),
             "wa": float(np.mean([s["pooled"]["wa"] for s in per_draw])),

@@ -106,7 +106,10 @@ class TrainConfig:
                 self.speaker_norm in SPEAKER_NORMS,
                 f"--speaker-norm must be one of {', '.join(SPEAKER_NORMS)}",
             ),
-            (0 <= self.speaker_prior <= 1000, "--speaker-prior must be between 0 and 1000 recordings"),
+            (
+                0 < self.speaker_prior <= 1000,
+                "--speaker-prior must be above 0 and at most 1000 recordings (a small value: almost none)",
+            ),
             (self.enrol >= 1, f"--enrol must be at least 1 recording, got {self.enrol}"),
             (self.resize is None or self.resize >= 32, "--resize must be at least 32"),
             (self.patience is None or self.patience >= 1, "--patience must be at least 1"),

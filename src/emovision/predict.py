@@ -450,15 +450,23 @@ class Recognizer:
         a recording is never normalised by statistics that include itself, except in the cold mode).
         Raises :class:`AudioError` for unusable audio.
         """
-        prepared = self._prepare(source, sample_rate, key, name, keep_features, max_seconds)
-        extra = self._extra_scores([[segments] for segments in prepared.extra])
-        log_probs = self._backend.log_probs(prepared.segments, self.batch_size)
-        prediction = self._prediction(prepared, log_probs, extra)
         if enrol:
             self._require_adaptable()
+        view = self._snapshot()
+        prepared = view._prepare(source, sample_rate, key, name, keep_features, max_seconds)
+        extra = view._extra_scores([[segments] for segments in prepared.extra])
+        log_probs = view._backend.log_probs(prepared.segments, self.batch_size)
+        prediction = view._prediction(prepared, log_probs, extra)
+        if enrol:
             with self._speaker.lock:
                 self._speaker.add(prepared.raw, prepared.functionals, prepared.duration)
         return prediction
+
+    def _snapshot(self) -> Recognizer:
+        """This model with a copy of what it knows of the speaker, taken under the enrolment's lock:
+        another thread adding to the same enrolment (the server's speaker keys) cannot change it halfway."""
+        with self._speaker.lock:
+            return self.with_speaker(self._speaker.copy())
 
     def predict_turns(
         self,
@@ -499,7 +507,7 @@ class Recognizer:
                 f"--normalise must be one of {', '.join(TURN_NORMALISATIONS)}, got {normalise!r}"
             )
         found = self._speech(source, sample_rate, key, name, max_seconds, vad, vad_options, progress)
-        view = self.with_speaker(self._speaker.copy())
+        view = self._snapshot()
         found.normalise = view._normalise
         if self.speaker_normalised and normalise == "recording":
             for raw, values, seconds in found.raw_turns():

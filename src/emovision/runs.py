@@ -131,7 +131,9 @@ def load_model_payload(path: str | Path) -> dict:
 
 
 def _ensemble_speaker_norm(values: list[dict | None]) -> dict | None:
-    """One speaker normalisation for the fold models of a cv (their priors averaged), None without."""
+    """One speaker normalisation for the fold models of a cv (their priors averaged), None without.
+    Each fold model's prior is the mean recording of its own training speakers; the fold ensemble
+    normalises its input once, by the average of those priors (they differ by a speaker or two)."""
     normalisers = [SpeakerNormaliser.from_dict(v) for v in values]
     if all(n is None for n in normalisers):
         return None

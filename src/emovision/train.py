@@ -338,7 +338,16 @@ class Trainer:
             "versions": software_versions(),
         }
 
-    def resume_state(self) -> dict:
+    def draw_states(self) -> list:
+        """Every rank's speaker-statistics draw generator state (all ranks must call this)."""
+        state = self.draw_generator.get_state()
+        if not self.distributed:
+            return [state]
+        states: list = [None] * self.world
+        dist.all_gather_object(states, state)
+        return states
+
+    def resume_state(self, draw_states: list | None = None) -> dict:
         state = {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -346,7 +355,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "generator": self.generator.get_state(),
-            "draw_generator": self.draw_generator.get_state(),
+            "draw_generators": draw_states,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "history": self.history,
@@ -365,8 +374,9 @@ class Trainer:
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
-        if state.get("draw_generator") is not None:
-            self.draw_generator.set_state(state["draw_generator"])
+        draws = state.get("draw_generators")
+        if draws:
+            self.draw_generator.set_state(draws[self.rank % len(draws)])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -434,8 +444,9 @@ class Trainer:
                 self.scheduler.step(score)
             elif self.scheduler is not None:
                 self.scheduler.step()
+            draw_states = self.draw_states()
             if owner:
-                save_checkpoint(self.resume_state(), last_path)
+                save_checkpoint(self.resume_state(draw_states), last_path)
             if task is not None:
                 best = self.best
                 scores = (

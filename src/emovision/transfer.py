@@ -48,7 +48,9 @@ def evaluate_on(
     A model normalised in the data pipeline (``train --speaker-norm``) is scored in the three modes
     of :mod:`emovision.speaker_norm` (each speaker of the file enrolled from ``enrol`` of its
     recordings, in ``ENROL_DRAWS`` seeded draws): the summary's metrics are the cold mode's, and
-    ``modes`` holds the pooled WA and UA of each; other models use no speaker information.
+    ``modes`` holds the pooled WA and UA of each; other models use no speaker information. A speaker's
+    statistics come from all of its recordings (enrolment draws too), those of classes the model does
+    not know included: labels never choose them; only recordings of known classes are scored.
 
     A cv folder's late fusion is not used: the features file holds spectrograms, not audio, so
     the image models alone are scored.
@@ -77,11 +79,11 @@ def evaluate_on(
     dropped, speakers = {}, {}
     loaded = load_speakers(features)
     for speaker, data in loaded.items():
-        known = sum(info.classes[label] in index for label in data.utterance_labels)
-        if normaliser is not None and 0 < known <= enrol:
+        count = len(data.utterance_labels)
+        if normaliser is not None and count <= enrol:
             raise EmovisionError(
-                f"--enrol {enrol}: speaker {speaker} of {features} has {known} recordings of the model's "
-                f"classes, so at most {known - 1} can enrol and leave one to score"
+                f"--enrol {enrol}: speaker {speaker} of {features} has {count} recordings, so at most "
+                f"{count - 1} can enrol and leave one to score"
             )
     for speaker, data in loaded.items():
         starts = np.concatenate([[0], np.cumsum(data.segments_per_utterance)])
@@ -95,16 +97,17 @@ def evaluate_on(
         counts = data.segments_per_utterance[keep]
         labels = np.array([index[info.classes[data.utterance_labels[u]]] for u in keep])
         if normaliser is not None:
-            means, squares = recording_moments(pieces, counts)
+            # the speaker's statistics come from all of its recordings, whatever their label
+            means, squares = recording_moments(data.segments, data.segments_per_utterance)
+            owner = np.zeros(len(data.utterance_labels), dtype=np.int64)
         for mode, draw in views:
             scored = np.ones(len(keep), dtype=bool)
             inputs = pieces
             if normaliser is not None:
-                owner = np.zeros(len(keep), dtype=np.int64)
                 view = mode_view(normaliser, means, squares, [speaker], owner, mode, enrol, draw)
-                rows = np.repeat(np.arange(len(keep)), counts)
+                rows = np.repeat(np.asarray(keep), counts)
                 inputs = ((pieces - view.mean[rows]) / view.std[rows]).astype(np.float32)
-                scored = view.scored
+                scored = view.scored[keep]
             log_probs = recognizer.log_probs(inputs)
             utterance = utterance_scores(log_probs, counts, recognizer.aggregate)
             if (mode, draw) == views[0]:
