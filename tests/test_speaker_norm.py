@@ -257,3 +257,19 @@ def test_evaluate_scores_a_normalised_model_in_every_mode_as_the_cv_did(normalis
     assert summary["mode"] == "cold" and set(summary["modes"]) == {"k", "cold", "enrolled", "transductive"}
     assert summary["speakers"]["03"]["ua"] == pytest.approx(metrics["test_modes"]["cold"]["ua"], abs=1e-9)
     assert "| enrolled-5 |" in (tmp_path / "evaluate" / "summary.md").read_text()
+
+
+def test_an_onnx_export_carries_the_speaker_normalisation(normalised_run, tmp_path):
+    from emovision.onnx_export import export_onnx
+
+    out, _, model = normalised_run
+    exported = export_onnx(out / "best.pth", tmp_path / "model.onnx").path
+    torch_model = Recognizer.load(out / "best.pth", calibration="off")
+    onnx_model = Recognizer.load(exported, calibration="off")
+    assert onnx_model.normaliser.mode == "mixed" and onnx_model.speaker_normalised
+    wav = model.test_wavs[4]
+    for recognizer in (torch_model, onnx_model):
+        recognizer.adapt(model.test_wavs[:3])
+    expected = torch_model.predict(wav).probabilities
+    assert onnx_model.predict(wav).probabilities == pytest.approx(expected, abs=1e-4)
+    assert onnx_model.predict(wav).speaker["recordings"] == 3
