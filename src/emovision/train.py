@@ -109,8 +109,17 @@ class Trainer:
                 for role, split in (("val", self.val_split), ("test", self.test_split))
                 if split is not None
             }
-            train_view = self._views(self.train_split, modes=("transductive",))[0][2]
-            fit_on = train_view.normalise(self.train_split.segments, self.train_split.segments_per_utterance)
+            clean = len(self.train_split.utterance_ids)  # the draws' first recordings: the clean utterances
+            split = self.train_split
+            whole = mode_view(
+                self.normaliser,
+                self.draws.means[:clean],
+                self.draws.squares[:clean],
+                split.speakers,
+                split.utterance_speakers,
+                "transductive",
+            )
+            fit_on = whole.normalise(split.segments, split.segments_per_utterance)
         top_db = self.source.config.top_db if self.source.config else 80.0
         model.norm.fit(fit_on, top_db, spec.mean, spec.std)
         _check_input_size(model, self.train_split.segments[:2], config.model)
@@ -171,11 +180,11 @@ class Trainer:
         draws = TrainingDraws(normaliser, row_recording, means, squares, owners, split.utterance_speakers)
         return normaliser, draws
 
-    def _views(self, split: Split, modes: tuple[str, ...] = MODES) -> list[tuple[str, int, ModeView]]:
+    def _views(self, split: Split) -> list[tuple[str, int, ModeView]]:
         """``split`` in every mode: (mode, draw, view), the enrolled mode in ``ENROL_DRAWS`` draws."""
         means, squares = recording_moments(split.segments, split.segments_per_utterance)
         views = []
-        for mode in modes:
+        for mode in MODES:
             for draw in range(ENROL_DRAWS if mode == "enrolled" else 1):
                 view = mode_view(
                     self.normaliser,
