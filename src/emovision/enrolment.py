@@ -40,7 +40,7 @@ class Enrolment:
         ``(1, D)`` (or None) and its length in seconds."""
         for member, part in enumerate(segments):
             mean, square = recording_moments(part, np.array([part.shape[0]]))
-            self.moments[member].add(mean, square, seconds)
+            self.moments[member].add(mean, square)
             self.statistics[member] = SpeakerStatistics.of(part).merge(self.statistics[member])
         if functionals is not None:
             pooled = SpeakerStatistics.of(np.asarray(functionals, dtype=np.float64))
@@ -50,7 +50,7 @@ class Enrolment:
 
     def copy(self) -> Enrolment:
         """An independent enrolment holding the same recordings (adding to it leaves this one alone)."""
-        moments = [SpeakerMoments(m.total, m.squares, m.recordings, m.seconds) for m in self.moments]
+        moments = [SpeakerMoments(m.total, m.squares, m.recordings) for m in self.moments]
         return Enrolment(moments, list(self.statistics), self.functionals, self.recordings, self.seconds)
 
     def describe(self) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from emovision.evaluate import fold_summary, paired_difference, score_utterances
-from emovision.speaker_norm import MODES
+from emovision.speaker_norm import MODES, mode_label
 
 
 def runs_mode(runs: list) -> str:
@@ -81,10 +81,9 @@ def _enrolled(results: list[dict], classes: list[str]) -> dict:
 
 def modes_markdown(summary: dict) -> list[str]:
     """The modes as a Markdown table (lines), with the paired differences to transductive."""
-    k = summary["k"]
-    names = {"cold": "cold (a recording alone)", "enrolled": f"enrolled-{k}", "transductive": "transductive"}
     lines = [
-        "| mode | UA (fold mean ± std) | pooled UA | pooled WA | ΔUA vs transductive (folds better) |",
+        "| mode (cold: a recording alone) | UA (fold mean ± std) | pooled UA | pooled WA "
+        "| ΔUA vs transductive (folds better) |",
         "|---|---|---|---|---|",
     ]
     for mode in MODES:
@@ -94,7 +93,7 @@ def modes_markdown(summary: dict) -> list[str]:
             f"{delta['mean']:+.3f} ± {delta['se']:.3f} ({delta['better']}/{delta['folds']})" if delta else ""
         )
         lines.append(
-            f"| {names[mode]} | {entry['ua_mean']:.3f} ± {entry['ua_std']:.3f} | {entry['pooled']['ua']:.3f} "
+            f"| {mode_label(mode, summary['k'])} | {entry['ua_mean']:.3f} ± {entry['ua_std']:.3f} | {entry['pooled']['ua']:.3f} "
             f"| {entry['pooled']['wa']:.3f} | {change} |"
         )
     return lines

@@ -41,6 +41,13 @@ if TYPE_CHECKING:
     import torch
 
 MODES = ("cold", "enrolled", "transductive")
+
+
+def mode_label(mode: str, k: int) -> str:
+    """How a mode is named in tables: ``enrolled-5`` for the enrolled mode with K = 5."""
+    return f"enrolled-{k}" if mode == "enrolled" else mode
+
+
 ENROL_DRAWS = 3
 MAX_TRAIN_ENROL = 10
 MIN_STD_DB = 1e-3
@@ -70,25 +77,19 @@ def recording_moments(segments, counts: np.ndarray) -> tuple[np.ndarray, np.ndar
 @dataclass
 class SpeakerMoments:
     """What is known of one speaker: the sums of recording means and mean squares ``(C, F)`` over
-    ``recordings`` recordings holding ``seconds`` of audio. Adding is incremental."""
+    ``recordings`` recordings. Adding is incremental."""
 
     total: np.ndarray | None = None
     squares: np.ndarray | None = None
     recordings: int = 0
-    seconds: float = 0.0
 
-    def add(self, mean: np.ndarray, square: np.ndarray, seconds: float = 0.0) -> None:
-        """Add recordings' means and mean squares ``(R, C, F)`` holding ``seconds`` of audio in all."""
+    def add(self, mean: np.ndarray, square: np.ndarray) -> None:
+        """Add recordings' means and mean squares ``(R, C, F)``."""
         if self.total is None:
             self.total, self.squares = np.zeros(mean.shape[1:]), np.zeros(mean.shape[1:])
         self.total = self.total + mean.sum(axis=0)
         self.squares = self.squares + square.sum(axis=0)
         self.recordings += mean.shape[0]
-        self.seconds += float(seconds)
-
-    def describe(self) -> dict:
-        """The recordings and seconds of audio behind the statistics (JSON-ready)."""
-        return {"recordings": self.recordings, "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -196,11 +197,14 @@ class ModeView:
     std: np.ndarray
     scored: np.ndarray
 
-    def normalise(self, segments: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
-        """Segments ``(N, C, F, T)`` of utterances holding ``counts`` segments, normalised."""
+    def normalise(self, segments: np.ndarray | torch.Tensor, counts: np.ndarray) -> np.ndarray | torch.Tensor:
+        """Segments ``(N, C, F, T)`` (an array or a tensor, returned as the same) of utterances holding
+        ``counts`` segments, normalised."""
+        rows = np.repeat(np.arange(len(counts)), counts)
+        if isinstance(segments, np.ndarray):
+            return ((segments - self.mean[rows]) / self.std[rows]).astype(np.float32)
         import torch
 
-        rows = np.repeat(np.arange(len(counts)), counts)
         return (segments - torch.from_numpy(self.mean[rows])) / torch.from_numpy(self.std[rows])
 
 

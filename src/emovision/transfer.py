@@ -21,7 +21,7 @@ from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, utterance_scores
 from emovision.files import atomic_write_bytes
 from emovision.predict import Recognizer
-from emovision.speaker_norm import ENROL_DRAWS, MODES, mode_view, recording_moments
+from emovision.speaker_norm import ENROL_DRAWS, MODES, ModeView, mode_label, mode_view, recording_moments
 from emovision.store import load_speakers, open_info
 
 MAY_DIFFER = ("segment_hop", "segment_tail")
@@ -105,9 +105,9 @@ def evaluate_on(
             inputs = pieces
             if normaliser is not None:
                 view = mode_view(normaliser, means, squares, [speaker], owner, mode, enrol, draw)
-                rows = np.repeat(np.asarray(keep), counts)
-                inputs = ((pieces - view.mean[rows]) / view.std[rows]).astype(np.float32)
-                scored = view.scored[keep]
+                kept = ModeView(view.mean[keep], view.std[keep], view.scored[keep])
+                inputs = kept.normalise(pieces, counts)
+                scored = kept.scored
             log_probs = recognizer.log_probs(inputs)
             utterance = utterance_scores(log_probs, counts, recognizer.aggregate)
             if (mode, draw) == views[0]:
@@ -199,14 +199,9 @@ def _modes_lines(modes: dict | None) -> list[str]:
             "Mode: any (the model uses no speaker information: cold, enrolled and transductive coincide)",
             "",
         ]
-    names = {
-        "cold": "cold (a recording alone)",
-        "enrolled": f"enrolled-{modes['k']}",
-        "transductive": "transductive",
-    }
-    rows = [f"| {names[m]} | {modes[m]['wa']:.3f} | {modes[m]['ua']:.3f} |" for m in names]
+    rows = [f"| {mode_label(m, modes['k'])} | {modes[m]['wa']:.3f} | {modes[m]['ua']:.3f} |" for m in MODES]
     return [
-        "Mode of the figures above and of the per-speaker table: cold.",
+        "Mode of the figures above and of the per-speaker table: cold (a recording alone).",
         "",
         "| mode | WA | UA |",
         "|---|---|---|",

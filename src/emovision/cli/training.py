@@ -445,6 +445,7 @@ def print_cv_summary(summary: dict, out: Path) -> None:
 def print_modes(summary: dict) -> None:
     """What the table's figures mean (the evaluation mode) and, when recorded, the three modes."""
     from emovision.cv import MODE_NOTES
+    from emovision.speaker_norm import MODES, mode_label
 
     mode = summary.get("mode", "any")
     console.print(f"mode of the table: {mode} ({MODE_NOTES[mode]})", markup=False, soft_wrap=True)
@@ -454,10 +455,10 @@ def print_modes(summary: dict) -> None:
     table = Table(title="accuracy by how much the model knows of the test speaker")
     for column in ("mode", "UA", "pooled UA", "pooled WA", "ΔUA vs transductive"):
         table.add_column(column, justify="left" if column == "mode" else "right")
-    for name in ("cold", "enrolled", "transductive"):
+    for name in MODES:
         entry, delta = modes[name], modes["delta"].get(name)
         table.add_row(
-            f"enrolled-{modes['k']}" if name == "enrolled" else name,
+            mode_label(name, modes["k"]),
             f"{entry['ua_mean']:.3f} ± {entry['ua_std']:.3f}",
             f"{entry['pooled']['ua']:.3f}",
             f"{entry['pooled']['wa']:.3f}",
@@ -550,6 +551,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def print_fold_metrics(metrics: dict, out: Path) -> None:
+    from emovision.speaker_norm import MODES, mode_label
+
     test, val = metrics["test"], metrics["val"]
     if test is None:
         console.print(
@@ -572,11 +575,8 @@ def print_fold_metrics(metrics: dict, out: Path) -> None:
     modes = metrics.get("test_modes")
     if modes:
         k = modes["enrolled"]["k"]
-        console.print(
-            f"test UA by mode: cold {modes['cold']['ua']:.3f}, enrolled-{k} {modes['enrolled']['ua']:.3f}, "
-            f"transductive {modes['transductive']['ua']:.3f} (the table: cold, a recording alone)",
-            highlight=False,
-        )
+        figures = ", ".join(f"{mode_label(name, k)} {modes[name]['ua']:.3f}" for name in MODES)
+        console.print(f"test UA by mode: {figures} (the table: cold, a recording alone)", highlight=False)
     recalls = ", ".join(f"{k} {v:.2f}" for k, v in test["recall"].items() if v is not None)
     console.print(f"test recall per class: {recalls}")
     console.print(

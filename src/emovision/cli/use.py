@@ -35,6 +35,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from emovision.speaker_norm import MODES, mode_label
     from emovision.transfer import evaluate_on, parse_map
 
     if args.enrol < 1:
@@ -43,11 +44,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     dropped = sum(summary["dropped"].values())
     modes = summary.get("modes")
     how = (
-        "cold; "
-        + ", ".join(
-            f"{name if name != 'enrolled' else f'enrolled-{args.enrol}'} UA {modes[name]['ua']:.3f}"
-            for name in ("cold", "enrolled", "transductive")
-        )
+        "cold; " + ", ".join(f"{mode_label(name, args.enrol)} UA {modes[name]['ua']:.3f}" for name in MODES)
         if modes
         else "the model uses no speaker information"
     )
