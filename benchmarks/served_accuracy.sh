@@ -6,13 +6,16 @@
 #   mixed         each training segment by the recording alone, a few other recordings or all of them
 # Usage: benchmarks/served_accuracy.sh OUT CORPUS CONFIG [CONFIG ...]
 #   CORPUS: emodb (../shared/data/emodb, ten speakers) or ravdess (../shared/data/ravdess, twelve actors)
-#   CONFIG: NORM[-seedS][-copies][-priorP] with NORM one of none, transductive, mixed, e.g. mixed-seed112-copies
-# Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2) and FOLDS (auto) can be set.
+#   CONFIG: NORM[-attention][-seedS][-epochsN][-copies][-priorP] with NORM one of none, transductive, mixed,
+#   e.g. mixed-seed112-copies; -attention trains with --head attention, -epochsN for N epochs instead of EPOCHS
+# Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2), FOLDS (auto),
+# DEVICE (cpu) and BIN (the folder holding the emovision command, .venv/bin) can be set.
 set -euo pipefail
 OUT=${1:?usage: $0 OUT CORPUS CONFIG ...}
 CORPUS=${2:?usage: $0 OUT CORPUS CONFIG ...}
 shift 2
-BIN=.venv/bin
+BIN=${BIN:-.venv/bin}
+DEVICE=${DEVICE:-cpu}
 EPOCHS=${EPOCHS:-12}
 PARALLEL=${PARALLEL:-2}
 FOLDS=${FOLDS:-auto}
@@ -25,11 +28,14 @@ esac
 FEATURES=(--n-mels 64 --segment-frames 200 --segment-tail trim)
 PLAIN="$OUT/$CORPUS-logmel64x200-trim.h5"
 COPIES="$OUT/$CORPUS-logmel64x200-trim-aug.h5"
-RECIPE=(--model efficientnet_lite0 --pretrained --lr 1e-3 --schedule cosine --batch-size 16 --epochs "$EPOCHS"
-  --parallel-folds "$PARALLEL" --device cpu --folds "$FOLDS" --quiet)
+RECIPE=(--model efficientnet_lite0 --pretrained --lr 1e-3 --schedule cosine --batch-size 16
+  --parallel-folds "$PARALLEL" --device "$DEVICE" --folds "$FOLDS" --quiet)
 for config in "$@"; do
   norm=${config%%-*}
-  args=(--speaker-norm "$norm")
+  epochs=$EPOCHS
+  [[ $config =~ -epochs([0-9]+) ]] && epochs=${BASH_REMATCH[1]}
+  args=(--speaker-norm "$norm" --epochs "$epochs")
+  [[ $config == *-attention* ]] && args+=(--head attention)
   [[ $config =~ -seed([0-9]+) ]] && args+=(--seed "${BASH_REMATCH[1]}")
   [[ $config =~ -prior([0-9.]+) ]] && args+=(--speaker-prior "${BASH_REMATCH[1]}")
   if [[ $config == *-copies* ]]; then

@@ -106,3 +106,54 @@ def test_imagenet_input_normalisation_maps_the_db_range_like_an_image():
     assert torch.allclose(
         top[0, :, 0, 0], torch.tensor([0.515 / 0.229, 0.544 / 0.224, 0.594 / 0.225]), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_feature_map_and_pool_are_the_backbones_own_forward(name):
+    torch.manual_seed(0)
+    model = build_ser_model(name, 5, 1, 64).eval()
+    x = torch.randn(2, 1, 64, 100)
+    with torch.no_grad():
+        fmap = model.feature_map(x)
+        assert fmap.ndim == 4 and fmap.shape[0] == 2
+        torch.testing.assert_close(model.classify(fmap), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["alexnet_gap", "resnet18", "efficientnet_lite0"])
+def test_attention_head_replaces_the_classifier_and_weighs_every_position(name):
+    torch.manual_seed(0)
+    gap = build_ser_model(name, 5, 1, 64)
+    model = build_ser_model(name, 5, 1, 64, head="attention").eval()
+    x = torch.randn(3, 1, 64, 120)
+    with torch.no_grad():
+        fmap = model.feature_map(x)
+        weights = model.attention.weights(fmap)
+        assert weights.shape == (3, *fmap.shape[2:])
+        torch.testing.assert_close(weights.sum(dim=(1, 2)), torch.ones(3))
+        pooled = (fmap * weights.unsqueeze(1)).sum(dim=(2, 3))
+        torch.testing.assert_close(model(x), pooled @ model.attention.fc.weight.T + model.attention.fc.bias)
+        assert model.embed(x).shape == (3, fmap.shape[1])
+    head_ids = {id(p) for p in model.head_parameters()}
+    assert head_ids == {id(p) for p in model.attention.parameters()}
+    # The backbone's own classifier is gone, not left as unused weights.
+    assert count_parameters(model) - count_parameters(model.attention) < count_parameters(gap)
+
+
+def test_attention_pooling_follows_the_scores():
+    from emovision.models import AttentionPool
+
+    pool = AttentionPool(4, 2, hidden=4)
+    with torch.no_grad():
+        pool.project.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+        pool.project.bias.zero_()
+        pool.score.weight.copy_(torch.tensor([20.0, 0, 0, 0]).view(1, 4, 1, 1))
+        fmap = torch.zeros(1, 4, 2, 3)
+        fmap[0, :, 1, 2] = torch.tensor([1.0, 5.0, 6.0, 7.0])  # one salient position
+        weights = pool.weights(fmap)
+    assert weights[0, 1, 2] > 0.9
+    assert torch.allclose(pool.pooled(fmap)[0], fmap[0, :, 1, 2], atol=0.6)
+
+
+def test_unknown_head_is_refused():
+    with pytest.raises(EmovisionError, match="unknown head"):
+        build_ser_model("alexnet_gap", 4, 1, 64, head="lstm")

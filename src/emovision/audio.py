@@ -1,6 +1,8 @@
 """Load, downmix, resample and validate audio: one loader for every corpus.
 
-Every function returns mono ``float32`` samples in [-1, 1] at the requested rate (Hz).
+Every function returns mono ``float32`` samples in [-1, 1] at the requested rate (Hz). The decoder
+(soundfile) and the resampler (soxr) load on first use, so that everything that reads only feature
+files — training, cross-validation, reports — runs where neither is installed.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 from emovision.errors import AudioError
 
@@ -46,6 +46,8 @@ def load_audio(
     unreadable, silent (all-zero) or too-short file (fewer than ``min_samples`` samples
     after resampling, e.g. one analysis window).
     """
+    import soundfile as sf
+
     name = "<upload>" if isinstance(source, bytes) else str(source)
     if isinstance(source, bytes):
         if not source:
@@ -76,6 +78,8 @@ def prepare_audio(
 
     Resampling uses soxr's high quality mode (the same as ``librosa.load``'s default).
     """
+    import soxr
+
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 2:
         samples = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
@@ -105,6 +109,8 @@ def _short(exc: Exception) -> str:
 
 def audio_info(path: str | Path) -> tuple[int, int]:
     """``(frames, sample_rate)`` of an audio file from its header, without decoding it."""
+    import soundfile as sf
+
     name = str(path)
     if not Path(path).is_file():
         raise AudioError(name, "no such file")
@@ -119,6 +125,9 @@ def stream_audio(path: str | Path, sample_rate: int, block_seconds: float = 30.0
     """Mono ``float32`` samples of ``path`` at ``sample_rate`` Hz in blocks of about
     ``block_seconds``, decoded and resampled (one continuous soxr stream) piece by piece: the
     memory does not grow with the file's length."""
+    import soundfile as sf
+    import soxr
+
     name = str(path)
     try:
         with sf.SoundFile(str(path)) as handle:
@@ -143,6 +152,9 @@ def stream_audio(path: str | Path, sample_rate: int, block_seconds: float = 30.0
 def read_span(path: str | Path, start: float, end: float, sample_rate: int) -> np.ndarray:
     """Mono samples of ``path`` from ``start`` to ``end`` seconds, at ``sample_rate`` Hz (only that
     stretch is decoded)."""
+    import soundfile as sf
+    import soxr
+
     name = str(path)
     try:
         with sf.SoundFile(str(path)) as handle:

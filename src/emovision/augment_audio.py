@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-import soxr
 
 from emovision import acoustics
 from emovision.audio import load_audio
@@ -126,6 +125,8 @@ def _apply(
         room = acoustics.synthetic_rir(float(rng.uniform(*plan.rt60)), sample_rate, rng)
         return acoustics.reverberate(samples, room)
     if kind == "speed":
+        import soxr  # loaded on first use, as in emovision.audio
+
         factor = float(plan.speeds[int(rng.integers(len(plan.speeds)))])
         return soxr.resample(samples, sample_rate * factor, sample_rate).astype(np.float32)
     if kind == "gain":

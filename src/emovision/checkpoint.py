@@ -1,10 +1,11 @@
 """Model checkpoints: everything needed to use a trained model, loadable with ``weights_only=True``.
 
 A checkpoint is a dict of plain values and tensors: ``format``, ``version``, ``model``
-(name, classes count, channels, height, input normalisation, resize), ``classes``,
-``feature_config`` (``None`` when trained on a legacy pickle), ``aggregate``,
-``state_dict`` (input normaliser statistics included), ``metrics``, ``train_config``,
-``fold`` and ``versions``. An *ensemble* payload (a cv folder used as one model, see
+(name, classes count, channels, height, frames, input normalisation, resize, head — ``gap``
+when absent), ``classes``, ``corpus``, ``selection``, ``feature_config`` (``None`` when trained on
+a legacy pickle), ``speaker_norm`` (the pipeline's speaker normaliser, ``None`` without one),
+``aggregate``, ``temperature``, ``state_dict`` (input normaliser statistics included),
+``metrics``, ``train_config``, ``fold``, ``features_file`` and ``versions``. An *ensemble* payload (a cv folder used as one model, see
 :func:`emovision.runs.load_model_payload`) has the same keys but ``state_dict``, and ``members``:
 the list of its models' checkpoints.
 """
@@ -65,6 +66,7 @@ def model_from_checkpoint(payload: dict) -> SERModel | EnsembleModel:
         spec["height"],
         input_norm=spec["input_norm"],
         resize=spec["resize"],
+        head=spec.get("head", "gap"),
     )
     model.load_state_dict(payload["state_dict"])
     return model.eval()

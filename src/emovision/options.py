@@ -24,6 +24,7 @@ MODEL_NAMES = (
 SCHEDULES = ("none", "cosine", "plateau")
 STABILITY_SOURCES = ("auto", "gaussian", "channels")
 INPUT_NORMS = ("bin", "imagenet")
+HEADS = ("gap", "attention")
 AGGREGATES = ("logprob", "prob")
 BATCH_AUGMENTS = ("specaugment",)
 WAVE_AUGMENTS = ("noise", "reverb", "speed", "gain")
@@ -50,6 +51,7 @@ class TrainConfig:
     weights: str | None = None
     input_norm: str = "bin"
     resize: int | None = None
+    head: str = "gap"
     mixup: bool = False
     mixup_alpha: float = 0.4
     stability: bool = False
@@ -95,6 +97,7 @@ class TrainConfig:
                 "--device: auto, cpu or cuda",
             ),
             (self.input_norm in INPUT_NORMS, f"--input-norm must be one of {', '.join(INPUT_NORMS)}"),
+            (self.head in HEADS, f"--head must be one of {', '.join(HEADS)}"),
             (self.select_by in ("ua", "wa"), "--select-by must be ua or wa"),
             (self.aggregate in AGGREGATES, f"--aggregate must be one of {', '.join(AGGREGATES)}"),
             (
@@ -190,6 +193,8 @@ def run_options(config: dict) -> list[str]:
         labels.append(f"backbone lr × {config['backbone_lr_scale']:g}")
     if config.get("ema"):
         labels.append(f"EMA {config['ema']:g}")
+    if config.get("head", "gap") != "gap":
+        labels.append(f"{config['head']} head")
     if config.get("speaker_norm", "none") != "none":
         labels.append(f"speaker-norm {config['speaker_norm']} (prior {config.get('speaker_prior', 1.0):g})")
     return labels

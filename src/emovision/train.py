@@ -95,6 +95,7 @@ class Trainer:
             weights_file=config.weights,
             input_norm=config.input_norm,
             resize=config.resize,
+            head=config.head,
         )
         segments, labels = self.train_split.segments, self.train_split.segment_labels
         if self.train_split.copies is not None:
@@ -329,6 +330,7 @@ class Trainer:
                 "frames": int(frames),
                 "input_norm": self.config.input_norm,
                 "resize": self.config.resize,
+                "head": self.config.head,
             },
             "classes": list(self.classes),
             "corpus": self.source.corpus,
@@ -679,7 +681,7 @@ def parameter_groups(model: SERModel, lr: float, backbone_scale: float) -> list[
     where its classifier is."""
     if backbone_scale == 1.0 or not model.classifier:
         return [{"params": list(model.parameters())}]
-    head = list(model.backbone.get_submodule(model.classifier).parameters())
+    head = model.head_parameters()
     ids = {id(p) for p in head}
     body = [p for p in model.parameters() if id(p) not in ids]
     return [{"params": head, "lr": lr}, {"params": body, "lr": lr * backbone_scale}]

@@ -17,6 +17,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
     from emovision.options import (
         AGGREGATES,
+        HEADS,
         INPUT_NORMS,
         MODEL_NAMES,
         SCHEDULES,
@@ -58,6 +59,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pretrained", action="store_true", help="start from ImageNet weights")
     group.add_argument("--weights", default=None, help="local ImageNet state dict (implies --pretrained)")
     group.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm)
+    group.add_argument(
+        "--head",
+        choices=HEADS,
+        default=d.head,
+        help="how the last feature map becomes logits: the backbone's global average pooling (gap) "
+        "or learned attention over time and frequency (Zhang et al. 2018)",
+    )
     group.add_argument(
         "--resize", type=int, default=None, help="resize segments to N×N (the original used 256)"
     )
