@@ -367,6 +367,15 @@ def mel_filterbank(config: FeatureConfig) -> np.ndarray:
     return _mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
 
 
+def bin_frequencies(config: FeatureConfig) -> np.ndarray:
+    """Centre frequency (Hz) of each row of a feature ``(F,)``: the mel bands' centres for ``logmel*``
+    features, the FFT bins' frequencies for ``logspec`` and ``lognrevspec``."""
+    if config.kind.startswith("logmel"):
+        top = _hz_to_mel(config.sample_rate / 2)
+        return _mel_to_hz(np.linspace(0.0, top, config.n_mels + 2))[1:-1].astype(np.float32)
+    return (np.arange(config.n_bins) * config.sample_rate / config.n_fft).astype(np.float32)
+
+
 def _logspec(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return to_db(power_spectrum(samples, config)[: config.n_bins], config.top_db)
 

@@ -36,6 +36,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str 
     return path
 
 
+def check_writable_folder(folder: str | Path, option: str) -> Path:
+    """``folder`` created if needed and proven writable (a file made and removed), else an
+    :class:`EmovisionError` naming ``option``: checked before any work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise EmovisionError(f"{option} {folder}: cannot write there ({exc.strerror or exc})") from None
+    return folder
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """``data`` written to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda temp: temp.write_bytes(data))

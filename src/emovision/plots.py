@@ -1,4 +1,4 @@
-"""PNG figures: training curves, confusion matrices, emotion timelines, robustness curves.
+"""PNG figures: training curves, confusion matrices, emotion timelines, explanations, robustness curves.
 
 Every function writes one PNG atomically (temporary file, then rename) and returns its path.
 """
@@ -89,6 +89,47 @@ def timeline(
     for (start, end), k in zip(times, winners, strict=True):
         label_axis.axvspan(start, end, color=colours[k % len(colours)], alpha=0.85)
     label_axis.set(yticks=[], xlabel="time (s)")
+    return save_figure(figure, path)
+
+
+def explanation(
+    spectrogram: np.ndarray,
+    saliency: np.ndarray,
+    times: np.ndarray,
+    frequencies: np.ndarray,
+    segment_times: np.ndarray,
+    probabilities: np.ndarray,
+    classes: list[str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """A saliency map over its spectrogram, the per-frame weight, and the emotion over time beneath.
+
+    ``spectrogram`` and ``saliency`` ``(F, T)``; ``times`` ``(T,)`` frame starts (s); ``frequencies``
+    ``(F,)`` bin centres (Hz); ``segment_times`` ``(N, 2)`` and ``probabilities`` ``(N, K)`` per segment.
+    """
+    hop = float(times[1] - times[0]) if times.size > 1 else 0.01
+    extent = (0.0, float(times[-1]) + hop, -0.5, spectrogram.shape[0] - 0.5)
+    figure, (map_axis, weight_axis, emotion_axis) = plt.subplots(
+        3, 1, figsize=(10, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1.6]}
+    )
+    map_axis.imshow(spectrogram, origin="lower", aspect="auto", cmap="gray_r", extent=extent)
+    map_axis.imshow(
+        saliency, origin="lower", aspect="auto", cmap="inferno", alpha=0.55, extent=extent, vmin=0, vmax=1
+    )
+    ticks = np.linspace(0, spectrogram.shape[0] - 1, 5).round().astype(int)
+    map_axis.set_yticks(ticks, [f"{frequencies[t]:.0f}" for t in ticks])
+    map_axis.set(ylabel="frequency (Hz)", title=title or "where the decision came from (bright: salient)")
+    weights = saliency.sum(axis=0)
+    weight_axis.fill_between(times + hop / 2, weights / max(float(weights.sum()), 1e-12), step="mid")
+    weight_axis.set(ylabel="frame weight")
+    if len(segment_times) > 1 and np.any(segment_times[1:, 0] < segment_times[:-1, 1] - 1e-9):
+        x, y = segment_times.mean(axis=1), probabilities
+    else:  # segments side by side: each one's probabilities held over its span
+        x, y = segment_times.reshape(-1), np.repeat(probabilities, 2, axis=0)
+    emotion_axis.stackplot(x, y.T, labels=classes, alpha=0.85)
+    emotion_axis.set(ylabel="probability", ylim=(0, 1), xlabel="time (s)")
+    emotion_axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     return save_figure(figure, path)
 
 

@@ -62,9 +62,11 @@ from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import utterance_scores
 from emovision.features import (
     FeatureConfig,
+    bin_frequencies,
     compute_features,
     feature_key,
     segment,
+    segment_starts,
     segment_times,
     speaker_normalise,
 )
@@ -461,6 +463,63 @@ class Recognizer:
             with self._speaker.lock:
                 self._speaker.add(prepared.raw, prepared.functionals, prepared.duration)
         return prediction
+
+    def explain(
+        self,
+        source: Source,
+        sample_rate: int | None = None,
+        *,
+        name: str | None = None,
+        max_seconds: float | None = None,
+        target: str | None = None,
+        enrol: bool = False,
+    ):
+        """Where in the spectrogram the decision on one recording came from: an
+        :class:`emovision.explain.Explanation` (the attention map of a model with the attention
+        head, Grad-CAM otherwise; see :mod:`emovision.explain`) for the predicted class, or for
+        ``target``. The prediction is the one :meth:`predict` gives (fusion included; ``enrol`` as
+        there), the map is the image model's. Refused for ONNX files (no gradients or attention
+        weights in the graph) and ensembles of cvs (each member has features of its own)."""
+        import torch
+
+        from emovision.explain import Explanation, method_of, recording_map, segment_saliency
+
+        self.require_explainable()
+        if enrol:
+            self._require_adaptable()
+        if target is not None and target not in self.classes:
+            raise EmovisionError(f"the class {target!r} is not one of {', '.join(self.classes)}")
+        view = self._snapshot()
+        prepared = view._prepare(source, sample_rate, None, name, True, max_seconds)
+        log_probs = view._backend.log_probs(prepared.segments, self.batch_size)
+        prediction = view._prediction(prepared, log_probs)
+        explained = target or prediction.label
+        maps = segment_saliency(
+            self._backend.model, torch.from_numpy(prepared.segments), self.classes.index(explained)
+        )
+        if enrol:
+            with self._speaker.lock:
+                self._speaker.add(prepared.raw, prepared.functionals, prepared.duration)
+        config = self._require_config()
+        starts = segment_starts(prepared.frames, config)[: maps.shape[0]]
+        return Explanation(
+            prediction,
+            method_of(self._backend.model),
+            explained,
+            recording_map(maps, starts, prepared.frames),
+            prepared.features[0],
+            np.arange(prepared.frames, dtype=np.float32) * config.hop_ms / 1000,
+            bin_frequencies(config),
+        )
+
+    def require_explainable(self) -> None:
+        """Raise :class:`EmovisionError` saying why when this model cannot be explained."""
+        self._single("explanations")
+        if self.backend != "torch":
+            raise EmovisionError(
+                "an ONNX model cannot be explained (its graph has neither gradients nor attention "
+                "weights): explain with the checkpoint or cv folder it was exported from"
+            )
 
     def _snapshot(self) -> Recognizer:
         """This model with a copy of what it knows of the speaker, taken under the enrolment's lock:

@@ -207,3 +207,31 @@ def test_page_and_assets_are_served(server_url):
 def test_serve_command_binds_to_localhost_by_default():
     args = build_parser().parse_args(["serve", "model.onnx"])
     assert args.host == "127.0.0.1" and args.port == 8000
+
+
+def test_explain_returns_the_map_laid_out_as_the_spectrogram(server_url, recognizer, emodb_wavs):
+    wav = emodb_wavs[101]
+    assert httpx.get(f"{server_url}/api/health").json()["explainable"] is True
+    body = _post(server_url, wav.name, wav.read_bytes(), explain="true").json()
+    expected = recognizer.explain(wav)
+    assert body["emotion"] == expected.prediction.label
+    assert body["probabilities"] == pytest.approx(expected.prediction.probabilities, abs=1e-6)
+    shown = body["explanation"]
+    assert shown["method"] == "grad-cam" and shown["explained"] == body["emotion"]
+    assert shown["frame_weights"] == pytest.approx(expected.frame_weights.tolist(), abs=1e-5)
+    picture = body["spectrogram"]
+    assert (shown["map"]["width"], shown["map"]["height"]) == (picture["width"], picture["height"])
+    levels = np.frombuffer(base64.b64decode(shown["map"]["data"]), np.uint8).reshape(picture["height"], -1)
+    np.testing.assert_allclose(levels, np.round(255 * expected.saliency[::-1]), atol=1)
+
+
+def test_an_onnx_server_says_it_cannot_explain(trained_model, tmp_path, emodb_wavs):
+    from emovision.onnx_export import export_onnx
+
+    onnx = export_onnx(trained_model.checkpoint, tmp_path / "tiny.onnx").path
+    with serving(Recognizer.load(onnx)) as url:
+        assert httpx.get(f"{url}/api/health").json()["explainable"] is False
+        wav = emodb_wavs[101]
+        refused = _post(url, wav.name, wav.read_bytes(), explain="true")
+        assert refused.status_code == 422 and "ONNX model cannot be explained" in refused.json()["detail"]
+        assert _post(url, wav.name, wav.read_bytes()).status_code == 200

@@ -110,6 +110,13 @@ def test_uploaded_emodb_file_shows_the_apis_answer(playwright, server_url, recog
         width, height, painted = page.evaluate(COUNT_PAINTED, "timeline")
         assert painted > 0.3 * width * height
         assert wav.name in page.inner_text("#source") and "3 segment(s)" in page.inner_text("#source")
+        plain = page.evaluate(CANVAS_PIXELS, "spectrogram")
+        page.check("#explain")
+        assert "Where the decision for " + answer["emotion"] in page.inner_text("#spectrogram-note")
+        assert "(grad-cam)" in page.inner_text("#spectrogram-note")
+        assert page.evaluate(CANVAS_PIXELS, "spectrogram") != plain  # the map is laid over it
+        page.uncheck("#explain")
+        assert page.evaluate(CANVAS_PIXELS, "spectrogram") == plain
         turns = _api(server_url, wav.name, wav.read_bytes(), turns="true", min_confidence="0.4")["turns"]
         unsure = sum(turn["emotion"] == "uncertain" for turn in turns)
         assert f"{len(turns)} speech turn(s), {unsure} uncertain" in page.inner_text("#turns-note")
@@ -125,6 +132,11 @@ def test_uploaded_emodb_file_shows_the_apis_answer(playwright, server_url, recog
     finally:
         browser.close()
 
+
+CANVAS_PIXELS = """(id) => {
+    const canvas = document.getElementById(id);
+    return canvas.toDataURL();
+}"""
 
 RECORDED_WAV = """async () => {
     const response = await fetch(document.getElementById("playback").src);

@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from emovision.cli.common import console, err_console
-from emovision.errors import EmovisionError
+from emovision.errors import AudioError, EmovisionError
+from emovision.files import check_writable_folder
 
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +73,16 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PNG",
         help="draw the emotion over time of recordings of 4 segments or more (several: PNG-<file>.png)",
+    )
+    parser.add_argument(
+        "--explain",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="for each recording, where in the spectrogram the decision came from: DIR/<file>.png (the "
+        "map over the spectrogram, the emotion over time beneath) and DIR/<file>.npy (the map, bins × "
+        "frames); the attention map of an attention-head model, Grad-CAM otherwise; --json adds the "
+        "per-frame weight",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--batch-size", type=int, default=64, help="segments per model call")
@@ -146,6 +157,10 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise EmovisionError("--workers must be at least 1")
+    if args.explain is not None:
+        if args.turns or args.turns_out:
+            raise EmovisionError("--explain explains whole recordings: leave out --turns and --turns-out")
+        check_writable_folder(args.explain, "--explain")
     if args.turns or args.turns_out:
         return _run_turns(args)
     recognizer = Recognizer.load(
@@ -155,6 +170,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         fusion=args.fusion,
     )
+    if args.explain is not None:
+        recognizer.require_explainable()
+        return _run_explain(args, recognizer)
     files, failures = find_audio(args.paths)
     _speaker_statistics(recognizer, files, args.same_speaker)
     predictions = []
@@ -184,6 +202,47 @@ def _run_predict(args: argparse.Namespace) -> int:
         if not written:
             err_console.print("timeline: no recording is 4 segments or longer", highlight=False)
     return _exit_status(len(predictions), failures, "predicted")
+
+
+def _run_explain(args: argparse.Namespace, recognizer) -> int:
+    """``predict --explain DIR``: each recording predicted and explained, one after another."""
+    import json
+
+    from emovision.explain import save_explanation
+    from emovision.predict import Failure, find_audio
+    from emovision.progress import progress_bar
+
+    files, failures = find_audio(args.paths)
+    _speaker_statistics(recognizer, files, args.same_speaker)
+    done, stems = [], set()
+    with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
+        task = bar.add_task("explaining", total=len(files))
+        for path in files:
+            bar.advance(task)
+            try:
+                explanation = recognizer.explain(path)
+            except AudioError as exc:
+                failures.append(Failure(str(path), exc.reason))
+                continue
+            stem = path.stem
+            while stem in stems:
+                stem += "_"
+            stems.add(stem)
+            png, _ = save_explanation(explanation, args.explain, stem)
+            item = explanation.prediction
+            done.append((item, png))
+            if args.json:
+                record = {**item.to_dict(), "explanation": {**explanation.to_dict(), "png": str(png)}}
+                sys.stdout.write(json.dumps(record) + "\n")
+                sys.stdout.flush()
+    if done and not args.json:
+        table = Table(title=f"{args.model.name}: {len(done)} recording(s) explained in {args.explain}")
+        for column in ("file", "emotion", "confidence", "picture"):
+            table.add_column(column, justify="right" if column == "confidence" else "left")
+        for item, png in done:
+            table.add_row(item.source, item.label, f"{item.confidence:.2f}", png.name)
+        console.print(table, highlight=False)
+    return _exit_status(len(done), failures, "explained")
 
 
 def _speaker_statistics(recognizer, files: list[Path], same_speaker: bool) -> None:

@@ -4,6 +4,8 @@
 A speaker-normalised model scores an upload by itself (the cold mode) unless the request names a
 speaker key (``?speaker=KEY``): then by the statistics of the recordings uploaded before under that
 key, after which the upload joins them (:mod:`emovision.serve.speakers`; memory only, bounded).
+``?explain=true`` adds where in the spectrogram the decision came from (:mod:`emovision.explain`);
+a model that cannot be explained (ONNX) answers it with 422, and ``/api/health`` says which.
 
 Uploads are multipart forms with the audio in the field ``file``. Every refusal is a 4xx
 JSON body ``{"detail": "..."}``: 413 for a body over the upload limit (checked from
@@ -21,7 +23,7 @@ import asyncio
 import base64
 import weakref
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
@@ -45,6 +47,9 @@ from emovision.serve import (
     DEFAULT_SPEAKER_TTL,
 )
 from emovision.serve.speakers import MAX_KEY_LENGTH, SpeakerStore, check_key
+
+if TYPE_CHECKING:
+    from emovision.explain import Explanation  # imports torch, which an ONNX server does without
 
 STATIC = Path(__file__).resolve().parent / "static"
 MULTIPART_OVERHEAD = 64 * 1024
@@ -84,6 +89,22 @@ class SpeakerOut(BaseModel):
     seconds: float = Field(description="seconds of audio behind them")
 
 
+class MapOut(BaseModel):
+    """A saliency map as 8-bit levels (0: not salient, 255: the most salient), laid out as the spectrogram."""
+
+    width: int = Field(description="columns, as the spectrogram's (max-pooled alike when long)")
+    height: int = Field(description="rows, the highest frequency first")
+    data: str = Field(description="base64 of height × width uint8 values, row by row")
+
+
+class ExplanationOut(BaseModel):
+    method: str = Field(description="attention (the model's own weights) or grad-cam")
+    explained: str = Field(description="the class the map is for (the predicted one)")
+    frame_seconds: float = Field(description="seconds per frame of frame_weights")
+    frame_weights: list[float] = Field(description="per frame: the map summed over frequency, summing to 1")
+    map: MapOut
+
+
 class PredictionOut(BaseModel):
     file: str
     emotion: str
@@ -94,6 +115,7 @@ class PredictionOut(BaseModel):
     spectrogram: SpectrogramOut | None = None
     turns: list[TurnOut] | None = Field(default=None, description="speech turns, when asked for")
     speaker: SpeakerOut | None = Field(default=None, description="speaker-normalised models: how")
+    explanation: ExplanationOut | None = Field(default=None, description="where the decision came from")
 
 
 class HealthOut(BaseModel):
@@ -106,6 +128,7 @@ class HealthOut(BaseModel):
     max_upload_bytes: int
     max_seconds: float
     speaker_normalised: bool = Field(description="whether speaker keys change the scores")
+    explainable: bool = Field(description="whether explain=true is available (not for ONNX models)")
 
 
 class _BodyLimit:
@@ -198,6 +221,7 @@ def create_app(
     speakers = SpeakerStore(recognizer.new_enrolment, max_speakers, speaker_ttl)
     app.state.speakers = speakers
     slots = _Slots(concurrency)
+    explainable = _why_not_explainable(recognizer)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -235,6 +259,7 @@ def create_app(
             max_upload_bytes=max_upload_bytes,
             max_seconds=max_seconds,
             speaker_normalised=recognizer.speaker_normalised,
+            explainable=explainable is None,
         )
 
     @app.delete(
@@ -280,7 +305,16 @@ def create_app(
                 "earlier uploads under the same key, then joins them",
             ),
         ] = None,
+        explain: Annotated[
+            bool,
+            Query(
+                description="also return where in the spectrogram the decision came from: a saliency "
+                "map laid out as the spectrogram (which is then returned too)"
+            ),
+        ] = False,
     ) -> PredictionOut:
+        if explain and explainable is not None:
+            raise HTTPException(422, explainable)
         content_type = (file.content_type or "").split(";")[0].strip().lower()
         if not (content_type.startswith("audio/") or content_type in AUDIO_PART_TYPES):
             raise HTTPException(415, f"'{file.filename}' is {content_type}, not audio")
@@ -311,17 +345,24 @@ def create_app(
                     min_confidence=min_confidence,
                     max_seconds=max_seconds,
                 )
-            result = await run_in_threadpool(
-                model.predict,
-                data,
-                name=name,
-                keep_features=spectrogram,
-                max_seconds=max_seconds,
-                enrol=enrol,
-            )
+            if explain:
+                explanation = await run_in_threadpool(
+                    model.explain, data, name=name, max_seconds=max_seconds, enrol=enrol
+                )
+                result = explanation.prediction
+            else:
+                explanation = None
+                result = await run_in_threadpool(
+                    model.predict,
+                    data,
+                    name=name,
+                    keep_features=spectrogram,
+                    max_seconds=max_seconds,
+                    enrol=enrol,
+                )
         finally:
             semaphore.release()
-        return _response(result, recognizer, found)
+        return _response(result, recognizer, found, explanation)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -350,33 +391,61 @@ async def _require_multipart(request: Request) -> None:
         )
 
 
-def _response(prediction: Prediction, recognizer: Recognizer, turns: TurnPrediction | None) -> PredictionOut:
+def _why_not_explainable(recognizer: Recognizer) -> str | None:
+    try:
+        recognizer.require_explainable()
+    except EmovisionError as exc:
+        return f"explain=true: {exc}"
+    return None
+
+
+def _response(
+    prediction: Prediction,
+    recognizer: Recognizer,
+    turns: TurnPrediction | None,
+    explanation: Explanation | None = None,
+) -> PredictionOut:
     body = prediction.to_dict()
     if turns is not None:
         body["turns"] = [turn.to_dict() for turn in turns.turns]
     if prediction.features is not None:
         body["spectrogram"] = _spectrogram(prediction.features, prediction.duration or 0.0, recognizer)
+    if explanation is not None:
+        image = _image(explanation.saliency)
+        body["explanation"] = {
+            **explanation.to_dict(),
+            "map": {"width": image.shape[1], "height": image.shape[0], "data": _base64(image)},
+        }
     return PredictionOut(**body)
 
 
 def _spectrogram(features: np.ndarray, seconds: float, recognizer: Recognizer) -> dict:
     """Channel 0 of ``features`` ``(C, F, T)`` in dB as an 8-bit image, at most 1200 columns wide."""
     config = recognizer.config
-    levels = features[0]
-    frames = levels.shape[1]
-    if frames > SPECTROGRAM_MAX_COLUMNS:
-        edges = np.linspace(0, frames, SPECTROGRAM_MAX_COLUMNS + 1).astype(int)
-        levels = np.maximum.reduceat(levels, edges[:-1], axis=1)
-    scaled = np.clip((levels + config.top_db) / config.top_db, 0.0, 1.0)
-    image = np.round(255 * scaled).astype(np.uint8)[::-1]
+    frames = features.shape[2]
+    image = _image(np.clip((features[0] + config.top_db) / config.top_db, 0.0, 1.0))
     return {
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
-        "data": base64.b64encode(np.ascontiguousarray(image).tobytes()).decode("ascii"),
+        "data": _base64(image),
         "seconds": float(frames * config.hop_ms / 1000 if frames else seconds),
         "floor_db": -float(config.top_db),
         "kind": config.kind,
     }
+
+
+def _image(levels: np.ndarray) -> np.ndarray:
+    """Values ``(F, T)`` in [0, 1] as 8-bit rows, the highest frequency first, at most
+    ``SPECTROGRAM_MAX_COLUMNS`` columns (groups of frames max-pooled)."""
+    frames = levels.shape[1]
+    if frames > SPECTROGRAM_MAX_COLUMNS:
+        edges = np.linspace(0, frames, SPECTROGRAM_MAX_COLUMNS + 1).astype(int)
+        levels = np.maximum.reduceat(levels, edges[:-1], axis=1)
+    return np.round(255 * levels).astype(np.uint8)[::-1]
+
+
+def _base64(image: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(image).tobytes()).decode("ascii")
 
 
 def _megabytes(count: int) -> str:

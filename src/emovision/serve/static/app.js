@@ -12,6 +12,7 @@ const STOPS = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 2
 
 const state = {
   classes: [], maxSeconds: 300, maxBytes: 32 * 1024 * 1024, recorder: null, speakerKey: null, enrolled: 0,
+  explainable: false, last: null,
 };
 const SPEAKER_ITEM = "emovision-speaker";
 const $ = (id) => document.getElementById(id);
@@ -43,6 +44,8 @@ async function loadModel() {
     state.maxSeconds = health.max_seconds;
     state.maxBytes = health.max_upload_bytes;
     if (health.speaker_normalised) useSpeakerKey();
+    state.explainable = Boolean(health.explainable);
+    $("explain-control").hidden = !state.explainable;
     $("model").textContent =
       `Model ${health.model} (${health.backend}), classes: ${health.classes.join(", ")}. ` +
       `Up to ${health.max_seconds} s and ${(health.max_upload_bytes / 1048576).toFixed(0)} MB per recording.`;
@@ -105,6 +108,7 @@ async function predict(blob, filename) {
     const minConfidence = Math.min(1, Math.max(0, Number($("min-confidence").value) || 0));
     let query = `spectrogram=true&turns=true&min_confidence=${minConfidence}`;
     if (state.speakerKey) query += `&speaker=${encodeURIComponent(state.speakerKey)}`;
+    if (state.explainable) query += "&explain=true";
     const response = await fetch(`/api/predict?${query}`, { method: "POST", body: form });
     const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
     if (!response.ok) {
@@ -123,6 +127,7 @@ async function predict(blob, filename) {
 }
 
 function show(result) {
+  state.last = result;
   if (state.classes.length === 0) state.classes = Object.keys(result.probabilities);
   $("result").hidden = false;
   $("emotion").textContent = result.emotion;
@@ -130,7 +135,7 @@ function show(result) {
   $("source").textContent =
     `${result.file}: ${result.duration.toFixed(2)} s, ${result.segments.length} segment(s)`;
   drawBars(result.probabilities, result.emotion);
-  drawSpectrogram(result.spectrogram, result.segments);
+  drawSpectrogram(result.spectrogram, result.segments, $("explain").checked ? result.explanation : null);
   drawTimeline(result.segments, result.duration);
   drawTurns(result.turns || [], result.duration);
 }
@@ -215,19 +220,28 @@ function mapColour(value) {
   return STOPS[i].map((c, k) => Math.round(c + t * (STOPS[i + 1][k] - c)));
 }
 
-function drawSpectrogram(spectrogram, segments) {
+// With an explanation, the spectrogram turns grey and the saliency map is laid over it in colour.
+function drawSpectrogram(spectrogram, segments, explanation = null) {
   const canvas = $("spectrogram");
   if (!spectrogram) return;
   const { width, height } = spectrogram;
   const levels = Uint8Array.from(atob(spectrogram.data), (c) => c.charCodeAt(0));
+  const map = explanation ? Uint8Array.from(atob(explanation.map.data), (c) => c.charCodeAt(0)) : null;
   canvas.width = width;
   canvas.height = height;
   const context = canvas.getContext("2d");
   const image = context.createImageData(width, height);
   const lut = Array.from({ length: 256 }, (_, v) => mapColour(v));
   for (let i = 0; i < levels.length; i++) {
-    const [r, g, b] = lut[levels[i]];
-    image.data.set([r, g, b, 255], 4 * i);
+    if (map) {
+      const grey = 40 + 0.5 * levels[i];
+      const [r, g, b] = lut[map[i]];
+      const a = map[i] / 255;
+      image.data.set([grey + a * (r - grey), grey + a * (g - grey), grey + a * (b - grey), 255], 4 * i);
+    } else {
+      const [r, g, b] = lut[levels[i]];
+      image.data.set([r, g, b, 255], 4 * i);
+    }
   }
   context.putImageData(image, 0, 0);
   context.strokeStyle = "rgba(255, 255, 255, 0.7)";
@@ -239,10 +253,12 @@ function drawSpectrogram(spectrogram, segments) {
     context.lineTo(x, height);
     context.stroke();
   }
-  $("spectrogram-note").textContent =
-    `${spectrogram.kind}, ${height} rows (low frequencies at the bottom), ` +
-    `${spectrogram.seconds.toFixed(2)} s, dB from ${spectrogram.floor_db} (dark) to 0 (bright); ` +
-    "dashed lines: segment starts.";
+  $("spectrogram-note").textContent = explanation
+    ? `Where the decision for ${explanation.explained} came from (${explanation.method}): bright ` +
+      "regions weighed most, grey ones little; dashed lines: segment starts."
+    : `${spectrogram.kind}, ${height} rows (low frequencies at the bottom), ` +
+      `${spectrogram.seconds.toFixed(2)} s, dB from ${spectrogram.floor_db} (dark) to 0 (bright); ` +
+      "dashed lines: segment starts.";
 }
 
 function drawTimeline(segments, duration) {
@@ -379,5 +395,9 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("record").addEventListener("click", () => (state.recorder ? stopRecording() : startRecording()));
   $("start-over").addEventListener("click", startOver);
+  $("explain").addEventListener("change", () => {
+    const last = state.last;
+    if (last) drawSpectrogram(last.spectrogram, last.segments, $("explain").checked ? last.explanation : null);
+  });
   loadModel();
 });
