@@ -14,7 +14,15 @@ import torch.nn.functional as F
 from emovision import Recognizer
 from emovision.cli import main
 from emovision.errors import EmovisionError
-from emovision.explain import deletion_flips, frame_weights, method_of, recording_map, segment_saliency
+from emovision.explain import (
+    cam_stage,
+    deletion_flips,
+    frame_weights,
+    grad_cam,
+    method_of,
+    recording_map,
+    segment_saliency,
+)
 from emovision.features import FeatureConfig, bin_frequencies, compute_features
 from emovision.models import build_ser_model
 
@@ -25,8 +33,9 @@ def _upsampled(coarse: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def test_grad_cam_of_a_gap_classifier_is_the_class_activation_map():
-    # alexnet_gap: logits = mean over positions of a 1×1 convolution, so the gradient of class c
-    # is W[c] / positions everywhere and Grad-CAM reduces to CAM (Zhou et al. 2016): relu(Σ_k W[c,k] A_k).
+    # alexnet_gap: logits = mean over positions of a 1×1 convolution, so on the last feature map the
+    # gradient of class c is W[c] / positions everywhere and Grad-CAM reduces to CAM (Zhou et al.
+    # 2016): relu(Σ_k W[c,k] A_k).
     torch.manual_seed(0)
     model = build_ser_model("alexnet_gap", 4, 1, 64).eval()
     x = torch.randn(3, 1, 64, 120)
@@ -34,8 +43,29 @@ def test_grad_cam_of_a_gap_classifier_is_the_class_activation_map():
         fmap = model.feature_map(x)
     weight = model.backbone.classifier.weight[2, :, 0, 0]
     cam = torch.relu(torch.einsum("k,bkft->bft", weight, fmap)).detach()
-    np.testing.assert_allclose(segment_saliency(model, x, 2), _upsampled(cam, (64, 120)), atol=1e-5)
+    found = grad_cam(model, x, 2, model.stages()[-1])
+    torch.testing.assert_close(found / found.amax(), cam / cam.amax(), atol=1e-5, rtol=1e-4)
     assert method_of(model) == "grad-cam"
+
+
+@pytest.mark.parametrize(
+    ("name", "stage", "shape"),
+    [
+        # hand count of the 64 × 200 input's strides: the last block at 1/8 of the height
+        ("efficientnet_lite0", "_blocks.4", (8, 25)),
+        ("resnet18", "layer2", (8, 25)),
+        ("alexnet_gap", "features.1", (15, 49)),
+    ],
+)
+def test_grad_cam_reads_the_last_block_at_an_eighth_of_the_resolution(name, stage, shape):
+    torch.manual_seed(0)
+    model = build_ser_model(name, 4, 1, 64).eval()
+    x = torch.randn(2, 1, 64, 200)
+    chosen = cam_stage(model, x)
+    assert chosen is model.backbone.get_submodule(stage)
+    coarse = grad_cam(model, x, 1, chosen)
+    assert coarse.shape == (2, *shape) and coarse.min() >= 0
+    np.testing.assert_allclose(segment_saliency(model, x, 1), _upsampled(coarse, (64, 200)), atol=1e-5)
 
 
 def test_an_attention_model_shows_its_own_weights():
@@ -150,4 +180,4 @@ def test_deletion_test_counts_flips_against_random_frames(trained_model):
     assert result["utterances"] == 12 and 0 <= result["random"] <= 1 and 0 <= result["salient"] <= 1
     # hiding every frame but one leaves nothing to decide on: salient and random agree
     nearly_all = deletion_flips(model, utterances[:6], fraction=0.999, draws=1)
-    assert nearly_all["salient"] == pytest.approx(nearly_all["random"])
+    assert nearly_all["salient"] == pytest.approx(nearly_all["random"]) == pytest.approx(nearly_all["block"])

