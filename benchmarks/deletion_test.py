@@ -6,7 +6,8 @@ of each recording are hidden, then as many random frames (five draws: scattered 
 one run of consecutive frames at a random place), and the share of decisions that changed is
 counted. The maps would be noise if hiding salient frames changed no more than hiding random ones.
 
-    .venv/bin/python benchmarks/deletion_test.py RUN [RUN ...] [--fraction 0.2] [--draws 5] [--out FILE]
+    .venv/bin/python benchmarks/deletion_test.py RUN [RUN ...] [--fraction 0.2] [--draws 5] [--cam-stride 8]
+        [--out FILE]
 
 RUN is a finished emovision cv folder; its features file is the one it was trained on.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emovision import explain
 from emovision.checkpoint import load_checkpoint, model_from_checkpoint
 from emovision.explain import deletion_flips, method_of
 from emovision.files import atomic_write_bytes, read_json
@@ -82,8 +84,16 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+", metavar="RUN")
     parser.add_argument("--fraction", type=float, default=0.2, help="share of each recording's frames hidden")
     parser.add_argument("--draws", type=int, default=5, help="random draws per recording")
+    parser.add_argument(
+        "--cam-stride",
+        type=int,
+        default=explain.CAM_STRIDE,
+        help="Grad-CAM on the last block at 1/N of the input's resolution (32: the last block of "
+        "efficientnet_lite0)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args()
+    explain.CAM_STRIDE = args.cam_stride
     results = [run(folder, args.fraction, args.draws) for folder in args.runs]
     share = f"{100 * args.fraction:g} %"
     print(

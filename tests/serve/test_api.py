@@ -126,6 +126,7 @@ def _refusals(emodb_wavs) -> list[tuple[str, dict, int, str]]:
         ("too large", {"files": {"file": ("big.wav", wav * 5, "audio/wav")}}, 413, "larger than the limit"),
         ("body too large", {"files": {"file": ("huge.wav", wav * 20, "audio/wav")}}, 413, "larger than the limit"),
         ("too long", {"files": {"file": ("long.wav", _wav_bytes(speech[::4], 5512), "audio/wav")}}, 413, "too long"),
+        ("too long to explain", {"files": {"file": ("long.wav", _wav_bytes(speech[::4], 5512), "audio/wav")}, "params": {"explain": "true"}}, 413, "too long"),
         ("silent", {"files": {"file": ("s.wav", _wav_bytes(np.zeros(8000), 8000), "audio/wav")}}, 422, "silent"),
         ("too short", {"files": {"file": ("short.wav", _wav_bytes(np.ones(100) * 0.1, 16000), "audio/wav")}}, 422, "too short"),
     ]  # fmt: skip
