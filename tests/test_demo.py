@@ -6,7 +6,7 @@ import pytest
 
 from emovision import demo
 from emovision.corpora import emodb, load_corpus
-from emovision.errors import CorpusError
+from emovision.errors import CorpusError, EmovisionError
 
 
 def test_cpu_plan_is_the_reduced_configuration():
@@ -58,3 +58,30 @@ def test_no_network_says_what_to_do(monkeypatch, tmp_path):
     with pytest.raises(CorpusError, match="EMODB_DIR"):
         emodb.download(tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+def _cv_args(argv):
+    from emovision.cli import _with_config, build_parser
+
+    parser = build_parser()
+    return _with_config(parser, parser.parse_args(argv), argv)
+
+
+def test_every_recipe_is_a_cv_config_and_a_demo_plan():
+    from emovision.cli.training import training_config_from_args
+    from emovision.options import TrainConfig
+
+    recipes = sorted(demo.RECIPES.glob("*.toml"))
+    assert {p.name for p in recipes} >= {"demo-cpu.toml", "demo-gpu.toml"}
+    for recipe in recipes:
+        chosen = demo.plan("cpu", recipe)
+        args = _cv_args(["cv", "f.h5", "--config", str(recipe), "--out", "o"])
+        assert training_config_from_args(args) == chosen.training
+        assert isinstance(chosen.training, TrainConfig) and chosen.recipe == recipe.resolve()
+
+
+def test_a_recipe_with_an_unknown_extract_option_is_refused(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "alexnet_gap"\n[extract]\nn-mels = 64\nsegment-lenght = 200\n')
+    with pytest.raises(EmovisionError, match="has no option 'segment_lenght'"):
+        demo.plan("cpu", bad)

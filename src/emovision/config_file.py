@@ -3,7 +3,9 @@
 reruns it exactly.
 
 Keys are the command's long option names (``batch-size`` or ``batch_size``) plus the positional
-``features``; flags given on the command line win over the file.
+``features``; flags given on the command line win over the file. A *recipe* (``recipes/*.toml``)
+is such a file with an ``[extract]`` table: the ``emovision extract`` options its features file is
+made with (``train`` and ``cv`` skip it; :func:`read_recipe` reads both).
 """
 
 from __future__ import annotations
@@ -37,12 +39,8 @@ def option_types(parser: argparse.ArgumentParser) -> dict[str, type]:
 def read_config(path: Path, types: dict[str, type]) -> dict:
     """The options in the TOML file at ``path``, checked against ``types``: unknown keys and wrong
     types are errors that name the key."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmovisionError(f"--config {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise EmovisionError(f"--config {path} is not a readable TOML file ({exc})") from None
+    raw = _load(path)
+    raw.pop(EXTRACT_TABLE, None)
     values = {}
     for key, value in raw.items():
         dest = key.replace("-", "_")
@@ -62,6 +60,29 @@ def read_config(path: Path, types: dict[str, type]) -> dict:
             raise EmovisionError(f"--config {path}: {key} must be {expected.__name__}, got {value!r}")
         values[dest] = value
     return values
+
+
+EXTRACT_TABLE = "extract"
+
+
+def read_recipe(path: Path) -> tuple[dict, dict]:
+    """A recipe's ``extract`` options (dashes as underscores) and its training options (unchecked:
+    :class:`emovision.options.TrainConfig` checks them), from the TOML file at ``path``."""
+    raw = _load(path)
+    extract = raw.pop(EXTRACT_TABLE, {})
+    if not isinstance(extract, dict):
+        raise EmovisionError(f"--config {path}: [{EXTRACT_TABLE}] must be a table")
+    dashes = {key.replace("-", "_"): value for key, value in extract.items()}
+    return dashes, {key.replace("-", "_"): value for key, value in raw.items()}
+
+
+def _load(path: Path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmovisionError(f"--config {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise EmovisionError(f"--config {path} is not a readable TOML file ({exc})") from None
 
 
 def write_config(path: Path, args: argparse.Namespace, types: dict[str, type]) -> Path:

@@ -13,17 +13,21 @@ minutes on two cores, and the output says so.
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
 from emovision.augment_audio import AugmentPlan
+from emovision.config_file import read_recipe
 from emovision.corpora import emodb, load_corpus
 from emovision.cv import run_cv
+from emovision.errors import EmovisionError
 from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
+from emovision.files import atomic_write_bytes
 from emovision.options import TrainConfig
 from emovision.system import available_cores
 
@@ -38,36 +42,51 @@ class DemoPlan:
     training: TrainConfig
     note: str
     augment: AugmentPlan | None = None
+    recipe: Path | None = None
 
 
-def plan(device: str = "auto") -> DemoPlan:
-    """The full configuration on a GPU, a reduced one on a CPU."""
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def plan(device: str = "auto", recipe: str | Path | None = None) -> DemoPlan:
+    """The demo's recipe: ``recipes/demo-gpu.toml`` when a CUDA GPU is there (and ``device`` allows
+    it), else ``recipes/demo-cpu.toml`` (fewer epochs); ``recipe`` names another file."""
     cuda = torch.cuda.is_available() and device != "cpu"
-    recipe = {
-        "model": "efficientnet_lite0",
-        "pretrained": True,
-        "batch_size": 16,
-        "lr": 1e-3,
-        "schedule": "cosine",
-        "augment": "specaugment,noise,reverb,speed",
-    }
-    features = FeatureConfig(kind="logmelspec", n_mels=64, segment_frames=200, segment_tail="trim")
-    if cuda:
-        return DemoPlan(
-            features,
-            TrainConfig(**recipe, epochs=24, device="cuda"),
-            "GPU found: full configuration (pretrained efficientnet_lite0, SpecAugment and noisy, "
-            "reverberant and speed-perturbed copies, 2-s segments, batch 16, 24 epochs)",
-            AugmentPlan(augment=("noise", "reverb", "speed")),
+    path = Path(recipe) if recipe else RECIPES / f"demo-{'gpu' if cuda else 'cpu'}.toml"
+    if recipe is None and not path.is_file():
+        raise EmovisionError(
+            f"the demo's recipe {path} is missing: run the demo from a clone of the repository, "
+            "or give a recipe with --recipe FILE"
         )
-    return DemoPlan(
-        features,
-        TrainConfig(**recipe, epochs=12, device="cpu"),
-        "no GPU: reduced CPU configuration (pretrained efficientnet_lite0 with SpecAugment and noisy, "
-        "reverberant and speed-perturbed copies, 2-s segments, batch 16, 12 epochs, one fold per core) so the "
-        "whole demo ends within 15 minutes on two cores; a GPU machine runs the full one",
-        AugmentPlan(augment=("noise", "reverb", "speed")),
+    extract, training = read_recipe(path)
+    features, augment = _extract_options(extract, path)
+    config = TrainConfig.from_dict(training)
+    if recipe is None and not cuda:
+        note = (
+            f"no GPU: reduced CPU configuration ({path.name}: {config.epochs} epochs, one fold per core) so "
+            "the whole demo ends within 15 minutes on two cores; a GPU machine runs the full one"
+        )
+    else:
+        note = f"{'GPU found: full' if config.device.startswith('cuda') else 'the'} configuration of {path}"
+    recipe_text = (
+        (f"pretrained {config.model}" if config.pretrained else config.model)
+        + f", augment {config.augment or 'none'}, {features.segment_frames}-frame segments, batch {config.batch_size}"
     )
+    return DemoPlan(features, config, f"{note} ({recipe_text})", augment, path.resolve())
+
+
+def _extract_options(values: dict, path: Path) -> tuple[FeatureConfig, AugmentPlan | None]:
+    """A recipe's ``[extract]`` table as the features' configuration and the waveform copies."""
+    values = dict(values)
+    augment = values.pop("augment", "")
+    if "features" in values:
+        values["kind"] = values.pop("features")
+    known = {field.name for field in fields(FeatureConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise EmovisionError(f"{path}: [extract] has no option {unknown[0]!r}")
+    kinds = tuple(part.strip() for part in augment.split(",") if part.strip())
+    return FeatureConfig(**values), AugmentPlan(augment=kinds) if kinds else None
 
 
 def emodb_root(given: str | Path | None) -> Path:
@@ -78,10 +97,17 @@ def emodb_root(given: str | Path | None) -> Path:
     return emodb.download(CACHE)
 
 
-def run_demo(emodb_dir: str | Path | None, out: str | Path, device: str = "auto", say=print) -> dict:
-    """Run the demo; return the cross-validation summary."""
+def run_demo(
+    emodb_dir: str | Path | None,
+    out: str | Path,
+    device: str = "auto",
+    say=print,
+    recipe: str | Path | None = None,
+) -> dict:
+    """Run the demo; return the cross-validation summary. The cv folder gets ``config.toml``: the
+    recipe with its features file, so ``emovision cv --config THAT --out NEW`` reruns it."""
     out = Path(out)
-    chosen = plan(device)
+    chosen = plan(device, recipe)
     say(chosen.note)
     root = emodb_root(emodb_dir)
     corpus = load_corpus("emodb", root)
@@ -94,4 +120,8 @@ def run_demo(emodb_dir: str | Path | None, out: str | Path, device: str = "auto"
         extract_corpus(corpus, chosen.features, features, augment=chosen.augment)
     say(f"features: {features}")
     parallel = 1 if chosen.training.device == "cuda" else available_cores()
-    return run_cv(features, chosen.training, out / f"cv-{chosen.training.model}", parallel=parallel)
+    cv_dir = out / f"cv-{chosen.training.model}"
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    text = f"# emovision demo run: rerun with --config this-file --out NEW_FOLDER\nfeatures = {json.dumps(str(features))}\n"
+    atomic_write_bytes(cv_dir / "config.toml", (text + chosen.recipe.read_text(encoding="utf-8")).encode())
+    return run_cv(features, chosen.training, cv_dir, parallel=parallel)

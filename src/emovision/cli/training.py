@@ -548,12 +548,18 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="where features and runs go")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--recipe",
+        type=Path,
+        default=None,
+        help="a recipe file instead of recipes/demo-cpu.toml (demo-gpu.toml with a CUDA GPU)",
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from emovision.demo import run_demo
 
-    summary = run_demo(args.emodb_dir, args.out, args.device, say=console.print)
+    summary = run_demo(args.emodb_dir, args.out, args.device, say=console.print, recipe=args.recipe)
     print_cv_summary(summary, args.out / f"cv-{summary['train_config']['model']}")
     return 0
 
