@@ -4,8 +4,8 @@ A model with the attention head (``--head attention``) shows its own attention w
 PyTorch model gets Grad-CAM (Selvaraju et al. 2017): a feature map's channels weighted by the mean
 gradient of the explained class's logit, summed and rectified. The feature map is that of the last
 backbone block at 1/8 of the input's resolution (for 64 × 200 inputs 8 × 25), not the last one
-(2 × 7): on emoDB its salient frames change 2.0 times as many decisions as a random block of
-frames when hidden, against 1.5 times for the last map (BENCHMARKS.md, the deletion test). Either
+(2 × 7): chosen by the deletion test below, where its salient frames change more decisions than the
+last map's (BENCHMARKS.md). Either
 map is upsampled bilinearly to the segment's bins and frames ``(F, T)`` and scaled to a maximum of 1; the segments' maps are then laid back on
 the recording's frames (averaged where segments overlap; frames no segment covers, such as a
 trimmed tail, weigh 0). An ensemble (a cv folder) averages its members' maps. ONNX files cannot be

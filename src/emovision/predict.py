@@ -363,8 +363,9 @@ class Recognizer:
         the raw probabilities. Decisions are the same either way. ``fusion``: ``off`` (the
         default) gives the image models' scores alone, ``on`` requires the folder's
         ``fusion-model.npz`` and uses it (its temperature replaces the image models'), ``auto`` uses
-        it when there is one. Off by default: the fusion is better on clean recordings and much
-        worse in noise and reverberation (the openSMILE functionals are not robust; BENCHMARKS.md).
+        it when there is one. Off by default: the fusion needs openSMILE (the ``opensmile`` extra) and
+        computes functionals at every prediction, and one fitted on clean recordings alone (``fuse``
+        without ``--augment``) degrades in noise; see BENCHMARKS.md for both kinds.
         """
         if batch_size < 1:
             raise EmovisionError("the batch size must be at least 1")

@@ -143,8 +143,8 @@ def _fusion_argument(parser: argparse.ArgumentParser) -> None:
         default="off",
         choices=("auto", "on", "off"),
         help="the late fusion with openSMILE functionals of a cv or ensemble folder (fusion-model.npz): "
-        "off (default: image models alone), on (require it), auto (when there is one). Better on clean "
-        "recordings, much worse in noise or reverberation",
+        "off (default: image models alone), on (require it), auto (when there is one); it needs the "
+        "opensmile extra, and one fitted without fuse --augment degrades in noise",
     )
 
 
