@@ -58,7 +58,7 @@ def metrics_from_confusion(matrix: np.ndarray, classes: list[str]) -> dict:
     total = int(matrix.sum())
     return {
         "wa": float(np.trace(matrix) / total) if total else float("nan"),
-        "ua": float(np.nan_to_num(recall).mean()) if present.any() else float("nan"),
+        "ua": float(np.nanmean(recall)) if present.any() else float("nan"),
         "recall": {
             name: (None if np.isnan(r) else float(r)) for name, r in zip(classes, recall, strict=True)
         },
