@@ -184,6 +184,16 @@ def test_cv_and_report_commands(emodb_small, tmp_path, capsys):
     config = FeatureConfig.from_dict(json.loads((out / "summary.json").read_text())["feature_config"])
     assert f"{config.kind} {config.height}×{config.segment_frames}" in report
     assert main(["report", str(tmp_path)]) == 2
+    # a cv still training (a second fold listed, not finished) is reported on its finished folds
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    (partial / "summary.json").unlink()
+    record = json.loads((partial / "cv.json").read_text())
+    record["folds"].append({**record["folds"][0], "name": "later", "test": ["09"], "val": ["08"]})
+    (partial / "cv.json").write_text(json.dumps(record))
+    assert main(["report", str(partial), str(out), "--markdown"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {partial} |")]
+    assert "| 1 of 2 |" in rows[0]
 
 
 def test_torchrun_ddp_on_cpu_with_gloo(emodb_small, tmp_path):

@@ -21,6 +21,13 @@ class AudioError(EmovisionError):
         super().__init__(f"{source}: {reason}")
 
 
+class TooLongError(AudioError):
+    """A recording over a duration limit (the server answers it with 413)."""
+
+    def __init__(self, source: str, seconds: float, limit: float) -> None:
+        super().__init__(source, f"too long ({seconds:.1f} s, at most {limit:g} s)")
+
+
 class CorpusError(EmovisionError):
     """A corpus root, label file or class selection that cannot be used."""
 

@@ -27,6 +27,7 @@ import torch
 import emovision
 from emovision.checkpoint import model_from_checkpoint
 from emovision.errors import EmovisionError
+from emovision.features import FeatureConfig
 from emovision.files import atomic_write_bytes
 from emovision.predict import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAME
 from emovision.runs import load_model_payload
@@ -128,7 +129,7 @@ def _export(model: torch.nn.Module, example: torch.Tensor, dynamic_time: bool, o
 
 def _example_segments(batch: int, channels: int, height: int, frames: int, payload: dict) -> torch.Tensor:
     """Deterministic dB-like segments ``(batch, C, F, frames)`` in ``[-top_db, 0]``."""
-    top_db = float((payload.get("feature_config") or {}).get("top_db", 80.0))
+    top_db = float((payload.get("feature_config") or {}).get("top_db", FeatureConfig().top_db))
     rng = np.random.default_rng(0)
     values = -top_db * rng.random((batch, channels, height, frames), dtype=np.float32)
     return torch.from_numpy(values)

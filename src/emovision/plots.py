@@ -133,27 +133,6 @@ def explanation(
     return save_figure(figure, path)
 
 
-def line_chart(
-    x_values: list,
-    series: dict[str, list],
-    path: str | Path,
-    xlabel: str,
-    ylabel: str,
-    title: str = "",
-    invert_x: bool = False,
-) -> Path:
-    """One line per series (e.g. UA against SNR per noise type)."""
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name, values in series.items():
-        axis.plot(x_values, values, marker="o", label=name)
-    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    if invert_x:
-        axis.invert_xaxis()
-    axis.grid(alpha=0.3)
-    axis.legend()
-    return save_figure(figure, path)
-
-
 def robustness_curves(
     snrs: list[float],
     noise_ua: dict[str, list[float]],

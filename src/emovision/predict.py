@@ -58,7 +58,7 @@ from emovision.audio import (
 )
 from emovision.calibration import apply_temperature
 from emovision.enrolment import Enrolment
-from emovision.errors import AudioError, CheckpointError, EmovisionError
+from emovision.errors import AudioError, CheckpointError, EmovisionError, TooLongError
 from emovision.evaluate import utterance_scores
 from emovision.features import (
     FeatureConfig,
@@ -685,7 +685,7 @@ class Recognizer:
             frames, rate = audio_info(source)
             duration = frames / rate if rate else 0.0
             if max_seconds is not None and duration > max_seconds:
-                raise AudioError(label, f"too long ({duration:.1f} s, at most {max_seconds:g} s)")
+                raise TooLongError(label, duration, max_seconds)
             for block in stream_audio(source, VAD_RATE):
                 detector.feed(block)
                 if progress is not None:
@@ -929,7 +929,7 @@ class Recognizer:
                 raise AudioError(label, _BUFFER_REPR.sub("the data", exc.reason)) from None
         duration = samples.size / config.sample_rate
         if max_seconds is not None and duration > max_seconds:
-            raise AudioError(label, f"too long ({duration:.1f} s, at most {max_seconds:g} s)")
+            raise TooLongError(label, duration, max_seconds)
         return label, samples, key
 
     def _finish(self, waiting: list[tuple[str, Future]]) -> Iterator[Prediction | Failure]:
@@ -1096,7 +1096,7 @@ def _check_duration(source: str | Path | bytes, label: str, max_seconds: float) 
         return
     if info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
         seconds = info.frames / info.samplerate
-        raise AudioError(label, f"too long ({seconds:.1f} s, at most {max_seconds:g} s)")
+        raise TooLongError(label, seconds, max_seconds)
 
 
 def _segments_per_file(config: FeatureConfig) -> int:

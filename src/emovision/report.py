@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emovision.cv import summarize_folder
 from emovision.errors import EmovisionError
 from emovision.evaluate import paired_difference
 from emovision.features import FeatureConfig
@@ -18,12 +19,23 @@ from emovision.speaker_norm import MODES
 MODELS = ("image", "linear", "fusion")
 
 
+def cv_summary(folder: Path) -> dict | None:
+    """A cv folder's summary: ``summary.json`` when every fold is finished, else the summary of the
+    folds finished so far (its ``missing`` lists the others), so runs can be compared while they
+    train; None for a folder that is no cv run."""
+    if (folder / "summary.json").is_file():
+        return read_json(folder / "summary.json", "cross-validation summary")
+    if (folder / "cv.json").is_file():
+        return summarize_folder(folder)
+    return None
+
+
 def load_run(folder: Path) -> dict:
     """One row: run, model, features, options, runs, WA/UA mean ± std, pooled WA/UA, and under
     ``modes`` the pooled UA in each evaluation mode (``—`` where the run cannot tell)."""
-    summary_path, metrics_path = folder / "summary.json", folder / "metrics.json"
-    if summary_path.is_file():
-        summary = read_json(summary_path, "cross-validation summary")
+    metrics_path = folder / "metrics.json"
+    summary = cv_summary(folder)
+    if summary is not None:
         if "members" in summary:
             return _ensemble_row(folder, summary)
         pooled = summary["pooled"]
@@ -31,6 +43,8 @@ def load_run(folder: Path) -> dict:
         wa = f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}"
         ua = f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}"
         count = len(summary["folds"])
+        if summary.get("missing"):
+            count = f"{count} of {count + len(summary['missing'])}"
         pooled_wa, pooled_ua = pooled["wa"], pooled["ua"]
         features = _describe_features(summary.get("feature_config"))
         modes = mode_pooled_ua(summary)
@@ -43,7 +57,7 @@ def load_run(folder: Path) -> dict:
         recorded = metrics.get("test_modes") or {}
         modes = {m: recorded[m]["ua"] if recorded else None for m in MODES}
     else:
-        raise EmovisionError(f"{folder} holds no finished run (no summary.json or metrics.json)")
+        raise EmovisionError(f"{folder} holds no run (no summary.json, cv.json or metrics.json)")
     options = run_options(config)
     return {
         "run": str(folder),
@@ -118,11 +132,8 @@ def paired_deltas(folders: list[Path]) -> list[dict]:
     fold name and test speakers; a fold's repeats averaged first), in each evaluation mode both runs
     have (:func:`mode_fold_ua`): one row per run with ``mean ± standard error (folds better/folds)``
     per mode. Empty with fewer than two cv runs."""
-    found = [
-        (str(f), read_json(Path(f) / "summary.json", "cross-validation summary"))
-        for f in folders
-        if (Path(f) / "summary.json").is_file()
-    ]
+    summaries = [(str(f), cv_summary(Path(f))) for f in folders]
+    found = [(label, summary) for label, summary in summaries if summary is not None]
     if len(found) < 2:
         return []
     per_fold = [(label, mode_fold_ua(summary)) for label, summary in found]

@@ -30,6 +30,7 @@ from emovision.dataset import FeatureSource, Split, load_split, open_source
 from emovision.distributed import on_rank0
 from emovision.errors import EmovisionError
 from emovision.evaluate import score_utterances, segment_log_probs, utterance_scores
+from emovision.features import FeatureConfig
 from emovision.files import atomic_write_bytes, read_json
 from emovision.folds import Fold
 from emovision.models import SERModel, build_ser_model, get_spec
@@ -121,7 +122,7 @@ class Trainer:
                 "transductive",
             )
             fit_on = whole.normalise(split.segments, split.segments_per_utterance)
-        top_db = self.source.config.top_db if self.source.config else 80.0
+        top_db = (self.source.config or FeatureConfig()).top_db
         model.norm.fit(fit_on, top_db, spec.mean, spec.std)
         _check_input_size(model, self.train_split.segments[:2], config.model)
         self.model = model.to(self.device).to(memory_format=torch.channels_last)

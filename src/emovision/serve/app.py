@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import emovision
-from emovision.errors import AudioError, EmovisionError
+from emovision.errors import AudioError, EmovisionError, TooLongError
 from emovision.predict import Prediction, Recognizer, TurnPrediction
 from emovision.serve import (
     DEFAULT_CONCURRENCY,
@@ -236,7 +236,7 @@ def create_app(
 
     @app.exception_handler(AudioError)
     async def audio_error(request: Request, exc: AudioError) -> JSONResponse:
-        status = 413 if exc.reason.startswith("too long") else 422
+        status = 413 if isinstance(exc, TooLongError) else 422
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(EmovisionError)
