@@ -31,7 +31,7 @@ def cv_summary(folder: Path) -> dict | None:
 
 
 def load_run(folder: Path) -> dict:
-    """One row: run, model, features, options, runs, WA/UA mean ± std, pooled WA/UA, and under
+    """One row: run, corpus, model, features, options, runs, WA/UA mean ± std, pooled WA/UA, and under
     ``modes`` the pooled UA in each evaluation mode (``—`` where the run cannot tell)."""
     metrics_path = folder / "metrics.json"
     summary = cv_summary(folder)
@@ -47,13 +47,14 @@ def load_run(folder: Path) -> dict:
             count = f"{count} of {count + len(summary['missing'])}"
         pooled_wa, pooled_ua = pooled["wa"], pooled["ua"]
         features = _describe_features(summary.get("feature_config"))
+        corpus = summary.get("corpus") or "—"
         modes = mode_pooled_ua(summary)
     elif metrics_path.is_file():
         metrics = read_json(metrics_path, "metrics")
         config = metrics["train_config"]
         wa, ua = f"{metrics['test']['wa']:.3f}", f"{metrics['test']['ua']:.3f}"
         count, pooled_wa, pooled_ua = 1, metrics["test"]["wa"], metrics["test"]["ua"]
-        features = "—"
+        features, corpus = "—", "—"
         recorded = metrics.get("test_modes") or {}
         modes = {m: recorded[m]["ua"] if recorded else None for m in MODES}
     else:
@@ -61,6 +62,7 @@ def load_run(folder: Path) -> dict:
     options = run_options(config)
     return {
         "run": str(folder),
+        "corpus": corpus,
         "model": config["model"],
         "features": features,
         "options": ", ".join(options) or "baseline",
@@ -93,6 +95,7 @@ def _ensemble_row(folder: Path, summary: dict) -> dict:
     pooled = summary["pooled"]
     return {
         "run": str(folder),
+        "corpus": summary.get("corpus") or "—",
         "model": " + ".join(m["model"] for m in members),
         "features": "—",
         "options": f"within-fold ensemble of {len(members)} cvs",

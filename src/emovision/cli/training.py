@@ -502,7 +502,7 @@ def _run_report(args: argparse.Namespace) -> int:
     paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
     shared = "(test speakers; mean ± s.e. over shared folds, folds better)"
     tables = (
-        ("comparison", rows, ("run", "model", "features", "options")),
+        ("comparison", rows, ("run", "corpus", "model", "features", "options")),
         ("pooled UA by evaluation mode (cold: a recording alone; enrolled-5; transductive)", modes, ("run",)),
         (f"paired ΔUA from {args.runs[0]} {shared}", clean, ("run",)),
         (
