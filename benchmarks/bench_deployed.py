@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from emovision.fusion_model import FILE_NAME as FUSION_FILE
-from emovision.predict import Failure, Recognizer
+from emovision.predict import Recognizer
+from emovision.results import Failure
 
 console = Console()
 

@@ -199,7 +199,7 @@ def measure_throughput(models: dict[str, Path], wavs: list[Path]) -> list[dict]:
     import torch
 
     from emovision import Recognizer
-    from emovision.predict import Failure
+    from emovision.results import Failure
 
     seconds = sum(sf.info(wav).duration for wav in wavs)
     setups = [("PyTorch", "cpu", models["PyTorch"]), ("ONNX Runtime", "cpu", models["ONNX Runtime"])]

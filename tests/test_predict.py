@@ -18,7 +18,7 @@ from emovision.cli import main
 from emovision.errors import AudioError, CheckpointError, EmovisionError
 from emovision.evaluate import confusion_matrix, utterance_scores
 from emovision.features import FeatureConfig, SpeakerStatistics, compute_features, segment, speaker_normalise
-from emovision.predict import Failure
+from emovision.results import Failure
 from emovision.store import load_speakers
 
 

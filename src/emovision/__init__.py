@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-_LAZY = {"Recognizer": "emovision.predict", "Prediction": "emovision.predict"}
+_LAZY = {"Recognizer": "emovision.predict", "Prediction": "emovision.results"}
 
 
 def __getattr__(name: str):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emovision.files import atomic_write, atomic_write_bytes, check_output_path
-from emovision.predict import Embedding
+from emovision.results import Embedding
 from emovision.system import require
 
 FORMATS = (".npy", ".parquet")

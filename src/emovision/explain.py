@@ -149,7 +149,7 @@ class Explanation:
     ``saliency`` ``(F, T)`` in [0, 1] over ``spectrogram`` ``(F, T)`` (the model's first input channel,
     dB); ``times`` ``(T,)`` the frames' starts (s); ``frequencies`` ``(F,)`` the bins' centres (Hz);
     ``method`` one of :data:`METHODS`; ``explained`` the class the map is for; ``prediction`` the
-    recording's :class:`emovision.predict.Prediction` (with its emotion over time).
+    recording's :class:`emovision.results.Prediction` (with its emotion over time).
     """
 
     prediction: object

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 import emovision
+from emovision.backends import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAME
 from emovision.checkpoint import model_from_checkpoint
 from emovision.errors import EmovisionError
 from emovision.features import FeatureConfig
 from emovision.files import atomic_write_bytes
-from emovision.predict import INPUT_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, OUTPUT_NAME
 from emovision.runs import load_model_payload
 from emovision.speaker_norm import SpeakerNormaliser
 from emovision.system import require

@@ -34,10 +34,8 @@ module level, so ``from emovision import Recognizer`` stays light.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,17 +43,15 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from emovision.audio import (
-    AUDIO_SUFFIXES,
-    audio_files,
     audio_info,
     load_audio,
     prepare_audio,
     read_span,
     stream_audio,
 )
+from emovision.backends import OnnxBackend, TorchBackend
 from emovision.calibration import apply_temperature
 from emovision.enrolment import Enrolment
 from emovision.errors import AudioError, CheckpointError, EmovisionError, TooLongError
@@ -70,197 +66,17 @@ from emovision.features import (
     segment_times,
     speaker_normalise,
 )
-from emovision.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.fusion_model import LinearFusion
+from emovision.loading import check_fusion, fusion_of, temperature_for
+from emovision.results import UNCERTAIN, Embedding, Failure, Prediction, Turn, TurnPrediction
+from emovision.sources import BUFFER_REPR, STREAMED_SUFFIXES, Source, Speech, check_duration
 from emovision.speaker_norm import SpeakerNormaliser
-from emovision.system import resolve_device
 from emovision.vad import SAMPLE_RATE as VAD_RATE
 from emovision.vad import SpeechDetector, VadOptions
 
-ONNX_FORMAT = "emovision-onnx"
-ONNX_FORMAT_VERSION = 1
-INPUT_NAME = "segments"
-OUTPUT_NAME = "logits"
-TIMELINE_MIN_SEGMENTS = 4
-# Files read block by block by --turns (soundfile decodes and seeks them); others are read whole.
-STREAMED_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".caf", ".w64", ".mp3")
-
-Source = str | Path | bytes | np.ndarray
-_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
-
-
-@dataclass
-class Prediction:
-    """The emotion of one recording.
-
-    ``probabilities`` maps every class to its utterance-level probability;
-    ``segment_probabilities`` ``(N, K)`` holds each segment's class probabilities and
-    ``times`` ``(N, 2)`` its start and end in seconds (the end of the last segment is
-    clipped to the recording's ``duration``, in seconds; NaN when the model's feature
-    configuration is unknown). ``features`` ``(C, F, T)`` is the
-    whole recording's spectrogram in dB, kept when asked for. ``speaker`` (speaker-normalised
-    models only) says how the recording was normalised: ``mode`` ``cold`` (by itself) or
-    ``enrolled``, with the ``recordings`` and ``seconds`` of audio behind the statistics.
-    """
-
-    source: str
-    classes: list[str]
-    probabilities: dict[str, float]
-    segment_probabilities: np.ndarray
-    times: np.ndarray
-    duration: float | None
-    features: np.ndarray | None = field(default=None, repr=False)
-    speaker: dict | None = None
-
-    @property
-    def label(self) -> str:
-        """The most probable class."""
-        return max(self.probabilities, key=self.probabilities.__getitem__)
-
-    @property
-    def confidence(self) -> float:
-        """Probability of :attr:`label`."""
-        return self.probabilities[self.label]
-
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable classes with their probabilities, most probable first."""
-        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
-
-    def to_dict(self) -> dict:
-        """JSON-ready: file, emotion, confidence, probabilities, duration (s) and segments."""
-        return {
-            "file": self.source,
-            "emotion": self.label,
-            "confidence": self.confidence,
-            "probabilities": dict(self.probabilities),
-            "duration": self.duration,
-            **({"speaker": dict(self.speaker)} if self.speaker is not None else {}),
-            "segments": [
-                {
-                    "start": float(start),
-                    "end": float(end),
-                    "emotion": self.classes[int(row.argmax())],
-                    "probabilities": dict(zip(self.classes, map(float, row), strict=True)),
-                }
-                for (start, end), row in zip(self.times, self.segment_probabilities, strict=True)
-            ],
-        }
-
-
-UNCERTAIN = "uncertain"
 CALIBRATION_MODES = ("auto", "on", "off")
 TURN_NORMALISATIONS = ("causal", "recording", "turn")
 FUSION_MODES = ("auto", "on", "off")
-
-
-@dataclass
-class Turn:
-    """One speech turn: ``start`` and ``end`` in seconds, the class probabilities of its
-    segments combined, and ``emotion``: the most probable class, or ``"uncertain"`` when its
-    probability is below the ``min_confidence`` it was predicted with."""
-
-    start: float
-    end: float
-    probabilities: dict[str, float]
-    emotion: str
-
-    @property
-    def confidence(self) -> float:
-        """Probability of the most probable class (also for an uncertain turn)."""
-        return max(self.probabilities.values())
-
-    def to_dict(self) -> dict:
-        return {
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "emotion": self.emotion,
-            "confidence": self.confidence,
-            "probabilities": dict(self.probabilities),
-        }
-
-
-@dataclass
-class TurnPrediction:
-    """The speech turns of one recording (``duration`` in seconds), each with its emotion."""
-
-    source: str
-    classes: list[str]
-    duration: float
-    turns: list[Turn]
-
-    def to_dicts(self) -> list[dict]:
-        """One JSON-ready row per turn, with the file."""
-        return [{"file": self.source, **turn.to_dict()} for turn in self.turns]
-
-
-@dataclass
-class Embedding:
-    """Vectors ``(N, D)`` of a recording: one for the whole (``spans`` ``[[0, duration]]``) or one
-    per speech turn (``spans`` ``(N, 2)``, start and end in seconds)."""
-
-    source: str
-    vectors: np.ndarray
-    spans: np.ndarray
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A recording that could not be used, with the reason."""
-
-    source: str
-    reason: str
-
-
-@dataclass
-class _Speech:
-    """A recording's speech turns (``spans`` ``(N, 2)``, seconds) and ``read(start, end)`` for the
-    samples of a stretch at the model's rate."""
-
-    label: str
-    duration: float
-    spans: np.ndarray
-    read: Callable[[float, float], np.ndarray]
-    config: FeatureConfig
-    key: str
-    functionals: Callable[[np.ndarray, int], np.ndarray] | None = None
-    extra_configs: tuple[FeatureConfig, ...] = ()
-    normalise: Callable[[np.ndarray, int], np.ndarray] = lambda segments, member: segments
-    learn: Callable[[list[np.ndarray], np.ndarray | None, float], None] | None = None
-
-    def raw_turns(self) -> Iterator[tuple[list[np.ndarray], np.ndarray | None, float]]:
-        """Every turn's unnormalised segments per member, its functionals (or None) and its seconds."""
-        minimum = self.config.min_samples / self.config.sample_rate
-        configs = (self.config, *self.extra_configs)
-        for start, end in self.spans:
-            samples = self.read(float(start), max(float(end), float(start) + minimum))
-            raw = [segment(compute_features(samples, config, self.key), config) for config in configs]
-            values = None if self.functionals is None else self.functionals(samples, self.config.sample_rate)
-            yield raw, values, samples.size / self.config.sample_rate
-
-    def batches(self, segments_per_batch: int) -> Iterator[tuple]:
-        """Turns ``(spans, pieces, values, extra)``, a batch of about ``segments_per_batch``
-        segments at a time: their spans ``(n, 2)``, segments ``(n_i, C, F, T)`` per turn,
-        functionals ``(n, D)`` for a fused model (else None) and, per extra ensemble member, its
-        segments per turn (a turn shorter than one analysis window is widened to one). Each turn is
-        normalised before :attr:`learn` (when set) is given it: causal normalisation."""
-        spans, pieces, values, count = [], [], [], 0
-        extra: list[list[np.ndarray]] = [[] for _ in self.extra_configs]
-        for (start, end), (raw, functionals, seconds) in zip(self.spans, self.raw_turns(), strict=True):
-            pieces.append(self.normalise(raw[0], 0))
-            for m, member in enumerate(extra, start=1):
-                member.append(self.normalise(raw[m], m))
-            if functionals is not None:
-                values.append(functionals)
-            if self.learn is not None:
-                self.learn(raw, None if functionals is None else functionals[None], seconds)
-            spans.append((start, end))
-            count += pieces[-1].shape[0]
-            if count >= segments_per_batch:
-                yield np.array(spans), pieces, np.stack(values) if values else None, extra
-                spans, pieces, values, count = [], [], [], 0
-                extra = [[] for _ in self.extra_configs]
-        if spans:
-            yield np.array(spans), pieces, np.stack(values) if values else None, extra
 
 
 @dataclass
@@ -279,7 +95,7 @@ class _Prepared:
 class _Member:
     """A further member of an ensemble of cvs: its fold ensemble, features and aggregation rule."""
 
-    backend: _TorchBackend
+    backend: TorchBackend
     config: FeatureConfig
     aggregate: str
 
@@ -295,7 +111,7 @@ class Recognizer:
 
     def __init__(
         self,
-        backend: _TorchBackend | _OnnxBackend,
+        backend: TorchBackend | OnnxBackend,
         classes: list[str],
         config: FeatureConfig | None,
         aggregate: str,
@@ -374,9 +190,9 @@ class Recognizer:
         if fusion not in FUSION_MODES:
             raise EmovisionError(f"--fusion must be one of {', '.join(FUSION_MODES)}")
         path = Path(path)
-        fused = _fusion_model(path, fusion)
+        fused = fusion_of(path, fusion)
         if path.suffix.lower() == ".onnx":
-            backend: _TorchBackend | _OnnxBackend = _OnnxBackend(path, device, threads)
+            backend: TorchBackend | OnnxBackend = OnnxBackend(path, device, threads)
             meta = backend.metadata
             config = json.loads(meta["feature_config"])
             stored = float(meta["temperature"]) if meta.get("temperature") else None
@@ -387,7 +203,7 @@ class Recognizer:
                 meta["aggregate"],
                 json.loads(meta["model"]),
                 batch_size,
-                _temperature(stored, calibration, path),
+                temperature_for(stored, calibration, path),
                 normalisers=[SpeakerNormaliser.from_json(meta.get("speaker_norm"))],
             )
         from emovision.runs import ensemble_members, is_ensemble_folder, load_ensemble, load_model_payload
@@ -403,14 +219,14 @@ class Recognizer:
         config = FeatureConfig.from_dict(config) if config else None
         if fused is not None:
             folders = ensemble_members(path) if ensemble else [path]
-            _check_fusion(fused, list(payload["classes"]), config, path, folders)
+            check_fusion(fused, list(payload["classes"]), config, path, folders)
         model = payload["model"]
         if len(payloads) > 1:
             names = "; ".join(p["model"]["name"] for p in payloads)
             model = {**model, "name": f"ensemble of {len(payloads)} cvs ({names})"}
         extra = [
             _Member(
-                _TorchBackend(p, device, threads),
+                TorchBackend(p, device, threads),
                 FeatureConfig.from_dict(p["feature_config"]),
                 p.get("aggregate", "logprob"),
             )
@@ -418,13 +234,13 @@ class Recognizer:
         ]
         stored = fused.temperature if fused is not None else image_temperature
         return cls(
-            _TorchBackend(payload, device, threads),
+            TorchBackend(payload, device, threads),
             list(payload["classes"]),
             config,
             payload.get("aggregate", "logprob"),
             model,
             batch_size,
-            _temperature(stored, calibration, path),
+            temperature_for(stored, calibration, path),
             fused,
             extra,
             [SpeakerNormaliser.from_dict(p.get("speaker_norm")) for p in payloads],
@@ -456,7 +272,14 @@ class Recognizer:
         if enrol:
             self._require_adaptable()
         view = self._snapshot()
-        prepared = view._prepare(source, sample_rate, key, name, keep_features, max_seconds)
+        prepared = view._prepare(
+            source,
+            sample_rate=sample_rate,
+            key=key,
+            name=name,
+            keep_features=keep_features,
+            max_seconds=max_seconds,
+        )
         extra = view._extra_scores([[segments] for segments in prepared.extra])
         log_probs = view._backend.log_probs(prepared.segments, self.batch_size)
         prediction = view._prediction(prepared, log_probs, extra)
@@ -491,7 +314,9 @@ class Recognizer:
         if target is not None and target not in self.classes:
             raise EmovisionError(f"the class {target!r} is not one of {', '.join(self.classes)}")
         view = self._snapshot()
-        prepared = view._prepare(source, sample_rate, None, name, True, max_seconds)
+        prepared = view._prepare(
+            source, sample_rate=sample_rate, name=name, keep_features=True, max_seconds=max_seconds
+        )
         log_probs = view._backend.log_probs(prepared.segments, self.batch_size)
         prediction = view._prediction(prepared, log_probs)
         explained = target or prediction.label
@@ -601,7 +426,7 @@ class Recognizer:
         :meth:`emovision.models.SERModel.embed`). For training other classifiers, clustering or
         plotting. Needs a PyTorch model (checkpoint or cv folder), not an ONNX file.
         """
-        if not isinstance(self._backend, _TorchBackend):
+        if not isinstance(self._backend, TorchBackend):
             raise EmovisionError(
                 "embeddings need the PyTorch model (checkpoint or cv folder): an ONNX file holds only the class scores"
             )
@@ -675,7 +500,7 @@ class Recognizer:
         vad: str,
         options: VadOptions | None,
         progress: Callable[[float, float], None] | None,
-    ) -> _Speech:
+    ) -> Speech:
         """The speech turns of a recording, and a way to get each turn's segments: a file is
         streamed (see :meth:`predict_turns`), bytes and samples are held in memory."""
         config = self._require_config()
@@ -711,7 +536,7 @@ class Recognizer:
         if spans.shape[0] == 0:
             raise AudioError(label, "no speech found (every part is below the speech detector's threshold)")
         extra = tuple(member.config for member in self._extra)
-        return _Speech(label, duration, spans, read, config, key, self._functionals, extra, self._normalise)
+        return Speech(label, duration, spans, read, config, key, self._functionals, extra, self._normalise)
 
     def predict_segments(self, segments: np.ndarray, name: str = "<segments>") -> Prediction:
         """The emotion of precomputed segments ``(N, C, F, T)`` (e.g. a features file's)."""
@@ -790,7 +615,7 @@ class Recognizer:
         used = 0
         for source in sources:
             try:
-                prepared = self._prepare(source, None, None, None, False, None, normalise=False)
+                prepared = self._prepare(source, normalise=False)
             except AudioError:
                 continue
             with self._speaker.lock:
@@ -850,7 +675,7 @@ class Recognizer:
         with ThreadPoolExecutor(workers) as pool:
             waiting: list[tuple[str, Future]] = []
             for item in sources:
-                waiting.append((str(item), pool.submit(self._prepare, item, None, None, None, False, None)))
+                waiting.append((str(item), pool.submit(self._prepare, item)))
                 if len(waiting) >= 2 * files_per_batch:
                     yield from self._finish(waiting[:files_per_batch])
                     waiting = waiting[files_per_batch:]
@@ -880,11 +705,12 @@ class Recognizer:
     def _prepare(
         self,
         source: Source,
-        sample_rate: int | None,
-        key: str | None,
-        name: str | None,
-        keep_features: bool,
-        max_seconds: float | None,
+        *,
+        sample_rate: int | None = None,
+        key: str | None = None,
+        name: str | None = None,
+        keep_features: bool = False,
+        max_seconds: float | None = None,
         normalise: bool = True,
     ) -> _Prepared:
         """One recording's segments (speaker-normalised as the model needs, unless ``normalise`` is off)."""
@@ -922,11 +748,11 @@ class Recognizer:
             if key is None:
                 key = feature_key(source if not isinstance(source, bytes) else name or "")
             if max_seconds is not None:
-                _check_duration(source, label, max_seconds)
+                check_duration(source, label, max_seconds)
             try:
                 samples = load_audio(source, config.sample_rate, min_samples=config.min_samples)
             except AudioError as exc:
-                raise AudioError(label, _BUFFER_REPR.sub("the data", exc.reason)) from None
+                raise AudioError(label, BUFFER_REPR.sub("the data", exc.reason)) from None
         duration = samples.size / config.sample_rate
         if max_seconds is not None and duration > max_seconds:
             raise TooLongError(label, duration, max_seconds)
@@ -985,197 +811,7 @@ class Recognizer:
         return {"mode": "enrolled" if known["recordings"] else "cold", **known}
 
 
-def _fusion_model(path: Path, mode: str) -> LinearFusion | None:
-    """The fused model of the cv folder ``path`` under ``mode`` (see :meth:`Recognizer.load`)."""
-    file = path / FUSION_FILE if path.is_dir() else None
-    if mode == "off" or file is None or not file.is_file():
-        if mode == "on" and path.exists():
-            raise EmovisionError(
-                f"{path} has no fused model ({FUSION_FILE}): run emovision fuse on a cv folder, or "
-                "emovision ensemble … --functionals FILE for an ensemble folder; or use --fusion off"
-            )
-        return None
-    from emovision.functionals import require_opensmile
-
-    try:
-        require_opensmile()
-    except EmovisionError as exc:
-        raise EmovisionError(f"{path} fuses openSMILE functionals: {exc} (or use --fusion off)") from None
-    return LinearFusion.load(file)
-
-
-def _check_fusion(
-    fused: LinearFusion, classes: list[str], config: FeatureConfig | None, path: Path, folders: list[Path]
-) -> None:
-    """Refuse a fused model that does not belong to the fold models beside it (in ``folders``)."""
-    from emovision.runs import fingerprint
-
-    if fused.info.get("fingerprint") != fingerprint(folders):
-        raise CheckpointError(
-            f"{path / FUSION_FILE} was fitted to other fold models than the ones there now (retrained or "
-            "replaced since): fuse again (emovision fuse, or ensemble … --functionals), or use --fusion off"
-        )
-    if fused.classes != classes:
-        raise CheckpointError(
-            f"{path / FUSION_FILE} has the classes {fused.classes}, the fold models {classes}: rerun emovision fuse"
-        )
-    if config is None or config.sample_rate != fused.sample_rate:
-        raise CheckpointError(
-            f"{path / FUSION_FILE} was fitted on functionals at another sample rate than the fold "
-            "models' features: rerun emovision fuse"
-        )
-
-
-def _temperature(stored: float | None, mode: str, path: Path) -> float | None:
-    """The temperature to apply under ``mode`` (see :meth:`Recognizer.load`)."""
-    if mode == "on" and stored is None:
-        raise EmovisionError(
-            f"{path} has no calibration (trained without a validation speaker, or before calibration "
-            "existed): retrain it, or use --calibration off"
-        )
-    return None if mode == "off" else stored
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax of ``(N, K)`` logits, float32."""
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    return (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
-
-
-def find_audio(paths: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Files to predict: each file as given, each folder's audio files; missing paths and empty folders fail."""
-    files: list[Path] = []
-    failures: list[Failure] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = audio_files(path)
-            if not found:
-                failures.append(
-                    Failure(str(path), f"folder without audio files ({', '.join(AUDIO_SUFFIXES)})")
-                )
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            failures.append(Failure(str(path), "no such file or folder"))
-    return files, failures
-
-
-def save_timelines(
-    predictions: Iterable[Prediction], path: str | Path, min_segments: int = TIMELINE_MIN_SEGMENTS
-) -> list[Path]:
-    """PNG of the emotion over time for every prediction of at least ``min_segments`` segments.
-
-    One such recording is drawn to ``path``; several to ``<stem>-<file stem>.png`` next to it.
-    """
-    from emovision import plots
-
-    path = Path(path)
-    long = [item for item in predictions if item.segment_probabilities.shape[0] >= min_segments]
-    written: list[Path] = []
-    for item in long:
-        target = path
-        if len(long) > 1:
-            target = path.with_name(f"{path.stem}-{Path(item.source).stem}{path.suffix or '.png'}")
-            counter = 2
-            while target in written:
-                target = path.with_name(
-                    f"{path.stem}-{Path(item.source).stem}-{counter}{path.suffix or '.png'}"
-                )
-                counter += 1
-        title = f"{Path(item.source).name}: {item.label} ({item.confidence:.0%})"
-        written.append(plots.timeline(item.times, item.segment_probabilities, item.classes, target, title))
-    return written
-
-
-def _check_duration(source: str | Path | bytes, label: str, max_seconds: float) -> None:
-    """Refuse a recording longer than ``max_seconds`` from its header, before decoding it."""
-    try:
-        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        return
-    if info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
-        seconds = info.frames / info.samplerate
-        raise TooLongError(label, seconds, max_seconds)
-
-
 def _segments_per_file(config: FeatureConfig) -> int:
     """Segments of a typical 3-second file: sizes the batches of :meth:`Recognizer.iter_predict`."""
     frames = 3000 / config.hop_ms
     return max(1, 1 + int(max(0.0, frames - config.segment_frames) // config.frame_hop))
-
-
-class _TorchBackend:
-    """A checkpoint's model run by PyTorch."""
-
-    name = "torch"
-
-    def __init__(self, payload: dict, device: str, threads: int | None) -> None:
-        import torch
-
-        from emovision.checkpoint import model_from_checkpoint
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.device = resolve_device(device, torch.cuda.is_available())
-        try:
-            self.model = model_from_checkpoint(payload).to(self.device)
-        except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"the checkpoint's model cannot be rebuilt ({exc})") from None
-
-    def log_probs(self, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Log-probabilities ``(N, K)`` of segments ``(N, C, F, T)``."""
-        import torch
-
-        from emovision.evaluate import segment_log_probs
-
-        return segment_log_probs(self.model, torch.from_numpy(segments), batch_size)
-
-    def embeddings(self, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """The embedding ``(N, D)`` of each segment ``(N, C, F, T)``."""
-        import torch
-
-        from emovision.evaluate import segment_embeddings
-
-        return segment_embeddings(self.model, torch.from_numpy(segments), batch_size)
-
-
-class _OnnxBackend:
-    """An ONNX file made by ``emovision export``, run by ONNX Runtime (no torch)."""
-
-    name = "onnx"
-
-    def __init__(self, path: Path, device: str, threads: int | None) -> None:
-        from emovision.system import require
-
-        ort = require("onnxruntime", "onnx", "running an ONNX model")
-
-        if not path.is_file():
-            raise CheckpointError(f"model {path} does not exist")
-        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        self.device = resolve_device(device, cuda)
-        providers = ["CPUExecutionProvider"]
-        if self.device.startswith("cuda"):
-            index = int(self.device.partition(":")[2] or 0)
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:
-            raise CheckpointError(f"{path} is not a readable ONNX model ({str(exc)[:200]})") from None
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        if self.metadata.get("format") != ONNX_FORMAT:
-            raise CheckpointError(f"{path} is an ONNX model but not one made by emovision export")
-        if int(self.metadata.get("format_version", 0)) > ONNX_FORMAT_VERSION:
-            raise CheckpointError(f"{path} was written by a newer emovision")
-
-    def log_probs(self, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Log-probabilities ``(N, K)`` of segments ``(N, C, F, T)``."""
-        outputs = [
-            self.session.run([OUTPUT_NAME], {INPUT_NAME: segments[start : start + batch_size]})[0]
-            for start in range(0, segments.shape[0], batch_size)
-        ]
-        return log_softmax(np.concatenate(outputs))

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from emovision.files import atomic_write_bytes, check_output_path
-from emovision.predict import TurnPrediction
+from emovision.results import TurnPrediction
 
 FORMATS = (".csv", ".jsonl", ".vtt")
 

@@ -152,8 +152,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     """Exit status 0: every file predicted; 1: some failed (listed on stderr); 2: none could be used."""
     import json
 
-    from emovision.predict import Failure, Recognizer, find_audio, save_timelines
+    from emovision.predict import Recognizer
     from emovision.progress import progress_bar
+    from emovision.results import Failure, save_timelines
+    from emovision.sources import find_audio
 
     if args.workers is not None and args.workers < 1:
         raise EmovisionError("--workers must be at least 1")
@@ -209,8 +211,9 @@ def _run_explain(args: argparse.Namespace, recognizer) -> int:
     import json
 
     from emovision.explain import save_explanation
-    from emovision.predict import Failure, find_audio
     from emovision.progress import progress_bar
+    from emovision.results import Failure
+    from emovision.sources import find_audio
 
     files, failures = find_audio(args.paths)
     _speaker_statistics(recognizer, files, args.same_speaker)
@@ -269,8 +272,10 @@ def _run_turns(args: argparse.Namespace) -> int:
     import json
 
     from emovision.errors import AudioError
-    from emovision.predict import Failure, Recognizer, find_audio
+    from emovision.predict import Recognizer
     from emovision.progress import progress_bar
+    from emovision.results import Failure
+    from emovision.sources import find_audio
     from emovision.turns import check_turns_path, write_turns
     from emovision.vad import VadOptions, resolve_detector
 
@@ -375,8 +380,10 @@ def _run_embed(args: argparse.Namespace) -> int:
     """Exit status 0: every file embedded; 1: some failed (listed on stderr); 2: none could be used."""
     from emovision.embeddings import check_embeddings_path, write_embeddings
     from emovision.errors import AudioError
-    from emovision.predict import Failure, Recognizer, find_audio
+    from emovision.predict import Recognizer
     from emovision.progress import progress_bar
+    from emovision.results import Failure
+    from emovision.sources import find_audio
     from emovision.vad import resolve_detector
 
     check_embeddings_path(args.out)

@@ -36,7 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import emovision
 from emovision.errors import AudioError, EmovisionError, TooLongError
-from emovision.predict import Prediction, Recognizer, TurnPrediction
+from emovision.predict import Recognizer
+from emovision.results import Prediction, TurnPrediction
 from emovision.serve import (
     DEFAULT_CONCURRENCY,
     DEFAULT_HOST,
