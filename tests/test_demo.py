@@ -1,5 +1,6 @@
 """The demo's plan and its emoDB download (from a local archive: there is no network here)."""
 
+import json
 import zipfile
 
 import pytest
@@ -85,3 +86,39 @@ def test_a_recipe_with_an_unknown_extract_option_is_refused(tmp_path):
     bad.write_text('model = "alexnet_gap"\n[extract]\nn-mels = 64\nsegment-lenght = 200\n')
     with pytest.raises(EmovisionError, match="has no option 'segment_lenght'"):
         demo.plan("cpu", bad)
+
+
+@pytest.mark.slow
+def test_the_demo_runs_end_to_end_on_three_speakers_and_leaves_a_rerunnable_config(
+    monkeypatch, tmp_path, emodb_dir, capsys
+):
+    """The real code path of ``emovision demo`` (progress display on) with a small recipe on three
+    speakers: features, three folds, the summary, and a config.toml that ``cv --config`` reruns."""
+    from emovision.cli import main
+
+    real = demo.load_corpus
+
+    def three_speakers(name, root, *args, **kwargs):
+        corpus = real(name, root, *args, **kwargs)
+        corpus.utterances = [u for u in corpus.utterances if u.speaker in ("03", "08", "09")]
+        return corpus
+
+    monkeypatch.setattr(demo, "load_corpus", three_speakers)
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(
+        'model = "alexnet_gap"\nepochs = 1\nbatch-size = 32\ndevice = "cpu"\n'
+        '[extract]\nn-mels = 64\nsegment-frames = 100\nsegment-tail = "trim"\n'
+    )
+    out = tmp_path / "demo"
+    assert main(["demo", "--emodb-dir", str(emodb_dir), "--out", str(out), "--recipe", str(recipe)]) == 0
+    printed = capsys.readouterr().out
+    cv = out / "cv-alexnet_gap"
+    summary = json.loads((cv / "summary.json").read_text())
+    assert [f["test"] for f in summary["folds"]] == [["03"], ["08"], ["09"]]
+    assert "mean ± std" in printed and str(recipe) in printed
+    config = (cv / "config.toml").read_text()
+    assert f'features = "{out / "emodb-logmelspec-64x100-trim.h5"}"' in config and "[extract]" in config
+    rerun = tmp_path / "rerun"
+    assert main(["cv", "--config", str(cv / "config.toml"), "--out", str(rerun), "--quiet"]) == 0
+    again = json.loads((rerun / "summary.json").read_text())
+    assert [f["ua"] for f in again["folds"]] == [f["ua"] for f in summary["folds"]]
