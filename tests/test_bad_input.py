@@ -7,7 +7,9 @@ write to. Each case is built from the real tiny model and its real features file
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from emovision.cli import main
+from emovision.folds import Fold
+from emovision.options import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +47,40 @@ def bad(tmp_path_factory, trained_model) -> dict[str, Path]:
     paths["truncated.h5"].write_bytes(files["features-truncated.h5"])
     paths["truncated.pth"] = root / "truncated.pth"
     paths["truncated.pth"].write_bytes(files["checkpoint-truncated.pth"])
+    (root / "[kaputt] zwei.wav").write_bytes(files["text"])
     manifest = root / "text-wav.csv"
-    manifest.write_text(f"path,speaker,label\n{paths['text.wav']},s1,a\n{paths['text.wav']},s2,b\n")
+    manifest.write_text(f"path,speaker,label\n{paths['text.wav']},s1,a\n{root / '[kaputt] zwei.wav'},s2,b\n")
     paths["text-wav manifest"] = manifest
     for state in ("cv.json", "summary.json", "metrics.json", "robustness.json"):
         folder = root / f"[damaged {state}]"
         folder.mkdir()
         (folder / state).write_bytes(files["broken JSON"])
-        if state != "cv.json":
-            (folder / "cv.json").write_text("[]")
+        if state == "summary.json":
+            (folder / "cv.json").write_text("[]")  # a cv.json of the wrong shape
         paths[f"damaged {state}"] = folder
+    # beside the damaged file what gets a command that far: a finished cv has a summary.json, and
+    # report reads robustness.json of a finished run
+    (paths["damaged cv.json"] / "summary.json").write_text("{}")
+    shutil.copy(trained_model.checkpoint.parent / "metrics.json", paths["damaged robustness.json"])
     fold = root / "[damaged fold]"
     (fold / "fold01-test-03").mkdir(parents=True)
     shutil.copy(trained_model.checkpoint, fold / "fold01-test-03" / "best.pth")
     (fold / "fold01-test-03" / "metrics.json").write_bytes(files["broken JSON"])
     paths["damaged fold"] = fold
+    # a cv folder whose one fold run has a damaged metrics.json
+    finished = root / "[damaged fold metrics]"
+    (finished / "fold01-tiny").mkdir(parents=True)
+    shutil.copy(trained_model.checkpoint, finished / "fold01-tiny" / "best.pth")
+    (finished / "fold01-tiny" / "metrics.json").write_bytes(files["broken JSON"])
+    record = {
+        "features_file": str(trained_model.features),
+        "train_config": TrainConfig(model="alexnet_gap", epochs=1).identity(),
+        "folds": [Fold(["10", "12"], ["09"], ["03"], name="tiny").to_dict()],
+        "repeats": 1,
+    }
+    (finished / "cv.json").write_text(json.dumps(record))
+    (finished / "summary.json").write_text("{}")
+    paths["damaged fold metrics"] = finished
     paths["file as folder"] = paths["text"] / "out"
     paths["missing"] = root / "nicht da [x]" / "ünï.wav"
     paths["read-only"] = _read_only_folder(root)
@@ -103,7 +126,8 @@ CASES: dict[str, Case] = {
         "train", str(m.features), "--all-speakers", "--epochs-from", str(p["damaged summary.json"]), "--out", "o",
     ],
     "cv: damaged cv.json in --out": lambda p, m: ["cv", str(m.features), "--out", str(p["damaged cv.json"])],
-    "cv: --summarize a damaged fold": lambda p, m: ["cv", "--summarize", "--out", str(p["damaged cv.json"])],
+    "cv: --summarize a damaged cv.json": lambda p, m: ["cv", "--summarize", "--out", str(p["damaged cv.json"])],
+    "cv: --summarize a damaged fold": lambda p, m: ["cv", "--summarize", "--out", str(p["damaged fold metrics"])],
     "report: damaged summary.json": lambda p, m: ["report", str(p["damaged summary.json"])],
     "report: damaged metrics.json": lambda p, m: ["report", str(p["damaged metrics.json"])],
     "report: damaged robustness.json": lambda p, m: ["report", str(p["damaged robustness.json"])],
@@ -134,11 +158,73 @@ CASES: dict[str, Case] = {
     "robustness: damaged cv.json": lambda p, m: [
         "robustness", str(p["damaged cv.json"]), "--root", str(m.emodb_dir),
     ],
-    "robustness: damaged fold metrics": lambda p, m: [
+    "robustness: a folder that is no cv": lambda p, m: [
         "robustness", str(p["damaged fold"]), "--root", str(m.emodb_dir),
+    ],
+    "robustness: damaged fold metrics": lambda p, m: [
+        "robustness", str(p["damaged fold metrics"]), "--root", str(m.emodb_dir),
     ],
     "demo: missing emoDB": lambda p, m: ["demo", "--emodb-dir", str(p["missing"].parent), "--out", "d"],
 }  # fmt: skip
+
+DENIED = (
+    r"read-only\S*: (operation not permitted|permission denied)"  # /sys for root, a 0555 folder otherwise
+)
+ONNX = r"\[kaputt\] ünï\.onnx is not a readable ONNX model"
+NO_CV = r"\[damaged fold\] is not a cross-validation folder \(no cv\.json\)"
+BAD_RECORD = r"\[damaged cv\.json\]/cv\.json is not a readable cross-validation record file \(JSONDecodeError"
+BAD_FOLD = (
+    r"\[damaged fold metrics\]/fold01-tiny/metrics\.json is not a readable metrics file \(JSONDecodeError"
+)
+BAD_SUMMARY = r"\[damaged summary\.json\]/summary\.json is not a readable cross-validation summary file"
+UNREADABLE_WAV = r"\[kaputt\] ünï\.wav: unreadable audio \(.*Format not recognised"
+# Why each case is refused (a regular expression searched in the error line, case ignored): the
+# reason, not only that there is one.
+REASONS: dict[str, str] = {
+    "extract: missing corpus folder": r"emoDB root .*nicht da \[x\]/ünï\.wav does not exist",
+    "extract: empty manifest": r"empty\.csv lacks the column\(s\) path, speaker, label \(header: none\)",
+    "extract: text manifest": r"ünï\.csv lacks the column\(s\) path, speaker, label \(header: nur Text, kein Ton",
+    "extract: text files named .wav": r"no usable recording: all 2 files were skipped \(first: .*"
+    + UNREADABLE_WAV,
+    "extract: read-only output": DENIED,
+    "extract: output under a file": r"text\.bin/out: not a directory",
+    "train: missing features": r"features file .*nicht da \[x\]/ünï\.wav does not exist",
+    "train: empty features": r"empty\.h5 is not an HDF5 features file",
+    "train: text features": r"\[kaputt\] ünï\.h5 is not an HDF5 features file",
+    "train: truncated HDF5": r"truncated\.h5 is not an HDF5 features file",
+    "train: --save-label in a missing folder": r"--save-label .*: the folder .*nicht da \[x\] does not exist",
+    "train: read-only --out": r"cannot write the run folder .*" + DENIED,
+    "train: text --config": r"--config .*\[kaputt\] ünï\.toml is not a readable TOML file",
+    "train: damaged --epochs-from": BAD_SUMMARY,
+    "cv: damaged cv.json in --out": BAD_RECORD,
+    "cv: --summarize a damaged cv.json": BAD_RECORD,
+    "cv: --summarize a damaged fold": BAD_FOLD,
+    "report: damaged summary.json": BAD_SUMMARY,
+    "report: damaged metrics.json": r"\[damaged metrics\.json\]/metrics\.json is not a readable metrics file",
+    "report: damaged robustness.json": r"\[damaged robustness\.json\]/robustness\.json is not a readable robustness file",
+    "report: missing run": r"nicht da \[x\] holds no .*run",
+    "predict: text file named .wav": UNREADABLE_WAV,
+    "predict: empty .wav": r"empty\.wav: empty file \(0 bytes\)",
+    "predict: missing recording": r"nicht da \[x\]/ünï\.wav: no such file or folder",
+    "predict: text checkpoint": r"\[kaputt\] ünï\.pth cannot be loaded safely \(weights_only=True\): UnpicklingError",
+    "predict: truncated checkpoint": r"truncated\.pth cannot be loaded safely \(weights_only=True\)",
+    "predict: text ONNX": ONNX,
+    "predict: damaged cv folder": r"\[damaged fold\] is a folder but not an emovision cv folder \(no cv\.json\)",
+    "embed: text ONNX": ONNX,
+    "embed: text recording": UNREADABLE_WAV,
+    "export: truncated checkpoint": r"truncated\.pth cannot be loaded safely",
+    "export: read-only output": DENIED,
+    "serve: empty checkpoint": r"empty\.pth cannot be loaded safely",
+    "evaluate: text ONNX": ONNX,
+    "evaluate: truncated features": r"truncated\.h5 is not an HDF5 features file",
+    "fuse: damaged cv.json": BAD_RECORD,
+    "ensemble: a folder that is no cv": NO_CV,
+    "ensemble: a cv.json of the wrong shape": r"\[damaged summary\.json\]/cv\.json is not a cross-validation record file: it holds a JSON list",
+    "robustness: damaged cv.json": BAD_RECORD,
+    "robustness: a folder that is no cv": NO_CV,
+    "robustness: damaged fold metrics": BAD_FOLD,
+    "demo: missing emoDB": r"emoDB root .*nicht da \[x\] does not exist",
+}
 
 
 class _Model:
@@ -158,6 +244,7 @@ def test_bad_input_is_one_line_and_exit_2(case, bad, trained_model, emodb_dir, t
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, f"{case}: exit {code}\n{err[-1500:]}"
     assert len(lines) == 1 and lines[0].startswith("error: "), f"{case}: {err[-1500:]}"
+    assert re.search(REASONS[case], lines[0], re.IGNORECASE), f"{case}: {lines[0]}"
     assert "Traceback" not in err + out
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert not written, f"{case} wrote {written}"
@@ -168,6 +255,7 @@ def test_every_command_is_in_the_table():
 
     covered = {case.split(":")[0] for case in CASES}
     assert covered == set(COMMANDS), set(COMMANDS) - covered
+    assert set(REASONS) == set(CASES)
 
 
 def test_damaged_json_names_the_file(bad, capsys):
