@@ -59,3 +59,23 @@ def test_babble_gives_every_talker_the_same_level_and_hits_the_snr(emodb_wavs):
 
 def test_babble_of_silent_talkers_is_silence():
     assert not acoustics.babble([np.zeros(100, np.float32)], 50, 16000, np.random.default_rng(0)).any()
+
+
+def _slope_db_per_octave(noise: np.ndarray) -> float:
+    """Least-squares slope of the averaged periodogram (Hann, 4096-sample blocks) in dB against
+    octaves, over 1/1024 … 1/2 of the sampling rate."""
+    blocks = noise[: noise.size // 4096 * 4096].reshape(-1, 4096).astype(np.float64)
+    power = (np.abs(np.fft.rfft(blocks * np.hanning(4096), axis=1)) ** 2).mean(axis=0)
+    bins = np.arange(4, 2049)  # frequency bin k is k / 4096 of the sampling rate
+    octaves = np.log2(bins)
+    return float(np.polyfit(octaves, 10 * np.log10(power[bins]), 1)[0])
+
+
+def test_pink_noise_falls_3_db_per_octave_and_white_noise_is_flat():
+    rng = np.random.default_rng(4)
+    pink = acoustics.pink_noise(1 << 20, rng)
+    white = acoustics.white_noise(1 << 20, rng)
+    assert _slope_db_per_octave(pink) == pytest.approx(-10 * np.log10(2), abs=0.2)  # 1/f power: −3.01
+    assert _slope_db_per_octave(white) == pytest.approx(0.0, abs=0.2)
+    assert pink.std() == pytest.approx(1.0, rel=1e-3) and white.std() == pytest.approx(1.0, rel=1e-2)
+    assert abs(pink.mean()) < 1e-3  # no DC
