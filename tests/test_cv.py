@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 import torch
 from conftest import build_iemocap_tree
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from emovision.cli import main
 from emovision.corpora import load_corpus
@@ -22,6 +24,14 @@ from emovision.extract import extract_corpus
 from emovision.features import FeatureConfig
 from emovision.folds import make_fold, make_folds, validation_speaker
 from emovision.options import TrainConfig
+
+
+def _assert_picture(path: Path) -> None:
+    """A PNG file that decodes to a picture with something drawn on it."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) >= 200 and pixels.std() > 0.05, (path, pixels.shape)
+
 
 QUICK = TrainConfig(model="alexnet_gap", epochs=1, batch_size=32, lr=3e-4, device="cpu")
 
@@ -89,8 +99,28 @@ def test_cv_writes_the_summary_and_resumes_without_redoing_folds(emodb_small, tm
     out = tmp_path / "cv"
     summary = run_cv(emodb_small, QUICK, out, progress=False)
     assert len(summary["folds"]) == 4
-    for name in ("summary.json", "summary.md", "confusion.png", "cv.json", "reliability.png"):
-        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "summary.json").read_text())["pooled"] == summary["pooled"]
+    record = json.loads((out / "cv.json").read_text())
+    assert [f["test"] for f in record["folds"]] == [f["test"] for f in summary["folds"]]
+    for name in ("confusion.png", "reliability.png"):
+        _assert_picture(out / name)
+    # every figure from the folds' own decisions, by scikit-learn and numpy
+    runs = [json.loads(path.read_text()) for path in sorted(out.glob("fold*/metrics.json"))]
+    labels = [np.asarray(r["test_labels"]) for r in runs]
+    decided = [np.argmax(r["test_scores"], axis=1) for r in runs]
+    ua = [balanced_accuracy_score(y, d) for y, d in zip(labels, decided, strict=True)]
+    wa = [accuracy_score(y, d) for y, d in zip(labels, decided, strict=True)]
+    assert [f["ua"] for f in summary["folds"]] == pytest.approx(ua)
+    assert [f["wa"] for f in summary["folds"]] == pytest.approx(wa)
+    assert summary["ua_mean"] == pytest.approx(np.mean(ua)) and summary["wa_mean"] == pytest.approx(
+        np.mean(wa)
+    )
+    assert summary["ua_std"] == pytest.approx(np.std(ua, ddof=1)) and summary["wa_std"] == pytest.approx(
+        np.std(wa, ddof=1)
+    )
+    pooled = np.concatenate(labels), np.concatenate(decided)
+    assert summary["pooled"]["ua"] == pytest.approx(balanced_accuracy_score(*pooled))
+    assert summary["pooled"]["wa"] == pytest.approx(accuracy_score(*pooled))
     calibration = summary["calibration"]
     assert calibration["runs"] == 4 and len(calibration["temperatures"]) == 4
     assert sum(b["count"] for b in calibration["bins"]) == summary["pooled"]["utterances"]
