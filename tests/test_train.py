@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import matplotlib.image
 import numpy as np
 import pytest
 import torch
@@ -51,8 +52,17 @@ def test_test_speaker_accuracy_is_clearly_above_chance(trained):
     assert metrics["test"]["utterances"] == 36
     assert metrics["test"]["ua"] >= 0.5, metrics["test"]  # chance: 0.25
     assert metrics["test"]["wa"] >= 0.5, metrics["test"]  # majority class: 12 / 36
-    for name in ("best.pth", "last.pth", "metrics.json", "curves.png", "confusion.png"):
-        assert (out / name).stat().st_size > 0
+    last = torch.load(out / "last.pth", weights_only=True)
+    assert last["epoch"] == 8 and [h["epoch"] for h in last["history"]] == list(range(1, 9))
+    best = load_checkpoint(out / "best.pth")
+    assert best["metrics"]["best_epoch"] == metrics["best_epoch"]
+    same = all(torch.equal(best["state_dict"][key], last["model"][key]) for key in best["state_dict"])
+    assert same == (metrics["best_epoch"] == 8)  # best.pth: the best epoch's weights, last.pth the last's
+    for name in ("curves.png", "confusion.png"):
+        picture = out / name
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = matplotlib.image.imread(picture)
+        assert min(pixels.shape[:2]) >= 200 and pixels.std() > 0.05  # something is drawn
     assert json.loads((out / "metrics.json").read_text())["test"]["ua"] == metrics["test"]["ua"]
 
 
