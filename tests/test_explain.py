@@ -181,3 +181,15 @@ def test_deletion_test_counts_flips_against_random_frames(trained_model):
     # hiding every frame but one leaves nothing to decide on: salient and random agree
     nearly_all = deletion_flips(model, utterances[:6], fraction=0.999, draws=1)
     assert nearly_all["salient"] == pytest.approx(nearly_all["random"]) == pytest.approx(nearly_all["block"])
+
+
+def test_deletion_hides_exactly_the_chosen_frames_with_the_training_mean():
+    from emovision.explain import _masked
+
+    segments = torch.arange(2 * 1 * 3 * 4, dtype=torch.float32).view(2, 1, 3, 4)
+    fill = torch.tensor([[[-1.0], [-2.0], [-3.0]]])  # (C, F, 1)
+    hidden = _masked(segments, np.array([1, 6]), fill)  # frame 1 of segment 0, frame 2 of segment 1
+    expected = segments.clone()
+    expected[0, :, :, 1] = fill[..., 0]
+    expected[1, :, :, 2] = fill[..., 0]
+    assert torch.equal(hidden, expected) and not torch.equal(segments, expected)
