@@ -23,9 +23,9 @@ from bench_predict import EMODB, OtherLoad, machine
 from rich.console import Console
 from rich.table import Table
 
-from emovision.fusion_model import FILE_NAME as FUSION_FILE
-from emovision.predict import Recognizer
-from emovision.results import Failure
+from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
+from emovision.inference.predict import Recognizer
+from emovision.inference.results import Failure
 
 console = Console()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from emovision import Recognizer
-from emovision.audio import audio_files
+from emovision.data.audio import audio_files
 
 EMODB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emodb"
 

@@ -52,10 +52,10 @@ import numpy as np
 import soundfile as sf
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from emovision.audio import load_audio
-from emovision.corpora import load_corpus
-from emovision.extract import default_workers, extract_corpus
-from emovision.features import FEATURE_TYPES, FeatureConfig, compute_features
+from emovision.data.audio import load_audio
+from emovision.data.corpora import load_corpus
+from emovision.data.extract import default_workers, extract_corpus
+from emovision.data.features import FEATURE_TYPES, FeatureConfig, compute_features
 
 ROOT = Path(__file__).resolve().parents[1]
 IEMOCAP_SECONDS = 12.4 * 3600
@@ -148,7 +148,7 @@ def side_extract(emodb: str, kind: str, device: str, workers: int, out: str) -> 
 
 def torch_compute(emodb: str, kind: str, device: str) -> Timed:
     """In the torch process: the features of every decoded recording, ``BATCH`` at a time."""
-    from emovision.features_torch import batch_features
+    from emovision.data.features_torch import batch_features
 
     if "decoded" not in _SIDE:
         paths = sorted((Path(emodb) / "wav").glob("*.wav"))

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from emovision.models import build_ser_model
+from emovision.training.models import build_ser_model
 
 
 def segments_per_second(name: str, pretrained: bool, channels_last: bool, shape: tuple[int, int]) -> float:

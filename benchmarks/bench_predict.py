@@ -105,10 +105,10 @@ def make_models(folder: Path, checkpoint: Path | None) -> tuple[Path, Path]:
     """The checkpoint (given, or an untrained alexnet_gap for the default features) and its ONNX export."""
     import torch
 
-    from emovision.checkpoint import FORMAT, VERSION, save_checkpoint
-    from emovision.features import FeatureConfig
-    from emovision.models import build_ser_model
-    from emovision.onnx_export import export_onnx
+    from emovision.data.features import FeatureConfig
+    from emovision.inference.onnx_export import export_onnx
+    from emovision.training.checkpoint import FORMAT, VERSION, save_checkpoint
+    from emovision.training.models import build_ser_model
 
     if checkpoint is None:
         config = FeatureConfig()
@@ -144,8 +144,8 @@ def latency_worker(model: str, wav: str, repeats: int) -> dict:
     """Runs in a child pinned to one core: ``Recognizer.predict`` latencies in milliseconds."""
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
     from emovision import Recognizer
-    from emovision.audio import load_audio
-    from emovision.features import segment
+    from emovision.data.audio import load_audio
+    from emovision.data.features import segment
 
     recognizer = Recognizer.load(model, threads=1)
     config = recognizer.config
@@ -199,7 +199,7 @@ def measure_throughput(models: dict[str, Path], wavs: list[Path]) -> list[dict]:
     import torch
 
     from emovision import Recognizer
-    from emovision.results import Failure
+    from emovision.inference.results import Failure
 
     seconds = sum(sf.info(wav).duration for wav in wavs)
     setups = [("PyTorch", "cpu", models["PyTorch"]), ("ONNX Runtime", "cpu", models["ONNX Runtime"])]

@@ -5,7 +5,7 @@ same number of epochs, alternating runs so both see the same machine conditions:
 
 * baseline — the original code's style: a ``DataLoader`` over CPU tensors, each batch copied to
   the device, fp32, default memory format;
-* emovision — :class:`emovision.train.Trainer`: the training set resident on the device, batches
+* emovision — :class:`emovision.training.train.Trainer`: the training set resident on the device, batches
   gathered there, bf16 autocast and channels-last on a GPU.
 
 Prints segments per second of each, the ratio, and the test-speaker UA of each after training.
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from emovision.dataset import open_source
-from emovision.folds import make_fold
-from emovision.options import TrainConfig
-from emovision.train import Trainer
+from emovision.training.dataset import open_source
+from emovision.training.folds import make_fold
+from emovision.training.options import TrainConfig
+from emovision.training.train import Trainer
 
 
 def baseline_epoch(trainer: Trainer, loader: DataLoader) -> float:

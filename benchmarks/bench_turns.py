@@ -31,8 +31,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import EMODB, OtherLoad, machine, make_models
 
-from emovision.audio import load_audio
-from emovision.vad import VadOptions, speech_turns
+from emovision.data.audio import load_audio
+from emovision.data.vad import VadOptions, speech_turns
 
 console = Console(stderr=True)
 RATE = 16000

@@ -1,4 +1,4 @@
-"""The deletion test of the explanations (emovision.explain.deletion_flips) on every fold of cv folders.
+"""The deletion test of the explanations (emovision.inference.explain.deletion_flips) on every fold of cv folders.
 
 Each fold's model explains its own test speaker's recordings (the features file's segments, scored
 cold: a speaker-normalised model normalises each recording by itself); the 20 % most salient frames
@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emovision import explain
-from emovision.checkpoint import load_checkpoint, model_from_checkpoint
-from emovision.explain import deletion_flips, method_of
+from emovision.data.speaker_norm import SpeakerNormaliser
+from emovision.data.store import load_speakers
 from emovision.files import atomic_write_bytes, read_json
-from emovision.speaker_norm import SpeakerNormaliser
-from emovision.store import load_speakers
+from emovision.inference import explain
+from emovision.inference.explain import deletion_flips, method_of
+from emovision.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 def fold_utterances(payload: dict, features: str, speakers: list[str]) -> list[torch.Tensor]:

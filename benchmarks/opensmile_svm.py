@@ -24,12 +24,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from emovision.cv import summary_markdown
-from emovision.dataset import open_source
-from emovision.evaluate import confusion_matrix, fold_summary, metrics_from_confusion
+from emovision.data.store import read_functionals
 from emovision.files import atomic_write_bytes
-from emovision.folds import make_folds
-from emovision.store import read_functionals
+from emovision.training.cv import summary_markdown
+from emovision.training.dataset import open_source
+from emovision.training.folds import make_folds
+from emovision.training.metrics import confusion_matrix, fold_summary, metrics_from_confusion
 
 C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0)
 

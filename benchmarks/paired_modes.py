@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emovision.evaluate import paired_difference
+from emovision.data.speaker_norm import MODES
+from emovision.evaluation.report import mode_fold_ua, paired_text
 from emovision.files import read_json
-from emovision.report import mode_fold_ua, paired_text
-from emovision.speaker_norm import MODES
+from emovision.training.metrics import paired_difference
 
 
 def main() -> None:

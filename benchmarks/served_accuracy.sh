@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Accuracy in the three evaluation modes (cold, enrolled-5, transductive; emovision.speaker_norm)
+# Accuracy in the three evaluation modes (cold, enrolled-5, transductive; emovision.data.speaker_norm)
 # of the demo's recipe on features extracted without --speaker-norm, normalised in the data pipeline:
 #   none          no speaker normalisation (the modes coincide)
 #   transductive  each speaker by all of its recordings (the classic protocol, as extract --speaker-norm)

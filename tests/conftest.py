@@ -81,9 +81,9 @@ def trained_model(tmp_path_factory, emodb_dir):
 def normalised_run(trained_model, tmp_path_factory):
     """The tiny model's speakers and features trained one epoch with ``--speaker-norm mixed``: the run
     folder, its metrics and the tiny model (features, test recordings)."""
-    from emovision.folds import Fold
-    from emovision.options import TrainConfig
-    from emovision.train import train_fold
+    from emovision.training.folds import Fold
+    from emovision.training.options import TrainConfig
+    from emovision.training.train import train_fold
 
     out = tmp_path_factory.mktemp("normalised") / "run"
     fold = Fold(["10", "12"], ["09"], ["03"], name="tiny")

@@ -40,7 +40,13 @@ def kill_at(
 def run_child(code: str, *args: str, killed: bool) -> subprocess.CompletedProcess:
     """Run ``code`` (with ``sys.argv[1:] == args``) in a fresh interpreter on one thread; require
     that it died of SIGKILL (``killed``) or exited 0."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
     result = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
     )  # a worker outliving its killed parent would hold the pipes open: a timeout here

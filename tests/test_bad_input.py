@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from emovision.cli import main
-from emovision.folds import Fold
-from emovision.options import TrainConfig
+from emovision.training.folds import Fold
+from emovision.training.options import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
-from emovision.checkpoint import FORMAT, VERSION, save_checkpoint
-from emovision.corpora import load_corpus
-from emovision.corpora.base import Corpus
-from emovision.extract import extract_corpus
-from emovision.features import FeatureConfig
-from emovision.folds import Fold
-from emovision.models import build_ser_model
-from emovision.options import TrainConfig
-from emovision.train import train_fold
+from emovision.data.corpora import load_corpus
+from emovision.data.corpora.base import Corpus
+from emovision.data.extract import extract_corpus
+from emovision.data.features import FeatureConfig
+from emovision.training.checkpoint import FORMAT, VERSION, save_checkpoint
+from emovision.training.folds import Fold
+from emovision.training.models import build_ser_model
+from emovision.training.options import TrainConfig
+from emovision.training.train import train_fold
 
 TRAIN_SPEAKERS = ["10", "12"]
 VAL_SPEAKERS = ["09"]

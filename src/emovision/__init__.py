@@ -1,8 +1,9 @@
 """emovision: speech emotion recognition with ImageNet image classifiers on spectrograms."""
 
 __version__ = "0.1.0"
+__all__ = ["Prediction", "Recognizer", "__version__"]
 
-_LAZY = {"Recognizer": "emovision.predict", "Prediction": "emovision.results"}
+_LAZY = {"Recognizer": "emovision.inference.predict", "Prediction": "emovision.inference.results"}
 
 
 def __getattr__(name: str):
@@ -12,3 +13,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'emovision' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

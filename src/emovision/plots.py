@@ -180,7 +180,7 @@ def robustness_curves(
 
 def reliability_diagram(before: list[dict], after: list[dict], path: str | Path, title: str = "") -> Path:
     """Accuracy against mean confidence per confidence bin, before and after temperature scaling
-    (bins from :func:`emovision.calibration.reliability`); the diagonal is perfect calibration."""
+    (bins from :func:`emovision.training.calibration.reliability`); the diagonal is perfect calibration."""
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect")
     for bins, label, colour in (

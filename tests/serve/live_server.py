@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from emovision.predict import Recognizer
+from emovision.inference.predict import Recognizer
 from emovision.serve import create_app
 
 MAX_UPLOAD_BYTES = 400_000

@@ -227,7 +227,7 @@ def test_explain_returns_the_map_laid_out_as_the_spectrogram(server_url, recogni
 
 
 def test_an_onnx_server_says_it_cannot_explain(trained_model, tmp_path, emodb_wavs):
-    from emovision.onnx_export import export_onnx
+    from emovision.inference.onnx_export import export_onnx
 
     onnx = export_onnx(trained_model.checkpoint, tmp_path / "tiny.onnx").path
     with serving(Recognizer.load(onnx)) as url:

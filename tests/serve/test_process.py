@@ -68,7 +68,7 @@ def _post(url: str, wav: Path, **params) -> dict:
 
 @pytest.fixture(scope="module")
 def onnx_file(trained_model, tmp_path_factory) -> Path:
-    from emovision.onnx_export import export_onnx
+    from emovision.inference.onnx_export import export_onnx
 
     return export_onnx(trained_model.checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx").path
 

@@ -9,7 +9,7 @@ import pytest
 from live_server import running_server
 
 from emovision import Recognizer
-from emovision.enrolment import Enrolment
+from emovision.inference.enrolment import Enrolment
 from emovision.serve import create_app
 from emovision.serve.speakers import SpeakerStore
 

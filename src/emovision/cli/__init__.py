@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None):
     """``args`` parsed again with the ``--config`` file's options as defaults (flags still win)."""
-    from emovision.config_file import option_types, read_config
+    from emovision.training.config_file import option_types, read_config
 
     sub = args.parser
     sub.set_defaults(**read_config(args.config, option_types(sub)))

@@ -15,7 +15,7 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _record_config(args: argparse.Namespace, folder: Path) -> None:
-    from emovision.config_file import option_types, write_config
+    from emovision.training.config_file import option_types, write_config
 
     write_config(folder / "config.toml", args, option_types(args.parser))
 

@@ -13,7 +13,7 @@ from emovision.errors import EmovisionError
 
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """The feature options of ``extract``: every field of :class:`FeatureConfig`."""
-    from emovision.features import FEATURE_TYPES, SEGMENT_TAILS, FeatureConfig
+    from emovision.data.features import FEATURE_TYPES, SEGMENT_TAILS, FeatureConfig
 
     defaults = FeatureConfig()
     group = parser.add_argument_group("features")
@@ -62,13 +62,13 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
 def feature_config_from_args(args: argparse.Namespace):
     from dataclasses import fields
 
-    from emovision.features import FeatureConfig
+    from emovision.data.features import FeatureConfig
 
     return FeatureConfig(**{f.name: getattr(args, f.name) for f in fields(FeatureConfig)})
 
 
 def _extract_arguments(parser: argparse.ArgumentParser) -> None:
-    from emovision.corpora import LOADERS
+    from emovision.data.corpora import LOADERS
 
     parser.add_argument("corpus", choices=list(LOADERS), help="corpus type")
     parser.add_argument("root", type=Path, help="corpus folder (manifest: the CSV file)")
@@ -125,8 +125,8 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_extract(args: argparse.Namespace) -> int:
-    from emovision.corpora import load_corpus
-    from emovision.extract import extract_corpus
+    from emovision.data.corpora import load_corpus
+    from emovision.data.extract import extract_corpus
 
     config = feature_config_from_args(args)
     if args.workers is not None and args.workers < 1:
@@ -140,7 +140,7 @@ def _run_extract(args: argparse.Namespace) -> int:
         options["intensity"] = args.intensity
     plan = augment_plan_from_args(args)
     if args.functionals is not None:
-        from emovision.functionals import check_set
+        from emovision.data.functionals import check_set
 
         check_set(args.functionals)
     corpus = load_corpus(args.corpus, args.root, args.classes, **options)
@@ -162,9 +162,9 @@ def _run_extract(args: argparse.Namespace) -> int:
 
 def augment_plan_from_args(args: argparse.Namespace):
     """The :class:`AugmentPlan` of ``extract``'s options (checked before any work), or ``None``."""
-    from emovision.augment_audio import AugmentPlan
-    from emovision.corruption import noise_recordings, parse_names, parse_numbers
-    from emovision.options import parse_augment
+    from emovision.data.augment_audio import AugmentPlan
+    from emovision.data.corruption import noise_recordings, parse_names, parse_numbers
+    from emovision.training.options import parse_augment
 
     names = parse_augment(args.augment)
     if "specaugment" in names:

@@ -11,7 +11,7 @@ from emovision.cli.common import console, err_console
 
 
 def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
-    from emovision.corpora import LOADERS
+    from emovision.data.corpora import LOADERS
 
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="folder of a finished emovision cv run")
     parser.add_argument("--root", type=Path, required=True, help="corpus folder (manifest: the CSV file)")
@@ -46,7 +46,7 @@ def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_robustness(args: argparse.Namespace) -> int:
-    from emovision.corruption import (
+    from emovision.data.corruption import (
         DEFAULT_NOISES,
         MAX_RT60,
         SNR_RANGE,
@@ -55,7 +55,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
         parse_names,
         parse_numbers,
     )
-    from emovision.robustness import evaluate_robustness
+    from emovision.evaluation.robustness import evaluate_robustness
 
     noises = parse_names(args.noise) if args.noise is not None else DEFAULT_NOISES
     files = noise_recordings(args.noise_dir) if args.noise_dir else ()

@@ -15,7 +15,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Every field of :class:`TrainConfig` as an option (the package's own names)."""
     from types import SimpleNamespace
 
-    from emovision.options import (
+    from emovision.training.options import (
         AGGREGATES,
         HEADS,
         INPUT_NORMS,
@@ -132,7 +132,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 def training_config_from_args(args: argparse.Namespace):
     from dataclasses import fields
 
-    from emovision.options import TrainConfig
+    from emovision.training.options import TrainConfig
 
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
@@ -143,7 +143,7 @@ def _final_config(args: argparse.Namespace):
     from dataclasses import fields, replace
 
     from emovision.files import read_json
-    from emovision.options import TrainConfig
+    from emovision.training.options import TrainConfig
 
     summary_path = args.epochs_from / "summary.json"
     if not summary_path.is_file():
@@ -190,11 +190,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from emovision.dataset import open_source
-    from emovision.distributed import distributed_session
-    from emovision.folds import all_speakers_fold, make_fold, speaker_list
     from emovision.progress import progress_bar
-    from emovision.train import train_fold
+    from emovision.training.dataset import open_source
+    from emovision.training.distributed import distributed_session
+    from emovision.training.folds import all_speakers_fold, make_fold, speaker_list
+    from emovision.training.train import train_fold
 
     if args.all_speakers:
         if args.val_speaker or args.test_speaker:
@@ -267,7 +267,7 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_cv(args: argparse.Namespace) -> int:
-    from emovision.cv import run_cv, summarize_folder
+    from emovision.training.cv import run_cv, summarize_folder
 
     if args.summarize:
         summary = summarize_folder(args.out)
@@ -276,7 +276,7 @@ def _run_cv(args: argparse.Namespace) -> int:
     config = training_config_from_args(args)
     _features_given(args)
     if args.fusion:
-        from emovision.store import open_info
+        from emovision.data.store import open_info
 
         if not open_info(args.features).functionals:
             raise EmovisionError(
@@ -297,7 +297,7 @@ def _run_cv(args: argparse.Namespace) -> int:
     _record_config(args, args.out)
     print_cv_summary(summary, args.out)
     if args.fusion and not summary.get("missing"):
-        from emovision.fusion import fuse_cv
+        from emovision.evaluation.fusion import fuse_cv
 
         print_fusion(fuse_cv(args.out, progress=not args.quiet), args.out)
     return 0
@@ -324,7 +324,7 @@ def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> N
 
 
 def _run_fuse(args: argparse.Namespace) -> int:
-    from emovision.fusion import fuse_cv
+    from emovision.evaluation.fusion import fuse_cv
 
     copy_kinds = None if args.augment is None else fusion_copy_kinds(args.augment)
     print_fusion(fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds), args.run)
@@ -333,7 +333,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
 
 def fusion_copy_kinds(text: str) -> tuple[str, ...]:
     """``fuse --augment``: waveform kinds, checked; ``none`` for none."""
-    from emovision.options import BATCH_AUGMENTS, parse_augment
+    from emovision.training.options import BATCH_AUGMENTS, parse_augment
 
     if text.strip() == "none":
         return ()
@@ -358,8 +358,8 @@ def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
-    from emovision.ensemble import ensemble_cvs
-    from emovision.report import paired_text
+    from emovision.evaluation.ensemble import ensemble_cvs
+    from emovision.evaluation.report import paired_text
 
     summary = ensemble_cvs(args.runs, args.out, args.functionals, progress=not args.quiet)
     table = Table(
@@ -452,8 +452,8 @@ def print_cv_summary(summary: dict, out: Path) -> None:
 
 def print_modes(summary: dict) -> None:
     """What the table's figures mean (the evaluation mode) and, when recorded, the three modes."""
-    from emovision.cv import MODE_NOTES
-    from emovision.speaker_norm import MODES, mode_label
+    from emovision.data.speaker_norm import MODES, mode_label
+    from emovision.training.cv import MODE_NOTES
 
     mode = summary.get("mode", "any")
     console.print(f"mode of the table: {mode} ({MODE_NOTES[mode]})", markup=False, soft_wrap=True)
@@ -481,7 +481,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from emovision.report import (
+    from emovision.evaluation.report import (
         compare_runs,
         fusion_deltas,
         fusion_reports,
@@ -557,7 +557,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from emovision.demo import run_demo
+    from emovision.training.demo import run_demo
 
     summary = run_demo(args.emodb_dir, args.out, args.device, say=console.print, recipe=args.recipe)
     print_cv_summary(summary, args.out / f"cv-{summary['train_config']['model']}")
@@ -565,7 +565,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def print_fold_metrics(metrics: dict, out: Path) -> None:
-    from emovision.speaker_norm import MODES, mode_label
+    from emovision.data.speaker_norm import MODES, mode_label
 
     test, val = metrics["test"], metrics["val"]
     if test is None:

@@ -36,8 +36,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from emovision.speaker_norm import MODES, mode_label
-    from emovision.transfer import evaluate_on, parse_map
+    from emovision.data.speaker_norm import MODES, mode_label
+    from emovision.evaluation.transfer import evaluate_on, parse_map
 
     if args.enrol < 1:
         raise EmovisionError(f"--enrol must be at least 1 recording, got {args.enrol}")
@@ -152,10 +152,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     """Exit status 0: every file predicted; 1: some failed (listed on stderr); 2: none could be used."""
     import json
 
-    from emovision.predict import Recognizer
+    from emovision.inference.predict import Recognizer
+    from emovision.inference.results import Failure, save_timelines
+    from emovision.inference.sources import find_audio
     from emovision.progress import progress_bar
-    from emovision.results import Failure, save_timelines
-    from emovision.sources import find_audio
 
     if args.workers is not None and args.workers < 1:
         raise EmovisionError("--workers must be at least 1")
@@ -210,10 +210,10 @@ def _run_explain(args: argparse.Namespace, recognizer) -> int:
     """``predict --explain DIR``: each recording predicted and explained, one after another."""
     import json
 
-    from emovision.explain import save_explanation
+    from emovision.inference.explain import save_explanation
+    from emovision.inference.results import Failure
+    from emovision.inference.sources import find_audio
     from emovision.progress import progress_bar
-    from emovision.results import Failure
-    from emovision.sources import find_audio
 
     files, failures = find_audio(args.paths)
     _speaker_statistics(recognizer, files, args.same_speaker)
@@ -271,13 +271,13 @@ def _run_turns(args: argparse.Namespace) -> int:
     statuses as predict."""
     import json
 
+    from emovision.data.vad import VadOptions, resolve_detector
     from emovision.errors import AudioError
-    from emovision.predict import Recognizer
+    from emovision.inference.predict import Recognizer
+    from emovision.inference.results import Failure
+    from emovision.inference.sources import find_audio
+    from emovision.inference.turns import check_turns_path, write_turns
     from emovision.progress import progress_bar
-    from emovision.results import Failure
-    from emovision.sources import find_audio
-    from emovision.turns import check_turns_path, write_turns
-    from emovision.vad import VadOptions, resolve_detector
 
     if not 0.0 <= args.min_confidence <= 1.0:
         raise EmovisionError(f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}")
@@ -378,13 +378,13 @@ def _embed_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_embed(args: argparse.Namespace) -> int:
     """Exit status 0: every file embedded; 1: some failed (listed on stderr); 2: none could be used."""
-    from emovision.embeddings import check_embeddings_path, write_embeddings
+    from emovision.data.vad import resolve_detector
     from emovision.errors import AudioError
-    from emovision.predict import Recognizer
+    from emovision.inference.embeddings import check_embeddings_path, write_embeddings
+    from emovision.inference.predict import Recognizer
+    from emovision.inference.results import Failure
+    from emovision.inference.sources import find_audio
     from emovision.progress import progress_bar
-    from emovision.results import Failure
-    from emovision.sources import find_audio
-    from emovision.vad import resolve_detector
 
     check_embeddings_path(args.out)
     detector = resolve_detector(args.vad)
@@ -425,8 +425,8 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from emovision.fusion_model import FILE_NAME as FUSION_FILE
-    from emovision.onnx_export import export_onnx
+    from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
+    from emovision.inference.onnx_export import export_onnx
 
     output = args.output or args.model.with_suffix(".onnx")
     if output.suffix.lower() != ".onnx":

@@ -4,7 +4,7 @@
 A speaker-normalised model scores an upload by itself (the cold mode) unless the request names a
 speaker key (``?speaker=KEY``): then by the statistics of the recordings uploaded before under that
 key, after which the upload joins them (:mod:`emovision.serve.speakers`; memory only, bounded).
-``?explain=true`` adds where in the spectrogram the decision came from (:mod:`emovision.explain`);
+``?explain=true`` adds where in the spectrogram the decision came from (:mod:`emovision.inference.explain`);
 a model that cannot be explained (ONNX) answers it with 422, and ``/api/health`` says which.
 
 Uploads are multipart forms with the audio in the field ``file``. Every refusal is a 4xx
@@ -36,8 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import emovision
 from emovision.errors import AudioError, EmovisionError, TooLongError
-from emovision.predict import Recognizer
-from emovision.results import Prediction, TurnPrediction
+from emovision.inference.predict import Recognizer
+from emovision.inference.results import Prediction, TurnPrediction
 from emovision.serve import (
     DEFAULT_CONCURRENCY,
     DEFAULT_HOST,
@@ -50,7 +50,7 @@ from emovision.serve import (
 from emovision.serve.speakers import MAX_KEY_LENGTH, SpeakerStore, check_key
 
 if TYPE_CHECKING:
-    from emovision.explain import Explanation  # imports torch, which an ONNX server does without
+    from emovision.inference.explain import Explanation  # imports torch, which an ONNX server does without
 
 STATIC = Path(__file__).resolve().parent / "static"
 MULTIPART_OVERHEAD = 64 * 1024

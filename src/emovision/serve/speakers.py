@@ -14,8 +14,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from emovision.enrolment import Enrolment
 from emovision.errors import EmovisionError
+from emovision.inference.enrolment import Enrolment
 
 MAX_KEY_LENGTH = 128
 

@@ -1,0 +1,243 @@
+"""Within-fold ensembles of finished cross-validations: several cv runs on the same folds (other
+seeds, backbones or segment lengths) scored as one model per fold.
+
+For every fold, each member's best model (the mean over its repeats, when it has several) scores
+the fold's validation and test speakers on the member's own features file; the ensemble's
+utterance scores are the mean of the members' utterance log-probabilities ``(U, K)``. Every member
+of a fold was trained on that fold's training speakers only, so, unlike the fold ensemble of one
+cv folder (for deployment), this ensemble is scored honestly on the cv's folds. With functionals
+it is also late-fused with a linear model on openSMILE functionals, exactly as ``emovision fuse``
+does (its linear model also trained on the copies of the kinds every member trained on, where the
+functionals file holds them). The output folder gets ``summary.json`` (the shape of a cv summary, so ``emovision report``
+compares it), ``summary.md``, ``confusion.png`` and, fused, ``fusion.json`` / ``fusion.md``.
+
+The folder is also a model to deploy: :class:`~emovision.inference.predict.Recognizer` (``predict``,
+``serve``) loads the fold ensembles of its member cvs (found by their path relative to the
+ensemble folder, else as given) and averages their utterance log-probabilities, with the
+temperature fitted on each fold's validation speaker (median over folds) and, fused, the
+``fusion-model.npz`` that ``fuse`` would write.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emovision.data.store import open_info
+from emovision.errors import EmovisionError
+from emovision.evaluation.fusion import functionals_table, fuse_fold, mean_image_scores, write_fused
+from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
+from emovision.inference.runs import FoldRun, fingerprint, finished_runs
+from emovision.progress import progress_bar
+from emovision.system import software_versions
+from emovision.training.calibration import fit_temperature
+from emovision.training.cv import write_summary
+from emovision.training.dataset import FeatureSource, Split, load_split, open_source
+from emovision.training.metrics import fold_summary, paired_difference, score_utterances
+from emovision.training.modes import runs_mode
+
+
+@dataclass
+class Member:
+    """One cross-validation of the ensemble: its folder, features and fold runs by fold name."""
+
+    folder: Path
+    source: FeatureSource
+    folds: dict[str, list[FoldRun]]
+
+    @property
+    def model(self) -> str:
+        return next(iter(self.folds.values()))[0].metrics["train_config"]["model"]
+
+    @property
+    def copy_kinds(self) -> tuple[str, ...]:
+        """The waveform copies the member's models trained on."""
+        return next(iter(self.folds.values()))[0].train_config.copy_kinds
+
+
+def ensemble_cvs(
+    run_dirs: list[str | Path], out: str | Path, functionals: str | Path | None = None, progress: bool = True
+) -> dict:
+    """Score the within-fold ensemble of the finished cvs in ``run_dirs`` into ``out``; with
+    ``functionals`` (a features file with openSMILE functionals) fuse it too. Returns the summary."""
+    out = Path(out)
+    if len(run_dirs) < 2:
+        raise EmovisionError("an ensemble needs at least two cross-validation folders")
+    if any(Path(d).resolve() == out.resolve() for d in run_dirs):
+        raise EmovisionError(f"--out {out} is one of the members: give a folder of its own")
+    if out.exists() and not out.is_dir():
+        raise EmovisionError(f"--out {out} is a file, not a folder")
+    members = [_member(Path(d)) for d in run_dirs]
+    folds = _common_folds(members)
+    classes = members[0].source.classes
+    table = functionals_table(Path(functionals), classes) if functionals else None
+    shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
+    copy_kinds = table.available(tuple(shared)) if table is not None else ()
+    scored, fused = [], []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("ensemble", total=len(folds))
+        for name, fold in folds.items():
+            splits, image = _fold_scores(members, name, fold)
+            scored.append(_fold_result(name, fold, image, splits, classes))
+            if table is not None:
+                mean = {role: np.mean([s[role] for s in image], axis=0) for role in ("val", "test")}
+                fused.append(
+                    fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes, copy_kinds)
+                )
+            bar.advance(task)
+    summary = _summary(members, scored, classes, out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_summary(summary, out, classes, ensemble_markdown(summary))
+    if fused:
+        speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
+        models = fingerprint([m.folder for m in members])
+        mode = "transductive" if open_info(table.path).config.speaker_norm else summary["mode"]
+        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models, copy_kinds, mode)
+    else:
+        for name in (FUSION_FILE, "fusion.json", "fusion.md"):
+            (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
+    return summary
+
+
+def _member(folder: Path) -> Member:
+    record, runs = finished_runs(folder)
+    source = open_source(record["features_file"])
+    folds: dict[str, list[FoldRun]] = defaultdict(list)
+    for run in runs:
+        folds[run.metrics["fold"]["name"]].append(run)
+    return Member(folder, source, dict(folds))
+
+
+def _common_folds(members: list[Member]) -> dict[str, dict]:
+    """The folds every member holds, identical in test, validation and training speakers."""
+    first = members[0]
+    for other in members[1:]:
+        if other.source.classes != first.source.classes:
+            raise EmovisionError(
+                f"{other.folder} has the classes {other.source.classes}, {first.folder} "
+                f"{first.source.classes}: they cannot form one ensemble"
+            )
+        if other.source.corpus != first.source.corpus:
+            raise EmovisionError(f"{other.folder} and {first.folder} were trained on different corpora")
+        mine = {n: _speakers(r[0].metrics["fold"]) for n, r in first.folds.items()}
+        theirs = {n: _speakers(r[0].metrics["fold"]) for n, r in other.folds.items()}
+        if mine != theirs:
+            raise EmovisionError(
+                f"{other.folder} and {first.folder} were not cross-validated on the same folds "
+                "(test, validation and training speakers): run them with the same --folds"
+            )
+    return {name: runs[0].metrics["fold"] for name, runs in first.folds.items()}
+
+
+def _speakers(fold: dict) -> tuple:
+    return tuple(tuple(sorted(fold[role])) for role in ("test", "val", "train"))
+
+
+def _fold_scores(members: list[Member], name: str, fold: dict) -> tuple[dict[str, Split], list[dict]]:
+    """The first member's validation and test splits, and every member's utterance
+    log-probabilities ``{"val": (U, K), "test": (U, K)}`` on them (same utterances, same order)."""
+    splits: dict[str, Split] = {}
+    image = []
+    for member in members:
+        scores = {}
+        for role in ("val", "test"):
+            split = load_split(member.source, fold[role])
+            reference = splits.setdefault(role, split)
+            if split.utterance_ids != reference.utterance_ids:
+                raise EmovisionError(
+                    f"{member.folder} and {members[0].folder} hold different {role} utterances in fold "
+                    f"{name}: their features files were extracted from different recordings"
+                )
+            scores[role] = mean_image_scores(member.folds[name], split)
+        image.append(scores)
+    return splits, image
+
+
+def _fold_result(
+    name: str, fold: dict, image: list[dict], splits: dict[str, Split], classes: list[str]
+) -> dict:
+    labels = splits["test"].utterance_labels
+    ensemble = score_utterances(labels, np.mean([s["test"] for s in image], axis=0), classes)
+    val = np.mean([s["val"] for s in image], axis=0)
+    return {
+        "name": name,
+        "test": fold["test"],
+        "val": fold["val"],
+        "temperature": fit_temperature(val, splits["val"].utterance_labels),
+        **ensemble,
+        "members_ua": [score_utterances(labels, s["test"], classes)["ua"] for s in image],
+    }
+
+
+def _summary(members: list[Member], folds: list[dict], classes: list[str], out: Path) -> dict:
+    member_ua = np.array([f["members_ua"] for f in folds])
+    return {
+        "members": [
+            {
+                "folder": str(m.folder),
+                "path": os.path.relpath(m.folder.resolve(), out.resolve()),
+                "model": m.model,
+                "features_file": str(m.source.path),
+            }
+            for m in members
+        ],
+        "temperature": float(statistics.median(f["temperature"] for f in folds)),
+        "mode": runs_mode([run for m in members for runs in m.folds.values() for run in runs]),
+        "corpus": members[0].source.corpus,
+        "classes": classes,
+        "folds": folds,
+        **fold_summary(folds, classes),
+        "members_ua_mean": member_ua.mean(axis=0).tolist(),
+        "paired_ua": [
+            paired_difference(np.array([f["ua"] for f in folds]) - member_ua[:, i])
+            for i in range(len(members))
+        ],
+        "versions": software_versions(),
+    }
+
+
+def ensemble_markdown(summary: dict) -> str:
+    """The ensemble's summary as Markdown: its members, UA per fold (members and ensemble), means."""
+    members = summary["members"]
+    lines = [
+        f"# Within-fold ensemble of {len(members)} cross-validations",
+        "",
+        f"Mode: {summary.get('mode', 'any')} (cold: each test recording scored by itself; transductive: "
+        "each test speaker normalised by all of its recordings; any: no speaker information used).",
+        "",
+        *(
+            f"{i + 1}. `{m['folder']}`: {m['model']}, features `{m['features_file']}`"
+            for i, m in enumerate(members)
+        ),
+        "",
+        "| fold | test | "
+        + " | ".join(f"UA {i + 1}" for i in range(len(members)))
+        + " | ensemble WA | ensemble UA |",
+        "|---|---|" + "---|" * (len(members) + 2),
+    ]
+    for f in summary["folds"]:
+        member_cells = " | ".join(f"{ua:.3f}" for ua in f["members_ua"])
+        lines.append(
+            f"| {f['name']} | {'+'.join(f['test'])} | {member_cells} | {f['wa']:.3f} | {f['ua']:.3f} |"
+        )
+    pooled = summary["pooled"]
+    means = " | ".join(f"{ua:.3f}" for ua in summary["members_ua_mean"])
+    lines += [
+        f"| **mean** | | {means} | {summary['wa_mean']:.3f} ± {summary['wa_std']:.3f} "
+        f"| {summary['ua_mean']:.3f} ± {summary['ua_std']:.3f} |",
+        f"| pooled | | {' | '.join('' for _ in members)} | {pooled['wa']:.3f} | {pooled['ua']:.3f} |",
+        "",
+        "| paired ΔUA | mean ± s.e. | folds better |",
+        "|---|---|---|",
+        *(
+            f"| ensemble - {i + 1} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |"
+            for i, p in enumerate(summary["paired_ua"])
+        ),
+        "",
+    ]
+    return "\n".join(lines)

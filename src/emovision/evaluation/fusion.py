@@ -1,0 +1,403 @@
+"""Late fusion: a cross-validation's image models with a linear model on openSMILE functionals.
+
+For every fold, a standardised, class-balanced logistic regression is trained on the
+functionals of the fold's *training* speakers (``C`` chosen by UA on the validation speaker) and,
+with ``copy_kinds``, on those of their waveform-augmented copies of these kinds as well (files
+made with ``extract --augment … --functionals …``): by default the kinds the cv's image models
+trained on, so that both sides of the fusion see the same noises and rooms. Validation and test
+speakers are always scored on their clean recordings only.
+Its utterance log-probabilities and the image model's (the mean over a fold's repeats, a
+within-fold ensemble) are mixed as ``w·image + (1 − w)·linear``, with ``w`` in 0, 0.1 … 1 chosen
+by UA on the validation speaker (ties: the ``w`` nearest 0.5). The test speaker is scored once,
+with everything fixed. The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and
+pooled for the image model, the linear model and the fusion, with paired differences; and
+``fusion-model.npz``, the fusion to deploy (:mod:`emovision.inference.fusion_model`): the linear model
+retrained on every speaker, with the folds' median ``C``, weight and temperature (the fused
+validation scores' temperature, fitted per fold). Functionals stored speaker-normalised
+(``extract --speaker-norm``) are used as they are, and the deployed fusion records it: it is then
+used only on a speaker's recordings (:meth:`emovision.inference.predict.Recognizer.adapt`). Image models
+normalised in the data pipeline (``train --speaker-norm``) are scored in the cold mode, each
+recording by itself, so that with unnormalised functionals the fusion is one a server can give.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emovision.data.speaker_norm import SpeakerNormaliser, mode_view, recording_moments
+from emovision.data.store import open_info, read_copy_functionals, read_functionals
+from emovision.errors import EmovisionError
+from emovision.files import atomic_write_bytes
+from emovision.inference.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
+from emovision.inference.runs import fingerprint, finished_runs
+from emovision.progress import progress_bar
+from emovision.training.calibration import fit_temperature
+from emovision.training.checkpoint import model_from_checkpoint
+from emovision.training.dataset import load_split, matches, missing_kinds, open_source
+from emovision.training.metrics import (
+    fold_summary,
+    paired_difference,
+    score_utterances,
+    segment_log_probs,
+    utterance_scores,
+)
+from emovision.training.modes import runs_mode
+
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+MODELS = ("image", "linear", "fusion")
+
+
+@dataclass
+class FunctionalsTable:
+    """The openSMILE functionals of a features file: ``utterances`` ``{utterance id: (functionals
+    (D,), speaker, label)}`` and ``copies`` ``{speaker: (kinds, functionals (A, D), labels (A,))}``
+    of its waveform-augmented copies (empty unless made with ``extract --augment --functionals``)."""
+
+    path: Path
+    utterances: dict[str, tuple[np.ndarray, str, int]]
+    copies: dict[str, tuple[list[str], np.ndarray, np.ndarray]]
+
+    @property
+    def copy_kinds(self) -> tuple[str, ...]:
+        """The kinds of copies with functionals (``noise:white``, ``reverb`` …), sorted."""
+        return tuple(sorted({kind for kinds, _, _ in self.copies.values() for kind in kinds}))
+
+    def lookup(self, ids: list[str]) -> np.ndarray:
+        """Functionals ``(U, D)`` of the utterances ``ids``, in that order."""
+        missing = [uid for uid in ids if uid not in self.utterances]
+        if missing:
+            raise EmovisionError(
+                f"{self.path} has no functionals for utterance {missing[0]!r} ({len(missing)} missing)"
+            )
+        return np.stack([self.utterances[uid][0] for uid in ids]).astype(np.float64)
+
+    def training(self, speakers, copy_kinds: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """Functionals ``(U + A, D)`` and labels of every utterance of ``speakers`` and of their
+        copies of ``copy_kinds`` (``noise`` or ``noise:pink``, ``reverb`` …)."""
+        speakers = set(speakers)
+        ids = [uid for uid, (_, speaker, _) in self.utterances.items() if speaker in speakers]
+        x, y = [self.lookup(ids)], [np.array([self.utterances[uid][2] for uid in ids], dtype=np.int64)]
+        for speaker in sorted(speakers & set(self.copies)) if copy_kinds else ():
+            kinds, values, labels = self.copies[speaker]
+            rows = np.array([matches(kind, copy_kinds) for kind in kinds], dtype=bool)
+            x.append(values[rows].astype(np.float64))
+            y.append(labels[rows].astype(np.int64))
+        return np.concatenate(x), np.concatenate(y)
+
+    def available(self, copy_kinds: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``copy_kinds`` of which some copy has functionals (the default kinds of a fusion:
+        those its image models trained on)."""
+        missing = missing_kinds(copy_kinds, self.copy_kinds)
+        return tuple(name for name in copy_kinds if name not in missing)
+
+    def check_kinds(self, copy_kinds: tuple[str, ...]) -> None:
+        """Refuse kinds of which no copy has functionals."""
+        missing = missing_kinds(copy_kinds, self.copy_kinds)
+        if missing:
+            have = ", ".join(self.copy_kinds) or "none"
+            raise EmovisionError(
+                f"--augment {missing[0]}: {self.path} holds no functionals of such copies (it has: {have}); "
+                f"extract with --augment {missing[0].partition(':')[0]} --functionals …"
+            )
+
+
+def fuse_cv(
+    run_dir: str | Path,
+    functionals: str | Path | None = None,
+    progress: bool = True,
+    copy_kinds: tuple[str, ...] | None = None,
+) -> dict:
+    """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
+    openSMILE functionals of the same utterances (default: the cv's own features file);
+    ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
+    the kinds the cv's image models trained on, as far as the file holds their functionals)."""
+    run_dir = Path(run_dir)
+    record, runs = finished_runs(run_dir)
+    source = open_source(record["features_file"])
+    table = functionals_table(Path(functionals) if functionals else source.path, source.classes)
+    if copy_kinds is None:
+        copy_kinds = table.available(runs[0].train_config.copy_kinds)
+    table.check_kinds(copy_kinds)
+    groups: dict[str, list] = defaultdict(list)
+    for run in runs:
+        groups[run.metrics["fold"]["name"]].append(run)
+    folds = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("fusion", total=len(groups))
+        for name, members in groups.items():
+            folds.append(_fuse_fold(name, members, source, table, copy_kinds))
+            bar.advance(task)
+    speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
+    mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
+    return write_fused(
+        folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), copy_kinds, mode
+    )
+
+
+def write_fused(
+    folds: list[dict],
+    classes: list[str],
+    out: Path,
+    table: FunctionalsTable,
+    speakers: set[str],
+    models: str,
+    copy_kinds: tuple[str, ...] = (),
+    mode: str = "any",
+) -> dict:
+    """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
+    functionals in ``table`` of every one of ``speakers`` and of their copies of ``copy_kinds``;
+    ``models``: the :func:`~emovision.inference.runs.fingerprint` of the fold models it goes with), written
+    to ``out``: ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``; ``mode``: how the test
+    speakers were scored (:func:`emovision.training.modes.runs_mode`; transductive when the functionals are
+    speaker-normalised). Returns the report."""
+    deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds)
+    deployed.info["fingerprint"] = models
+    deployed.save(out / FILE_NAME)
+    report = fusion_report(folds, classes, out, table.path, copy_kinds) | {
+        "deployed": deployed.describe(),
+        "mode": mode,
+    }
+    return write_fusion(report, out)
+
+
+def deploy_fusion(
+    folds: list[dict],
+    table: FunctionalsTable,
+    speakers: set[str],
+    classes: list[str],
+    copy_kinds: tuple[str, ...] = (),
+) -> LinearFusion:
+    """The fusion to deploy: the linear model trained on the functionals of every utterance of
+    ``speakers`` (and of their copies of ``copy_kinds``) with the folds' median ``C`` (the lower
+    middle one, a value of :data:`C_GRID`), the folds' median image weight and median fused
+    temperature."""
+    x, y = table.training(speakers, copy_kinds)
+    clean = sum(speaker in speakers for _, speaker, _ in table.utterances.values())
+    c = statistics.median_low(f["C"] for f in folds)
+    pipeline = linear_pipeline(c).fit(x, y)
+    info = open_info(table.path)
+    return LinearFusion.from_pipeline(
+        pipeline,
+        feature_set=info.functionals,
+        sample_rate=info.config.sample_rate,
+        classes=list(classes),
+        weight=round(float(statistics.median(f["weight"] for f in folds)), 2),
+        temperature=float(statistics.median(f["temperature"] for f in folds)),
+        info={
+            "C": c,
+            "speakers": len(speakers),
+            "utterances": clean,
+            "copies": len(y) - clean,
+            "folds": len(folds),
+            "speaker_norm": bool(info.config.speaker_norm),
+            "copy_kinds": list(copy_kinds),
+        },
+    )
+
+
+def write_fusion(report: dict, out: Path) -> dict:
+    """``fusion.json`` and ``fusion.md`` of ``report`` in ``out``; returns ``report``."""
+    atomic_write_bytes(out / "fusion.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(out / "fusion.md", fusion_markdown(report).encode())
+    return report
+
+
+def fit_linear(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: list[str]
+):
+    """The logistic regression (in a scaler pipeline) with the best validation UA over :data:`C_GRID`."""
+    best = None
+    for c in C_GRID:
+        model = linear_pipeline(c).fit(x_train, y_train)
+        ua = score_utterances(y_val, linear_log_probs(model, x_val, len(classes)), classes)["ua"]
+        if best is None or ua > best[0]:
+            best = (ua, c, model)
+    return best[2], best[1]
+
+
+def linear_pipeline(c: float):
+    """An unfitted standardiser + class-balanced logistic regression of inverse regularisation ``c``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
+
+
+def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(U, K)`` log-probabilities; classes absent from training get log(1e-6)."""
+    out = np.full((x.shape[0], num_classes), np.log(FLOOR))
+    out[:, model.classes_] = np.log(np.clip(model.predict_proba(x), FLOOR, None))
+    return out
+
+
+def choose_weight(image: np.ndarray, linear: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
+    """The image weight of :data:`WEIGHTS` with the best UA of the fused scores (ties: nearest 0.5)."""
+    scored = [
+        (score_utterances(labels, mix(image, linear, w), classes)["ua"], -abs(w - 0.5), w) for w in WEIGHTS
+    ]
+    return max(scored)[2]
+
+
+def _fuse_fold(
+    name: str, members: list, source, table: FunctionalsTable, copy_kinds: tuple[str, ...]
+) -> dict:
+    fold = members[0].metrics["fold"]
+    val = load_split(source, fold["val"])
+    test = load_split(source, fold["test"])
+    image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
+    result = fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds)
+    return result | {"runs": len(members)}
+
+
+def fuse_fold(
+    name: str,
+    fold: dict,
+    image: dict,
+    val,
+    test,
+    table: FunctionalsTable,
+    classes: list[str],
+    copy_kinds: tuple[str, ...] = (),
+) -> dict:
+    """One fold's fusion: ``image`` holds the image model's utterance log-probabilities ``(U, K)``
+    of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained on
+    the functionals in ``table`` of the fold's training speakers and their copies of ``copy_kinds``."""
+    x_train, y_train = table.training(fold["train"], copy_kinds)
+    x_val, x_test = table.lookup(val.utterance_ids), table.lookup(test.utterance_ids)
+    model, c = fit_linear(x_train, y_train, x_val, val.utterance_labels, classes)
+    linear = {
+        "val": linear_log_probs(model, x_val, len(classes)),
+        "test": linear_log_probs(model, x_test, len(classes)),
+    }
+    weight = choose_weight(image["val"], linear["val"], val.utterance_labels, classes)
+    temperature = fit_temperature(mix(image["val"], linear["val"], weight), val.utterance_labels)
+    fused = mix(image["test"], linear["test"], weight)
+    scores = {"image": image["test"], "linear": linear["test"], "fusion": fused}
+    return {
+        "name": name,
+        "test": fold["test"],
+        "val": fold["val"],
+        "C": c,
+        "weight": weight,
+        "temperature": temperature,
+        **{key: score_utterances(test.utterance_labels, value, classes) for key, value in scores.items()},
+    }
+
+
+def mean_image_scores(runs: list, split) -> np.ndarray:
+    """The mean over ``runs`` (a fold's repeats) of their utterance log-probabilities ``(U, K)`` of
+    ``split``: a within-fold ensemble."""
+    return np.mean([_image_scores(run, split) for run in runs], axis=0)
+
+
+def _image_scores(run, split) -> np.ndarray:
+    """A run's utterance log-probabilities of ``split``; a model normalised in the data pipeline scores
+    each recording by itself (the cold mode: the fusion is what a served recording gets)."""
+    model = model_from_checkpoint(run.checkpoint)
+    segments = split.segments
+    normaliser = SpeakerNormaliser.from_dict(run.checkpoint.get("speaker_norm"))
+    if normaliser is not None:
+        means, squares = recording_moments(segments, split.segments_per_utterance)
+        view = mode_view(normaliser, means, squares, split.speakers, split.utterance_speakers, "cold")
+        segments = view.normalise(segments, split.segments_per_utterance)
+    with torch.no_grad():
+        log_probs = segment_log_probs(model, segments)
+    return utterance_scores(
+        log_probs, split.segments_per_utterance, run.checkpoint.get("aggregate", "logprob")
+    )
+
+
+def functionals_table(path: Path, classes: list[str]) -> FunctionalsTable:
+    """The functionals of the features file at ``path`` (and of its copies), for ``classes``."""
+    info = open_info(path)
+    if not info.functionals:
+        raise EmovisionError(
+            f"{path} holds no openSMILE functionals: extract with --functionals ComParE_2016 "
+            "(or pass such a file with --functionals)"
+        )
+    if info.classes != classes:
+        raise EmovisionError(f"{path} has the classes {info.classes}, the cv run {classes}")
+    utterances = {}
+    for speaker, (ids, values, labels) in read_functionals(path).items():
+        utterances.update({uid: (v, speaker, int(y)) for uid, v, y in zip(ids, values, labels, strict=True)})
+    return FunctionalsTable(path, utterances, read_copy_functionals(path))
+
+
+def fusion_report(
+    folds: list[dict], classes: list[str], run_dir: Path, table_path: Path, copy_kinds: tuple[str, ...] = ()
+) -> dict:
+    summary = {key: fold_summary([f[key] for f in folds], classes) for key in MODELS}
+    paired = {
+        f"{a} - {b}": paired_difference(np.array([f[a]["ua"] - f[b]["ua"] for f in folds]))
+        for a, b in (("fusion", "image"), ("fusion", "linear"), ("image", "linear"))
+    }
+    return {
+        "cv": str(run_dir),
+        "functionals_file": str(table_path),
+        "copy_kinds": list(copy_kinds),
+        "classes": classes,
+        "folds": folds,
+        "summary": summary,
+        "paired_ua": paired,
+    }
+
+
+def fusion_markdown(report: dict) -> str:
+    """The fusion report as Markdown: per-fold UA, summary rows, paired ΔUA."""
+    lines = [
+        f"# Late fusion: {report['cv']}",
+        "",
+        f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; image weight "
+        "and C chosen on the validation speaker.  ",
+        f"Mode: {report.get('mode', 'any')} (cold: each test recording scored by itself, as a server "
+        "gives it; transductive: each test speaker normalised by all of its recordings).",
+        "",
+        "| fold | test | image UA | linear UA | fusion UA | weight | C |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in report["folds"]:
+        lines.append(
+            f"| {f['name']} | {'+'.join(f['test'])} | {f['image']['ua']:.3f} | {f['linear']['ua']:.3f} "
+            f"| {f['fusion']['ua']:.3f} | {f['weight']:.1f} | {f['C']:g} |"
+        )
+    lines += ["", "| model | WA | UA | pooled WA | pooled UA |", "|---|---|---|---|---|"]
+    for key, s in report["summary"].items():
+        lines.append(
+            f"| {key} | {s['wa_mean']:.3f} ± {s['wa_std']:.3f} | {s['ua_mean']:.3f} ± {s['ua_std']:.3f} "
+            f"| {s['pooled']['wa']:.3f} | {s['pooled']['ua']:.3f} |"
+        )
+    lines += ["", "| paired ΔUA | mean ± s.e. | folds better |", "|---|---|---|"]
+    for key, p in report["paired_ua"].items():
+        lines.append(f"| {key} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |")
+    deployed = report.get("deployed")
+    if deployed:
+        lines += [
+            "",
+            f"To deploy: `{FILE_NAME}`, the linear model on {deployed['functionals']} retrained on all "
+            f"{deployed['utterances']} utterances of the {deployed['speakers']} speakers"
+            f"{_deployed_copies(deployed)} (C {deployed['C']:g}), "
+            f"image weight {deployed['weight']:g}, temperature {deployed['temperature']:.2f} (medians over the "
+            "folds); predict and serve use it with the fold ensemble under --fusion on.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _copies_note(kinds: list[str] | None) -> str:
+    if not kinds:
+        return ""
+    return f", the linear model also trained on the training speakers' {', '.join(kinds)} copies"
+
+
+def _deployed_copies(deployed: dict) -> str:
+    if not deployed.get("copies"):
+        return ""
+    return f" and their {deployed['copies']} {', '.join(deployed['copy_kinds'])} copies"

@@ -1,0 +1,340 @@
+"""Compare finished runs: cross-validations (``summary.json``) and single folds (``metrics.json``),
+their late fusions (``fusion.json``) and the robustness of cross-validations side by side
+(``robustness.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from emovision.data.features import FeatureConfig
+from emovision.data.speaker_norm import MODES
+from emovision.errors import EmovisionError
+from emovision.files import read_json
+from emovision.training.cv import summarize_folder
+from emovision.training.metrics import paired_difference
+from emovision.training.options import run_options
+
+MODELS = ("image", "linear", "fusion")
+
+
+def cv_summary(folder: Path) -> dict | None:
+    """A cv folder's summary: ``summary.json`` when every fold is finished, else the summary of the
+    folds finished so far (its ``missing`` lists the others), so runs can be compared while they
+    train; None for a folder that is no cv run."""
+    if (folder / "summary.json").is_file():
+        return read_json(folder / "summary.json", "cross-validation summary")
+    if (folder / "cv.json").is_file():
+        return summarize_folder(folder)
+    return None
+
+
+def load_run(folder: Path) -> dict:
+    """One row: run, corpus, model, features, options, runs, WA/UA mean ± std, pooled WA/UA, and under
+    ``modes`` the pooled UA in each evaluation mode (``—`` where the run cannot tell)."""
+    metrics_path = folder / "metrics.json"
+    summary = cv_summary(folder)
+    if summary is not None:
+        if "members" in summary:
+            return _ensemble_row(folder, summary)
+        pooled = summary["pooled"]
+        config = summary["train_config"]
+        wa = f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}"
+        ua = f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}"
+        count = len(summary["folds"])
+        if summary.get("missing"):
+            count = f"{count} of {count + len(summary['missing'])}"
+        pooled_wa, pooled_ua = pooled["wa"], pooled["ua"]
+        features = _describe_features(summary.get("feature_config"))
+        corpus = summary.get("corpus") or "—"
+        modes = mode_pooled_ua(summary)
+    elif metrics_path.is_file():
+        metrics = read_json(metrics_path, "metrics")
+        config = metrics["train_config"]
+        wa, ua = f"{metrics['test']['wa']:.3f}", f"{metrics['test']['ua']:.3f}"
+        count, pooled_wa, pooled_ua = 1, metrics["test"]["wa"], metrics["test"]["ua"]
+        features, corpus = "—", "—"
+        recorded = metrics.get("test_modes") or {}
+        modes = {m: recorded[m]["ua"] if recorded else None for m in MODES}
+    else:
+        raise EmovisionError(f"{folder} holds no run (no summary.json, cv.json or metrics.json)")
+    options = run_options(config)
+    return {
+        "run": str(folder),
+        "corpus": corpus,
+        "model": config["model"],
+        "features": features,
+        "options": ", ".join(options) or "baseline",
+        "runs": count,
+        "WA": wa,
+        "UA": ua,
+        "pooled WA": f"{pooled_wa:.3f}",
+        "pooled UA": f"{pooled_ua:.3f}",
+        "modes": {
+            f"{mode} pooled UA": "—" if value is None else f"{value:.3f}" for mode, value in modes.items()
+        },
+    }
+
+
+def mode_pooled_ua(summary: dict) -> dict[str, float | None]:
+    """Pooled UA of a cv summary in each evaluation mode: from its modes table; a run without speaker
+    normalisation is the same in all three; one on features extracted with ``--speaker-norm`` is
+    transductive only (None for the others)."""
+    if summary.get("modes"):
+        return {mode: summary["modes"][mode]["pooled"]["ua"] for mode in MODES}
+    pooled = summary["pooled"]["ua"]
+    if summary.get("mode") == "transductive" or (summary.get("feature_config") or {}).get("speaker_norm"):
+        return {"cold": None, "enrolled": None, "transductive": pooled}
+    return dict.fromkeys(MODES, pooled)
+
+
+def _ensemble_row(folder: Path, summary: dict) -> dict:
+    """The row of a within-fold ensemble (``emovision ensemble``)."""
+    members = summary["members"]
+    pooled = summary["pooled"]
+    return {
+        "run": str(folder),
+        "corpus": summary.get("corpus") or "—",
+        "model": " + ".join(m["model"] for m in members),
+        "features": "—",
+        "options": f"within-fold ensemble of {len(members)} cvs",
+        "runs": len(summary["folds"]),
+        "WA": f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}",
+        "UA": f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}",
+        "pooled WA": f"{pooled['wa']:.3f}",
+        "pooled UA": f"{pooled['ua']:.3f}",
+        "modes": {f"{mode} pooled UA": "—" for mode in MODES},
+    }
+
+
+def _describe_features(values: dict | None) -> str:
+    """``"logmelspec 64×100"``: the feature type, bands × segment frames (and whether the features are
+    speaker-normalised); ``"—"`` when unknown."""
+    if not values:
+        return "—"
+    config = FeatureConfig.from_dict(values)
+    normalised = ", speaker-normalised" if config.speaker_norm else ""
+    return f"{config.kind} {config.height}×{config.segment_frames}{normalised}"
+
+
+def compare_runs(folders: list[Path]) -> tuple[list[dict], list[dict]]:
+    """One row per run (:func:`load_run`), and one per run of its pooled UA in each evaluation mode."""
+    rows = []
+    for folder in folders:
+        try:
+            rows.append(load_run(Path(folder)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmovisionError(f"{folder}: its summary or metrics file lacks {exc} (damaged?)") from None
+    modes = [{"run": row["run"], **row.pop("modes")} for row in rows]
+    return rows, modes
+
+
+def paired_deltas(folders: list[Path]) -> list[dict]:
+    """Test-speaker UA of every later cv run minus the first's, paired over the folds both hold (same
+    fold name and test speakers; a fold's repeats averaged first), in each evaluation mode both runs
+    have (:func:`mode_fold_ua`): one row per run with ``mean ± standard error (folds better/folds)``
+    per mode. Empty with fewer than two cv runs."""
+    summaries = [(str(f), cv_summary(Path(f))) for f in folders]
+    found = [(label, summary) for label, summary in summaries if summary is not None]
+    if len(found) < 2:
+        return []
+    per_fold = [(label, mode_fold_ua(summary)) for label, summary in found]
+    base = per_fold[0][1]
+    rows = []
+    for label, modes in per_fold[1:]:
+        row = {"run": label}
+        for mode in MODES:
+            if mode in base and mode in modes:
+                shared = [ua - base[mode][key] for key, ua in modes[mode].items() if key in base[mode]]
+                row[f"ΔUA {mode}"] = _paired(shared)
+            else:
+                row[f"ΔUA {mode}"] = "—"
+        rows.append(row)
+    return rows
+
+
+def mode_fold_ua(summary: dict) -> dict[str, dict[tuple, float]]:
+    """UA per fold (keyed by fold name and test speakers, repeats averaged) in each mode the run has."""
+    if summary.get("modes"):
+        folds = {mode: summary["modes"][mode]["folds"] for mode in MODES}
+    else:
+        plain = [fold["ua"] for fold in summary["folds"]]
+        available = mode_pooled_ua(summary)
+        folds = {mode: plain for mode in MODES if available[mode] is not None}
+    out = {}
+    for mode, values in folds.items():
+        grouped: dict[tuple, list[float]] = {}
+        for fold, ua in zip(summary["folds"], values, strict=True):
+            grouped.setdefault((fold["name"], tuple(fold["test"])), []).append(ua)
+        out[mode] = {key: float(np.mean(v)) for key, v in grouped.items()}
+    return out
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[k]) for k in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fusion_reports(folders: list[Path]) -> list[tuple[str, dict]]:
+    """``(folder, fusion.json content)`` of every folder that has one (``emovision fuse``,
+    ``cv --fusion`` or ``ensemble --functionals``)."""
+    return [
+        (str(f), read_json(Path(f) / "fusion.json", "fusion report"))
+        for f in folders
+        if (Path(f) / "fusion.json").is_file()
+    ]
+
+
+def fusion_rows(folders: list[Path]) -> list[dict]:
+    """One row per fused run: what its linear model trained on, and UA (mean ± std over folds) of
+    the image model, the linear model and the fusion, with the fusion's pooled UA."""
+    rows = []
+    for label, report in fusion_reports(folders):
+        summary = report["summary"]
+        rows.append(
+            {
+                "run": label,
+                "linear model trained on": "clean + " + "+".join(report["copy_kinds"])
+                if report.get("copy_kinds")
+                else "clean",
+                **{f"{m} UA": f"{summary[m]['ua_mean']:.3f} ± {summary[m]['ua_std']:.3f}" for m in MODELS},
+                "pooled fusion UA": f"{summary['fusion']['pooled']['ua']:.3f}",
+            }
+        )
+    return rows
+
+
+def fusion_deltas(folders: list[Path]) -> list[dict]:
+    """Paired UA differences of every later fused run's linear model and fusion from the first
+    fused run's, over the folds both hold (same fold name and test speakers). Empty with fewer
+    than two fused runs."""
+    found = fusion_reports(folders)
+    if len(found) < 2:
+        return []
+    per_fold = [
+        (label, {(f["name"], tuple(f["test"])): f for f in report["folds"]}) for label, report in found
+    ]
+    base = per_fold[0][1]
+    return [
+        {
+            "run": label,
+            **{
+                f"Δ{m} UA": _paired(
+                    [f[m]["ua"] - base[key][m]["ua"] for key, f in folds.items() if key in base]
+                )
+                for m in ("linear", "fusion")
+            },
+        }
+        for label, folds in per_fold[1:]
+    ]
+
+
+def robustness_fusion_rows(folders: list[Path]) -> list[dict]:
+    """Per condition the fusion's UA (mean ± std over folds) of every run whose ``robustness.json``
+    scored its fusion (``robustness --fusion``); empty when none did."""
+    found = [(label, report) for label, report in robustness_reports(folders) if report.get("fusion")]
+    conditions: list[str] = []
+    values: dict[tuple[str, str], str] = {}
+    for label, report in found:
+        for c in report["fusion"]:
+            if c["name"] not in conditions:
+                conditions.append(c["name"])
+            values[label, c["name"]] = f"{c['fusion']['ua_mean']:.3f} ± {c['fusion']['ua_std']:.3f}"
+    return [
+        {"condition": name, **{label: values.get((label, name), "—") for label, _ in found}}
+        for name in conditions
+    ]
+
+
+def robustness_reports(folders: list[Path]) -> list[tuple[str, dict]]:
+    """``(label, robustness.json content)`` of every folder that has one; the label is the folder's
+    name, or its whole path where names repeat."""
+    found = [
+        (Path(f), read_json(Path(f) / "robustness.json", "robustness"))
+        for f in folders
+        if (Path(f) / "robustness.json").is_file()
+    ]
+    names = [folder.name for folder, _ in found]
+    unique = len(set(names)) == len(names)
+    return [(folder.name if unique else str(folder), report) for folder, report in found]
+
+
+def robustness_rows(folders: list[Path]) -> list[dict]:
+    """UA (mean ± std over fold runs) per condition and run, from each run's ``robustness.json``.
+
+    One row per condition (clean first, then in the order the runs list them) with a column per
+    run that has a ``robustness.json`` ("—" where a run lacks the condition); empty when none has.
+    """
+    found = robustness_reports(folders)
+    conditions: list[str] = []
+    values: dict[tuple[str, str], str] = {}
+    for label, report in found:
+        for c in report["conditions"]:
+            if c["name"] not in conditions:
+                conditions.append(c["name"])
+            values[label, c["name"]] = f"{c['ua_mean']:.3f} ± {c['ua_std']:.3f}"
+    return [
+        {"condition": name, **{label: values.get((label, name), "—") for label, _ in found}}
+        for name in conditions
+    ]
+
+
+def robustness_deltas(folders: list[Path]) -> list[dict]:
+    """Paired UA differences from the first run with a ``robustness.json``, per condition and later run.
+
+    Fold runs are paired by their folder name and test speakers (the same folds of the same
+    features); a cell is ``mean ± standard error`` of the per-fold differences with the number
+    of folds that improved, e.g. ``+0.016 ± 0.011 (6/10)``, or "—" without a shared fold or
+    condition. Runs whose corruption differs from the first one's (seed, babble talkers, noise
+    recordings: other noisy audio) are not paired; their cells say which setting differs.
+    Empty with fewer than two runs.
+    """
+    found = robustness_reports(folders)
+    if len(found) < 2:
+        return []
+    (_, base), others = found[0], found[1:]
+    base_folds = {(f["run"], tuple(f["test"])): f["conditions"] for f in base["folds"]}
+    rows = []
+    for entry in base["conditions"]:
+        condition = entry["name"]
+        row = {"condition": condition}
+        for label, report in others:
+            differs = _other_corruption(base, report, entry)
+            if differs:
+                row[label] = f"not paired: other {differs}"
+                continue
+            differences = [
+                f["conditions"][condition]["ua"] - base_folds[key][condition]["ua"]
+                for f in report["folds"]
+                if (key := (f["run"], tuple(f["test"]))) in base_folds and condition in f["conditions"]
+            ]
+            row[label] = _paired(differences)
+        rows.append(row)
+    return rows
+
+
+def _other_corruption(base: dict, report: dict, condition: dict) -> str:
+    """The settings that make ``condition``'s audio differ between two robustness reports ("" when
+    none does): the seed for every corrupted condition, the talker count for babble, the
+    recordings for recorded noise."""
+    if condition.get("kind", "clean") == "clean":
+        return ""
+    keys = ["seed"]
+    keys += ["babble_talkers"] if condition.get("noise") == "babble" else []
+    keys += ["noise_files"] if condition.get("noise") == "recorded" else []
+    plans = base.get("plan", {}), report.get("plan", {})
+    return ", ".join(key.replace("_", " ") for key in keys if plans[0].get(key) != plans[1].get(key))
+
+
+def _paired(differences: list[float]) -> str:
+    if not differences:
+        return "—"
+    return paired_text(paired_difference(np.array(differences)))
+
+
+def paired_text(p: dict) -> str:
+    """A :func:`~emovision.training.metrics.paired_difference` as ``+0.016 ± 0.011 (6/10)``."""
+    return f"{p['mean']:+.3f} ± {p['se']:.3f} ({p['better']}/{p['folds']})"

@@ -1,0 +1,425 @@
+"""Robustness of a finished cross-validation: accuracy under additive noise and reverberation.
+
+For every fold run of a ``cv`` folder, the test speakers' recordings are read again, corrupted
+and turned into features with the configuration stored in the fold's checkpoint, and the
+fold's best checkpoint is evaluated on them exactly as at training time (segment
+log-probabilities, the checkpoint's aggregation rule, WA/UA). Conditions:
+
+``clean``
+    The recordings as they are: reproduces each fold's reported test metrics.
+``<noise> <snr> dB``
+    Additive noise at a signal-to-noise ratio computed over the active speech
+    (:func:`acoustics.add_noise_snr`). Noise types: ``white``, ``pink``, ``babble`` (the sum of
+    ``babble_talkers`` level-normalised utterances of speakers who are not a test speaker of
+    the fold) and ``recorded`` (a random stretch of a random file of ``--noise-dir``).
+``reverb <rt60> s``
+    Convolution with a synthetic room impulse response of that RT60 (:func:`acoustics.synthetic_rir`).
+
+Corruption (:mod:`emovision.data.corruption`) happens on the audio at the feature sample rate, before
+feature extraction, and depends only on the seed, the utterance id and the condition. Features are computed in worker processes while the
+models score the finished utterances; runs of the same fold (``--repeats``) share them.
+
+With ``fusion``, the cv's late fusion (``fusion.json``, from ``emovision fuse``) is scored too: the
+openSMILE functionals of every corrupted recording feed each fold's linear model (retrained on
+the fold's training speakers' clean functionals, and those of their copies the fusion trained on,
+with the fold's ``C``) and are mixed with the
+image models' scores (the mean over the fold's runs) with the fold's weight, as ``fuse`` did;
+``robustness.json`` gets ``fusion`` (WA/UA of image, linear model and fusion per condition over
+the folds) and ``robustness.md`` a table of it.
+
+Output in the cv folder: ``robustness.json`` (per run and condition WA/UA, confusion and the
+mean negative log-likelihood of the true class, ``nll`` in nats; per condition the mean ±
+standard deviation over runs and the pooled metrics),
+``robustness.md`` (a table, clean first) and ``robustness.png`` (UA against SNR per noise
+type, and against RT60). While it runs, each finished fold's results are kept in
+``robustness.partial/<run>.json``: an interrupted evaluation rerun with the same corpus and
+conditions skips those folds, and the folder is removed once the report is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emovision.data.audio import load_audio
+from emovision.data.corpora import Utterance, load_corpus
+from emovision.data.corruption import (
+    CorruptionPlan,
+    babble_pool,
+    babble_sources,
+    corrupt,
+    talker_audio,
+)
+from emovision.data.extract import default_workers
+from emovision.data.features import (
+    FeatureConfig,
+    compute_features,
+    feature_key,
+    segment,
+    speaker_normalise_groups,
+)
+from emovision.data.functionals import Functionals, require_opensmile
+from emovision.data.speaker_norm import SpeakerNormaliser
+from emovision.data.store import open_info
+from emovision.errors import AudioError, EmovisionError
+from emovision.evaluation.fusion import FunctionalsTable, functionals_table, linear_log_probs, linear_pipeline
+from emovision.evaluation.robustness_report import FUSION_PREFIX, build_report, write_report
+from emovision.files import atomic_write_bytes, read_json
+from emovision.inference.fusion_model import mix
+from emovision.inference.runs import FoldRun, finished_runs
+from emovision.progress import progress_bar
+from emovision.system import ordered_map, resolve_device, worker_pool
+from emovision.training.checkpoint import model_from_checkpoint
+from emovision.training.metrics import (
+    score_utterances,
+    segment_log_probs,
+    utterance_scores,
+)
+from emovision.training.modes import runs_mode
+
+# ----- the cv folder --------------------------------------------------------------------------------
+
+
+def resolve_utterances(
+    runs: list[FoldRun], corpus_name: str | None, root: str | Path, classes: str | None = None
+) -> tuple[str, dict[str, Utterance], list[str]]:
+    """The corpus name, its utterances by id, and the class names, checked against every run.
+
+    ``classes`` is the class selection to load the corpus with (default: the one the features were
+    extracted with, as the checkpoints record it — IEMOCAP's preset ``4`` merges exc into hap —
+    else the class names as a comma list), and the loader's options are the recorded ones too
+    (``improvised_only``). Raises :class:`EmovisionError` for a corpus other than the
+    runs', other class names, or a test utterance id the corpus under ``root`` lacks.
+    """
+    trained = {run.checkpoint.get("corpus") for run in runs}
+    class_lists = {tuple(run.checkpoint["classes"]) for run in runs}
+    if len(trained) != 1 or len(class_lists) != 1:
+        raise EmovisionError("the fold runs disagree on their corpus or classes: not one cross-validation")
+    (trained_on,), (names,) = trained, class_lists
+    name = corpus_name or trained_on
+    if trained_on and name != trained_on:
+        raise EmovisionError(f"--corpus {name}: the runs were trained on {trained_on} features")
+    selection = runs[0].checkpoint.get("selection") or {}
+    options = {k: v for k, v in selection.items() if k not in ("corpus", "root", "classes")}
+    if classes is None:
+        classes = selection.get("classes") if "classes" in selection else ",".join(names)
+    corpus = load_corpus(name, root, classes, **options)
+    if list(corpus.classes) != list(names):
+        raise EmovisionError(
+            f"the corpus classes {', '.join(corpus.classes)} differ from the model's {', '.join(names)}"
+        )
+    by_id = {u.id: u for u in corpus.utterances}
+    for run in runs:
+        ids = run.metrics["test_utterance_ids"]
+        missing = [uid for uid in ids if uid not in by_id]
+        if missing:
+            raise EmovisionError(
+                f"test utterance {missing[0]} of {run.name} ({len(missing)} of {len(ids)} missing) is not in the "
+                f"{name} corpus under {root}: give the --root (and --classes) the features were extracted from"
+            )
+    return name, by_id, list(names)
+
+
+# ----- evaluation ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Runs that share their test utterances and features (one fold, several seeds)."""
+
+    config: FeatureConfig
+    utterance_ids: list[str]
+    test_speakers: list[str]
+    runs: list[FoldRun] = field(default_factory=list)
+
+
+@dataclass
+class _Fusion:
+    """A cv's scored late fusion: the functionals of its features file and each fold's C and weight."""
+
+    feature_set: str
+    table: FunctionalsTable
+    folds: dict[str, dict]
+    speaker_norm: bool = False
+    copy_kinds: tuple[str, ...] = ()
+
+
+def _fusion_identity(fused: _Fusion | None) -> dict | None:
+    """What a robustness run's fused results depend on: kept with its partial results."""
+    if fused is None:
+        return None
+    folds = {name: [f["C"], f["weight"]] for name, f in fused.folds.items()}
+    identity = {"functionals_file": str(fused.table.path.resolve()), "folds": folds}
+    return identity | ({"copy_kinds": list(fused.copy_kinds)} if fused.copy_kinds else {})
+
+
+def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
+    report_path = run_dir / "fusion.json"
+    if not report_path.is_file():
+        raise EmovisionError(f"--fusion: {run_dir} has no fusion.json: run emovision fuse on it first")
+    require_opensmile()
+    report = read_json(report_path, "fusion report")
+    table_path = Path(report["functionals_file"])
+    info = open_info(table_path)
+    if info.config.sample_rate != sample_rate:
+        raise EmovisionError(
+            f"--fusion: {table_path} holds functionals at another sample rate than the models'"
+        )
+    folds = {f["name"]: f for f in report["folds"]}
+    table = functionals_table(table_path, classes)
+    copy_kinds = tuple(report.get("copy_kinds", ()))
+    table.check_kinds(copy_kinds)
+    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, copy_kinds)
+
+
+def evaluate_robustness(
+    run_dir: str | Path,
+    root: str | Path,
+    plan: CorruptionPlan,
+    corpus: str | None = None,
+    classes: str | None = None,
+    workers: int | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    progress: bool = True,
+    fusion: bool = False,
+) -> dict:
+    """Evaluate every fold run of the cv folder ``run_dir`` under every condition of ``plan``
+    (and, with ``fusion``, its late fusion: see the module docstring).
+
+    ``root`` is the corpus folder (``corpus`` defaults to the one the runs were trained on);
+    ``workers`` processes compute the features (default: all cores), ``device`` runs the
+    models. Writes ``robustness.json``, ``robustness.md`` and ``robustness.png`` in
+    ``run_dir`` and returns the ``robustness.json`` content.
+    """
+    run_dir = Path(run_dir)
+    record, runs = finished_runs(run_dir)
+    corpus_name, by_id, classes_list = resolve_utterances(runs, corpus, root, classes)
+    if workers is not None and workers < 1:
+        raise EmovisionError("--workers must be at least 1")
+    if batch_size < 1:
+        raise EmovisionError("--batch-size must be at least 1")
+    torch_device = torch.device(resolve_device(device, torch.cuda.is_available()))
+    groups: dict[tuple, _Group] = {}
+    for run in runs:
+        config = run.feature_config
+        ids = list(run.metrics["test_utterance_ids"])
+        key = (tuple(ids), json.dumps(config.to_dict(), sort_keys=True))
+        group = groups.setdefault(key, _Group(config, ids, list(run.metrics["fold"]["test"])))
+        group.runs.append(run)
+    fused = _fusion_of(run_dir, classes_list, runs[0].feature_config.sample_rate) if fusion else None
+    conditions = plan.conditions
+    results: dict[str, dict[str, dict]] = {}
+    partial = run_dir / "robustness.partial"
+    identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
+                "classes": classes_list, "fusion": _fusion_identity(fused)}  # fmt: skip
+    identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
+    workers = workers or default_workers()
+    pool = worker_pool(workers) if workers > 1 else None
+    try:
+        with progress_bar(progress) as bar:
+            total = sum(len(g.utterance_ids) for g in groups.values())
+            task = bar.add_task(f"robustness: {len(conditions)} conditions", total=total)
+            for group in groups.values():
+                names = [run.name for run in group.runs]
+                saved = partial / f"{names[0]}.json"
+                finished = _saved_results(saved, identity, names)
+                if finished is None:
+                    bar.update(task, description=f"{', '.join(names)}: {len(conditions)} conditions")
+                    finished = _evaluate_group(
+                        group, plan, by_id, classes_list, pool, workers, torch_device, batch_size,
+                        lambda: bar.advance(task), fused,
+                    )  # fmt: skip
+                    record_json = {"identity": identity, "runs": names, "results": finished}
+                    atomic_write_bytes(saved, json.dumps(record_json).encode())
+                else:
+                    bar.advance(task, len(group.utterance_ids))
+                results.update(finished)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
+    report["mode"] = runs_mode(runs)
+    write_report(report, run_dir)
+    shutil.rmtree(partial, ignore_errors=True)
+    return report
+
+
+def _saved_results(path: Path, identity: dict, names: list[str]) -> dict | None:
+    """The results an interrupted evaluation with the same ``identity`` kept for these runs, else None."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("identity") != identity or saved.get("runs") != names:
+        return None
+    return saved.get("results")
+
+
+def _evaluate_group(
+    group: _Group,
+    plan: CorruptionPlan,
+    by_id: dict[str, Utterance],
+    classes: list[str],
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    device: torch.device,
+    batch_size: int,
+    advance: Callable[[], None],
+    fused: _Fusion | None = None,
+) -> dict[str, dict[str, dict]]:
+    """Metrics per run name and condition name for one group of runs (and, with ``fused``, under
+    ``fusion/<fold>`` the image, linear and fusion metrics per condition)."""
+    conditions = plan.conditions
+    pool_ids = babble_pool(by_id, group.test_speakers)
+    if "babble" in plan.noises and not pool_ids:
+        raise EmovisionError(f"no babble talkers for {group.runs[0].name}: the corpus has no other speaker")
+    jobs = []
+    for uid in group.utterance_ids:
+        talkers = babble_sources(pool_ids, uid, plan) if "babble" in plan.noises else []
+        jobs.append(
+            (
+                str(by_id[uid].path),
+                uid,
+                group.config,
+                plan,
+                tuple(str(by_id[t].path) for t in talkers),
+                fused.feature_set if fused else None,
+            )
+        )
+    models = [model_from_checkpoint(run.checkpoint).to(device) for run in group.runs]
+    autocast = [
+        device.type == "cuda" and bool(run.checkpoint.get("train_config", {}).get("amp", True))
+        for run in group.runs
+    ]
+    log_probs: list[list[list[np.ndarray]]] = [[[] for _ in conditions] for _ in group.runs]
+    counts: list[list[int]] = [[] for _ in conditions]
+    values: list[list[np.ndarray]] = [[] for _ in conditions]
+    pending: list[tuple[int, np.ndarray]] = []
+    owners: list[str] = []
+
+    normalisers = [SpeakerNormaliser.from_dict(run.checkpoint.get("speaker_norm")) for run in group.runs]
+
+    def flush() -> None:
+        """Score the pending segments of every condition in one batch per model (a model normalised in
+        the data pipeline: each corrupted recording by itself, the cold mode)."""
+        sizes = np.cumsum([segments.shape[0] for _, segments in pending])[:-1]
+        for r, model in enumerate(models):
+            pieces = [s if normalisers[r] is None else normalisers[r].cold(s) for _, s in pending]
+            batch = torch.from_numpy(np.concatenate(pieces))
+            scores = segment_log_probs(model, batch, batch_size, autocast[r])
+            for (c, _), part in zip(pending, np.split(scores, sizes), strict=True):
+                log_probs[r][c].append(part)
+        pending.clear()
+
+    for uid, (outputs, functionals, error) in zip(
+        group.utterance_ids, ordered_map(pool, _features_of_job, jobs, 2 * workers), strict=True
+    ):
+        if error is not None:
+            raise EmovisionError(f"test utterance {uid}: {error}")
+        for c, segments in enumerate(outputs):
+            counts[c].append(segments.shape[0])
+            pending.append((c, segments))
+            owners.append(by_id[uid].speaker)
+            if functionals is not None:
+                values[c].append(functionals[c])
+        if not group.config.speaker_norm and sum(part.shape[0] for _, part in pending) >= batch_size:
+            flush()
+            owners.clear()
+        advance()
+    if group.config.speaker_norm and pending:
+        # each speaker under each condition by its own statistics, as a deployed model adapted to
+        # its recordings through the same noise or room
+        sizes = [segments.shape[0] for _, segments in pending]
+        keys = np.repeat([f"{c}/{owner}" for (c, _), owner in zip(pending, owners, strict=True)], sizes)
+        batch = speaker_normalise_groups(np.concatenate([segments for _, segments in pending]), keys)
+        pending[:] = [
+            (c, part) for (c, _), part in zip(pending, np.split(batch, np.cumsum(sizes)[:-1]), strict=True)
+        ]
+    if pending:
+        flush()
+    labels = np.array([classes.index(by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64)
+    results: dict[str, dict[str, dict]] = {}
+    image = [[] for _ in conditions]
+    for r, run in enumerate(group.runs):
+        aggregate = run.checkpoint.get("aggregate", "logprob")
+        results[run.name] = {}
+        for c, condition in enumerate(conditions):
+            scores = utterance_scores(np.concatenate(log_probs[r][c]), np.array(counts[c]), aggregate)
+            image[c].append(scores)
+            metrics = score_utterances(labels, scores, classes)
+            metrics["nll"] = float(-scores[np.arange(labels.size), labels].mean())
+            results[run.name][condition.name] = metrics
+    if fused is not None:
+        fold = group.runs[0].metrics["fold"]
+        if fused.speaker_norm:
+            speakers = [by_id[uid].speaker for uid in group.utterance_ids]
+            values = [speaker_normalise_groups(np.stack(rows), np.array(speakers)) for rows in values]
+        results[f"{FUSION_PREFIX}{fold['name']}"] = _fused_results(
+            fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes
+        )
+    return results
+
+
+def _fused_results(
+    fused: _Fusion,
+    fold: dict,
+    image: list[np.ndarray],
+    values: list[list[np.ndarray]],
+    labels: np.ndarray,
+    conditions: list,
+    classes: list[str],
+) -> dict[str, dict]:
+    """Per condition the metrics of the image models (mean over the fold's runs, ``image[c]``
+    ``(U, K)``), of the fold's linear model on the corrupted functionals ``values[c]`` and of
+    their fusion with the fold's weight."""
+    entry = fused.folds.get(fold["name"])
+    if entry is None:
+        raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
+    model = linear_pipeline(entry["C"]).fit(*fused.table.training(fold["train"], fused.copy_kinds))
+    out = {}
+    for c, condition in enumerate(conditions):
+        linear = linear_log_probs(model, np.stack(values[c]).astype(np.float64), len(classes))
+        mixed = mix(image[c], linear, entry["weight"])
+        out[condition.name] = {
+            name: score_utterances(labels, scores, classes)
+            for name, scores in (("image", image[c]), ("linear", linear), ("fusion", mixed))
+        }
+    return out
+
+
+_FUNCTIONALS: dict[str, Functionals] = {}
+
+
+def _features_of_job(job: tuple) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None, str | None]:
+    """Segments ``(N, C, F, T)`` per condition for one utterance and, when the job names an openSMILE
+    set, its functionals ``(D,)`` per condition; or ``(None, None, reason)``.
+
+    Runs in a worker process (one openSMILE instance per process); errors come back as text (they
+    need not pickle).
+    """
+    path, key, config, plan, talker_paths, feature_set = job
+    try:
+        samples = load_audio(path, config.sample_rate, min_samples=config.min_samples)
+        talkers = [talker_audio(p, config.sample_rate) for p in talker_paths]
+        signals = [signal for _, signal in corrupt(samples, config.sample_rate, key, plan, talkers)]
+        segments = [
+            segment(compute_features(signal, config, feature_key(path)), config) for signal in signals
+        ]
+        functionals = None
+        if feature_set is not None:
+            if feature_set not in _FUNCTIONALS:
+                _FUNCTIONALS[feature_set] = Functionals(feature_set)
+            functionals = [_FUNCTIONALS[feature_set](signal, config.sample_rate) for signal in signals]
+        return segments, functionals, None
+    except AudioError as exc:
+        return None, None, f"{exc.source}: {exc.reason}"
+    except (EmovisionError, ValueError, MemoryError) as exc:
+        return None, None, f"feature extraction failed ({exc})"

@@ -1,0 +1,170 @@
+"""The report of a robustness evaluation: ``robustness.json`` (per run and condition, and per
+condition over runs), ``robustness.md`` and ``robustness.png``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from emovision import plots
+from emovision.data.corruption import Condition, CorruptionPlan
+from emovision.files import atomic_write_bytes
+from emovision.inference.runs import FoldRun
+from emovision.system import software_versions
+from emovision.training.metrics import fold_summary
+from emovision.training.options import run_options
+
+FUSION_PREFIX = "fusion/"
+FUSION_MODELS = ("image", "linear", "fusion")
+
+
+def build_report(
+    record: dict,
+    runs: list[FoldRun],
+    results: dict[str, dict[str, dict]],
+    conditions: list[Condition],
+    plan: CorruptionPlan,
+    corpus: str,
+    root: str | Path,
+    classes: list[str],
+) -> dict:
+    """The content of ``robustness.json``."""
+    folds = []
+    for run in runs:
+        reported = run.metrics["test"]
+        clean = results[run.name]["clean"]
+        folds.append(
+            {
+                "run": run.name,
+                "fold": run.metrics["fold"]["name"],
+                "test": run.metrics["fold"]["test"],
+                "seed": run.metrics["train_config"]["seed"],
+                "reported": {"wa": reported["wa"], "ua": reported["ua"]},
+                "clean_matches_reported": clean["confusion"] == reported["confusion"],
+                "conditions": results[run.name],
+            }
+        )
+    summaries = []
+    for condition in conditions:
+        per_run = [results[run.name][condition.name] for run in runs]
+        summaries.append(
+            {
+                "name": condition.name,
+                **asdict(condition),
+                **fold_summary(per_run, classes),
+                "nll_mean": float(np.mean([m["nll"] for m in per_run])),
+            }
+        )
+    first = runs[0].checkpoint
+    fused = [folds for name, folds in sorted(results.items()) if name.startswith(FUSION_PREFIX)]
+    fusion = [
+        {
+            "name": condition.name,
+            **{
+                model: fold_summary([fold[condition.name][model] for fold in fused], classes)
+                for model in FUSION_MODELS
+            },
+        }
+        for condition in conditions
+        if fused
+    ]
+    return {
+        "corpus": corpus,
+        "root": str(root),
+        "classes": classes,
+        "features_file": record.get("features_file"),
+        "plan": plan.to_dict(),
+        "conditions": summaries,
+        "folds": folds,
+        "repeats": int(record.get("repeats", 1)),
+        "train_config": first.get("train_config"),
+        "feature_config": first["feature_config"],
+        "versions": software_versions(),
+        **({"fusion": fusion} if fused else {}),
+    }
+
+
+def write_report(report: dict, run_dir: Path) -> None:
+    """``robustness.json``, ``robustness.md`` and ``robustness.png`` in ``run_dir``."""
+    atomic_write_bytes(run_dir / "robustness.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(run_dir / "robustness.md", robustness_markdown(report).encode())
+    by_name = {c["name"]: c for c in report["conditions"]}
+    plan = report["plan"]
+    snrs = list(plan["snrs"])
+    noise_ua = {n: [by_name[Condition("noise", n, s).name]["ua_mean"] for s in snrs] for n in plan["noises"]}
+    rt60s = list(plan["rt60s"])
+    reverb_ua = [by_name[Condition("reverb", rt60_s=r).name]["ua_mean"] for r in rt60s]
+    plots.robustness_curves(
+        snrs,
+        noise_ua,
+        rt60s,
+        reverb_ua,
+        by_name["clean"]["ua_mean"],
+        run_dir / "robustness.png",
+        _title(report),
+        chance=1.0 / len(report["classes"]),
+    )
+
+
+def robustness_markdown(report: dict) -> str:
+    """A Markdown table of WA/UA per condition (clean first) with the UA change from clean."""
+    clean_ua = report["conditions"][0]["ua_mean"]
+    plan = report["plan"]
+    runs = report["folds"]
+    lines = [
+        f"# Robustness: {_title(report)}",
+        "",
+        f"Corpus {report['corpus']} under `{report['root']}`, {len(runs)} fold runs; seed {plan['seed']}, "
+        f"babble of {plan['babble_talkers']} talkers"
+        + (f", noise recordings: {len(plan['noise_files'])}" if plan["noise_files"] else "")
+        + ". SNR over the active speech; reverberation by a synthetic room of the given RT60.  ",
+        "WA and UA: mean ± standard deviation over the fold runs; ΔUA: change of the mean UA from clean; "
+        "NLL: mean over runs of the utterances' negative log-likelihood of the true class (nats).  ",
+        f"Mode: {report.get('mode', 'any')} (cold: each corrupted recording by itself; transductive: each "
+        "test speaker under each condition by all of its corrupted recordings, which know the noise).",
+        "",
+        "| condition | WA | UA | ΔUA | pooled WA | pooled UA | NLL |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report["conditions"]:
+        delta = "" if c["name"] == "clean" else f"{c['ua_mean'] - clean_ua:+.3f}"
+        lines.append(
+            f"| {c['name']} | {c['wa_mean']:.3f} ± {c['wa_std']:.3f} | {c['ua_mean']:.3f} ± {c['ua_std']:.3f} "
+            f"| {delta} | {c['pooled']['wa']:.3f} | {c['pooled']['ua']:.3f} | {c['nll_mean']:.3f} |"
+        )
+    mismatched = [f["run"] for f in runs if not f["clean_matches_reported"]]
+    lines += [
+        "",
+        "Clean reproduces every fold run's reported test metrics."
+        if not mismatched
+        else f"Clean differs from the reported test metrics of: {', '.join(mismatched)} "
+        "(audio, corpus or device other than at training time).",
+        "",
+    ]
+    if report.get("fusion"):
+        lines += [
+            "## Late fusion with openSMILE functionals",
+            "",
+            "Per fold: the image models (mean over the fold's runs), the linear model on the functionals "
+            "of the corrupted recording, and their fusion with the fold's weight (`fusion.json`). UA: "
+            "mean ± standard deviation over the folds, and pooled.",
+            "",
+            "| condition | image UA | linear UA | fusion UA | pooled image | pooled linear | pooled fusion |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in report["fusion"]:
+            means = " | ".join(f"{c[m]['ua_mean']:.3f} ± {c[m]['ua_std']:.3f}" for m in FUSION_MODELS)
+            pooled = " | ".join(f"{c[m]['pooled']['ua']:.3f}" for m in FUSION_MODELS)
+            lines.append(f"| {c['name']} | {means} | {pooled} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _title(report: dict) -> str:
+    config = report.get("train_config") or {}
+    options = run_options(config)
+    model = config.get("model", "model")
+    return f"{model}, {report['feature_config']['kind']}" + (f" ({', '.join(options)})" if options else "")

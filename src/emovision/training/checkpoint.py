@@ -1,0 +1,72 @@
+"""Model checkpoints: everything needed to use a trained model, loadable with ``weights_only=True``.
+
+A checkpoint is a dict of plain values and tensors: ``format``, ``version``, ``model``
+(name, classes count, channels, height, frames, input normalisation, resize, head — ``gap``
+when absent), ``classes``, ``corpus``, ``selection``, ``feature_config`` (``None`` when trained on
+a legacy pickle), ``speaker_norm`` (the pipeline's speaker normaliser, ``None`` without one),
+``aggregate``, ``temperature``, ``state_dict`` (input normaliser statistics included),
+``metrics``, ``train_config``, ``fold``, ``features_file`` and ``versions``. An *ensemble* payload (a cv folder used as one model, see
+:func:`emovision.inference.runs.load_model_payload`) has the same keys but ``state_dict``, and ``members``:
+the list of its models' checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from emovision.errors import CheckpointError
+from emovision.files import atomic_write
+from emovision.training.models import EnsembleModel, SERModel, build_ser_model
+
+FORMAT = "emovision-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` written atomically (see :func:`emovision.files.atomic_write`): never a half-written checkpoint."""
+    return atomic_write(path, lambda temp: torch.save(payload, temp))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint read with ``weights_only=True``; :class:`CheckpointError` when it is not one."""
+    payload = load_weights_only(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an emovision checkpoint (made by emovision train)")
+    if int(payload.get("version", 0)) > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer emovision (checkpoint version {payload['version']})"
+        )
+    return payload
+
+
+def load_weights_only(path: str | Path) -> object:
+    """Anything saved with ``torch.save`` that loads without running code, else :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} cannot be loaded safely (weights_only=True): {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+
+
+def model_from_checkpoint(payload: dict) -> SERModel | EnsembleModel:
+    """The trained model of a checkpoint (or of an ensemble payload), in eval mode on the CPU."""
+    if "members" in payload:
+        return EnsembleModel([model_from_checkpoint(member) for member in payload["members"]]).eval()
+    spec = payload["model"]
+    model = build_ser_model(
+        spec["name"],
+        spec["num_classes"],
+        spec["channels"],
+        spec["height"],
+        input_norm=spec["input_norm"],
+        resize=spec["resize"],
+        head=spec.get("head", "gap"),
+    )
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

@@ -1,0 +1,504 @@
+"""A cv folder as a model: late fusion with openSMILE functionals, the fold ensemble, a final model."""
+
+import json
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from serve.live_server import running_server
+
+from emovision.cli import main
+from emovision.data.audio import load_audio
+from emovision.data.features import segment, speaker_normalise
+from emovision.data.functionals import Functionals
+from emovision.data.store import read_functionals
+from emovision.errors import CheckpointError, EmovisionError
+from emovision.evaluation.fusion import (
+    WEIGHTS,
+    FunctionalsTable,
+    choose_weight,
+    fit_linear,
+    functionals_table,
+    linear_log_probs,
+    linear_pipeline,
+    mean_image_scores,
+)
+from emovision.inference.fusion_model import LinearFusion
+from emovision.inference.predict import Recognizer
+from emovision.inference.runs import finished_runs, load_model_payload
+from emovision.serve import create_app
+from emovision.training.checkpoint import load_checkpoint, model_from_checkpoint
+from emovision.training.dataset import load_split, open_source
+from emovision.training.metrics import score_utterances
+
+FOLDS = [{"name": "a", "test": ["03"], "val": ["10"]}, {"name": "b", "test": ["08"], "val": ["09"]}]
+
+
+@pytest.fixture(scope="module")
+def cv_run(emodb_augmented, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cv-fusion")
+    (root / "folds.json").write_text(json.dumps(FOLDS))
+    out = root / "cv"
+    args = ["cv", str(emodb_augmented), "--folds", str(root / "folds.json"), "--model", "alexnet_gap"]
+    args += [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--fusion",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_fusion_report_and_that_it_chooses_on_the_validation_speaker(cv_run, capsys):
+    report = json.loads((cv_run / "fusion.json").read_text())
+    assert [f["name"] for f in report["folds"]] == ["a", "b"]
+    for fold in report["folds"]:
+        assert fold["weight"] in WEIGHTS
+        assert fold["linear"]["ua"] > 0.5  # eGeMAPS + logistic regression, 4 classes: chance 0.25
+        assert fold["image"]["utterances"] == fold["fusion"]["utterances"]
+    summary = json.loads((cv_run / "summary.json").read_text())
+    image_ua = [f["ua"] for f in summary["folds"]]
+    assert [f["image"]["ua"] for f in report["folds"]] == pytest.approx(image_ua)  # the cv's own scores
+    assert "| fusion |" in (cv_run / "fusion.md").read_text()
+    assert main(["fuse", str(cv_run), "--quiet"]) == 0
+    assert "ΔUA fusion - image" in capsys.readouterr().out
+
+
+def test_choose_weight_prefers_the_better_scores_and_ties_go_to_equal_weights():
+    labels = np.array([0, 1, 0, 1])
+    good = np.log(np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]))
+    bad = good[:, ::-1].copy()
+    assert choose_weight(good, bad, labels, ["a", "b"]) > 0.5
+    assert choose_weight(bad, good, labels, ["a", "b"]) < 0.5
+    assert choose_weight(good, good, labels, ["a", "b"]) == 0.5
+
+
+def test_fusion_needs_functionals(cv_run, tmp_path, capsys, emodb_dir):
+    plain = tmp_path / "plain.h5"
+    assert main(["extract", "emodb", str(emodb_dir), "--classes", "4", "-o", str(plain), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["fuse", str(cv_run), "--functionals", str(plain), "--quiet"]) == 2
+    assert "no openSMILE functionals" in capsys.readouterr().err
+
+
+def test_a_cv_folder_is_the_ensemble_of_its_fold_models(cv_run, emodb_wavs, tmp_path):
+    payload = load_model_payload(cv_run)
+    assert len(payload["members"]) == 2 and payload["model"]["name"].startswith("ensemble of 2")
+    wav = next(p for p in emodb_wavs if p.name.startswith("03"))
+    # raw (no temperature, no fusion): the members' mean log-probabilities
+    ensemble = Recognizer.load(cv_run, calibration="off", fusion="off")
+    prediction = ensemble.predict(wav)
+    pieces = torch.from_numpy(segment(ensemble.features(load_audio(wav, 16000)), ensemble.config))
+    members = [model_from_checkpoint(load_checkpoint(p)) for p in sorted(cv_run.glob("fold*/best.pth"))]
+    with torch.no_grad():
+        mean = torch.stack([torch.log_softmax(m(pieces), dim=1) for m in members]).mean(0).mean(0)
+    expected = torch.softmax(mean, dim=0).numpy()
+    assert np.allclose([prediction.probabilities[c] for c in ensemble.classes], expected, atol=1e-5)
+    onnx = tmp_path / "ensemble.onnx"
+    assert main(["export", str(cv_run), "-o", str(onnx)]) == 0
+    from_onnx = Recognizer.load(onnx, calibration="off").predict(wav)
+    assert from_onnx.label == prediction.label
+    assert abs(from_onnx.confidence - prediction.confidence) < 1e-4
+    temperatures = [load_checkpoint(p)["temperature"] for p in sorted(cv_run.glob("fold*/best.pth"))]
+    image_only = Recognizer.load(cv_run, fusion="off").temperature
+    assert image_only == Recognizer.load(onnx).temperature == np.median(temperatures)
+
+
+def test_the_fused_model_is_deployed_with_every_speaker_and_the_folds_medians(cv_run, emodb_augmented):
+    report = json.loads((cv_run / "fusion.json").read_text())
+    deployed = LinearFusion.load(cv_run / "fusion-model.npz")
+    source = open_source(emodb_augmented)
+    table = functionals_table(emodb_augmented, source.classes).utterances
+    assert deployed.info["utterances"] == len(table) and deployed.info["speakers"] == 5
+    assert deployed.info["copy_kinds"] == []  # the cv trained on clean speech only
+    assert deployed.weight == pytest.approx(np.median([f["weight"] for f in report["folds"]]))
+    assert deployed.temperature == pytest.approx(np.median([f["temperature"] for f in report["folds"]]))
+    assert report["deployed"]["functionals"] == deployed.feature_set == "eGeMAPSv02"
+    assert "To deploy: `fusion-model.npz`" in (cv_run / "fusion.md").read_text()
+    # the stored arrays score exactly as the scikit-learn pipeline they came from
+    ids = sorted(table)
+    x = np.stack([table[uid][0] for uid in ids]).astype(np.float64)
+    y = np.array([table[uid][2] for uid in ids])
+    model, _ = fit_linear(x, y, x, y, source.classes)
+    again = LinearFusion.from_pipeline(
+        model,
+        feature_set="eGeMAPSv02",
+        sample_rate=16000,
+        classes=source.classes,
+        weight=0.5,
+        temperature=1.0,
+        info={},
+    )
+    assert np.allclose(again.linear_log_probs(x), linear_log_probs(model, x, len(source.classes)), atol=1e-6)
+
+
+def test_a_fused_cv_folder_predicts_with_its_linear_model(cv_run, emodb_augmented, emodb_wavs, capsys):
+    wav = next(p for p in emodb_wavs if p.name.startswith("03") and p.name[5] == "W")
+    samples = load_audio(wav, 16000)
+    values = Functionals("eGeMAPSv02")(samples, 16000)
+    ids, stored, _ = read_functionals(emodb_augmented)["03"]
+    assert np.allclose(values, stored[ids.index(wav.stem)], atol=1e-4)  # the audio path extraction took
+    fused = Recognizer.load(cv_run, fusion="on")
+    assert fused.fusion is not None and "linear model on eGeMAPSv02" in fused.model["name"]
+    image = Recognizer.load(cv_run, fusion="off", calibration="off").predict(wav)
+    image_log = np.log([image.probabilities[c] for c in fused.classes])
+    mixed = (
+        fused.fusion.weight * image_log
+        + (1 - fused.fusion.weight) * fused.fusion.linear_log_probs(values[None])[0]
+    )
+    expected = torch.softmax(torch.from_numpy(mixed / fused.temperature), dim=0).numpy()
+    prediction = fused.predict(wav)
+    assert np.allclose([prediction.probabilities[c] for c in fused.classes], expected, atol=1e-5)
+    assert np.allclose(
+        prediction.segment_probabilities, image.segment_probabilities
+    )  # segments: image models
+    turns = fused.predict_turns(wav, vad="energy")
+    assert turns.turns and all(sum(t.probabilities.values()) == pytest.approx(1) for t in turns.turns)
+    with pytest.raises(EmovisionError, match="precomputed segments"):
+        fused.predict_segments(segment(fused.features(samples), fused.config))
+    capsys.readouterr()
+    assert main(["predict", str(cv_run), str(wav), "--json", "--quiet", "--fusion", "auto"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["probabilities"] == pytest.approx(prediction.probabilities, abs=1e-5)
+    for fusion, fused_name in (("auto", True), ("off", False)):
+        with running_server(create_app(cv_run, fusion=fusion)) as url:
+            assert (
+                "linear model on eGeMAPSv02" in httpx.get(f"{url}/api/health").json()["model"]
+            ) is fused_name
+            files = {"file": (wav.name, wav.read_bytes(), "audio/wav")}
+            body = httpx.post(
+                f"{url}/api/predict", files=files, params={"spectrogram": "true"}, timeout=60
+            ).json()
+            want = prediction if fusion == "auto" else Recognizer.load(cv_run, fusion="off").predict(wav)
+            assert body["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
+
+
+def test_fusion_on_needs_a_fused_model_and_a_damaged_one_is_refused(cv_run, emodb_wavs, tmp_path, capsys):
+    checkpoint = next(cv_run.glob("fold*/best.pth"))
+    assert main(["predict", str(checkpoint), str(emodb_wavs[0]), "--fusion", "on", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "has no fused model" in err and "Traceback" not in err
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy)
+    (copy / "fusion-model.npz").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="not a readable fused model"):
+        Recognizer.load(copy, fusion="auto")
+    assert Recognizer.load(copy, fusion="off").fusion is None
+    # a fold retrained after the fusion was fitted: the stored weight no longer belongs to it
+    shutil.copy(cv_run / "fusion-model.npz", copy / "fusion-model.npz")
+    assert Recognizer.load(copy, fusion="on").fusion is not None
+    assert Recognizer.load(copy).fusion is None  # off by default
+    metrics = next(copy.glob("fold*/metrics.json"))
+    metrics.write_text(metrics.read_text() + "\n")
+    with pytest.raises(CheckpointError, match="fitted to other fold models"):
+        Recognizer.load(copy, fusion="on")
+
+
+def test_the_linear_model_trains_on_the_copies_functionals_of_the_training_speakers(
+    cv_run, emodb_augmented, tmp_path, capsys
+):
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy)
+    assert main(["fuse", str(copy), "--augment", "noise,reverb", "--quiet"]) == 0
+    report = json.loads((copy / "fusion.json").read_text())
+    assert report["copy_kinds"] == ["noise", "reverb"]
+    assert "also trained on the training speakers' noise, reverb copies" in (copy / "fusion.md").read_text()
+    source = open_source(emodb_augmented)
+    table = functionals_table(emodb_augmented, source.classes)
+    deployed = LinearFusion.load(copy / "fusion-model.npz")
+    # every utterance clean, and a copy per noise type (white, pink, babble) and room
+    assert deployed.info["utterances"] == len(table.utterances)
+    assert deployed.info["copies"] == 4 * len(table.utterances)
+    assert f"and their {4 * len(table.utterances)} noise, reverb copies" in (copy / "fusion.md").read_text()
+    assert deployed.info["copy_kinds"] == ["noise", "reverb"]
+    record = json.loads((copy / "cv.json").read_text())
+    fold, entry = record["folds"][0], report["folds"][0]
+    x, y = table.training(fold["train"], ("noise", "reverb"))
+    clean_x, _ = table.training(fold["train"])
+    assert len(y) == 5 * len(clean_x)
+    test = load_split(source, fold["test"])
+    model = linear_pipeline(entry["C"]).fit(x, y)
+    scores = linear_log_probs(model, table.lookup(test.utterance_ids), len(source.classes))
+    assert score_utterances(test.utterance_labels, scores, source.classes)["ua"] == pytest.approx(
+        entry["linear"]["ua"]
+    )
+    capsys.readouterr()
+    assert main(["report", str(cv_run), str(copy), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    clean = json.loads((cv_run / "fusion.json").read_text())["summary"]["fusion"]
+    assert f"| {cv_run} | clean | " in out and f"| {copy} | clean + noise+reverb | " in out
+    assert f"{clean['ua_mean']:.3f} ± {clean['ua_std']:.3f} | {clean['pooled']['ua']:.3f} |" in out
+    delta = np.mean([b["fusion"]["ua"] - a["fusion"]["ua"] for a, b in zip(
+        json.loads((cv_run / "fusion.json").read_text())["folds"], report["folds"], strict=True)])  # fmt: skip
+    assert f"Late fusion: paired ΔUA from {cv_run}" in out and f"{delta:+.3f} ± " in out
+    assert main(["fuse", str(copy), "--augment", "none", "--quiet"]) == 0
+    assert json.loads((copy / "fusion.json").read_text())["copy_kinds"] == []
+    capsys.readouterr()
+    for kinds, message in (("specaugment", "not a kind of waveform copy"), ("noise:brown", "unknown")):
+        assert main(["fuse", str(copy), "--augment", kinds, "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(EmovisionError, match="holds no functionals of such copies"):
+        FunctionalsTable(emodb_augmented, table.utterances, {}).check_kinds(("reverb",))
+
+
+def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
+    cv_run, cv_other_seed, emodb_augmented, tmp_path, capsys
+):
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy)
+    # a linear model trained on the copies too: robustness retrains exactly that one per fold
+    assert main(["fuse", str(copy), "--augment", "noise,reverb", "--quiet"]) == 0
+    manifest = emodb_augmented.parent / "emodb.csv"
+    args = ["robustness", str(copy), "--root", str(manifest), "--snr", "10", "--noise", "white",
+            "--rt60", "", "--workers", "2", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*args, "--fusion"]) == 0
+    assert "late fusion with openSMILE functionals" in capsys.readouterr().out
+    report = json.loads((copy / "robustness.json").read_text())
+    fused = {c["name"]: c for c in report["fusion"]}
+    assert list(fused) == ["clean", "white 10 dB"]
+    scored = json.loads((copy / "fusion.json").read_text())["summary"]
+    for model in ("image", "linear", "fusion"):  # clean audio gives what fuse measured
+        assert fused["clean"][model]["ua_mean"] == pytest.approx(scored[model]["ua_mean"], abs=1e-9)
+    assert fused["white 10 dB"]["linear"]["ua_mean"] != fused["clean"]["linear"]["ua_mean"]
+    assert "## Late fusion with openSMILE functionals" in (copy / "robustness.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(copy), "--markdown"]) == 0
+    noisy = fused["white 10 dB"]["fusion"]
+    row = f"| white 10 dB | {noisy['ua_mean']:.3f} ± {noisy['ua_std']:.3f} |"
+    out = capsys.readouterr().out
+    assert row in out.split("Robustness of the late fusion")[1]
+    args[1] = str(cv_other_seed)
+    assert main([*args, "--fusion"]) == 2
+    assert "run emovision fuse on it first" in capsys.readouterr().err
+
+
+def test_final_model_on_all_speakers_takes_the_cv_recipe_and_median_epoch(
+    cv_run, emodb_augmented, emodb_wavs, tmp_path
+):
+    out = tmp_path / "final"
+    args = ["train", str(emodb_augmented), "--all-speakers", "--epochs-from", str(cv_run), "--lr", "5e-4"]
+    assert main([*args, "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    checkpoint = load_checkpoint(out / "best.pth")
+    summary = json.loads((cv_run / "summary.json").read_text())
+    assert checkpoint["train_config"]["epochs"] == round(
+        float(np.median([f["best_epoch"] for f in summary["folds"]]))
+    )
+    assert checkpoint["train_config"]["model"] == "alexnet_gap" and checkpoint["train_config"]["lr"] == 5e-4
+    assert checkpoint["fold"]["train"] == open_source(emodb_augmented).speakers
+    assert checkpoint["fold"]["val"] == checkpoint["fold"]["test"] == []
+    assert Recognizer.load(out / "best.pth").predict(emodb_wavs[0]).label in checkpoint["classes"]
+    assert (
+        main(
+            [
+                "train",
+                str(emodb_augmented),
+                "--all-speakers",
+                "--val-speaker",
+                "03",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+
+
+@pytest.fixture(scope="module")
+def cv_other_seed(cv_run, emodb_augmented, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv-seed") / "cv"
+    args = [
+        "cv",
+        str(emodb_augmented),
+        "--folds",
+        str(cv_run.parent / "folds.json"),
+        "--model",
+        "alexnet_gap",
+    ]
+    args += [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--seed",
+        "5",
+        "--augment",
+        "noise",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_a_within_fold_ensemble_of_two_cvs_is_scored_and_fused_on_their_folds(
+    cv_run, cv_other_seed, emodb_augmented, tmp_path, capsys
+):
+    out = tmp_path / "ensemble"
+    args = [
+        "ensemble",
+        str(cv_run),
+        str(cv_other_seed),
+        "--out",
+        str(out),
+        "--functionals",
+        str(emodb_augmented),
+    ]
+    assert main([*args, "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    source = open_source(emodb_augmented)
+    members = [json.loads((run / "summary.json").read_text()) for run in (cv_run, cv_other_seed)]
+    for i, fold in enumerate(summary["folds"]):
+        assert fold["members_ua"] == pytest.approx([m["folds"][i]["ua"] for m in members])
+        test = load_split(source, fold["test"])
+        scores = [
+            mean_image_scores([run], test)
+            for run in (_fold_run(cv_run, fold["name"]), _fold_run(cv_other_seed, fold["name"]))
+        ]
+        expected = score_utterances(test.utterance_labels, np.mean(scores, axis=0), source.classes)
+        assert fold["ua"] == pytest.approx(expected["ua"]) and fold["utterances"] == len(test.utterance_ids)
+    fusion = json.loads((out / "fusion.json").read_text())
+    assert [f["image"]["ua"] for f in fusion["folds"]] == pytest.approx([f["ua"] for f in summary["folds"]])
+    assert fusion["copy_kinds"] == []  # only cv_other_seed trained on the noise copies
+    alone = tmp_path / "noise-trained"
+    shutil.copytree(cv_other_seed, alone)
+    assert main(["fuse", str(alone), "--quiet"]) == 0
+    assert json.loads((alone / "fusion.json").read_text())["copy_kinds"] == ["noise"]  # as its image models
+    assert (out / "confusion.png").stat().st_size > 0 and "ensemble - 2" in (out / "summary.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(cv_run), str(out), "--markdown"]) == 0
+    report = capsys.readouterr().out
+    assert "within-fold ensemble of 2 cvs" in report and "| " + str(out) + " | " in report
+
+
+def test_an_ensemble_folder_is_a_model_of_its_members_and_its_fusion(
+    cv_run, cv_other_seed, emodb_augmented, emodb_wavs, tmp_path, capsys
+):
+    # the members and the ensemble move together: members are found relative to the ensemble
+    shutil.copytree(cv_run, tmp_path / "runs" / "one")
+    shutil.copytree(cv_other_seed, tmp_path / "runs" / "two")
+    out = tmp_path / "runs" / "ensemble"
+    members = [str(tmp_path / "runs" / name) for name in ("one", "two")]
+    assert (
+        main(["ensemble", *members, "--out", str(out), "--functionals", str(emodb_augmented), "--quiet"]) == 0
+    )
+    moved = tmp_path / "moved"
+    (tmp_path / "runs").rename(moved)
+    summary = json.loads((moved / "ensemble" / "summary.json").read_text())
+    assert summary["temperature"] == pytest.approx(np.median([f["temperature"] for f in summary["folds"]]))
+    wav = next(p for p in emodb_wavs if p.name.startswith("08"))
+    raw = [
+        Recognizer.load(moved / name, fusion="off", calibration="off").predict(wav) for name in ("one", "two")
+    ]
+    classes = raw[0].classes
+    mean = np.mean([np.log([r.probabilities[c] for c in classes]) for r in raw], axis=0)
+    image = Recognizer.load(moved / "ensemble", fusion="off", calibration="off")
+    assert image.model["name"].startswith("ensemble of 2 cvs")
+    prediction = image.predict(wav)
+    expected = torch.softmax(torch.from_numpy(mean), dim=0).numpy()
+    assert np.allclose([prediction.probabilities[c] for c in classes], expected, atol=1e-5)
+    assert np.allclose(prediction.segment_probabilities, raw[0].segment_probabilities)
+    fused = Recognizer.load(moved / "ensemble", fusion="on")
+    values = Functionals("eGeMAPSv02")(load_audio(wav, 16000), 16000)[None]
+    logits = fused.fusion.fuse(mean[None], values)[0] / fused.temperature
+    expected = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
+    [batch] = list(fused.iter_predict([wav]))
+    assert np.allclose([batch.probabilities[c] for c in classes], expected, atol=1e-5)
+    assert fused.predict_turns(wav, vad="energy").turns
+    with pytest.raises(EmovisionError, match="ensemble of cvs"):
+        fused.embed(wav)
+    capsys.readouterr()
+    assert main(["export", str(moved / "ensemble"), "-o", str(tmp_path / "e.onnx")]) == 2
+    assert "give one of its member cv folders" in capsys.readouterr().err
+    # scored again without functionals: the earlier fused model is gone, not silently reused
+    members = [str(moved / name) for name in ("one", "two")]
+    assert main(["ensemble", *members, "--out", str(moved / "ensemble"), "--quiet"]) == 0
+    assert not (moved / "ensemble" / "fusion-model.npz").exists()
+    assert Recognizer.load(moved / "ensemble", fusion="auto").fusion is None
+    shutil.rmtree(moved / "two")
+    capsys.readouterr()
+    assert main(["predict", str(moved / "ensemble"), str(wav), "--quiet"]) == 2
+    assert "is not there any more" in capsys.readouterr().err
+
+
+def test_an_ensemble_of_a_cv_with_itself_scores_as_the_cv(cv_run, tmp_path):
+    assert main(["ensemble", str(cv_run), str(cv_run), "--out", str(tmp_path / "same"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "same" / "summary.json").read_text())
+    own = json.loads((cv_run / "summary.json").read_text())
+    assert [f["ua"] for f in summary["folds"]] == pytest.approx([f["ua"] for f in own["folds"]])
+    assert all(p["mean"] == pytest.approx(0) for p in summary["paired_ua"])
+
+
+def test_an_ensemble_refuses_other_folds_one_member_and_its_own_member_as_output(cv_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(cv_run, other)
+    metrics_path = next(other.glob("fold*-a*/metrics.json"))
+    metrics = json.loads(metrics_path.read_text())
+    metrics["fold"]["val"] = ["11"]
+    metrics_path.write_text(json.dumps(metrics))
+    out = tmp_path / "out"
+    cases = [
+        (["ensemble", str(cv_run), str(other), "--out", str(out)], "not cross-validated on the same folds"),
+        (["ensemble", str(cv_run), "--out", str(out)], "at least two"),
+        (["ensemble", str(cv_run), str(other), "--out", str(other)], "one of the members"),
+        (["ensemble", str(cv_run), str(tmp_path / "missing"), "--out", str(out)], "not a cross-validation"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main([*args, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not out.exists()
+
+
+def _fold_run(cv_dir, name):
+    return next(run for run in finished_runs(cv_dir)[1] if run.metrics["fold"]["name"] == name)
+
+
+def test_a_speaker_normalised_fusion_is_used_only_on_a_speaker_it_was_adapted_to(
+    cv_run, emodb_wavs, tmp_path, capsys
+):
+    """A fusion trained on speaker-normalised functionals (extract --speaker-norm) normalises the
+    recording's functionals by the adapted speaker's; without a speaker it refuses to guess."""
+    folder = tmp_path / "cv"
+    shutil.copytree(cv_run, folder)
+    deployed = LinearFusion.load(folder / "fusion-model.npz")
+    deployed.info["speaker_norm"] = True
+    deployed.save(folder / "fusion-model.npz")
+    wavs = [p for p in emodb_wavs if p.name.startswith("03")][:8]
+    fused = Recognizer.load(folder, fusion="on")
+    assert fused.fusion_speaker_normalised and fused.speaker_normalised
+    with pytest.raises(EmovisionError, match="speaker-normalised functionals"):
+        fused.predict(wavs[0])
+    assert fused.adapt(wavs) == len(wavs)
+    values = np.stack([Functionals("eGeMAPSv02")(load_audio(wav, 16000), 16000) for wav in wavs])
+    normalised = speaker_normalise(values)
+    image = Recognizer.load(folder, fusion="off", calibration="off").predict(wavs[0])
+    image_log = np.log([image.probabilities[c] for c in fused.classes])
+    mixed = (
+        fused.fusion.weight * image_log
+        + (1 - fused.fusion.weight) * fused.fusion.linear_log_probs(normalised[:1].astype(np.float64))[0]
+    )
+    expected = torch.softmax(torch.from_numpy(mixed / fused.temperature), dim=0).numpy()
+    prediction = fused.predict(wavs[0])
+    assert np.allclose([prediction.probabilities[c] for c in fused.classes], expected, atol=1e-4)
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(wavs[0]), "--fusion", "on", "--quiet"]) == 2
+    assert "--same-speaker" in capsys.readouterr().err
+    args = ["predict", str(folder), *map(str, wavs), "--fusion", "on", "--same-speaker", "--json", "--quiet"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["probabilities"] == pytest.approx(prediction.probabilities, abs=1e-5)
+    with pytest.raises(EmovisionError, match="--fusion off"):
+        create_app(folder, fusion="on")
