@@ -1,4 +1,5 @@
 import multiprocessing
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -225,3 +226,64 @@ def test_speaker_norm_stores_each_speaker_its_copies_and_functionals_as_z_scores
         expected = functionals(signals[index], 16000)
         np.testing.assert_allclose(raw.augmented.functionals[i], expected, rtol=1e-4, atol=1e-4)
         assert not np.allclose(raw.augmented.functionals[i], raw.functionals[row], rtol=1e-3)
+
+
+RAVDESS_DIR = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ravdess"
+
+
+@pytest.mark.slow
+def test_extract_ravdess_command_reads_flac_and_selects_an_intensity(tmp_path):
+    root = tmp_path / "ravdess"
+    for actor in ("Actor_13", "Actor_14"):
+        shutil.copytree(RAVDESS_DIR / actor, root / actor)
+    names = [p.name for actor in ("Actor_13", "Actor_14") for p in (RAVDESS_DIR / actor).glob("*.flac")]
+    out = tmp_path / "all.h5"
+    args = [
+        "--n-mels",
+        "64",
+        "--segment-frames",
+        "200",
+        "--segment-tail",
+        "trim",
+        "--quiet",
+        "--workers",
+        "2",
+    ]
+    assert main(["extract", "ravdess", str(root), "-o", str(out), *args]) == 0
+    speakers = load_speakers(out)
+    assert sorted(speakers) == ["13", "14"]
+    assert sum(len(s.utterance_ids) for s in speakers.values()) == len(names) == 120
+    strong = tmp_path / "strong.h5"
+    assert main(["extract", "ravdess", str(root), "-o", str(strong), "--intensity", "strong", *args]) == 0
+    # the name's fourth field is the intensity: 02 strong (neutral has none)
+    expected = sum(name.split("-")[3] == "02" for name in names)
+    assert sum(len(s.utterance_ids) for s in load_speakers(strong).values()) == expected == 56
+
+
+@pytest.mark.slow
+def test_extract_command_with_speaker_norm_recorded_noise_and_compare(tmp_path, emodb_wavs):
+    chosen = [w for w in emodb_wavs if w.name[:2] in ("03", "08")][:4] + [
+        w for w in emodb_wavs if w.name[:2] == "08"
+    ][:4]
+    rows = ["path,speaker,label"] + [f"{w},{w.name[:2]},{w.name[5]}" for w in chosen]
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    noises = tmp_path / "noises"
+    noises.mkdir()
+    sf.write(noises / "hum.wav", 0.1 * np.sin(np.arange(32000) * 2 * np.pi * 100 / 16000), 16000)
+    common = ["--n-mels", "64", "--segment-frames", "100", "--quiet", "--workers", "1"]
+    plain, normalised = tmp_path / "plain.h5", tmp_path / "normalised.h5"
+    assert main(["extract", "manifest", str(tmp_path / "list.csv"), "-o", str(plain), *common]) == 0
+    extra = ["--speaker-norm", "--augment", "noise", "--augment-noises", "recorded"]
+    extra += ["--augment-noise-dir", str(noises), "--functionals", "ComParE_2016"]
+    assert (
+        main(["extract", "manifest", str(tmp_path / "list.csv"), "-o", str(normalised), *common, *extra]) == 0
+    )
+    before, after = load_speakers(plain), load_speakers(normalised, augmented=True)
+    for speaker, raw in before.items():
+        segments = raw.segments.astype(np.float64)
+        mean = segments.mean(axis=(0, 3), keepdims=True)
+        std = segments.std(axis=(0, 3), keepdims=True)
+        np.testing.assert_allclose(after[speaker].segments, (segments - mean) / std, rtol=1e-3, atol=1e-3)
+        copies = after[speaker].augmented
+        assert copies.kinds == ["noise:recorded"] * len(raw.utterance_ids)
+        assert after[speaker].functionals.shape == (len(raw.utterance_ids), 6373)
