@@ -287,3 +287,25 @@ def test_extract_command_with_speaker_norm_recorded_noise_and_compare(tmp_path, 
         copies = after[speaker].augmented
         assert copies.kinds == ["noise:recorded"] * len(raw.utterance_ids)
         assert after[speaker].functionals.shape == (len(raw.utterance_ids), 6373)
+
+
+@pytest.mark.slow
+def test_extract_iemocap_command_on_a_miniature_release(tmp_path, emodb_wavs):
+    from collections import Counter
+
+    from conftest import IEMOCAP_LABELS, build_iemocap_tree
+
+    dialogs = ("Ses01F_impro01", "Ses02M_impro03", "Ses03F_script01_1")
+    release = build_iemocap_tree(tmp_path, emodb_wavs[0], keep=lambda utt: utt.startswith(dialogs))
+    out = tmp_path / "iemocap.h5"
+    args = ["--classes", "4", "--improvised-only", "--n-mels", "64", "--segment-frames", "100", "--quiet"]
+    assert main(["extract", "iemocap", str(release), "-o", str(out), *args]) == 0
+    # hand count from the label lines: improvised dialogs kept, exc merged into hap, speaker = session + gender
+    expected = Counter()
+    for line in (IEMOCAP_LABELS / "emo_labels.txt").read_text().splitlines():
+        _, utt, label, _ = line.split("\t")
+        if utt.startswith(dialogs) and "_impro" in utt and label in ("ang", "hap", "exc", "sad", "neu"):
+            expected[utt[4] + utt.rsplit("_", 1)[1][0]] += 1
+    stored = load_speakers(out)
+    assert {name: len(s.utterance_ids) for name, s in stored.items()} == dict(expected)
+    assert sum(expected.values()) > 20
