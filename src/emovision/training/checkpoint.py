@@ -1,6 +1,6 @@
 """Model checkpoints: everything needed to use a trained model, loadable with ``weights_only=True``.
 
-A checkpoint is a dict of plain values and tensors: ``format``, ``version``, ``model``
+A checkpoint (:func:`build_checkpoint`) is a dict of plain values and tensors: ``format``, ``version``, ``model``
 (name, classes count, channels, height, frames, input normalisation, resize, head — ``gap``
 when absent), ``classes``, ``corpus``, ``selection``, ``feature_config`` (``None`` when trained on
 a legacy pickle), ``speaker_norm`` (the pipeline's speaker normaliser, ``None`` without one),
@@ -18,10 +18,55 @@ import torch
 
 from emovision.errors import CheckpointError
 from emovision.files import atomic_write
+from emovision.system import software_versions
+from emovision.training.dataset import FeatureSource
 from emovision.training.models import EnsembleModel, SERModel, build_ser_model
+from emovision.training.options import TrainConfig
 
 FORMAT = "emovision-checkpoint"
 VERSION = 1
+
+
+def build_checkpoint(
+    config: TrainConfig,
+    classes: list[str],
+    source: FeatureSource,
+    shape: tuple[int, int, int],
+    state_dict: dict[str, torch.Tensor],
+    metrics: dict,
+    fold: dict,
+    speaker_norm: dict | None,
+) -> dict:
+    """The checkpoint of a model trained with ``config`` on ``source``'s segments of ``shape``
+    ``(C, F, T)``: every key the module docstring lists, the tensors copied to the CPU."""
+    channels, height, frames = shape
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {
+            "name": config.model,
+            "num_classes": len(classes),
+            "channels": channels,
+            "height": height,
+            "frames": frames,
+            "input_norm": config.input_norm,
+            "resize": config.resize,
+            "head": config.head,
+        },
+        "classes": list(classes),
+        "corpus": source.corpus,
+        "selection": source.selection,
+        "feature_config": source.config.to_dict() if source.config else None,
+        "speaker_norm": speaker_norm,
+        "aggregate": config.aggregate,
+        "temperature": (metrics.get("calibration") or {}).get("temperature"),
+        "state_dict": {key: value.detach().cpu().clone() for key, value in state_dict.items()},
+        "metrics": metrics,
+        "train_config": config.to_dict(),
+        "fold": fold,
+        "features_file": str(source.path),
+        "versions": software_versions(),
+    }
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> Path:

@@ -40,7 +40,7 @@ from emovision.files import atomic_write_bytes, read_json
 from emovision.system import resolve_device, software_versions
 from emovision.training import augment
 from emovision.training.calibration import apply_temperature, fit_temperature, mean_nll, reliability
-from emovision.training.checkpoint import FORMAT, VERSION, load_weights_only, save_checkpoint
+from emovision.training.checkpoint import build_checkpoint, load_weights_only, save_checkpoint
 from emovision.training.dataset import FeatureSource, Split, load_split, open_source
 from emovision.training.distributed import on_rank0
 from emovision.training.folds import Fold
@@ -320,36 +320,16 @@ class Trainer:
 
     # ----- persistence ------------------------------------------------------------------------
     def checkpoint(self, metrics: dict) -> dict:
-        channels, height, frames = self.train_split.segments.shape[1:]
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "model": {
-                "name": self.config.model,
-                "num_classes": len(self.classes),
-                "channels": int(channels),
-                "height": int(height),
-                "frames": int(frames),
-                "input_norm": self.config.input_norm,
-                "resize": self.config.resize,
-                "head": self.config.head,
-            },
-            "classes": list(self.classes),
-            "corpus": self.source.corpus,
-            "selection": self.source.selection,
-            "feature_config": self.source.config.to_dict() if self.source.config else None,
-            "speaker_norm": self.normaliser.to_dict() if self.normaliser is not None else None,
-            "aggregate": self.config.aggregate,
-            "temperature": (metrics.get("calibration") or {}).get("temperature"),
-            "state_dict": {
-                key: value.detach().cpu().clone() for key, value in self.scored.state_dict().items()
-            },
-            "metrics": metrics,
-            "train_config": self.config.to_dict(),
-            "fold": self.fold.to_dict(),
-            "features_file": str(self.source.path),
-            "versions": software_versions(),
-        }
+        return build_checkpoint(
+            self.config,
+            list(self.classes),
+            self.source,
+            tuple(int(n) for n in self.train_split.segments.shape[1:]),
+            self.scored.state_dict(),
+            metrics,
+            self.fold.to_dict(),
+            self.normaliser.to_dict() if self.normaliser is not None else None,
+        )
 
     def draw_states(self) -> list:
         """Every rank's speaker-statistics draw generator state (all ranks must call this)."""
