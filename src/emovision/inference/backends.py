@@ -4,10 +4,12 @@ log-probabilities ``(N, K)``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from emovision.data.features import FeatureConfig
 from emovision.errors import CheckpointError
 from emovision.system import resolve_device
 
@@ -103,3 +105,12 @@ class OnnxBackend:
             for start in range(0, segments.shape[0], batch_size)
         ]
         return log_softmax(np.concatenate(outputs))
+
+
+@dataclass
+class Member:
+    """A further member of an ensemble of cvs: its fold ensemble, features and aggregation rule."""
+
+    backend: TorchBackend
+    config: FeatureConfig
+    aggregate: str

@@ -1,12 +1,16 @@
-"""What a Recognizer is loaded with besides its weights: a cv folder's late fusion, checked against the
-fold models beside it, and the calibration temperature."""
+"""How a Recognizer is loaded: the model at a path (checkpoint, ONNX file, cv or ensemble folder) as its
+backends, a cv folder's late fusion checked against the fold models beside it, and the calibration
+temperature."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from emovision.data.features import FeatureConfig
+from emovision.data.speaker_norm import SpeakerNormaliser
 from emovision.errors import CheckpointError, EmovisionError
+from emovision.inference.backends import Member, OnnxBackend, TorchBackend
 from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.inference.fusion_model import LinearFusion
 
@@ -60,3 +64,68 @@ def temperature_for(stored: float | None, mode: str, path: Path) -> float | None
             "existed): retrain it, or use --calibration off"
         )
     return None if mode == "off" else stored
+
+
+def recognizer_arguments(path: Path, device: str, threads: int | None, calibration: str, fusion: str) -> dict:
+    """What :class:`~emovision.inference.predict.Recognizer` is made of for the model at ``path``
+    (see :meth:`~emovision.inference.predict.Recognizer.load`): its backend, classes, features,
+    aggregation rule, model description, temperature, fusion, further ensemble members and speaker
+    normalisers, as keyword arguments."""
+    fused = fusion_of(path, fusion)
+    if path.suffix.lower() == ".onnx":
+        backend: TorchBackend | OnnxBackend = OnnxBackend(path, device, threads)
+        meta = backend.metadata
+        config = json.loads(meta["feature_config"])
+        stored = float(meta["temperature"]) if meta.get("temperature") else None
+        return {
+            "backend": backend,
+            "classes": json.loads(meta["classes"]),
+            "config": FeatureConfig.from_dict(config) if config else None,
+            "aggregate": meta["aggregate"],
+            "model": json.loads(meta["model"]),
+            "temperature": temperature_for(stored, calibration, path),
+            "normalisers": [SpeakerNormaliser.from_json(meta.get("speaker_norm"))],
+        }
+    from emovision.inference.runs import (
+        ensemble_members,
+        is_ensemble_folder,
+        load_ensemble,
+        load_model_payload,
+    )
+
+    ensemble = is_ensemble_folder(path)
+    if ensemble:
+        payloads, image_temperature = load_ensemble(path)
+    else:
+        payloads = [load_model_payload(path)]
+        image_temperature = payloads[0].get("temperature")
+    payload = payloads[0]
+    config = payload.get("feature_config")
+    config = FeatureConfig.from_dict(config) if config else None
+    if fused is not None:
+        folders = ensemble_members(path) if ensemble else [path]
+        check_fusion(fused, list(payload["classes"]), config, path, folders)
+    model = payload["model"]
+    if len(payloads) > 1:
+        names = "; ".join(p["model"]["name"] for p in payloads)
+        model = {**model, "name": f"ensemble of {len(payloads)} cvs ({names})"}
+    extra = [
+        Member(
+            TorchBackend(p, device, threads),
+            FeatureConfig.from_dict(p["feature_config"]),
+            p.get("aggregate", "logprob"),
+        )
+        for p in payloads[1:]
+    ]
+    stored = fused.temperature if fused is not None else image_temperature
+    return {
+        "backend": TorchBackend(payload, device, threads),
+        "classes": list(payload["classes"]),
+        "config": config,
+        "aggregate": payload.get("aggregate", "logprob"),
+        "model": model,
+        "temperature": temperature_for(stored, calibration, path),
+        "fusion": fused,
+        "extra": extra,
+        "normalisers": [SpeakerNormaliser.from_dict(p.get("speaker_norm")) for p in payloads],
+    }

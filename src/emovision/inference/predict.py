@@ -34,7 +34,6 @@ module level, so ``from emovision import Recognizer`` stays light.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,10 +64,10 @@ from emovision.data.speaker_norm import SpeakerNormaliser
 from emovision.data.vad import SAMPLE_RATE as VAD_RATE
 from emovision.data.vad import SpeechDetector, VadOptions
 from emovision.errors import AudioError, CheckpointError, EmovisionError, TooLongError
-from emovision.inference.backends import OnnxBackend, TorchBackend
+from emovision.inference.backends import Member, OnnxBackend, TorchBackend
 from emovision.inference.enrolment import Enrolment
 from emovision.inference.fusion_model import LinearFusion
-from emovision.inference.loading import check_fusion, fusion_of, temperature_for
+from emovision.inference.loading import recognizer_arguments
 from emovision.inference.results import UNCERTAIN, Embedding, Failure, Prediction, Turn, TurnPrediction
 from emovision.inference.sources import BUFFER_REPR, STREAMED_SUFFIXES, Source, Speech, check_duration
 from emovision.training.calibration import apply_temperature
@@ -91,15 +90,6 @@ class _Prepared:
     raw: list[np.ndarray] = field(default_factory=list)
 
 
-@dataclass
-class _Member:
-    """A further member of an ensemble of cvs: its fold ensemble, features and aggregation rule."""
-
-    backend: TorchBackend
-    config: FeatureConfig
-    aggregate: str
-
-
 class Recognizer:
     """A trained model ready to predict emotions from audio (see the module docstring).
 
@@ -119,7 +109,7 @@ class Recognizer:
         batch_size: int = 64,
         temperature: float | None = None,
         fusion: LinearFusion | None = None,
-        extra: list[_Member] | None = None,
+        extra: list[Member] | None = None,
         normalisers: list[SpeakerNormaliser | None] | None = None,
     ) -> None:
         if aggregate not in ("logprob", "prob"):
@@ -189,66 +179,8 @@ class Recognizer:
             raise EmovisionError(f"--calibration must be one of {', '.join(CALIBRATION_MODES)}")
         if fusion not in FUSION_MODES:
             raise EmovisionError(f"--fusion must be one of {', '.join(FUSION_MODES)}")
-        path = Path(path)
-        fused = fusion_of(path, fusion)
-        if path.suffix.lower() == ".onnx":
-            backend: TorchBackend | OnnxBackend = OnnxBackend(path, device, threads)
-            meta = backend.metadata
-            config = json.loads(meta["feature_config"])
-            stored = float(meta["temperature"]) if meta.get("temperature") else None
-            return cls(
-                backend,
-                json.loads(meta["classes"]),
-                FeatureConfig.from_dict(config) if config else None,
-                meta["aggregate"],
-                json.loads(meta["model"]),
-                batch_size,
-                temperature_for(stored, calibration, path),
-                normalisers=[SpeakerNormaliser.from_json(meta.get("speaker_norm"))],
-            )
-        from emovision.inference.runs import (
-            ensemble_members,
-            is_ensemble_folder,
-            load_ensemble,
-            load_model_payload,
-        )
-
-        ensemble = is_ensemble_folder(path)
-        if ensemble:
-            payloads, image_temperature = load_ensemble(path)
-        else:
-            payloads = [load_model_payload(path)]
-            image_temperature = payloads[0].get("temperature")
-        payload = payloads[0]
-        config = payload.get("feature_config")
-        config = FeatureConfig.from_dict(config) if config else None
-        if fused is not None:
-            folders = ensemble_members(path) if ensemble else [path]
-            check_fusion(fused, list(payload["classes"]), config, path, folders)
-        model = payload["model"]
-        if len(payloads) > 1:
-            names = "; ".join(p["model"]["name"] for p in payloads)
-            model = {**model, "name": f"ensemble of {len(payloads)} cvs ({names})"}
-        extra = [
-            _Member(
-                TorchBackend(p, device, threads),
-                FeatureConfig.from_dict(p["feature_config"]),
-                p.get("aggregate", "logprob"),
-            )
-            for p in payloads[1:]
-        ]
-        stored = fused.temperature if fused is not None else image_temperature
         return cls(
-            TorchBackend(payload, device, threads),
-            list(payload["classes"]),
-            config,
-            payload.get("aggregate", "logprob"),
-            model,
-            batch_size,
-            temperature_for(stored, calibration, path),
-            fused,
-            extra,
-            [SpeakerNormaliser.from_dict(p.get("speaker_norm")) for p in payloads],
+            **recognizer_arguments(Path(path), device, threads, calibration, fusion), batch_size=batch_size
         )
 
     # ----- single recordings ----------------------------------------------------------------
