@@ -152,3 +152,29 @@ def test_a_speaker_normalised_onnx_model_is_adapted_like_its_checkpoint(tmp_path
     onnx_results, torch_results = (recognizer.predict_many(files[:2]) for recognizer in loaded)
     for a, b in zip(onnx_results, torch_results, strict=True):
         np.testing.assert_allclose(a.segment_probabilities, b.segment_probabilities, atol=1e-5)
+
+
+def test_an_attention_model_exports_and_embeds(trained_model, tmp_path):
+    """The attention head survives the export (same logits on real segments) and gives embeddings of its
+    feature map's width."""
+    from emovision.training.folds import Fold
+    from emovision.training.options import TrainConfig
+    from emovision.training.train import train_fold
+
+    fold = Fold(["10", "12"], ["09"], ["03"], name="attention")
+    config = TrainConfig(model="alexnet_gap", head="attention", epochs=1, batch_size=32, device="cpu")
+    train_fold(trained_model.features, fold, config, tmp_path / "run")
+    checkpoint = tmp_path / "run" / "best.pth"
+    assert load_checkpoint(checkpoint)["model"]["head"] == "attention"
+    result = export_onnx(checkpoint, tmp_path / "attention.onnx")
+    assert result.max_difference <= 1e-4
+    segments = load_speakers(trained_model.features, ["03"])["03"].segments[:16]
+    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(torch.from_numpy(segments)).numpy()
+    np.testing.assert_allclose(
+        session.run(["logits"], {"segments": segments})[0], expected, atol=1e-4, rtol=0
+    )
+    vectors = Recognizer.load(checkpoint).embed(trained_model.test_wavs[0]).vectors
+    assert vectors.shape == (1, 256)  # alexnet_gap's last feature map has 256 channels
