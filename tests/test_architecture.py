@@ -2,7 +2,7 @@
 
 Every ``import`` and ``from … import`` of an emovision module, at the top of a file or inside a
 function, is read from the source (``ast``): a module may import the shared modules
-(``errors``, ``files``, ``system``, ``progress``, ``plots``), its own subpackage and the
+(``errors``, ``files``, ``system``, ``progress``, ``plots``, ``tables``), its own subpackage and the
 subpackages below it; the shared modules import only each other.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "emovision"
 LAYERS = ["data", "training", "inference", "evaluation", "serve", "cli"]
-SHARED = {"errors", "files", "system", "progress", "plots", "__init__", "__main__"}
+SHARED = {"errors", "files", "system", "progress", "plots", "tables", "__init__", "__main__"}
 
 
 def _part(path: Path) -> str:

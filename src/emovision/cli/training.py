@@ -390,18 +390,9 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 
 
 def print_fusion(report: dict, out: Path) -> None:
-    table = Table(title="late fusion with openSMILE functionals (test speakers)")
-    for column in ("model", "WA", "UA", "pooled WA", "pooled UA"):
-        table.add_column(column, justify="right" if column != "model" else "left")
-    for key, s in report["summary"].items():
-        table.add_row(
-            key,
-            f"{s['wa_mean']:.3f} ± {s['wa_std']:.3f}",
-            f"{s['ua_mean']:.3f} ± {s['ua_std']:.3f}",
-            f"{s['pooled']['wa']:.3f}",
-            f"{s['pooled']['ua']:.3f}",
-        )
-    console.print(table)
+    from emovision.evaluation.fusion import fusion_model_table
+
+    console.print(fusion_model_table(report).rich())
     for key, p in report["paired_ua"].items():
         console.print(
             f"ΔUA {key}: {p['mean']:+.3f} ± {p['se']:.3f}, better on {p['better']}/{p['folds']} folds"
@@ -412,28 +403,9 @@ def print_fusion(report: dict, out: Path) -> None:
 
 
 def print_cv_summary(summary: dict, out: Path) -> None:
-    table = Table(
-        title=f"cross-validation of {summary['train_config']['model']}: {len(summary['folds'])} runs"
-    )
-    for column in ("fold", "test", "validation", "seed", "best epoch", "WA", "UA"):
-        table.add_column(column, justify="left" if column in ("fold", "test", "validation") else "right")
-    for fold in summary["folds"]:
-        table.add_row(
-            fold["name"],
-            "+".join(fold["test"]),
-            "+".join(fold["val"]),
-            str(fold["seed"]),
-            str(fold["best_epoch"]),
-            f"{fold['wa']:.3f}",
-            f"{fold['ua']:.3f}",
-        )
-    table.add_row(
-        "mean ± std", "", "", "", "", f"{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}",
-        f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}", style="bold",
-    )  # fmt: skip
-    pooled = summary["pooled"]
-    table.add_row("pooled", "", "", "", "", f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
-    console.print(table)
+    from emovision.training.cv import fold_table
+
+    console.print(fold_table(summary).rich())
     print_modes(summary)
     if summary.get("missing"):
         console.print(
@@ -452,27 +424,15 @@ def print_cv_summary(summary: dict, out: Path) -> None:
 
 def print_modes(summary: dict) -> None:
     """What the table's figures mean (the evaluation mode) and, when recorded, the three modes."""
-    from emovision.data.speaker_norm import MODES, mode_label
     from emovision.training.cv import MODE_NOTES
+    from emovision.training.modes import modes_table
 
     mode = summary.get("mode", "any")
     console.print(f"mode of the table: {mode} ({MODE_NOTES[mode]})", markup=False, soft_wrap=True)
     modes = summary.get("modes")
     if not modes:
         return
-    table = Table(title="accuracy by how much the model knows of the test speaker")
-    for column in ("mode", "UA", "pooled UA", "pooled WA", "ΔUA vs transductive"):
-        table.add_column(column, justify="left" if column == "mode" else "right")
-    for name in MODES:
-        entry, delta = modes[name], modes["delta"].get(name)
-        table.add_row(
-            mode_label(name, modes["k"]),
-            f"{entry['ua_mean']:.3f} ± {entry['ua_std']:.3f}",
-            f"{entry['pooled']['ua']:.3f}",
-            f"{entry['pooled']['wa']:.3f}",
-            f"{delta['mean']:+.3f} ± {delta['se']:.3f} ({delta['better']}/{delta['folds']})" if delta else "",
-        )
-    console.print(table)
+    console.print(modes_table(modes).rich())
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:

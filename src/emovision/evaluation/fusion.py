@@ -38,6 +38,7 @@ from emovision.files import atomic_write_bytes
 from emovision.inference.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
 from emovision.inference.runs import fingerprint, finished_runs
 from emovision.progress import progress_bar
+from emovision.tables import ResultTable, mean_std
 from emovision.training.calibration import fit_temperature
 from emovision.training.checkpoint import model_from_checkpoint
 from emovision.training.dataset import load_split, matches, missing_kinds, open_source
@@ -351,6 +352,28 @@ def fusion_report(
     }
 
 
+def fusion_fold_table(report: dict) -> ResultTable:
+    """Per fold: the image, linear and fused UA, and the weight and C chosen on validation."""
+    table = ResultTable(["fold", "test", "image UA", "linear UA", "fusion UA", "weight", "C"], labels=2)
+    for f in report["folds"]:
+        table.add(
+            f["name"], "+".join(f["test"]), f"{f['image']['ua']:.3f}", f"{f['linear']['ua']:.3f}",
+            f"{f['fusion']['ua']:.3f}", f"{f['weight']:.1f}", f"{f['C']:g}",
+        )  # fmt: skip
+    return table
+
+
+def fusion_model_table(report: dict) -> ResultTable:
+    """The image model, the linear model and their fusion over the folds."""
+    table = ResultTable(
+        ["model", "WA", "UA", "pooled WA", "pooled UA"],
+        title="late fusion with openSMILE functionals (test speakers)",
+    )
+    for key, s in report["summary"].items():
+        table.add(key, mean_std(s, "wa"), mean_std(s), f"{s['pooled']['wa']:.3f}", f"{s['pooled']['ua']:.3f}")
+    return table
+
+
 def fusion_markdown(report: dict) -> str:
     """The fusion report as Markdown: per-fold UA, summary rows, paired ΔUA."""
     lines = [
@@ -361,21 +384,13 @@ def fusion_markdown(report: dict) -> str:
         f"Mode: {report.get('mode', 'any')} (cold: each test recording scored by itself, as a server "
         "gives it; transductive: each test speaker normalised by all of its recordings).",
         "",
-        "| fold | test | image UA | linear UA | fusion UA | weight | C |",
-        "|---|---|---|---|---|---|---|",
+        *fusion_fold_table(report).markdown(),
+        "",
+        *fusion_model_table(report).markdown(),
+        "",
+        "| paired ΔUA | mean ± s.e. | folds better |",
+        "|---|---|---|",
     ]
-    for f in report["folds"]:
-        lines.append(
-            f"| {f['name']} | {'+'.join(f['test'])} | {f['image']['ua']:.3f} | {f['linear']['ua']:.3f} "
-            f"| {f['fusion']['ua']:.3f} | {f['weight']:.1f} | {f['C']:g} |"
-        )
-    lines += ["", "| model | WA | UA | pooled WA | pooled UA |", "|---|---|---|---|---|"]
-    for key, s in report["summary"].items():
-        lines.append(
-            f"| {key} | {s['wa_mean']:.3f} ± {s['wa_std']:.3f} | {s['ua_mean']:.3f} ± {s['ua_std']:.3f} "
-            f"| {s['pooled']['wa']:.3f} | {s['pooled']['ua']:.3f} |"
-        )
-    lines += ["", "| paired ΔUA | mean ± s.e. | folds better |", "|---|---|---|"]
     for key, p in report["paired_ua"].items():
         lines.append(f"| {key} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |")
     deployed = report.get("deployed")

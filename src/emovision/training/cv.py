@@ -30,6 +30,7 @@ from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes, read_json
 from emovision.progress import progress_bar
 from emovision.system import available_cores, exit_with_parent, software_versions
+from emovision.tables import ResultTable, mean_std
 from emovision.training.calibration import pooled_calibration
 from emovision.training.dataset import FeatureSource, open_source
 from emovision.training.folds import Fold, make_folds
@@ -279,6 +280,24 @@ def write_summary(summary: dict, out_dir: Path, classes: list[str], markdown: st
         )
 
 
+def fold_table(summary: dict) -> ResultTable:
+    """A cv summary's folds, their mean ± std and the pooled figures, as one table."""
+    table = ResultTable(
+        ["fold", "test", "validation", "seed", "best epoch", "utterances", "WA", "UA"],
+        title=f"cross-validation of {summary['train_config']['model']}: {len(summary['folds'])} runs",
+        labels=3,
+    )
+    for f in summary["folds"]:
+        table.add(
+            f["name"], "+".join(f["test"]), "+".join(f["val"]), f["seed"], f["best_epoch"],
+            f["utterances"], f"{f['wa']:.3f}", f"{f['ua']:.3f}",
+        )  # fmt: skip
+    pooled = summary["pooled"]
+    table.add("mean ± std", "", "", "", "", "", mean_std(summary, "wa"), mean_std(summary), emphasise=True)
+    table.add("pooled", "", "", "", "", pooled["utterances"], f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
+    return table
+
+
 def summary_markdown(summary: dict) -> str:
     config = summary["train_config"]
     options = run_options(config)
@@ -292,19 +311,9 @@ def summary_markdown(summary: dict) -> str:
         f"Mode of the fold table: **{summary.get('mode', 'any')}** ({MODE_NOTES[summary.get('mode', 'any')]})",
         "",
         *([*modes_markdown(summary["modes"]), ""] if summary.get("modes") else []),
-        "| fold | test | validation | seed | best epoch | utterances | WA | UA |",
-        "|---|---|---|---|---|---|---|---|",
+        *fold_table(summary).markdown(),
     ]
-    for f in summary["folds"]:
-        lines.append(
-            f"| {f['name']} | {'+'.join(f['test'])} | {'+'.join(f['val'])} | {f['seed']} | {f['best_epoch']} "
-            f"| {f['utterances']} | {f['wa']:.3f} | {f['ua']:.3f} |"
-        )
-    pooled = summary["pooled"]
     lines += [
-        f"| **mean ± std** | | | | | | **{summary['wa_mean']:.3f} ± {summary['wa_std']:.3f}** "
-        f"| **{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}** |",
-        f"| pooled | | | | | {pooled['utterances']} | {pooled['wa']:.3f} | {pooled['ua']:.3f} |",
         "",
         *(
             [
@@ -328,7 +337,9 @@ def summary_markdown(summary: dict) -> str:
             else []
         ),
         "Per-class recall (pooled): "
-        + ", ".join(f"{name} {value:.3f}" for name, value in pooled["recall"].items() if value is not None),
+        + ", ".join(
+            f"{name} {value:.3f}" for name, value in summary["pooled"]["recall"].items() if value is not None
+        ),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items() if v),
         "",

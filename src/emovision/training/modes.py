@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from emovision.data.speaker_norm import MODES, mode_label
+from emovision.tables import ResultTable, mean_std, paired_change
 from emovision.training.metrics import fold_summary, paired_difference, score_utterances
 
 
@@ -79,21 +80,30 @@ def _enrolled(results: list[dict], classes: list[str]) -> dict:
     }
 
 
-def modes_markdown(summary: dict) -> list[str]:
-    """The modes as a Markdown table (lines), with the paired differences to transductive."""
-    lines = [
-        "| mode (cold: a recording alone) | UA (fold mean ± std) | pooled UA | pooled WA "
-        "| ΔUA vs transductive (folds better) |",
-        "|---|---|---|---|---|",
-    ]
+def modes_table(summary: dict) -> ResultTable:
+    """The modes as a table, with the paired differences to transductive."""
+    table = ResultTable(
+        [
+            "mode (cold: a recording alone)",
+            "UA (fold mean ± std)",
+            "pooled UA",
+            "pooled WA",
+            "ΔUA vs transductive (folds better)",
+        ],
+        title="accuracy by how much the model knows of the test speaker",
+    )
     for mode in MODES:
         entry = summary[mode]
-        delta = summary["delta"].get(mode)
-        change = (
-            f"{delta['mean']:+.3f} ± {delta['se']:.3f} ({delta['better']}/{delta['folds']})" if delta else ""
+        table.add(
+            mode_label(mode, summary["k"]),
+            mean_std(entry),
+            f"{entry['pooled']['ua']:.3f}",
+            f"{entry['pooled']['wa']:.3f}",
+            paired_change(summary["delta"].get(mode)),
         )
-        lines.append(
-            f"| {mode_label(mode, summary['k'])} | {entry['ua_mean']:.3f} ± {entry['ua_std']:.3f} | {entry['pooled']['ua']:.3f} "
-            f"| {entry['pooled']['wa']:.3f} | {change} |"
-        )
-    return lines
+    return table
+
+
+def modes_markdown(summary: dict) -> list[str]:
+    """The modes as Markdown lines (:func:`modes_table`)."""
+    return modes_table(summary).markdown()
