@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.table import Table
-
 from emovision.cli.common import console, err_console
 
 
@@ -56,6 +54,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
         parse_numbers,
     )
     from emovision.evaluation.robustness import evaluate_robustness
+    from emovision.evaluation.robustness_report import condition_table, fusion_condition_table
 
     noises = parse_names(args.noise) if args.noise is not None else DEFAULT_NOISES
     files = noise_recordings(args.noise_dir) if args.noise_dir else ()
@@ -81,27 +80,9 @@ def _run_robustness(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         fusion=args.fusion,
     )
-    table = Table(title=f"robustness of {args.run_dir}: {len(report['folds'])} fold runs")
-    for column in ("condition", "WA", "UA", "ΔUA", "pooled UA"):
-        table.add_column(column, justify="left" if column == "condition" else "right")
-    clean = report["conditions"][0]["ua_mean"]
-    for c in report["conditions"]:
-        table.add_row(
-            c["name"],
-            f"{c['wa_mean']:.3f} ± {c['wa_std']:.3f}",
-            f"{c['ua_mean']:.3f} ± {c['ua_std']:.3f}",
-            "" if c["name"] == "clean" else f"{c['ua_mean'] - clean:+.3f}",
-            f"{c['pooled']['ua']:.3f}",
-        )
-    console.print(table)
+    console.print(condition_table(report).rich())
     if report.get("fusion"):
-        fused = Table(title="late fusion with openSMILE functionals: UA over the folds")
-        for column in ("condition", "image", "linear", "fusion", "pooled fusion"):
-            fused.add_column(column, justify="left" if column == "condition" else "right")
-        for c in report["fusion"]:
-            cells = [f"{c[m]['ua_mean']:.3f} ± {c[m]['ua_std']:.3f}" for m in ("image", "linear", "fusion")]
-            fused.add_row(c["name"], *cells, f"{c['fusion']['pooled']['ua']:.3f}")
-        console.print(fused)
+        console.print(fusion_condition_table(report).rich())
     mismatched = [f["run"] for f in report["folds"] if not f["clean_matches_reported"]]
     if mismatched:
         err_console.print(

@@ -14,6 +14,7 @@ from emovision.data.corruption import Condition, CorruptionPlan
 from emovision.files import atomic_write_bytes
 from emovision.inference.runs import FoldRun
 from emovision.system import software_versions
+from emovision.tables import ResultTable, mean_std
 from emovision.training.metrics import fold_summary
 from emovision.training.options import run_options
 
@@ -109,9 +110,39 @@ def write_report(report: dict, run_dir: Path) -> None:
     )
 
 
+def condition_table(report: dict) -> ResultTable:
+    """WA and UA per condition (clean first), the UA change from clean, pooled figures and the NLL."""
+    clean_ua = report["conditions"][0]["ua_mean"]
+    table = ResultTable(
+        ["condition", "WA", "UA", "ΔUA", "pooled WA", "pooled UA", "NLL"],
+        title=f"robustness of {_title(report)}: {len(report['folds'])} fold runs",
+    )
+    for c in report["conditions"]:
+        table.add(
+            c["name"], mean_std(c, "wa"), mean_std(c),
+            "" if c["name"] == "clean" else f"{c['ua_mean'] - clean_ua:+.3f}",
+            f"{c['pooled']['wa']:.3f}", f"{c['pooled']['ua']:.3f}", f"{c['nll_mean']:.3f}",
+        )  # fmt: skip
+    return table
+
+
+def fusion_condition_table(report: dict) -> ResultTable:
+    """The image models, the linear model and their fusion per condition: UA over the folds and pooled."""
+    table = ResultTable(
+        ["condition", "image UA", "linear UA", "fusion UA", "pooled image", "pooled linear", "pooled fusion"],
+        title="late fusion with openSMILE functionals: UA over the folds",
+    )
+    for c in report["fusion"]:
+        table.add(
+            c["name"],
+            *(mean_std(c[m]) for m in FUSION_MODELS),
+            *(f"{c[m]['pooled']['ua']:.3f}" for m in FUSION_MODELS),
+        )
+    return table
+
+
 def robustness_markdown(report: dict) -> str:
     """A Markdown table of WA/UA per condition (clean first) with the UA change from clean."""
-    clean_ua = report["conditions"][0]["ua_mean"]
     plan = report["plan"]
     runs = report["folds"]
     lines = [
@@ -126,15 +157,8 @@ def robustness_markdown(report: dict) -> str:
         f"Mode: {report.get('mode', 'any')} (cold: each corrupted recording by itself; transductive: each "
         "test speaker under each condition by all of its corrupted recordings, which know the noise).",
         "",
-        "| condition | WA | UA | ΔUA | pooled WA | pooled UA | NLL |",
-        "|---|---|---|---|---|---|---|",
+        *condition_table(report).markdown(),
     ]
-    for c in report["conditions"]:
-        delta = "" if c["name"] == "clean" else f"{c['ua_mean'] - clean_ua:+.3f}"
-        lines.append(
-            f"| {c['name']} | {c['wa_mean']:.3f} ± {c['wa_std']:.3f} | {c['ua_mean']:.3f} ± {c['ua_std']:.3f} "
-            f"| {delta} | {c['pooled']['wa']:.3f} | {c['pooled']['ua']:.3f} | {c['nll_mean']:.3f} |"
-        )
     mismatched = [f["run"] for f in runs if not f["clean_matches_reported"]]
     lines += [
         "",
@@ -152,14 +176,9 @@ def robustness_markdown(report: dict) -> str:
             "of the corrupted recording, and their fusion with the fold's weight (`fusion.json`). UA: "
             "mean ± standard deviation over the folds, and pooled.",
             "",
-            "| condition | image UA | linear UA | fusion UA | pooled image | pooled linear | pooled fusion |",
-            "|---|---|---|---|---|---|---|",
+            *fusion_condition_table(report).markdown(),
+            "",
         ]
-        for c in report["fusion"]:
-            means = " | ".join(f"{c[m]['ua_mean']:.3f} ± {c[m]['ua_std']:.3f}" for m in FUSION_MODELS)
-            pooled = " | ".join(f"{c[m]['pooled']['ua']:.3f}" for m in FUSION_MODELS)
-            lines.append(f"| {c['name']} | {means} | {pooled} |")
-        lines.append("")
     return "\n".join(lines)
 
 
