@@ -22,6 +22,7 @@ from emovision.data.store import load_speakers, open_info
 from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
 from emovision.inference.predict import Recognizer
+from emovision.tables import ResultTable
 from emovision.training.metrics import score_utterances, utterance_scores
 
 MAY_DIFFER = ("segment_hop", "segment_tail")
@@ -164,6 +165,14 @@ def _check_config(recognizer: Recognizer, info, path: Path) -> None:
         )
 
 
+def speaker_table(summary: dict) -> ResultTable:
+    """Each test speaker's utterances, WA and UA."""
+    table = ResultTable(["speaker", "utterances", "WA", "UA"])
+    for name, m in summary["speakers"].items():
+        table.add(name, m["utterances"], f"{m['wa']:.3f}", f"{m['ua']:.3f}")
+    return table
+
+
 def transfer_markdown(summary: dict) -> str:
     lines = [
         f"# {summary['model']} on {summary['features_file']} ({summary['corpus']})",
@@ -179,12 +188,7 @@ def transfer_markdown(summary: dict) -> str:
         "Classes: " + ", ".join(f"{k} → {v}" for k, v in summary["class_map"].items()),
         "",
         *_modes_lines(summary.get("modes")),
-        "| speaker | utterances | WA | UA |",
-        "|---|---|---|---|",
-        *(
-            f"| {name} | {m['utterances']} | {m['wa']:.3f} | {m['ua']:.3f} |"
-            for name, m in summary["speakers"].items()
-        ),
+        *speaker_table(summary).markdown(),
         "",
         "Recall: " + ", ".join(f"{k} {v:.3f}" for k, v in summary["recall"].items() if v is not None),
         "",
@@ -199,12 +203,12 @@ def _modes_lines(modes: dict | None) -> list[str]:
             "Mode: any (the model uses no speaker information: cold, enrolled and transductive coincide)",
             "",
         ]
-    rows = [f"| {mode_label(m, modes['k'])} | {modes[m]['wa']:.3f} | {modes[m]['ua']:.3f} |" for m in MODES]
+    table = ResultTable(["mode", "WA", "UA"])
+    for m in MODES:
+        table.add(mode_label(m, modes["k"]), f"{modes[m]['wa']:.3f}", f"{modes[m]['ua']:.3f}")
     return [
         "Mode of the figures above and of the per-speaker table: cold (a recording alone).",
         "",
-        "| mode | WA | UA |",
-        "|---|---|---|",
-        *rows,
+        *table.markdown(),
         "",
     ]
