@@ -183,12 +183,22 @@ def _one_fold(tmp_path: Path) -> str:
 
 
 def test_parallel_folds_and_repeats_match_sequential(emodb_small, tmp_path):
-    sequential = run_cv(emodb_small, QUICK, tmp_path / "seq", repeats=2, progress=False)
-    parallel = run_cv(emodb_small, QUICK, tmp_path / "par", repeats=2, parallel=2, progress=False)
-    assert len(parallel["folds"]) == 8 and {f["seed"] for f in parallel["folds"]} == {111, 112}
+    folds = tmp_path / "two.json"
+    folds.write_text(json.dumps([{"test": ["03"], "val": ["10"]}, {"test": ["08"], "val": ["09"]}]))
+    common = {"folds": str(folds), "repeats": 2, "progress": False}
+    sequential = run_cv(emodb_small, QUICK, tmp_path / "seq", **common)
+    parallel = run_cv(emodb_small, QUICK, tmp_path / "par", parallel=2, **common)
+    assert len(parallel["folds"]) == 4 and {f["seed"] for f in parallel["folds"]} == {111, 112}
+    runs = sorted(p.parent.name for p in (tmp_path / "seq").glob("*/metrics.json"))
+    assert len(runs) == 4 and runs == sorted(p.parent.name for p in (tmp_path / "par").glob("*/metrics.json"))
     assert [(f["wa"], f["ua"]) for f in parallel["folds"]] == [
         (f["wa"], f["ua"]) for f in sequential["folds"]
     ]
+    for run in runs:  # every utterance's scores (other thread counts: float sums in another order)
+        seq, par = (
+            json.loads((tmp_path / side / run / "metrics.json").read_text()) for side in ("seq", "par")
+        )
+        np.testing.assert_allclose(np.array(par["test_scores"]), np.array(seq["test_scores"]), atol=1e-5)
 
 
 def test_cv_and_report_commands(emodb_small, tmp_path, capsys):
