@@ -446,11 +446,11 @@ def _run_report(args: argparse.Namespace) -> int:
         fusion_deltas,
         fusion_reports,
         fusion_rows,
-        markdown_table,
         paired_deltas,
         robustness_deltas,
         robustness_fusion_rows,
         robustness_rows,
+        rows_table,
     )
 
     rows, modes = compare_runs(args.runs)
@@ -488,17 +488,12 @@ def _run_report(args: argparse.Namespace) -> int:
             if table_rows:
                 if number:
                     console.print(f"\n{title[0].upper()}{title[1:]}\n", highlight=False, markup=False)
-                console.print(markdown_table(table_rows), highlight=False, markup=False, soft_wrap=True)
+                markdown = "\n".join(rows_table(table_rows).markdown())
+                console.print(markdown, highlight=False, markup=False, soft_wrap=True)
         return 0
     for title, table_rows, left in tables:
-        if not table_rows:
-            continue
-        table = Table(title=title)
-        for column in table_rows[0]:
-            table.add_column(column, justify="left" if column in left else "right")
-        for row in table_rows:
-            table.add_row(*(str(value) for value in row.values()))
-        console.print(table)
+        if table_rows:
+            console.print(rows_table(table_rows, title, len(left)).rich())
     return 0
 
 

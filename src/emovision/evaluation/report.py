@@ -12,6 +12,7 @@ from emovision.data.features import FeatureConfig
 from emovision.data.speaker_norm import MODES
 from emovision.errors import EmovisionError
 from emovision.files import read_json
+from emovision.tables import ResultTable
 from emovision.training.cv import summarize_folder
 from emovision.training.metrics import paired_difference
 from emovision.training.options import run_options
@@ -171,11 +172,12 @@ def mode_fold_ua(summary: dict) -> dict[str, dict[tuple, float]]:
     return out
 
 
-def markdown_table(rows: list[dict]) -> str:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[k]) for k in header) + " |" for row in rows]
-    return "\n".join(lines)
+def rows_table(rows: list[dict], title: str = "", labels: int = 1) -> ResultTable:
+    """Rows of one kind (the same keys, in order) as a table; the first ``labels`` columns name the row."""
+    table = ResultTable(list(rows[0]), title=title, labels=labels)
+    for row in rows:
+        table.add(*row.values())
+    return table
 
 
 def fusion_reports(folders: list[Path]) -> list[tuple[str, dict]]:
