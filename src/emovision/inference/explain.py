@@ -243,9 +243,8 @@ def _decision(model: SERModel | EnsembleModel, segments: torch.Tensor, aggregate
 def _masked(segments: torch.Tensor, flat_frames: np.ndarray, fill: torch.Tensor) -> torch.Tensor:
     """``segments`` ``(n, C, F, T)`` with the frames ``flat_frames`` (indices into ``n × T``) set to ``fill`` ``(C, F, 1)``."""
     out = segments.clone()
-    size = segments.shape[-1]
-    for index in flat_frames:
-        out[int(index) // size, :, :, int(index) % size] = fill[..., 0]
+    rows, frames = np.divmod(np.asarray(flat_frames, dtype=np.int64), segments.shape[-1])
+    out[torch.from_numpy(rows), :, :, torch.from_numpy(frames)] = fill[..., 0].to(out.dtype)
     return out
 
 
