@@ -6,8 +6,9 @@
 #   mixed         each training segment by the recording alone, a few other recordings or all of them
 # Usage: benchmarks/served_accuracy.sh OUT CORPUS CONFIG [CONFIG ...]
 #   CORPUS: emodb (../shared/data/emodb, ten speakers) or ravdess (../shared/data/ravdess, twelve actors)
-#   CONFIG: NORM[-attention][-seedS][-epochsN][-copies][-priorP] with NORM one of none, transductive, mixed,
-#   e.g. mixed-seed112-copies; -attention trains with --head attention, -epochsN for N epochs instead of EPOCHS
+#   CONFIG: NORM[-attention][-seedS][-epochsN][-copies][-priorP][-trimD] with NORM one of none, transductive, mixed,
+#   e.g. mixed-seed112-copies; -attention trains with --head attention, -epochsN for N epochs instead of EPOCHS,
+#   -trimD on features extracted with --trim-db D (each recording's leading and trailing silence cut)
 # Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2), FOLDS (auto),
 # DEVICE (cpu) and BIN (the folder holding the emovision command, .venv/bin) can be set.
 set -euo pipefail
@@ -25,13 +26,18 @@ case $CORPUS in
   ravdess) DATA=../shared/data/ravdess ;;
   *) echo "unknown corpus $CORPUS: emodb or ravdess" >&2; exit 2 ;;
 esac
-FEATURES=(--n-mels 64 --segment-frames 200 --segment-tail trim)
-PLAIN="$OUT/$CORPUS-logmel64x200-trim.h5"
-COPIES="$OUT/$CORPUS-logmel64x200-trim-aug.h5"
 RECIPE=(--model efficientnet_lite0 --pretrained --lr 1e-3 --schedule cosine --batch-size 16
   --parallel-folds "$PARALLEL" --device "$DEVICE" --folds "$FOLDS" --quiet)
 for config in "$@"; do
   norm=${config%%-*}
+  FEATURES=(--n-mels 64 --segment-frames 200 --segment-tail trim)
+  PLAIN="$OUT/$CORPUS-logmel64x200-trim.h5"
+  COPIES="$OUT/$CORPUS-logmel64x200-trim-aug.h5"
+  if [[ $config =~ -trim([0-9.]+) ]]; then
+    FEATURES+=(--trim-db "${BASH_REMATCH[1]}")
+    PLAIN="$OUT/$CORPUS-logmel64x200-trim-t${BASH_REMATCH[1]}.h5"
+    COPIES="$OUT/$CORPUS-logmel64x200-trim-t${BASH_REMATCH[1]}-aug.h5"
+  fi
   epochs=$EPOCHS
   [[ $config =~ -epochs([0-9]+) ]] && epochs=${BASH_REMATCH[1]}
   args=(--speaker-norm "$norm" --epochs "$epochs")

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMOVISION_SHARED_DATA", ROOT.parent / "shared" / "data"))
 EMODB = SHARED / "emodb"
+RAVDESS = SHARED / "ravdess"
 IEMOCAP_LABELS = SHARED / "iemocap-labels"
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 
@@ -28,6 +29,12 @@ def emodb_dir() -> Path:
 @pytest.fixture(scope="session")
 def emodb_wavs() -> list[Path]:
     return sorted((EMODB / "wav").glob("*.wav"))
+
+
+@pytest.fixture(scope="session")
+def ravdess_files() -> list[Path]:
+    """The 720 RAVDESS recordings (16 kHz FLAC, about 1 s of silence before and after the speech)."""
+    return sorted(RAVDESS.glob("Actor_*/*.flac"))
 
 
 def build_iemocap_tree(root: Path, audio: Path, keep=lambda utt: True) -> Path:

@@ -15,6 +15,7 @@ from emovision.data.features import (
     segment_times,
     silence_values,
     speaker_normalise,
+    speech_span,
 )
 from emovision.errors import EmovisionError
 
@@ -182,3 +183,48 @@ def test_segment_tail_rules_by_hand(frames, tail, starts):
     for piece, start in zip(cut, starts, strict=True):
         inside = min(100, frames - start)
         np.testing.assert_array_equal(piece[0, 0, :inside], np.arange(start, start + inside))
+
+
+def test_speech_span_is_librosas_trim(ravdess_files, emodb_wavs):
+    """The silence cut (``--trim-db``) against ``librosa.effects.trim`` with the same frames, on RAVDESS
+    recordings (a second of silence at each end) and emoDB ones (almost none)."""
+    config = FeatureConfig(trim_db=40.0)
+    cut = 0
+    for path in ravdess_files[::90] + emodb_wavs[::150]:
+        samples = load_audio(path)
+        _, expected = librosa.effects.trim(
+            samples, top_db=40, frame_length=config.win_length, hop_length=config.hop_length
+        )
+        assert speech_span(samples, config) == tuple(int(v) for v in expected)
+        cut += samples.size - (expected[1] - expected[0])
+    assert cut > 8 * 16000
+    assert speech_span(samples, FeatureConfig()) == (0, samples.size)
+
+
+def test_trimmed_features_are_those_of_the_speech_alone(ravdess_files):
+    samples = load_audio(ravdess_files[0])
+    config = FeatureConfig(n_mels=64, trim_db=30.0)
+    start, stop = speech_span(samples, config)
+    assert 0 < start < stop < samples.size
+    expected = compute_features(samples[start:stop], FeatureConfig(n_mels=64))
+    np.testing.assert_array_equal(compute_features(samples, config), expected)
+
+
+def test_a_click_in_silence_keeps_at_least_one_window():
+    config = FeatureConfig(trim_db=40.0)
+    samples = np.zeros(16000, dtype=np.float32)
+    samples[8000] = 0.5
+    start, stop = speech_span(samples, config)
+    assert stop - start == config.win_length and start <= 8000 < stop
+
+
+@pytest.mark.parametrize("value", [0.0, -3.0, float("nan")])
+def test_trim_db_must_be_a_positive_number(value):
+    with pytest.raises(EmovisionError, match="--trim-db must be a positive number"):
+        FeatureConfig(trim_db=value)
+
+
+def test_features_files_from_before_the_silence_cut_keep_everything():
+    old = FeatureConfig().to_dict()
+    del old["trim_db"]
+    assert FeatureConfig.from_dict(old).trim_db is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -116,6 +117,26 @@ def test_shifted_last_segment_gets_its_own_times(tmp_path, emodb_wavs):
     recognizer = Recognizer.load(untrained_checkpoint(tmp_path / "shift.pth", config))
     prediction = recognizer.predict(emodb_wavs[9])
     np.testing.assert_allclose(prediction.times, [[0.0, 1.0], [1.0, 2.0], [1.01, 2.0]])
+
+
+def test_times_count_from_the_recording_start_when_silence_is_cut(tmp_path, emodb_wavs):
+    """A model trained on features with ``trim_db`` cuts the same silence; its segments' times still
+    count from the start of the file: 1.5 s of zeros before a recording move them by 1.5 s plus the
+    recording's own lead-in, as ``librosa.effects.trim`` finds it."""
+    config = FeatureConfig(segment_frames=100, trim_db=40.0)
+    recognizer = Recognizer.load(untrained_checkpoint(tmp_path / "trim.pth", config))
+    speech = load_audio(emodb_wavs[20])
+    padded = np.concatenate([np.zeros(24000, np.float32), speech, np.zeros(8000, np.float32)])
+    start, stop = librosa.effects.trim(padded, top_db=40, frame_length=640, hop_length=160)[1]
+    prediction = recognizer.predict(padded, sample_rate=16000)
+    assert start >= 24000
+    assert prediction.times[0, 0] == pytest.approx(start / 16000)
+    assert prediction.segment_probabilities.shape[0] == int(np.ceil((1 + (stop - start) // 160) / 100))
+    np.testing.assert_allclose(
+        recognizer.predict(padded[start:stop], sample_rate=16000).segment_probabilities,
+        prediction.segment_probabilities,
+        atol=1e-6,
+    )
 
 
 def test_batched_prediction_keeps_order_and_reports_failures(tmp_path, trained_model, emodb_wavs):

@@ -25,6 +25,13 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preemphasis", type=float, default=defaults.preemphasis)
     group.add_argument("--top-db", type=float, default=defaults.top_db, help="dB floor below the maximum")
     group.add_argument(
+        "--trim-db",
+        type=float,
+        default=None,
+        help="cut each recording's leading and trailing silence: frames more than this many dB below "
+        "its loudest (e.g. 40; default: keep everything); prediction cuts the same",
+    )
+    group.add_argument(
         "--max-freq", type=float, default=defaults.max_freq, help="logspec: highest frequency, Hz"
     )
     group.add_argument("--n-mels", type=int, default=defaults.n_mels)

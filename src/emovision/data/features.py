@@ -18,6 +18,12 @@ Feature types:
     by a synthetic room of ``rt60`` seconds; the noise and the room depend only on ``seed``
     and the utterance id.
 
+With ``trim_db`` set, the recording's leading and trailing silence is cut before anything else
+(:func:`speech_span`): everything before the first and after the last frame whose energy is within
+``trim_db`` dB of the loudest frame's, as ``librosa.effects.trim`` with the analysis window and hop.
+Training, prediction, robustness and every other path get the same samples; times reported for
+segments are counted from the recording's start (:func:`speech_span`'s first sample).
+
 Segments of ``segment_frames`` frames start every ``segment_hop`` frames (default: no
 overlap). The last partial segment and utterances shorter than one segment are padded with
 each channel's silence value: the utterance's floor for dB channels, 0 for Δ channels (the
@@ -80,6 +86,7 @@ class FeatureConfig:
     segment_hop: int | None = None
     segment_tail: str = "pad"
     speaker_norm: bool = False
+    trim_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_TYPES:
@@ -103,6 +110,10 @@ class FeatureConfig:
             ),
             (self.n_mels >= 1, f"--n-mels must be at least 1, got {self.n_mels}"),
             (self.top_db > 0, f"--top-db must be positive, got {self.top_db}"),
+            (
+                self.trim_db is None or (math.isfinite(self.trim_db) and self.trim_db > 0),
+                f"--trim-db must be a positive number of dB, got {self.trim_db}",
+            ),
             (self.max_freq > 0, f"--max-freq must be positive, got {self.max_freq}"),
             (self.noise_std >= 0, f"--noise-std must be ≥ 0, got {self.noise_std}"),
             (self.rt60 > 0, f"--rt60 must be positive, got {self.rt60}"),
@@ -199,8 +210,12 @@ def channel_signals(samples: np.ndarray, config: FeatureConfig, key: str = "") -
     """The mono signals ``(n,)`` whose spectrograms make the channels, all as long as ``samples``.
 
     ``[samples]``, or for ``lognrevspec`` ``[clean, noisy, reverberant]``: the noise and the room
-    come from :func:`acoustics.rng_for` with ``config.seed`` and ``key``, on the CPU.
+    come from :func:`acoustics.rng_for` with ``config.seed`` and ``key``, on the CPU. With
+    ``config.trim_db`` the samples are first cut to :func:`speech_span`.
     """
+    if config.trim_db is not None:
+        start, stop = speech_span(samples, config)
+        samples = samples[start:stop]
     if config.kind != "lognrevspec":
         return [samples]
     rng = acoustics.rng_for(config.seed, key)
@@ -211,6 +226,32 @@ def channel_signals(samples: np.ndarray, config: FeatureConfig, key: str = "") -
         noisy = acoustics.add_noise_snr(samples, noise, config.noise_snr, config.sample_rate)
     room = acoustics.synthetic_rir(config.rt60, config.sample_rate, rng)
     return [samples, noisy, acoustics.reverberate(samples, room)]
+
+
+def speech_span(samples: np.ndarray, config: FeatureConfig) -> tuple[int, int]:
+    """First and one-past-last sample of ``samples`` ``(n,)`` without the leading and trailing silence.
+
+    Frames of ``win_length`` samples every ``hop_length``, centred (zero-padded by half a window at
+    both ends); a frame is speech when its mean power is within ``config.trim_db`` dB of the loudest
+    frame's. The span runs from the first speech frame's hop to the end of the last one's, as
+    ``librosa.effects.trim(samples, top_db=trim_db, frame_length=win_length, hop_length=hop_length)``,
+    widened to ``config.min_samples`` where it is shorter. The whole signal when ``trim_db`` is None.
+    """
+    if config.trim_db is None or samples.size == 0:
+        return 0, samples.size
+    half, hop = config.win_length // 2, config.hop_length
+    padded = np.pad(samples.astype(np.float32, copy=False), half)
+    frames = 1 + (padded.size - config.win_length) // hop if padded.size >= config.win_length else 0
+    if frames < 1:
+        return 0, samples.size
+    windows = np.lib.stride_tricks.sliding_window_view(padded, config.win_length)[::hop][:frames]
+    level = 10 * np.log10(np.maximum(np.mean(windows.astype(np.float64) ** 2, axis=1), AMIN))
+    speech = np.flatnonzero(level > level.max() - config.trim_db)
+    start, stop = int(speech[0]) * hop, min(samples.size, (int(speech[-1]) + 1) * hop)
+    if stop - start < config.min_samples:
+        stop = min(samples.size, start + config.min_samples)
+        start = max(0, stop - config.min_samples)
+    return start, stop
 
 
 def savgol_delta(values: np.ndarray, width: int) -> np.ndarray:

@@ -59,6 +59,7 @@ from emovision.data.features import (
     segment_starts,
     segment_times,
     speaker_normalise,
+    speech_span,
 )
 from emovision.data.speaker_norm import SpeakerNormaliser
 from emovision.data.vad import SAMPLE_RATE as VAD_RATE
@@ -88,6 +89,7 @@ class _Prepared:
     functionals: np.ndarray | None = None
     extra: list[np.ndarray] = field(default_factory=list)
     raw: list[np.ndarray] = field(default_factory=list)
+    offset: float = 0.0  # seconds of leading silence cut before the features (FeatureConfig.trim_db)
 
 
 class Recognizer:
@@ -271,7 +273,7 @@ class Recognizer:
             explained,
             recording_map(maps, starts, prepared.frames),
             prepared.features[0],
-            np.arange(prepared.frames, dtype=np.float32) * config.hop_ms / 1000,
+            prepared.offset + np.arange(prepared.frames, dtype=np.float32) * config.hop_ms / 1000,
             bin_frequencies(config),
         )
 
@@ -660,7 +662,10 @@ class Recognizer:
         raw = [segment(feature, config)]
         raw += [segment(compute_features(samples, m.config, key), m.config) for m in self._extra]
         segments = [self._normalise(part, member) for member, part in enumerate(raw)] if normalise else raw
-        return _Prepared(label, segments[0], duration, kept, feature.shape[-1], values, segments[1:], raw)
+        offset = speech_span(samples, config)[0] / config.sample_rate
+        return _Prepared(
+            label, segments[0], duration, kept, feature.shape[-1], values, segments[1:], raw, offset
+        )
 
     def _load(
         self,
@@ -725,7 +730,7 @@ class Recognizer:
         if self.config is None:
             times = np.full((log_probs.shape[0], 2), np.nan)
         else:
-            times = segment_times(log_probs.shape[0], self.config, prepared.frames)
+            times = segment_times(log_probs.shape[0], self.config, prepared.frames) + prepared.offset
         duration = None if np.isnan(prepared.duration) else prepared.duration
         if duration is not None:
             times[:, 1] = np.minimum(times[:, 1], duration)
