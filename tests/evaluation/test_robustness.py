@@ -2,10 +2,12 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from emovision.cli import main
 from emovision.data import acoustics
@@ -20,7 +22,8 @@ from emovision.data.corruption import (
     room_impulse_response,
 )
 from emovision.data.extract import extract_corpus
-from emovision.data.features import FeatureConfig
+from emovision.data.features import FeatureConfig, compute_features, segment
+from emovision.data.speaker_norm import SpeakerNormaliser
 from emovision.errors import EmovisionError
 from emovision.evaluation.report import robustness_deltas
 from emovision.training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -400,3 +403,86 @@ def test_a_speaker_normalised_run_meets_each_condition_normalised_by_its_own_sta
     nll = -scores[np.arange(len(scores)), split.utterance_labels].mean()
     assert fold["conditions"]["clean"]["nll"] == pytest.approx(nll, rel=1e-4)
     assert fold["conditions"]["white 10 dB"]["nll"] != pytest.approx(fold["conditions"]["clean"]["nll"])
+
+
+def _ua(labels, scores) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return balanced_accuracy_score(labels, np.argmax(scores, axis=1))
+
+
+def _nll(labels, scores) -> float:
+    """Mean negative log-likelihood of the true class from log-probabilities ``(U, K)``."""
+    return float(-np.mean(np.asarray(scores)[np.arange(len(labels)), labels]))
+
+
+def test_a_pipeline_normalised_model_enrols_on_clean_recordings_and_is_scored_in_noise(
+    cv_run, emodb_dir, tmp_path
+):
+    """Every mode on clean audio reproduces the scores the training run recorded for its test speaker
+    (cold, the three enrolled draws, transductive: the features file's path), and under noise the
+    transductive statistics are those of the speaker's clean recordings, recomputed here by hand."""
+    features = cv_run.parent / "small.h5"
+    folds = tmp_path / "folds.json"
+    folds.write_text(json.dumps(FOLDS[:1]))
+    run_cv(
+        features,
+        replace(QUICK, speaker_norm="mixed", enrol=3),
+        tmp_path / "cv",
+        folds=str(folds),
+        progress=False,
+    )
+    args = ["robustness", str(tmp_path / "cv"), "--root", str(emodb_dir), "--snr", "10", "--noise", "white",
+            "--rt60", "", "--device", "cpu", "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((tmp_path / "cv" / "robustness.json").read_text())
+    (fold,) = report["folds"]
+    run = tmp_path / "cv" / fold["run"]
+    recorded = json.loads((run / "metrics.json").read_text())
+    labels = np.array(recorded["test_labels"])
+    modes = recorded["test_modes"]
+    clean = fold["conditions"]["clean"]
+    assert fold["clean_matches_reported"] and report["enrol"] == 3
+    assert clean["ua"] == pytest.approx(_ua(labels, np.array(modes["cold"]["scores"])))
+    assert clean["modes"]["transductive"]["ua"] == pytest.approx(
+        _ua(labels, np.array(modes["transductive"]["scores"]))
+    )
+    draws = modes["enrolled"]["draws"]
+    kept = [np.array(d["scored"], dtype=bool) for d in draws]
+    assert len(draws) == 3 and all((~k).sum() == 3 for k in kept)
+    enrolled_labels = np.concatenate([labels[k] for k in kept])
+    enrolled = np.concatenate([np.array(d["scores"])[k] for d, k in zip(draws, kept, strict=True)])
+    assert clean["modes"]["enrolled"]["ua"] == pytest.approx(_ua(enrolled_labels, enrolled))
+    assert clean["modes"]["enrolled"]["nll"] == pytest.approx(_nll(enrolled_labels, enrolled), abs=1e-4)
+
+    checkpoint = load_checkpoint(run / "best.pth")
+    config = FeatureConfig.from_dict(checkpoint["feature_config"])
+    normaliser = SpeakerNormaliser.from_dict(checkpoint["speaker_norm"])
+    split = load_split(open_source(features), fold["test"])
+    starts = np.concatenate([[0], np.cumsum(split.segments_per_utterance)[:-1]])
+    pieces = [
+        split.segments[a : a + n].numpy()
+        for a, n in zip(starts, split.segments_per_utterance.tolist(), strict=True)
+    ]
+    means = np.stack([p.mean(axis=(0, 3)) for p in pieces]).astype(np.float64)
+    squares = np.stack([(p.astype(np.float64) ** 2).mean(axis=(0, 3)) for p in pieces])
+    centre, spread = normaliser.statistics(means.sum(axis=0), squares.sum(axis=0), len(pieces))
+    by_id = {u.id: u for u in load_corpus("emodb", emodb_dir, "4").utterances}
+    plan = CorruptionPlan(snrs=(10.0,), noises=("white",), rt60s=())
+    noisy = []
+    for uid in recorded["test_utterance_ids"]:
+        samples = load_audio(by_id[uid].path, config.sample_rate)
+        ((_, signal),) = [
+            c for c in corrupt(samples, config.sample_rate, uid, plan, []) if c[0].name == "white 10 dB"
+        ]
+        noisy.append(segment(compute_features(signal, config, by_id[uid].path.stem), config))
+    normalised = torch.from_numpy(((np.concatenate(noisy) - centre) / spread).astype(np.float32))
+    scores = utterance_scores(
+        segment_log_probs(model_from_checkpoint(checkpoint), normalised),
+        np.array([n.shape[0] for n in noisy]),
+        checkpoint["aggregate"],
+    )
+    noisy = fold["conditions"]["white 10 dB"]["modes"]["transductive"]
+    assert noisy["nll"] == pytest.approx(_nll(labels, scores), abs=1e-4)
+    assert noisy["nll"] != pytest.approx(clean["modes"]["transductive"]["nll"], abs=1e-3)
+    assert "enrolled-3 UA" in (tmp_path / "cv" / "robustness.md").read_text()

@@ -40,6 +40,13 @@ def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score the cv's late fusion (emovision fuse first): openSMILE functionals of every "
         "corrupted recording through each fold's linear model",
     )
+    parser.add_argument(
+        "--enrol",
+        type=int,
+        default=None,
+        help="models normalised in the data pipeline: clean recordings of each test speaker behind the "
+        "enrolled mode's statistics (K; default: the K the runs were tested with)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -79,6 +86,7 @@ def _run_robustness(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         fusion=args.fusion,
+        enrol=args.enrol,
     )
     console.print(condition_table(report).rich())
     if report.get("fusion"):

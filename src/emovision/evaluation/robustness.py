@@ -15,6 +15,16 @@ log-probabilities, the checkpoint's aggregation rule, WA/UA). Conditions:
 ``reverb <rt60> s``
     Convolution with a synthetic room impulse response of that RT60 (:func:`acoustics.synthetic_rir`).
 
+Speaker-normalised models meet the test speaker as a deployed model would: known from clean
+recordings, heard through the noise or the room, and never told the condition. A model normalised in
+the data pipeline (``cv --speaker-norm mixed|transductive``) is scored in every mode
+(:mod:`emovision.data.speaker_norm`): ``cold``, each corrupted recording by itself (the headline
+figures); ``enrolled-K``, the statistics of K of the speaker's other *clean* recordings (the training
+run's draws), every remaining recording scored corrupted; ``transductive``, the statistics of all of
+the speaker's clean recordings. Features extracted with ``--speaker-norm`` are normalised by the
+statistics of the speaker's clean segments, as extraction normalised them; so are speaker-normalised
+functionals of the fusion.
+
 Corruption (:mod:`emovision.data.corruption`) happens on the audio at the feature sample rate, before
 feature extraction, and depends only on the seed, the utterance id and the condition. Features are computed in worker processes while the
 models score the finished utterances; runs of the same fold (``--repeats``) share them.
@@ -60,13 +70,21 @@ from emovision.data.corruption import (
 from emovision.data.extract import default_workers
 from emovision.data.features import (
     FeatureConfig,
+    SpeakerStatistics,
     compute_features,
     feature_key,
     segment,
-    speaker_normalise_groups,
+    speaker_normalise,
 )
 from emovision.data.functionals import Functionals, require_opensmile
-from emovision.data.speaker_norm import SpeakerNormaliser
+from emovision.data.speaker_norm import (
+    ENROL_DRAWS,
+    MODES,
+    ModeView,
+    SpeakerNormaliser,
+    mode_view,
+    recording_moments,
+)
 from emovision.data.store import open_info
 from emovision.errors import AudioError, EmovisionError
 from emovision.evaluation.fusion import FunctionalsTable, functionals_table, linear_log_probs, linear_pipeline
@@ -190,11 +208,14 @@ def evaluate_robustness(
     batch_size: int = 256,
     progress: bool = True,
     fusion: bool = False,
+    enrol: int | None = None,
 ) -> dict:
     """Evaluate every fold run of the cv folder ``run_dir`` under every condition of ``plan``
     (and, with ``fusion``, its late fusion: see the module docstring).
 
     ``root`` is the corpus folder (``corpus`` defaults to the one the runs were trained on);
+    ``enrol`` is K of the enrolled mode of models normalised in the data pipeline (default: the K the
+    runs were trained and tested with, so that clean audio reproduces their enrolled results);
     ``workers`` processes compute the features (default: all cores), ``device`` runs the
     models. Writes ``robustness.json``, ``robustness.md`` and ``robustness.png`` in
     ``run_dir`` and returns the ``robustness.json`` content.
@@ -206,6 +227,10 @@ def evaluate_robustness(
         raise EmovisionError("--workers must be at least 1")
     if batch_size < 1:
         raise EmovisionError("--batch-size must be at least 1")
+    if enrol is None:
+        enrol = int(runs[0].metrics.get("train_config", {}).get("enrol", 5))
+    if enrol < 1:
+        raise EmovisionError(f"--enrol must be at least 1 recording, got {enrol}")
     torch_device = torch.device(resolve_device(device, torch.cuda.is_available()))
     groups: dict[tuple, _Group] = {}
     for run in runs:
@@ -219,7 +244,7 @@ def evaluate_robustness(
     results: dict[str, dict[str, dict]] = {}
     partial = run_dir / "robustness.partial"
     identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
-                "classes": classes_list, "fusion": _fusion_identity(fused)}  # fmt: skip
+                "classes": classes_list, "fusion": _fusion_identity(fused), "enrol": enrol}  # fmt: skip
     identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
     workers = workers or default_workers()
     pool = worker_pool(workers) if workers > 1 else None
@@ -235,7 +260,7 @@ def evaluate_robustness(
                     bar.update(task, description=f"{', '.join(names)}: {len(conditions)} conditions")
                     finished = _evaluate_group(
                         group, plan, by_id, classes_list, pool, workers, torch_device, batch_size,
-                        lambda: bar.advance(task), fused,
+                        lambda: bar.advance(task), fused, enrol,
                     )  # fmt: skip
                     record_json = {"identity": identity, "runs": names, "results": finished}
                     atomic_write_bytes(saved, json.dumps(record_json).encode())
@@ -245,7 +270,7 @@ def evaluate_robustness(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list)
+    report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list, enrol)
     report["mode"] = runs_mode(runs)
     write_report(report, run_dir)
     shutil.rmtree(partial, ignore_errors=True)
@@ -274,6 +299,7 @@ def _evaluate_group(
     batch_size: int,
     advance: Callable[[], None],
     fused: _Fusion | None = None,
+    enrol: int = 5,
 ) -> dict[str, dict[str, dict]]:
     """Metrics per run name and condition name for one group of runs (and, with ``fused``, under
     ``fusion/<fold>`` the image, linear and fusion metrics per condition)."""
@@ -299,26 +325,26 @@ def _evaluate_group(
         device.type == "cuda" and bool(run.checkpoint.get("train_config", {}).get("amp", True))
         for run in group.runs
     ]
-    log_probs: list[list[list[np.ndarray]]] = [[[] for _ in conditions] for _ in group.runs]
-    counts: list[list[int]] = [[] for _ in conditions]
-    values: list[list[np.ndarray]] = [[] for _ in conditions]
-    pending: list[tuple[int, np.ndarray]] = []
-    owners: list[str] = []
-
     normalisers = [SpeakerNormaliser.from_dict(run.checkpoint.get("speaker_norm")) for run in group.runs]
+    speakers = np.array([by_id[uid].speaker for uid in group.utterance_ids])
+    held: list[list[np.ndarray]] = [[] for _ in conditions]
+    values: list[list[np.ndarray]] = [[] for _ in conditions]
+    log_probs: list[list[list[np.ndarray]]] = [[[] for _ in conditions] for _ in group.runs]
+    pending: list[tuple[int, np.ndarray]] = []
+    keep_all = group.config.speaker_norm or any(n is not None for n in normalisers)
 
     def flush() -> None:
-        """Score the pending segments of every condition in one batch per model (a model normalised in
-        the data pipeline: each corrupted recording by itself, the cold mode)."""
+        """Score the pending segments of every condition in one batch per model (features without
+        speaker normalisation)."""
         sizes = np.cumsum([segments.shape[0] for _, segments in pending])[:-1]
+        batch = torch.from_numpy(np.concatenate([segments for _, segments in pending]))
         for r, model in enumerate(models):
-            pieces = [s if normalisers[r] is None else normalisers[r].cold(s) for _, s in pending]
-            batch = torch.from_numpy(np.concatenate(pieces))
             scores = segment_log_probs(model, batch, batch_size, autocast[r])
             for (c, _), part in zip(pending, np.split(scores, sizes), strict=True):
                 log_probs[r][c].append(part)
         pending.clear()
 
+    counts: list[list[int]] = [[] for _ in conditions]
     for uid, (outputs, functionals, error) in zip(
         group.utterance_ids, ordered_map(pool, _features_of_job, jobs, 2 * workers), strict=True
     ):
@@ -326,23 +352,12 @@ def _evaluate_group(
             raise EmovisionError(f"test utterance {uid}: {error}")
         for c, segments in enumerate(outputs):
             counts[c].append(segments.shape[0])
-            pending.append((c, segments))
-            owners.append(by_id[uid].speaker)
+            (held[c] if keep_all else pending).append(segments if keep_all else (c, segments))
             if functionals is not None:
                 values[c].append(functionals[c])
-        if not group.config.speaker_norm and sum(part.shape[0] for _, part in pending) >= batch_size:
+        if not keep_all and sum(part.shape[0] for _, part in pending) >= batch_size:
             flush()
-            owners.clear()
         advance()
-    if group.config.speaker_norm and pending:
-        # each speaker under each condition by its own statistics, as a deployed model adapted to
-        # its recordings through the same noise or room
-        sizes = [segments.shape[0] for _, segments in pending]
-        keys = np.repeat([f"{c}/{owner}" for (c, _), owner in zip(pending, owners, strict=True)], sizes)
-        batch = speaker_normalise_groups(np.concatenate([segments for _, segments in pending]), keys)
-        pending[:] = [
-            (c, part) for (c, _), part in zip(pending, np.split(batch, np.cumsum(sizes)[:-1]), strict=True)
-        ]
     if pending:
         flush()
     labels = np.array([classes.index(by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64)
@@ -350,22 +365,118 @@ def _evaluate_group(
     image = [[] for _ in conditions]
     for r, run in enumerate(group.runs):
         aggregate = run.checkpoint.get("aggregate", "logprob")
+        score = _mode_scorer(models[r], held, counts, aggregate, batch_size, autocast[r])
         results[run.name] = {}
+        if normalisers[r] is not None:
+            views = _clean_views(normalisers[r], held[0], counts[0], speakers, enrol)
+            modes = {mode: [score(view) for _, view in drawn] for mode, drawn in views.items()}
+        elif group.config.speaker_norm:
+            modes = {"transductive": [score(_clean_speaker_view(held[0], counts[0], speakers))]}
+        else:
+            modes = {}
         for c, condition in enumerate(conditions):
-            scores = utterance_scores(np.concatenate(log_probs[r][c]), np.array(counts[c]), aggregate)
+            if modes:
+                first = next(iter(modes))
+                scores = modes[first][0][c][1]
+                metrics = _pooled(modes[first], c, labels, classes)
+            else:
+                scores = utterance_scores(np.concatenate(log_probs[r][c]), np.array(counts[c]), aggregate)
+                metrics = score_utterances(labels, scores, classes)
             image[c].append(scores)
-            metrics = score_utterances(labels, scores, classes)
             metrics["nll"] = float(-scores[np.arange(labels.size), labels].mean())
+            if normalisers[r] is not None:
+                metrics["modes"] = {mode: _pooled(modes[mode], c, labels, classes) for mode in MODES[1:]}
             results[run.name][condition.name] = metrics
     if fused is not None:
         fold = group.runs[0].metrics["fold"]
         if fused.speaker_norm:
-            speakers = [by_id[uid].speaker for uid in group.utterance_ids]
-            values = [speaker_normalise_groups(np.stack(rows), np.array(speakers)) for rows in values]
+            clean = np.stack(values[0])
+            known = {name: SpeakerStatistics.of(clean[speakers == name]) for name in np.unique(speakers)}
+            values = [
+                np.concatenate(
+                    [
+                        speaker_normalise(row[None], known[name])
+                        for row, name in zip(rows, speakers, strict=True)
+                    ]
+                )
+                for rows in values
+            ]
         results[f"{FUSION_PREFIX}{fold['name']}"] = _fused_results(
             fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes
         )
     return results
+
+
+def _mode_scorer(
+    model: torch.nn.Module,
+    held: list[list[np.ndarray]],
+    counts: list[list[int]],
+    aggregate: str,
+    batch_size: int,
+    autocast: bool,
+) -> Callable[[ModeView], list[tuple[np.ndarray, np.ndarray]]]:
+    """A function that scores every condition's utterances (``held[c]``: one segment array ``(N, C, F, T)``
+    per utterance) normalised as a :class:`ModeView` says: per condition the view's ``scored`` mask
+    ``(U,)`` and the utterance scores ``(U, K)``."""
+
+    def score(view: ModeView) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for segments, sizes in zip(held, counts, strict=True):
+            sizes = np.array(sizes)
+            normalised = view.normalise(np.concatenate(segments), sizes)
+            log_probs = segment_log_probs(model, torch.from_numpy(normalised), batch_size, autocast)
+            out.append((view.scored, utterance_scores(log_probs, sizes, aggregate)))
+        return out
+
+    return score
+
+
+def _clean_views(
+    normaliser: SpeakerNormaliser,
+    clean: list[np.ndarray],
+    counts: list[int],
+    speakers: np.ndarray,
+    enrol: int,
+) -> dict[str, list[tuple[int, ModeView]]]:
+    """Every mode's statistics from the test speakers' *clean* recordings (``clean``: segments per
+    utterance, ``speakers`` ``(U,)``), as at training time: the enrolled mode in ``ENROL_DRAWS`` draws of
+    ``enrol`` recordings. A speaker enrols once, in quiet, and is then heard through noise or a room."""
+    means, squares = recording_moments(np.concatenate(clean), np.array(counts))
+    names = sorted(set(speakers.tolist()))
+    index = np.array([names.index(name) for name in speakers])
+    return {
+        mode: [
+            (draw, mode_view(normaliser, means, squares, names, index, mode, enrol, draw))
+            for draw in range(ENROL_DRAWS if mode == "enrolled" else 1)
+        ]
+        for mode in MODES
+    }
+
+
+def _clean_speaker_view(clean: list[np.ndarray], counts: list[int], speakers: np.ndarray) -> ModeView:
+    """Features extracted with ``--speaker-norm``: every utterance by its speaker's statistics over all of
+    the speaker's clean segments, as extraction normalised them."""
+    count = len(clean)
+    segments = np.concatenate(clean)
+    rows = np.repeat(speakers, counts)
+    mean = np.empty((count, *segments.shape[1:3], 1), dtype=np.float32)
+    std = np.empty_like(mean)
+    for name in np.unique(speakers):
+        known = SpeakerStatistics.of(segments[rows == name])
+        mean[speakers == name], std[speakers == name] = known.mean, known.std
+    return ModeView(mean, std, np.ones(count, dtype=bool))
+
+
+def _pooled(
+    draws: list[list[tuple[np.ndarray, np.ndarray]]], condition: int, labels: np.ndarray, classes: list[str]
+) -> dict:
+    """The metrics of one condition over every draw's scored utterances together, with ``nll``: their
+    mean negative log-likelihood of the true class (nats)."""
+    parts = [result[condition] for result in draws]
+    kept = np.concatenate([labels[mask] for mask, _ in parts])
+    scores = np.concatenate([scores[mask] for mask, scores in parts])
+    nll = float(-scores[np.arange(kept.size), kept].mean())
+    return score_utterances(kept, scores, classes) | {"nll": nll}
 
 
 def _fused_results(

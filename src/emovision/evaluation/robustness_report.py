@@ -11,6 +11,7 @@ import numpy as np
 
 from emovision import plots
 from emovision.data.corruption import Condition, CorruptionPlan
+from emovision.data.speaker_norm import MODES, mode_label
 from emovision.files import atomic_write_bytes
 from emovision.inference.runs import FoldRun
 from emovision.system import software_versions
@@ -31,8 +32,10 @@ def build_report(
     corpus: str,
     root: str | Path,
     classes: list[str],
+    enrol: int = 5,
 ) -> dict:
-    """The content of ``robustness.json``."""
+    """The content of ``robustness.json``; a condition of runs scored in every mode (normalised in the
+    data pipeline) gets ``modes``: the enrolled and transductive fold summaries beside the cold one."""
     folds = []
     for run in runs:
         reported = run.metrics["test"]
@@ -51,12 +54,18 @@ def build_report(
     summaries = []
     for condition in conditions:
         per_run = [results[run.name][condition.name] for run in runs]
+        modes = {
+            mode: fold_summary([m["modes"][mode] for m in per_run], classes)
+            for mode in MODES[1:]
+            if all("modes" in m for m in per_run)
+        }
         summaries.append(
             {
                 "name": condition.name,
                 **asdict(condition),
                 **fold_summary(per_run, classes),
                 "nll_mean": float(np.mean([m["nll"] for m in per_run])),
+                **({"modes": modes} if modes else {}),
             }
         )
     first = runs[0].checkpoint
@@ -84,6 +93,7 @@ def build_report(
         "train_config": first.get("train_config"),
         "feature_config": first["feature_config"],
         "versions": software_versions(),
+        "enrol": enrol,
         **({"fusion": fusion} if fused else {}),
     }
 
@@ -113,8 +123,11 @@ def write_report(report: dict, run_dir: Path) -> None:
 def condition_table(report: dict) -> ResultTable:
     """WA and UA per condition (clean first), the UA change from clean, pooled figures and the NLL."""
     clean_ua = report["conditions"][0]["ua_mean"]
+    modes = [mode for mode in MODES[1:] if "modes" in report["conditions"][0]]
+    names = [mode_label(mode, report.get("enrol", 5)) for mode in modes]
     table = ResultTable(
-        ["condition", "WA", "UA", "ΔUA", "pooled WA", "pooled UA", "NLL"],
+        ["condition", "WA", "UA", "ΔUA", "pooled WA", "pooled UA", "NLL"]
+        + [f"{name} {kind}" for name in names for kind in ("UA", "pooled UA")],
         title=f"robustness of {_title(report)}: {len(report['folds'])} fold runs",
     )
     for c in report["conditions"]:
@@ -122,6 +135,7 @@ def condition_table(report: dict) -> ResultTable:
             c["name"], mean_std(c, "wa"), mean_std(c),
             "" if c["name"] == "clean" else f"{c['ua_mean'] - clean_ua:+.3f}",
             f"{c['pooled']['wa']:.3f}", f"{c['pooled']['ua']:.3f}", f"{c['nll_mean']:.3f}",
+            *(v for m in modes for v in (mean_std(c["modes"][m]), f"{c['modes'][m]['pooled']['ua']:.3f}")),
         )  # fmt: skip
     return table
 
@@ -154,8 +168,10 @@ def robustness_markdown(report: dict) -> str:
         + ". SNR over the active speech; reverberation by a synthetic room of the given RT60.  ",
         "WA and UA: mean ± standard deviation over the fold runs; ΔUA: change of the mean UA from clean; "
         "NLL: mean over runs of the utterances' negative log-likelihood of the true class (nats).  ",
-        f"Mode: {report.get('mode', 'any')} (cold: each corrupted recording by itself; transductive: each "
-        "test speaker under each condition by all of its corrupted recordings, which know the noise).",
+        f"Mode: {report.get('mode', 'any')} (any: no speaker normalisation; cold: each corrupted recording "
+        "by itself, with the enrolled and transductive modes beside it, whose statistics come from the "
+        "speaker's clean recordings; transductive: features normalised by all of the speaker's clean "
+        "recordings).",
         "",
         *condition_table(report).markdown(),
     ]
