@@ -13,11 +13,13 @@ from emovision.cli import main
 from emovision.data.audio import load_audio
 from emovision.data.features import segment, speaker_normalise
 from emovision.data.functionals import Functionals
+from emovision.data.speaker_norm import FunctionalsCentre
 from emovision.data.store import read_functionals
 from emovision.errors import CheckpointError, EmovisionError
 from emovision.evaluation.fusion import (
     WEIGHTS,
     FunctionalsTable,
+    centred_training,
     choose_weight,
     fit_linear,
     functionals_table,
@@ -77,9 +79,9 @@ def test_choose_weight_prefers_the_better_scores_and_ties_go_to_equal_weights():
     labels = np.array([0, 1, 0, 1])
     good = np.log(np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]))
     bad = good[:, ::-1].copy()
-    assert choose_weight(good, bad, labels, ["a", "b"]) > 0.5
-    assert choose_weight(bad, good, labels, ["a", "b"]) < 0.5
-    assert choose_weight(good, good, labels, ["a", "b"]) == 0.5
+    assert choose_weight(good, [("cold", bad, None)], labels, ["a", "b"]) > 0.5
+    assert choose_weight(bad, [("cold", good, None)], labels, ["a", "b"]) < 0.5
+    assert choose_weight(good, [("cold", good, None)], labels, ["a", "b"]) == 0.5
 
 
 def test_fusion_needs_functionals(cv_run, tmp_path, capsys, emodb_dir):
@@ -128,7 +130,7 @@ def test_the_fused_model_is_deployed_with_every_speaker_and_the_folds_medians(cv
     ids = sorted(table)
     x = np.stack([table[uid][0] for uid in ids]).astype(np.float64)
     y = np.array([table[uid][2] for uid in ids])
-    model, _ = fit_linear(x, y, x, y, source.classes)
+    model, _, _ = fit_linear(x, y, [("cold", 0, x, None)], y, source.classes)
     again = LinearFusion.from_pipeline(
         model,
         feature_set="eGeMAPSv02",
@@ -502,3 +504,72 @@ def test_a_speaker_normalised_fusion_is_used_only_on_a_speaker_it_was_adapted_to
     assert row["probabilities"] == pytest.approx(prediction.probabilities, abs=1e-5)
     with pytest.raises(EmovisionError, match="--fusion off"):
         create_app(folder, fusion="on")
+
+
+def test_functionals_are_centred_by_what_is_known_of_the_speaker():
+    """Centring by hand: cold is τ/(1 + τ)·(x − m₀); a speaker known from n recordings is
+    x − (Σ + τ·m₀)/(n + τ)."""
+    prior = np.array([1.0, -2.0])
+    centre = FunctionalsCentre(prior, 3.0)
+    x = np.array([[5.0, 2.0]])
+    np.testing.assert_allclose(centre.cold(x), [[3.0, 3.0]])  # 0.75·([5, 2] − [1, −2])
+    known = np.array([[2.0, 0.0], [4.0, 2.0]])
+    np.testing.assert_allclose(centre.centre(x, known.sum(axis=0), 2), [[5 - 9 / 5, 2 + 4 / 5]])
+
+
+def test_a_centred_linear_model_trains_on_every_mode_and_copies_once(emodb_augmented):
+    """Each clean utterance three times (by itself, by 1–10 of its speaker's others, by all), each
+    selected copy once: the cold and transductive rows by hand."""
+    source = open_source(emodb_augmented)
+    table = functionals_table(emodb_augmented, source.classes)
+    ids = [uid for uid, (_, speaker, _) in table.utterances.items() if speaker == "03"]
+    clean = np.stack([table.utterances[uid][0] for uid in ids]).astype(np.float64)
+    kinds, _, _ = table.copies["03"]
+    reverb = sum(kind == "reverb" for kind in kinds)
+    centre = FunctionalsCentre(clean.mean(axis=0) + 1.0, 3.0)
+    x, y = centred_training(table, ["03"], ("reverb",), centre, np.random.default_rng(0))
+    assert x.shape[0] == y.size == 3 * len(ids) + reverb and reverb > 0
+    np.testing.assert_allclose(x[0 : 3 * len(ids) : 3], 0.75 * (clean - centre.prior))
+    transductive = clean - (clean.sum(axis=0) + 3.0 * centre.prior) / (len(ids) + 3.0)
+    np.testing.assert_allclose(x[2 : 3 * len(ids) : 3], transductive)
+    assert list(y[: 3 * len(ids) : 3]) == [table.utterances[uid][2] for uid in ids]
+
+
+def test_a_centred_fusion_is_scored_in_every_mode_and_deployed_cold_or_enrolled(
+    cv_run, emodb_wavs, tmp_path, capsys
+):
+    """fuse --centre: every fold in the three modes; the deployed fusion centres a recording by itself
+    when nothing is known of the speaker, and by the enrolled recordings after adapt."""
+    folder = tmp_path / "cv"
+    shutil.copytree(cv_run, folder)
+    assert main(["fuse", str(folder), "--centre", "--enrol", "3", "--seed", "1", "--quiet"]) == 0
+    assert "enrolled-3 UA" in capsys.readouterr().out
+    report = json.loads((folder / "fusion.json").read_text())
+    assert report["centre"] == {"weight": 3.0, "enrol": 3, "seed": 1} and report["mode"] == "cold"
+    for fold in report["folds"]:
+        scored = fold["modes"]["enrolled"]["fusion"]["utterances"]
+        assert scored == 3 * (fold["fusion"]["utterances"] - 3)  # three draws, three enrolled each
+        assert fold["modes"]["transductive"]["fusion"]["utterances"] == fold["fusion"]["utterances"]
+    assert "| linear |" in (folder / "fusion.md").read_text()
+    fused = Recognizer.load(folder, fusion="on")
+    assert fused.fusion.centre is not None and fused.speaker_normalised
+    wavs = [p for p in emodb_wavs if p.name.startswith("03")][:6]
+    values = np.stack([Functionals("eGeMAPSv02")(load_audio(wav, 16000), 16000) for wav in wavs])
+    image = Recognizer.load(folder, fusion="off", calibration="off").predict(wavs[0])
+    image_log = np.log([image.probabilities[c] for c in fused.classes])
+    prior, tau = fused.fusion.centre.prior, fused.fusion.centre.weight
+
+    def expected(centred: np.ndarray) -> np.ndarray:
+        linear = fused.fusion.linear_log_probs(centred[None])[0]
+        mixed = fused.fusion.weight * image_log + (1 - fused.fusion.weight) * linear
+        return torch.softmax(torch.from_numpy(mixed / fused.temperature), dim=0).numpy()
+
+    cold = fused.predict(wavs[0])
+    want = expected(tau / (1 + tau) * (values[0] - prior))
+    assert np.allclose([cold.probabilities[c] for c in fused.classes], want, atol=1e-4)
+    assert fused.adapt(wavs[1:]) == 5
+    enrolled = fused.predict(wavs[0])
+    want = expected(values[0] - (values[1:].sum(axis=0) + tau * prior) / (5 + tau))
+    assert np.allclose([enrolled.probabilities[c] for c in fused.classes], want, atol=1e-4)
+    assert main(["fuse", str(folder), "--centre", "--centre-weight", "0", "--quiet"]) == 2
+    assert "--centre-weight must be a positive" in capsys.readouterr().err

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from rich.table import Table
 
 from emovision.cli.common import _features_given, _record_config, console
-from emovision.errors import EmovisionError
+from emovision.errors import EmovisionError, check_options
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -315,6 +316,23 @@ def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
         "linear model also trains on, training speakers only; 'none' for clean speech only (default: the "
         "kinds the cv's image models trained on, where the functionals file holds them)",
     )
+    parser.add_argument(
+        "--centre",
+        action="store_true",
+        help="train the linear model on speaker-centred functionals in every mode (a recording alone, a "
+        "few enrolled recordings, the whole speaker) and score it in each; the deployed fusion then "
+        "centres a recording by itself, or by a speaker's enrolled recordings",
+    )
+    parser.add_argument(
+        "--centre-weight",
+        type=float,
+        default=3.0,
+        help="--centre: how many recordings the training speakers' mean weighs as (τ, default 3)",
+    )
+    parser.add_argument(
+        "--enrol", type=int, default=5, help="--centre: recordings behind the enrolled mode (K, default 5)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="--centre: seed of the training draws")
 
 
 def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -324,10 +342,20 @@ def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> N
 
 
 def _run_fuse(args: argparse.Namespace) -> int:
-    from emovision.evaluation.fusion import fuse_cv
+    from emovision.evaluation.fusion import LinearRecipe, fuse_cv
 
     copy_kinds = None if args.augment is None else fusion_copy_kinds(args.augment)
-    print_fusion(fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds), args.run)
+    check_options(
+        [
+            (
+                math.isfinite(args.centre_weight) and args.centre_weight > 0,
+                "--centre-weight must be a positive number of recordings",
+            ),
+            (args.enrol >= 1, f"--enrol must be at least 1 recording, got {args.enrol}"),
+        ]
+    )
+    centre = LinearRecipe(args.centre_weight, args.enrol, args.seed) if args.centre else None
+    print_fusion(fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds, centre), args.run)
     return 0
 
 
@@ -390,9 +418,12 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 
 
 def print_fusion(report: dict, out: Path) -> None:
-    from emovision.evaluation.fusion import fusion_model_table
+    from emovision.evaluation.fusion import fusion_model_table, fusion_modes_table
 
     console.print(fusion_model_table(report).rich())
+    modes = fusion_modes_table(report)
+    if modes is not None:
+        console.print(modes.rich())
     for key, p in report["paired_ua"].items():
         console.print(
             f"ΔUA {key}: {p['mean']:+.3f} ± {p['se']:.3f}, better on {p['better']}/{p['folds']} folds"

@@ -1,5 +1,14 @@
 """Late fusion: a cross-validation's image models with a linear model on openSMILE functionals.
 
+With ``centre`` (``fuse --centre``) the linear model is trained on *speaker-centred* functionals
+(:class:`emovision.data.speaker_norm.FunctionalsCentre`), each training utterance in all three modes
+(centred by itself, by 1 … 10 of its speaker's other recordings, by all of them) and each copy in
+one drawn at random, so that one model serves a recording alone, a speaker enrolled from a few
+recordings, and a whole speaker; ``C`` and the image weight are then chosen by the validation UA
+averaged over the three modes, and the test speaker is scored in each (``modes`` of a fold and of the
+report; the enrolled mode uses the same draws as the image models' test modes). The image side is
+scored cold in every mode.
+
 For every fold, a standardised, class-balanced logistic regression is trained on the
 functionals of the fold's *training* speakers (``C`` chosen by UA on the validation speaker) and,
 with ``copy_kinds``, on those of their waveform-augmented copies of these kinds as well (files
@@ -24,14 +33,25 @@ from __future__ import annotations
 
 import json
 import statistics
+import zlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from emovision.data.speaker_norm import SpeakerNormaliser, mode_view, recording_moments
+from emovision.data.speaker_norm import (
+    ENROL_DRAWS,
+    MAX_TRAIN_ENROL,
+    MODES,
+    FunctionalsCentre,
+    SpeakerNormaliser,
+    enrolment,
+    mode_label,
+    mode_view,
+    recording_moments,
+)
 from emovision.data.store import open_info, read_copy_functionals, read_functionals
 from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
@@ -115,11 +135,13 @@ def fuse_cv(
     functionals: str | Path | None = None,
     progress: bool = True,
     copy_kinds: tuple[str, ...] | None = None,
+    centre: LinearRecipe | None = None,
 ) -> dict:
     """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
     openSMILE functionals of the same utterances (default: the cv's own features file);
     ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
-    the kinds the cv's image models trained on, as far as the file holds their functionals)."""
+    the kinds the cv's image models trained on, as far as the file holds their functionals);
+    ``centre``: train the linear model on speaker-centred functionals (see the module docstring)."""
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
     source = open_source(record["features_file"])
@@ -127,6 +149,11 @@ def fuse_cv(
     if copy_kinds is None:
         copy_kinds = table.available(runs[0].train_config.copy_kinds)
     table.check_kinds(copy_kinds)
+    if centre is not None and open_info(table.path).config.speaker_norm:
+        raise EmovisionError(
+            f"--centre centres unnormalised functionals, but {table.path} holds speaker-normalised ones "
+            "(extract --speaker-norm): extract without it"
+        )
     groups: dict[str, list] = defaultdict(list)
     for run in runs:
         groups[run.metrics["fold"]["name"]].append(run)
@@ -134,12 +161,12 @@ def fuse_cv(
     with progress_bar(progress) as bar:
         task = bar.add_task("fusion", total=len(groups))
         for name, members in groups.items():
-            folds.append(_fuse_fold(name, members, source, table, copy_kinds))
+            folds.append(_fuse_fold(name, members, source, table, copy_kinds, centre))
             bar.advance(task)
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
     mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
     return write_fused(
-        folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), copy_kinds, mode
+        folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), copy_kinds, mode, centre
     )
 
 
@@ -152,6 +179,7 @@ def write_fused(
     models: str,
     copy_kinds: tuple[str, ...] = (),
     mode: str = "any",
+    centre: LinearRecipe | None = None,
 ) -> dict:
     """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
     functionals in ``table`` of every one of ``speakers`` and of their copies of ``copy_kinds``;
@@ -159,12 +187,13 @@ def write_fused(
     to ``out``: ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``; ``mode``: how the test
     speakers were scored (:func:`emovision.training.modes.runs_mode`; transductive when the functionals are
     speaker-normalised). Returns the report."""
-    deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds)
+    deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds, centre)
     deployed.info["fingerprint"] = models
     deployed.save(out / FILE_NAME)
     report = fusion_report(folds, classes, out, table.path, copy_kinds) | {
         "deployed": deployed.describe(),
-        "mode": mode,
+        "mode": "cold" if centre is not None else mode,
+        **({"centre": centre.to_dict()} if centre is not None else {}),
     }
     return write_fusion(report, out)
 
@@ -175,13 +204,19 @@ def deploy_fusion(
     speakers: set[str],
     classes: list[str],
     copy_kinds: tuple[str, ...] = (),
+    centre: LinearRecipe | None = None,
 ) -> LinearFusion:
     """The fusion to deploy: the linear model trained on the functionals of every utterance of
-    ``speakers`` (and of their copies of ``copy_kinds``) with the folds' median ``C`` (the lower
-    middle one, a value of :data:`C_GRID`), the folds' median image weight and median fused
-    temperature."""
+    ``speakers`` (and of their copies of ``copy_kinds``; speaker-centred with ``centre``) with the
+    folds' median ``C`` (the lower middle one, a value of :data:`C_GRID`), the folds' median image
+    weight and median fused temperature."""
     x, y = table.training(speakers, copy_kinds)
     clean = sum(speaker in speakers for _, speaker, _ in table.utterances.values())
+    copies = len(y) - clean
+    centring = None
+    if centre is not None:
+        centring = FunctionalsCentre(table.training(speakers)[0].mean(axis=0), centre.weight)
+        x, y = centred_training(table, speakers, copy_kinds, centring, centre.rng("deployed"))
     c = statistics.median_low(f["C"] for f in folds)
     pipeline = linear_pipeline(c).fit(x, y)
     info = open_info(table.path)
@@ -192,11 +227,12 @@ def deploy_fusion(
         classes=list(classes),
         weight=round(float(statistics.median(f["weight"] for f in folds)), 2),
         temperature=float(statistics.median(f["temperature"] for f in folds)),
+        centre=centring,
         info={
             "C": c,
             "speakers": len(speakers),
             "utterances": clean,
-            "copies": len(y) - clean,
+            "copies": copies,
             "folds": len(folds),
             "speaker_norm": bool(info.config.speaker_norm),
             "copy_kinds": list(copy_kinds),
@@ -212,16 +248,19 @@ def write_fusion(report: dict, out: Path) -> dict:
 
 
 def fit_linear(
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: list[str]
-):
-    """The logistic regression (in a scaler pipeline) with the best validation UA over :data:`C_GRID`."""
+    x_train: np.ndarray, y_train: np.ndarray, views: list[tuple], labels: np.ndarray, classes: list[str]
+) -> tuple[object, float, list[tuple]]:
+    """The logistic regression (in a scaler pipeline) over :data:`C_GRID` with the best validation UA
+    (averaged over the modes of ``views``: ``(mode, draw, x (U, D), scored (U,) or None)``), its ``C``
+    and its scores of the views, ``(mode, scores (U, K), scored)``."""
     best = None
     for c in C_GRID:
         model = linear_pipeline(c).fit(x_train, y_train)
-        ua = score_utterances(y_val, linear_log_probs(model, x_val, len(classes)), classes)["ua"]
+        scored = [(mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views]
+        ua = mode_mean_ua(labels, scored, classes)
         if best is None or ua > best[0]:
-            best = (ua, c, model)
-    return best[2], best[1]
+            best = (ua, c, model, scored)
+    return best[2], best[1], best[3]
 
 
 def linear_pipeline(c: float):
@@ -240,22 +279,26 @@ def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def choose_weight(image: np.ndarray, linear: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
-    """The image weight of :data:`WEIGHTS` with the best UA of the fused scores (ties: nearest 0.5)."""
-    scored = [
-        (score_utterances(labels, mix(image, linear, w), classes)["ua"], -abs(w - 0.5), w) for w in WEIGHTS
-    ]
+def choose_weight(image: np.ndarray, linear: list[tuple], labels: np.ndarray, classes: list[str]) -> float:
+    """The image weight of :data:`WEIGHTS` whose fusion of the image scores ``(U, K)`` with the linear
+    views ``(mode, scores (U, K), scored)`` has the best UA averaged over the modes (ties: nearest 0.5)."""
+    scored = [(mode_mean_ua(labels, mix_views(image, linear, w), classes), -abs(w - 0.5), w) for w in WEIGHTS]
     return max(scored)[2]
 
 
 def _fuse_fold(
-    name: str, members: list, source, table: FunctionalsTable, copy_kinds: tuple[str, ...]
+    name: str,
+    members: list,
+    source,
+    table: FunctionalsTable,
+    copy_kinds: tuple[str, ...],
+    centre: LinearRecipe | None = None,
 ) -> dict:
     fold = members[0].metrics["fold"]
     val = load_split(source, fold["val"])
     test = load_split(source, fold["test"])
     image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
-    result = fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds)
+    result = fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds, centre)
     return result | {"runs": len(members)}
 
 
@@ -268,30 +311,196 @@ def fuse_fold(
     table: FunctionalsTable,
     classes: list[str],
     copy_kinds: tuple[str, ...] = (),
+    centre: LinearRecipe | None = None,
 ) -> dict:
     """One fold's fusion: ``image`` holds the image model's utterance log-probabilities ``(U, K)``
     of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained on
-    the functionals in ``table`` of the fold's training speakers and their copies of ``copy_kinds``."""
-    x_train, y_train = table.training(fold["train"], copy_kinds)
-    x_val, x_test = table.lookup(val.utterance_ids), table.lookup(test.utterance_ids)
-    model, c = fit_linear(x_train, y_train, x_val, val.utterance_labels, classes)
+    the functionals in ``table`` of the fold's training speakers and their copies of ``copy_kinds``
+    (speaker-centred with ``centre``, and then scored in every mode: ``modes`` of the result)."""
+    x_train, y_train, centring = fold_linear_data(table, fold | {"name": name}, copy_kinds, centre)
+    views = {}
+    for role, split in (("val", val), ("test", test)):
+        x = table.lookup(split.utterance_ids)
+        views[role] = (
+            [("cold", 0, x, None)]
+            if centring is None
+            else centred_views(x, split.utterance_speakers, split.speakers, centring, centre.enrol)
+        )
+    labels = {"val": val.utterance_labels, "test": test.utterance_labels}
+    model, c, linear_val = fit_linear(x_train, y_train, views["val"], labels["val"], classes)
     linear = {
-        "val": linear_log_probs(model, x_val, len(classes)),
-        "test": linear_log_probs(model, x_test, len(classes)),
+        "val": linear_val,
+        "test": [
+            (mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views["test"]
+        ],
     }
-    weight = choose_weight(image["val"], linear["val"], val.utterance_labels, classes)
-    temperature = fit_temperature(mix(image["val"], linear["val"], weight), val.utterance_labels)
-    fused = mix(image["test"], linear["test"], weight)
-    scores = {"image": image["test"], "linear": linear["test"], "fusion": fused}
-    return {
+    weight = choose_weight(image["val"], linear["val"], labels["val"], classes)
+    cold_val = linear["val"][0][1]
+    temperature = fit_temperature(mix(image["val"], cold_val, weight), labels["val"])
+    result = {
         "name": name,
         "test": fold["test"],
         "val": fold["val"],
         "C": c,
         "weight": weight,
         "temperature": temperature,
-        **{key: score_utterances(test.utterance_labels, value, classes) for key, value in scores.items()},
     }
+    per_mode = {
+        key: metrics_by_mode(labels["test"], parts, classes)
+        for key, parts in (
+            ("image", [(mode, image["test"], kept) for mode, _, kept in linear["test"]]),
+            ("linear", linear["test"]),
+            ("fusion", mix_views(image["test"], linear["test"], weight)),
+        )
+    }
+    result |= {key: per_mode[key]["cold"] for key in MODELS}
+    if centre is not None:
+        result["modes"] = {mode: {key: per_mode[key][mode] for key in MODELS} for mode in MODES[1:]}
+    return result
+
+
+def mix_views(image: np.ndarray, linear: list[tuple], weight: float) -> list[tuple]:
+    """The fusion of the image scores ``(U, K)`` with each view's linear scores."""
+    return [(mode, mix(image, scores, weight), kept) for mode, scores, kept in linear]
+
+
+def metrics_by_mode(labels: np.ndarray, parts: list[tuple], classes: list[str]) -> dict[str, dict]:
+    """Metrics per mode of views ``(mode, scores (U, K), scored (U,) or None)``: a mode's draws pooled."""
+    out = {}
+    for mode in dict.fromkeys(mode for mode, _, _ in parts):
+        drawn = [
+            (scores, np.ones(len(labels), bool) if kept is None else kept)
+            for m, scores, kept in parts
+            if m == mode
+        ]
+        out[mode] = score_utterances(
+            np.concatenate([labels[kept] for _, kept in drawn]),
+            np.concatenate([scores[kept] for scores, kept in drawn]),
+            classes,
+        )
+    return out
+
+
+def mode_mean_ua(labels: np.ndarray, parts: list[tuple], classes: list[str]) -> float:
+    """The UA averaged over the modes of views ``(mode, scores, scored)``: what validation selects by."""
+    return float(np.mean([m["ua"] for m in metrics_by_mode(labels, parts, classes).values()]))
+
+
+@dataclass(frozen=True)
+class LinearRecipe:
+    """How a centred linear model is trained and scored: the prior's ``weight`` τ (recordings),
+    ``enrol`` K of the enrolled mode, and the ``seed`` of the training draws."""
+
+    weight: float = 3.0
+    enrol: int = 5
+    seed: int = 0
+
+    def rng(self, name: str) -> np.random.Generator:
+        """The draws of one fold (or of the deployed model), by the seed and the fold's name."""
+        return np.random.default_rng([self.seed, zlib.crc32(name.encode())])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def centred_training(
+    table: FunctionalsTable,
+    speakers,
+    copy_kinds: tuple[str, ...],
+    centre: FunctionalsCentre,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows of a centred linear model: every clean utterance of ``speakers`` three times,
+    centred by itself (cold), by 1 … ``MAX_TRAIN_ENROL`` of its speaker's other clean recordings
+    (enrolled) and by all of them (transductive), and every copy of ``copy_kinds`` once, in one of
+    these modes drawn at random (enrolled and transductive from the speaker's clean recordings)."""
+    rows, labels = [], []
+    for speaker in sorted(set(speakers)):
+        ids = [uid for uid, (_, owner, _) in table.utterances.items() if owner == speaker]
+        clean = table.lookup(ids)
+        y = np.array([table.utterances[uid][2] for uid in ids], dtype=np.int64)
+        total = clean.sum(axis=0)
+        for u in range(len(ids)):
+            others = np.delete(np.arange(len(ids)), u)
+            rows += [centre.cold(clean[u : u + 1]), _enrolled(clean, others, clean[u : u + 1], centre, rng)]
+            rows.append(centre.centre(clean[u : u + 1], total, len(ids)))
+            labels += [y[u]] * 3
+        if copy_kinds and speaker in table.copies:
+            kinds, values, copy_labels = table.copies[speaker]
+            for kind, value, label in zip(kinds, values, copy_labels, strict=True):
+                if not matches(kind, copy_kinds):
+                    continue
+                value = value[None].astype(np.float64)
+                mode = int(rng.integers(3))
+                everyone = np.arange(len(ids))
+                rows.append(
+                    centre.cold(value)
+                    if mode == 0
+                    else _enrolled(clean, everyone, value, centre, rng)
+                    if mode == 1
+                    else centre.centre(value, total, len(ids))
+                )
+                labels.append(int(label))
+    return np.concatenate(rows), np.array(labels, dtype=np.int64)
+
+
+def _enrolled(
+    clean: np.ndarray,
+    candidates: np.ndarray,
+    value: np.ndarray,
+    centre: FunctionalsCentre,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``value`` ``(1, D)`` centred by 1 … ``MAX_TRAIN_ENROL`` recordings drawn from ``clean[candidates]``
+    (the value itself, cold, when there are none)."""
+    if candidates.size == 0:
+        return centre.cold(value)
+    size = int(rng.integers(1, min(MAX_TRAIN_ENROL, candidates.size) + 1))
+    known = clean[rng.choice(candidates, size=size, replace=False)]
+    return centre.centre(value, known.sum(axis=0), size)
+
+
+def centred_views(
+    x: np.ndarray,
+    utterance_speakers: np.ndarray,
+    speakers: list[str],
+    centre: FunctionalsCentre,
+    enrol: int,
+    reference: np.ndarray | None = None,
+) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """Functionals ``x`` ``(U, D)`` of a split (utterance ``u`` by ``speakers[utterance_speakers[u]]``) in
+    every mode: ``(mode, draw, centred (U, D), scored (U,))``: cold, the enrolled mode's
+    ``ENROL_DRAWS`` draws of ``enrol`` recordings per speaker (the same draws as the image models' test
+    modes; the enrolment recordings not scored) and transductive. The speakers' statistics come from
+    ``reference`` ``(U, D)`` (the clean recordings of corrupted ``x``; default ``x``)."""
+    reference = x if reference is None else reference
+    everyone = np.ones(len(x), dtype=bool)
+    views = [("cold", 0, centre.cold(x), everyone)]
+    groups = [(name, np.flatnonzero(utterance_speakers == index)) for index, name in enumerate(speakers)]
+    for draw in range(ENROL_DRAWS):
+        centred, scored = np.empty_like(x), everyone.copy()
+        for name, rows in groups:
+            known = rows[enrolment(name, rows.size, enrol, draw)]
+            scored[known] = False
+            centred[rows] = centre.centre(x[rows], reference[known].sum(axis=0), known.size)
+        views.append(("enrolled", draw, centred, scored))
+    centred = np.empty_like(x)
+    for _, rows in groups:
+        centred[rows] = centre.centre(x[rows], reference[rows].sum(axis=0), rows.size)
+    views.append(("transductive", 0, centred, everyone))
+    return views
+
+
+def fold_linear_data(
+    table: FunctionalsTable, fold: dict, copy_kinds: tuple[str, ...], centre: LinearRecipe | None
+) -> tuple[np.ndarray, np.ndarray, FunctionalsCentre | None]:
+    """The training rows ``(N, D)`` and labels of a fold's linear model, and its centring (None for a
+    plain one): the same for ``fuse`` and for ``robustness --fusion``."""
+    if centre is None:
+        return (*table.training(fold["train"], copy_kinds), None)
+    centring = FunctionalsCentre(table.training(fold["train"])[0].mean(axis=0), centre.weight)
+    x, y = centred_training(table, fold["train"], copy_kinds, centring, centre.rng(fold["name"]))
+    return x, y, centring
 
 
 def mean_image_scores(runs: list, split) -> np.ndarray:
@@ -337,6 +546,11 @@ def fusion_report(
     folds: list[dict], classes: list[str], run_dir: Path, table_path: Path, copy_kinds: tuple[str, ...] = ()
 ) -> dict:
     summary = {key: fold_summary([f[key] for f in folds], classes) for key in MODELS}
+    modes = {
+        mode: {key: fold_summary([f["modes"][mode][key] for f in folds], classes) for key in MODELS}
+        for mode in MODES[1:]
+        if folds and all("modes" in f for f in folds)
+    }
     paired = {
         f"{a} - {b}": paired_difference(np.array([f[a]["ua"] - f[b]["ua"] for f in folds]))
         for a, b in (("fusion", "image"), ("fusion", "linear"), ("image", "linear"))
@@ -349,6 +563,7 @@ def fusion_report(
         "folds": folds,
         "summary": summary,
         "paired_ua": paired,
+        **({"modes": modes} if modes else {}),
     }
 
 
@@ -374,6 +589,22 @@ def fusion_model_table(report: dict) -> ResultTable:
     return table
 
 
+def fusion_modes_table(report: dict) -> ResultTable | None:
+    """A centred fusion's pooled UA per model in every mode (cold, enrolled-K, transductive), or None."""
+    if "modes" not in report:
+        return None
+    k = report.get("centre", {}).get("enrol", 5)
+    names = ["cold", *(mode_label(mode, k) for mode in report["modes"])]
+    table = ResultTable(
+        ["model", *(f"{name} UA" for name in names), *(f"{name} pooled UA" for name in names)],
+        title="late fusion in every mode (the linear model on speaker-centred functionals)",
+    )
+    for key in MODELS:
+        rows = [report["summary"][key], *(report["modes"][mode][key] for mode in report["modes"])]
+        table.add(key, *(mean_std(r) for r in rows), *(f"{r['pooled']['ua']:.3f}" for r in rows))
+    return table
+
+
 def fusion_markdown(report: dict) -> str:
     """The fusion report as Markdown: per-fold UA, summary rows, paired ΔUA."""
     lines = [
@@ -393,6 +624,18 @@ def fusion_markdown(report: dict) -> str:
     ]
     for key, p in report["paired_ua"].items():
         lines.append(f"| {key} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |")
+    modes = fusion_modes_table(report)
+    if modes is not None:
+        centre = report["centre"]
+        lines += [
+            "",
+            f"The linear model trained on speaker-centred functionals (prior weight {centre['weight']:g} "
+            f"recordings, draw seed {centre['seed']}): each test recording centred by itself (cold), by "
+            f"{centre['enrol']} of the speaker's other recordings ({ENROL_DRAWS} draws) or by all of them; the "
+            "image models are scored cold in every mode.",
+            "",
+            *modes.markdown(),
+        ]
     deployed = report.get("deployed")
     if deployed:
         lines += [

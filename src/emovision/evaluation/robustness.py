@@ -87,10 +87,19 @@ from emovision.data.speaker_norm import (
 )
 from emovision.data.store import open_info
 from emovision.errors import AudioError, EmovisionError
-from emovision.evaluation.fusion import FunctionalsTable, functionals_table, linear_log_probs, linear_pipeline
+from emovision.evaluation.fusion import (
+    FunctionalsTable,
+    LinearRecipe,
+    centred_views,
+    fold_linear_data,
+    functionals_table,
+    linear_log_probs,
+    linear_pipeline,
+    metrics_by_mode,
+    mix_views,
+)
 from emovision.evaluation.robustness_report import FUSION_PREFIX, build_report, write_report
 from emovision.files import atomic_write_bytes, read_json
-from emovision.inference.fusion_model import mix
 from emovision.inference.runs import FoldRun, finished_runs
 from emovision.progress import progress_bar
 from emovision.system import ordered_map, resolve_device, worker_pool
@@ -167,6 +176,7 @@ class _Fusion:
     folds: dict[str, dict]
     speaker_norm: bool = False
     copy_kinds: tuple[str, ...] = ()
+    centre: LinearRecipe | None = None
 
 
 def _fusion_identity(fused: _Fusion | None) -> dict | None:
@@ -175,6 +185,8 @@ def _fusion_identity(fused: _Fusion | None) -> dict | None:
         return None
     folds = {name: [f["C"], f["weight"]] for name, f in fused.folds.items()}
     identity = {"functionals_file": str(fused.table.path.resolve()), "folds": folds}
+    if fused.centre is not None:
+        identity["centre"] = fused.centre.to_dict()
     return identity | ({"copy_kinds": list(fused.copy_kinds)} if fused.copy_kinds else {})
 
 
@@ -194,7 +206,8 @@ def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
     table = functionals_table(table_path, classes)
     copy_kinds = tuple(report.get("copy_kinds", ()))
     table.check_kinds(copy_kinds)
-    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, copy_kinds)
+    centre = LinearRecipe(**report["centre"]) if report.get("centre") else None
+    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, copy_kinds, centre)
 
 
 def evaluate_robustness(
@@ -401,9 +414,12 @@ def _evaluate_group(
                 )
                 for rows in values
             ]
+        names = sorted(set(speakers.tolist()))
+        index = np.array([names.index(name) for name in speakers])
         results[f"{FUSION_PREFIX}{fold['name']}"] = _fused_results(
-            fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes
-        )
+            fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes,
+            (index, names),
+        )  # fmt: skip
     return results
 
 
@@ -487,22 +503,38 @@ def _fused_results(
     labels: np.ndarray,
     conditions: list,
     classes: list[str],
+    speakers: tuple[np.ndarray, list[str]],
 ) -> dict[str, dict]:
     """Per condition the metrics of the image models (mean over the fold's runs, ``image[c]``
     ``(U, K)``), of the fold's linear model on the corrupted functionals ``values[c]`` and of
-    their fusion with the fold's weight."""
+    their fusion with the fold's weight; a centred linear model also in the enrolled and
+    transductive modes (``modes``), its speakers (``speakers``: each utterance's index, the names)
+    known from their clean recordings."""
     entry = fused.folds.get(fold["name"])
     if entry is None:
         raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
-    model = linear_pipeline(entry["C"]).fit(*fused.table.training(fold["train"], fused.copy_kinds))
+    x, y, centring = fold_linear_data(fused.table, fold, fused.copy_kinds, fused.centre)
+    model = linear_pipeline(entry["C"]).fit(x, y)
+    clean = np.stack(values[0]).astype(np.float64)
     out = {}
     for c, condition in enumerate(conditions):
-        linear = linear_log_probs(model, np.stack(values[c]).astype(np.float64), len(classes))
-        mixed = mix(image[c], linear, entry["weight"])
-        out[condition.name] = {
-            name: score_utterances(labels, scores, classes)
-            for name, scores in (("image", image[c]), ("linear", linear), ("fusion", mixed))
+        x = np.stack(values[c]).astype(np.float64)
+        views = (
+            [("cold", 0, x, None)]
+            if centring is None
+            else centred_views(x, speakers[0], speakers[1], centring, fused.centre.enrol, reference=clean)
+        )
+        linear = [(mode, linear_log_probs(model, v, len(classes)), kept) for mode, _, v, kept in views]
+        per_mode = {
+            "image": metrics_by_mode(labels, [(mode, image[c], kept) for mode, _, kept in linear], classes),
+            "linear": metrics_by_mode(labels, linear, classes),
+            "fusion": metrics_by_mode(labels, mix_views(image[c], linear, entry["weight"]), classes),
         }
+        out[condition.name] = {key: per_mode[key]["cold"] for key in per_mode}
+        if centring is not None:
+            out[condition.name]["modes"] = {
+                mode: {key: per_mode[key][mode] for key in per_mode} for mode in MODES[1:]
+            }
     return out
 
 

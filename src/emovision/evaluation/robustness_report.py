@@ -70,17 +70,19 @@ def build_report(
         )
     first = runs[0].checkpoint
     fused = [folds for name, folds in sorted(results.items()) if name.startswith(FUSION_PREFIX)]
-    fusion = [
-        {
-            "name": condition.name,
-            **{
-                model: fold_summary([fold[condition.name][model] for fold in fused], classes)
-                for model in FUSION_MODELS
-            },
-        }
-        for condition in conditions
-        if fused
-    ]
+    fusion = []
+    for condition in conditions if fused else ():
+        entries = [fold[condition.name] for fold in fused]
+        row = {"name": condition.name}
+        row |= {model: fold_summary([e[model] for e in entries], classes) for model in FUSION_MODELS}
+        if all("modes" in e for e in entries):
+            row["modes"] = {
+                mode: {
+                    m: fold_summary([e["modes"][mode][m] for e in entries], classes) for m in FUSION_MODELS
+                }
+                for mode in MODES[1:]
+            }
+        fusion.append(row)
     return {
         "corpus": corpus,
         "root": str(root),
@@ -142,15 +144,21 @@ def condition_table(report: dict) -> ResultTable:
 
 def fusion_condition_table(report: dict) -> ResultTable:
     """The image models, the linear model and their fusion per condition: UA over the folds and pooled."""
+    modes = [mode for mode in MODES[1:] if "modes" in report["fusion"][0]]
+    names = [mode_label(mode, report.get("enrol", 5)) for mode in modes]
     table = ResultTable(
-        ["condition", "image UA", "linear UA", "fusion UA", "pooled image", "pooled linear", "pooled fusion"],
-        title="late fusion with openSMILE functionals: UA over the folds",
+        ["condition", "image UA", "linear UA", "fusion UA", "pooled image", "pooled linear", "pooled fusion"]
+        + [f"{name} fusion UA" for name in names],
+        title="late fusion with openSMILE functionals: UA over the folds (cold"
+        + (", and the fusion with the speaker enrolled from clean recordings" if modes else "")
+        + ")",
     )
     for c in report["fusion"]:
         table.add(
             c["name"],
             *(mean_std(c[m]) for m in FUSION_MODELS),
             *(f"{c[m]['pooled']['ua']:.3f}" for m in FUSION_MODELS),
+            *(mean_std(c["modes"][mode]["fusion"]) for mode in modes),
         )
     return table
 

@@ -7,7 +7,11 @@ and a temperature (median of the folds', fitted on each validation speaker's fus
 :class:`~emovision.inference.predict.Recognizer` loads it beside the fold ensemble, so ``predict``,
 ``serve`` and the Python API give the fused utterance probabilities
 ``softmax((w·image + (1 − w)·linear) / T)``, where ``image`` is the fold ensemble's utterance
-log-probabilities and ``linear`` the linear model's on the recording's functionals.
+log-probabilities and ``linear`` the linear model's on the recording's functionals. A linear model
+trained on speaker-centred functionals (``fuse --centre``) carries its centring
+(:class:`~emovision.data.speaker_norm.FunctionalsCentre`: the training recordings' mean and its
+weight): a recording is centred by itself when nothing is known of the speaker, and by the speaker's
+enrolled recordings when there are some.
 
 Plain arrays in an ``.npz`` (read with ``allow_pickle=False``): nothing in the file can run code.
 Like the fold ensemble it is for deployment only: it has seen every speaker, so it cannot be
@@ -26,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from emovision.data.speaker_norm import FunctionalsCentre
 from emovision.errors import CheckpointError
 from emovision.files import atomic_write_bytes
 
 FILE_NAME = "fusion-model.npz"
 FORMAT = "emovision-fusion"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the optional centring (centre_prior, centre_weight)
 FLOOR = 1e-6
 _ARRAYS = ("mean", "scale", "coef", "intercept", "columns")
 
@@ -58,6 +63,7 @@ class LinearFusion:
     intercept: np.ndarray
     columns: np.ndarray
     info: dict
+    centre: FunctionalsCentre | None = None
 
     @classmethod
     def from_pipeline(cls, pipeline, **fields) -> LinearFusion:
@@ -101,6 +107,7 @@ class LinearFusion:
             "dimensions": self.dimensions,
             "weight": self.weight,
             "temperature": self.temperature,
+            **({"centre_weight": self.centre.weight} if self.centre is not None else {}),
             **self.info,
         }
 
@@ -116,8 +123,12 @@ class LinearFusion:
             "temperature": self.temperature,
             "info": self.info,
         }
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        if self.centre is not None:
+            meta["centre_weight"] = self.centre.weight
+            arrays["centre_prior"] = np.asarray(self.centre.prior, dtype=np.float64)
         buffer = io.BytesIO()
-        np.savez(buffer, meta=np.array(json.dumps(meta)), **{name: getattr(self, name) for name in _ARRAYS})
+        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
         return atomic_write_bytes(Path(path), buffer.getvalue())
 
     @classmethod
@@ -128,6 +139,7 @@ class LinearFusion:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 arrays = {name: data[name] for name in _ARRAYS}
+                prior = data["centre_prior"] if "centre_weight" in meta else None
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path} is not a readable fused model ({exc})") from None
         if meta.get("format") != FORMAT:
@@ -141,6 +153,7 @@ class LinearFusion:
             weight=float(meta["weight"]),
             temperature=meta["temperature"],
             info=dict(meta.get("info", {})),
+            centre=None if prior is None else FunctionalsCentre(prior, float(meta["centre_weight"])),
             **arrays,
         )
         k, d = fusion.coef.shape
@@ -149,6 +162,7 @@ class LinearFusion:
             fusion.scale.shape != (d,)
             or fusion.mean.shape != (d,)
             or fusion.intercept.shape != (k,)
+            or (prior is not None and prior.shape != (d,))
             or columns.shape != ((2,) if k == 1 else (k,))
             or columns.min(initial=0) < 0
             or columns.max(initial=0) >= len(fusion.classes)

@@ -502,9 +502,11 @@ class Recognizer:
     # ----- speaker normalisation ----------------------------------------------------------------
     @property
     def speaker_normalised(self) -> bool:
-        """Whether the model (or a member of the ensemble) was trained on speaker-normalised features."""
+        """Whether what is known of the speaker changes the scores: the model (or a member of the
+        ensemble) was trained on speaker-normalised features, or the fusion centres functionals."""
         return (
             self.fusion_speaker_normalised
+            or (self.fusion is not None and self.fusion.centre is not None)
             or any(normaliser is not None for normaliser in self._normalisers)
             or (self.config is not None and any(config.speaker_norm for config in self._configs()))
         )
@@ -572,10 +574,17 @@ class Recognizer:
             )
 
     def _normalise_functionals(self, values: np.ndarray) -> np.ndarray:
-        """Functionals ``(U, D)`` as the fusion's linear model was trained on them."""
+        """Functionals ``(U, D)`` as the fusion's linear model was trained on them: centred by what is
+        known of the speaker (a centred fusion; cold: each recording by itself), speaker-normalised, or
+        as they are."""
+        known = self._speaker.functionals
+        centre = self.fusion.centre if self.fusion is not None else None
+        if centre is not None:
+            if known is None:
+                return centre.cold(values)
+            return centre.centre(values, known.mean.astype(np.float64) * known.count, known.count)
         if not self.fusion_speaker_normalised:
             return values
-        known = self._speaker.functionals
         if known is None or known.count < 2:
             raise EmovisionError(
                 "this fusion's linear model takes speaker-normalised functionals, which one recording "
