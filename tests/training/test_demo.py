@@ -62,10 +62,10 @@ def test_no_network_says_what_to_do(monkeypatch, tmp_path):
 
 
 def _cv_args(argv):
-    from emovision.cli import _with_config, build_parser
+    from emovision.cli import build_parser, with_config
 
     parser = build_parser()
-    return _with_config(parser, parser.parse_args(argv), argv)
+    return with_config(parser, parser.parse_args(argv), argv)
 
 
 def test_every_recipe_is_a_cv_config_and_a_demo_plan():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from emovision.cli.common import console
+from emovision.cli.common import Command, console
 from emovision.errors import EmovisionError
 
 
@@ -239,3 +239,8 @@ def print_extract_summary(summary, config) -> None:
             console.print(f"  … and {len(summary.skipped) - 20} more")
     else:
         console.print("skipped: none")
+
+
+COMMANDS = {
+    "extract": Command(_extract_arguments, _run_extract, "extract spectrogram features from a corpus"),
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emovision.cli.common import console, err_console
+from emovision.cli.common import Command, console, err_console
 
 
 def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,3 +105,12 @@ def _run_robustness(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     return 0
+
+
+COMMANDS = {
+    "robustness": Command(
+        _robustness_arguments,
+        _run_robustness,
+        "accuracy of a cv run's folds under additive noise and reverberation",
+    ),
+}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from emovision.cli.common import _features_given, _record_config, console
+from emovision.cli.common import Command, console, features_given, record_config
 from emovision.errors import EmovisionError, check_options
 
 
@@ -213,7 +213,7 @@ def _run_train(args: argparse.Namespace) -> int:
         raise EmovisionError(
             f"--save-label {args.save_label}: the folder {Path(args.save_label).parent} does not exist"
         )
-    source = open_source(_features_given(args), args.trust_pickle)
+    source = open_source(features_given(args), args.trust_pickle)
     if args.all_speakers:
         fold = all_speakers_fold(source)
     else:
@@ -225,7 +225,7 @@ def _run_train(args: argparse.Namespace) -> int:
         metrics = train_fold(source, fold, config, args.out, resume=args.resume, progress=progress)
     if rank != 0:
         return 0
-    _record_config(args, args.out)
+    record_config(args, args.out)
     if args.save_label:
         import shutil
 
@@ -275,7 +275,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         print_cv_summary(summary, args.out)
         return 0
     config = training_config_from_args(args)
-    _features_given(args)
+    features_given(args)
     if args.fusion:
         from emovision.data.store import open_info
 
@@ -295,7 +295,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         trust_pickle=args.trust_pickle,
         only=args.fold,
     )
-    _record_config(args, args.out)
+    record_config(args, args.out)
     print_cv_summary(summary, args.out)
     if args.fusion and not summary.get("missing"):
         from emovision.evaluation.fusion import fuse_cv
@@ -582,3 +582,21 @@ def print_fold_metrics(metrics: dict, out: Path) -> None:
     console.print(
         f"run folder: {out} (best.pth, metrics.json, curves.png, confusion.png)", markup=False, soft_wrap=True
     )
+
+
+COMMANDS = {
+    "train": Command(_train_arguments, _run_train, "train one fold (validation and test speakers held out)"),
+    "cv": Command(_cv_arguments, _run_cv, "speaker-independent cross-validation with a summary report"),
+    "report": Command(_report_arguments, _run_report, "compare the results of several runs"),
+    "fuse": Command(
+        _fuse_arguments, _run_fuse, "late fusion of a cv run with a linear model on openSMILE functionals"
+    ),
+    "ensemble": Command(
+        _ensemble_arguments,
+        _run_ensemble,
+        "score several cross-validations on the same folds as one within-fold ensemble",
+    ),
+    "demo": Command(
+        _demo_arguments, _run_demo, "the whole pipeline on emoDB: extract, cross-validate, report"
+    ),
+}

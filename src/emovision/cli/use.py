@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from emovision.cli.common import console, err_console
+from emovision.cli.common import Command, console, err_console
 from emovision.errors import AudioError, EmovisionError
 from emovision.files import check_writable_folder
 
@@ -505,3 +505,18 @@ def _run_serve(args: argparse.Namespace) -> int:
         speaker_ttl=args.speaker_ttl,
     )
     return 0
+
+
+COMMANDS = {
+    "evaluate": Command(
+        _evaluate_arguments, _run_evaluate, "score a trained model on another corpus's features"
+    ),
+    "predict": Command(
+        _predict_arguments, _run_predict, "emotions of audio files, folders and long recordings"
+    ),
+    "embed": Command(
+        _embed_arguments, _run_embed, "embeddings of recordings or speech turns for your own models"
+    ),
+    "export": Command(_export_arguments, _run_export, "export a checkpoint to ONNX (runs without PyTorch)"),
+    "serve": Command(_serve_arguments, _run_serve, "web page and REST API for a trained model"),
+}
