@@ -50,6 +50,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import soundfile as sf
+from bench_predict import machine
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from emovision.data.audio import load_audio
@@ -161,27 +162,17 @@ def torch_compute(emodb: str, kind: str, device: str) -> Timed:
     return Timed(time.perf_counter() - start, _own_cpu_seconds() - own)
 
 
-def machine(torch_side: dict) -> dict:
-    """What ran the benchmark."""
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+def machine_with_libraries(torch_side: dict) -> dict:
+    """What ran the benchmark (:func:`bench_predict.machine`), with its memory, GPU and numeric libraries."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     blas = sorted(
         {f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()}
     )
-    return {
-        "cpu": model,
+    return machine() | {
         "cores_usable": default_workers(),
         "memory_gib": round(memory, 1),
         "gpu": torch_side["gpu"],
         "os": platform.platform(),
-        "python": platform.python_version(),
         "versions": {
             "numpy": np.__version__,
             "librosa": librosa.__version__,
@@ -208,7 +199,7 @@ def main() -> None:
     workers = default_workers()
     side = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     lean = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    info = machine(side.submit(torch_info).result())
+    info = machine_with_libraries(side.submit(torch_info).result())
     devices = ["cpu-torch", *(["cuda"] if info["gpu"] else [])]
     print(
         f"{len(paths)} files, {audio_seconds:.1f} s of audio; {info['cpu']}, {workers} cores, GPU: {info['gpu']}"
