@@ -84,6 +84,14 @@ def trained_model(tmp_path_factory, emodb_dir):
     return train_tiny_model(tmp_path_factory.mktemp("trained-model"), emodb_dir)
 
 
+@pytest.fixture(scope="module")
+def recognizer(trained_model):
+    """The tiny model loaded for prediction (one per test module: tests may change its state)."""
+    from emovision import Recognizer
+
+    return Recognizer.load(trained_model.checkpoint)
+
+
 @pytest.fixture(scope="session")
 def normalised_run(trained_model, tmp_path_factory):
     """The tiny model's speakers and features trained one epoch with ``--speaker-norm mixed``: the run

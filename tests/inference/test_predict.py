@@ -29,11 +29,6 @@ from emovision.training.checkpoint import load_checkpoint, save_checkpoint
 from emovision.training.metrics import confusion_matrix, utterance_scores
 
 
-@pytest.fixture(scope="module")
-def recognizer(trained_model) -> Recognizer:
-    return Recognizer.load(trained_model.checkpoint)
-
-
 def _long_recording(path: Path, wavs: list[Path], count: int) -> Path:
     """``count`` real recordings one after another in one file (22.05 kHz)."""
     parts = [sf.read(wav, dtype="float32")[0] for wav in wavs[:count]]

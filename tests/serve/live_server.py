@@ -1,4 +1,5 @@
-"""Run an ASGI app with a real uvicorn server on a free loopback port, in a background thread.
+"""Run an ASGI app with a real uvicorn server on a free loopback port, in a background thread; uploads to
+``/api/predict``.
 
 A helper module, not a ``conftest.py``: a second conftest module would shadow the top-level one
 for the tests that ``from conftest import`` its helpers.
@@ -11,7 +12,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 
 from emovision.inference.predict import Recognizer
@@ -49,3 +52,14 @@ def serving(recognizer: Recognizer) -> Iterator[str]:
     app = create_app(recognizer, max_upload_bytes=MAX_UPLOAD_BYTES, max_seconds=MAX_SECONDS, concurrency=2)
     with running_server(app) as url:
         yield url
+
+
+def post_audio(url: str, name: str, data: bytes, content_type: str = "audio/wav", **params) -> httpx.Response:
+    """``POST url/api/predict`` with one uploaded file and query ``params``."""
+    files = {"file": (name, data, content_type)}
+    return httpx.post(f"{url}/api/predict", files=files, params=params, timeout=60)
+
+
+def post_file(url: str, path: Path, **params) -> httpx.Response:
+    """:func:`post_audio` of the file at ``path``, as WAV."""
+    return post_audio(url, path.name, path.read_bytes(), **params)

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from live_server import MAX_SECONDS, MAX_UPLOAD_BYTES, running_server, serving
+from live_server import MAX_SECONDS, MAX_UPLOAD_BYTES, post_audio, running_server, serving
 
 from emovision import Recognizer
 from emovision.cli import build_parser
@@ -21,19 +21,9 @@ from emovision.serve import create_app
 
 
 @pytest.fixture(scope="module")
-def recognizer(trained_model) -> Recognizer:
-    return Recognizer.load(trained_model.checkpoint)
-
-
-@pytest.fixture(scope="module")
 def server_url(recognizer) -> Iterator[str]:
     with serving(recognizer) as url:
         yield url
-
-
-def _post(url: str, name: str, data: bytes, content_type: str = "audio/wav", **params) -> httpx.Response:
-    files = {"file": (name, data, content_type)}
-    return httpx.post(f"{url}/api/predict", files=files, params=params, timeout=60)
 
 
 def _wav_bytes(samples: np.ndarray, rate: int, fmt: str = "WAV") -> bytes:
@@ -51,7 +41,7 @@ def test_health_reports_the_model_and_limits(server_url, recognizer):
 
 def test_predict_answers_like_the_python_api(server_url, recognizer, emodb_wavs):
     wav = emodb_wavs[101]
-    response = _post(server_url, wav.name, wav.read_bytes())
+    response = post_audio(server_url, wav.name, wav.read_bytes())
     assert response.status_code == 200
     body = response.json()
     expected = recognizer.predict(wav).to_dict()
@@ -65,7 +55,7 @@ def test_predict_answers_like_the_python_api(server_url, recognizer, emodb_wavs)
 
 def test_spectrogram_is_the_feature_the_model_saw(server_url, recognizer, emodb_wavs):
     wav = emodb_wavs[102]
-    body = _post(server_url, wav.name, wav.read_bytes(), spectrogram="true").json()
+    body = post_audio(server_url, wav.name, wav.read_bytes(), spectrogram="true").json()
     image = body["spectrogram"]
     assert (image["width"], image["height"], image["kind"]) == (201, 128, "logmelspec")
     levels = np.frombuffer(base64.b64decode(image["data"]), dtype=np.uint8).reshape(128, 201)
@@ -79,7 +69,7 @@ def test_long_recording_gets_a_timeline(server_url, emodb_wavs):
     """8 s of real speech at 8 kHz (small upload): 9 segments with increasing times."""
     speech = np.concatenate([sf.read(wav, dtype="float32")[0] for wav in emodb_wavs[200:204]])
     data = _wav_bytes(speech[::2], 11025)
-    body = _post(server_url, "long.wav", data).json()
+    body = post_audio(server_url, "long.wav", data).json()
     starts = [segment["start"] for segment in body["segments"]]
     assert starts == [float(i) for i in range(9)] and body["segments"][-1]["end"] == pytest.approx(8.0)
 
@@ -95,19 +85,19 @@ def test_turns_of_a_conversation(server_url, recognizer, emodb_wavs):
             sf.read(wav, dtype="float32")[0],
         ]
     data = _wav_bytes(np.concatenate(parts), rate)
-    body = _post(server_url, "talk.wav", data, turns="true").json()
+    body = post_audio(server_url, "talk.wav", data, turns="true").json()
     expected = recognizer.predict_turns(data, name="talk.wav")
     assert [(t["start"], t["emotion"]) for t in body["turns"]] == [
         (round(t.start, 3), t.emotion) for t in expected.turns
     ]
     assert len(body["turns"]) == 3 and body["emotion"] in recognizer.classes
-    unsure = _post(server_url, "talk.wav", data, turns="true", min_confidence="1").json()
+    unsure = post_audio(server_url, "talk.wav", data, turns="true", min_confidence="1").json()
     assert {t["emotion"] for t in unsure["turns"]} == {"uncertain"}
-    assert _post(server_url, "talk.wav", data).json()["turns"] is None
-    refused = _post(server_url, "talk.wav", data, turns="true", min_confidence="2")
+    assert post_audio(server_url, "talk.wav", data).json()["turns"] is None
+    refused = post_audio(server_url, "talk.wav", data, turns="true", min_confidence="2")
     assert refused.status_code == 422 and "min_confidence" in refused.text
     quiet = _wav_bytes(rng.standard_normal(32000) * 1e-3, 16000)
-    none = _post(server_url, "quiet.wav", quiet, turns="true")
+    none = post_audio(server_url, "quiet.wav", quiet, turns="true")
     assert none.status_code == 422 and "no speech found" in none.json()["detail"]
 
 
@@ -139,7 +129,7 @@ def test_bad_requests_get_a_json_4xx_and_the_server_keeps_working(server_url, em
         assert response.headers["content-type"] == "application/json", name
         assert message in response.json()["detail"], (name, response.json())
     assert httpx.get(f"{server_url}/api/health").status_code == 200
-    assert _post(server_url, emodb_wavs[0].name, emodb_wavs[0].read_bytes()).status_code == 200
+    assert post_audio(server_url, emodb_wavs[0].name, emodb_wavs[0].read_bytes()).status_code == 200
 
 
 def test_oversized_streamed_body_is_refused_while_reading(server_url):
@@ -161,7 +151,7 @@ def test_oversized_streamed_body_is_refused_while_reading(server_url):
 def test_concurrent_clients_get_consistent_answers(server_url, emodb_wavs):
     files = emodb_wavs[300:308]
     with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda wav: _post(server_url, wav.name, wav.read_bytes()), files * 2))
+        responses = list(pool.map(lambda wav: post_audio(server_url, wav.name, wav.read_bytes()), files * 2))
     assert all(r.status_code == 200 for r in responses)
     for first, second in zip(responses[:8], responses[8:], strict=True):
         assert first.json() == second.json()
@@ -178,9 +168,9 @@ def test_busy_server_answers_503_instead_of_hanging(recognizer, emodb_wavs):
     app = create_app(slow, concurrency=1, queue_timeout=0.3)
     wav = emodb_wavs[5]
     with running_server(app) as url, ThreadPoolExecutor(2) as pool:
-        first = pool.submit(_post, url, wav.name, wav.read_bytes())
+        first = pool.submit(post_audio, url, wav.name, wav.read_bytes())
         time.sleep(0.3)
-        second = pool.submit(_post, url, wav.name, wav.read_bytes())
+        second = pool.submit(post_audio, url, wav.name, wav.read_bytes())
         answers = sorted([first.result(), second.result()], key=lambda r: r.status_code)
     assert [r.status_code for r in answers] == [200, 503]
     assert answers[1].headers["retry-after"] == "5" and "busy" in answers[1].json()["detail"]
@@ -213,7 +203,7 @@ def test_serve_command_binds_to_localhost_by_default():
 def test_explain_returns_the_map_laid_out_as_the_spectrogram(server_url, recognizer, emodb_wavs):
     wav = emodb_wavs[101]
     assert httpx.get(f"{server_url}/api/health").json()["explainable"] is True
-    body = _post(server_url, wav.name, wav.read_bytes(), explain="true").json()
+    body = post_audio(server_url, wav.name, wav.read_bytes(), explain="true").json()
     expected = recognizer.explain(wav)
     assert body["emotion"] == expected.prediction.label
     assert body["probabilities"] == pytest.approx(expected.prediction.probabilities, abs=1e-6)
@@ -233,6 +223,6 @@ def test_an_onnx_server_says_it_cannot_explain(trained_model, tmp_path, emodb_wa
     with serving(Recognizer.load(onnx)) as url:
         assert httpx.get(f"{url}/api/health").json()["explainable"] is False
         wav = emodb_wavs[101]
-        refused = _post(url, wav.name, wav.read_bytes(), explain="true")
+        refused = post_audio(url, wav.name, wav.read_bytes(), explain="true")
         assert refused.status_code == 422 and "ONNX model cannot be explained" in refused.json()["detail"]
-        assert _post(url, wav.name, wav.read_bytes()).status_code == 200
+        assert post_audio(url, wav.name, wav.read_bytes()).status_code == 200

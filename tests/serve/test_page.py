@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from live_server import serving
+from live_server import post_audio, serving
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from emovision import Recognizer
@@ -38,11 +38,6 @@ COUNT_PAINTED = """id => {
     for (let i = 3; i < pixels.length; i += 4) painted += pixels[i] > 0 ? 1 : 0;
     return [canvas.width, canvas.height, painted];
 }"""
-
-
-@pytest.fixture(scope="module")
-def recognizer(trained_model) -> Recognizer:
-    return Recognizer.load(trained_model.checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +81,7 @@ def _shown(page: Page) -> dict:
 
 
 def _api(url: str, name: str, data: bytes, **params) -> dict:
-    files = {"file": (name, data, "audio/wav")}
-    response = httpx.post(f"{url}/api/predict", files=files, params=params, timeout=60)
+    response = post_audio(url, name, data, **params)
     assert response.status_code == 200, response.text
     return response.json()
 

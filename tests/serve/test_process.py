@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import post_file
 
 from emovision import Recognizer
 
@@ -56,12 +57,7 @@ def serve_process(model: Path) -> Iterator[str]:
 
 
 def _post(url: str, wav: Path, **params) -> dict:
-    response = httpx.post(
-        f"{url}/api/predict",
-        files={"file": (wav.name, wav.read_bytes(), "audio/wav")},
-        params=params,
-        timeout=60,
-    )
+    response = post_file(url, wav, **params)
     assert response.status_code == 200, response.text
     return response.json()
 
