@@ -110,13 +110,14 @@ def _ensemble_row(folder: Path, summary: dict) -> dict:
 
 
 def _describe_features(values: dict | None) -> str:
-    """``"logmelspec 64×100"``: the feature type, bands × segment frames (and whether the features are
-    speaker-normalised); ``"—"`` when unknown."""
+    """``"logmelspec 64×100"``: the feature type, bands × segment frames (and whether silence was cut and
+    the features are speaker-normalised); ``"—"`` when unknown."""
     if not values:
         return "—"
     config = FeatureConfig.from_dict(values)
+    trimmed = f", silence cut at {config.trim_db:g} dB" if config.trim_db is not None else ""
     normalised = ", speaker-normalised" if config.speaker_norm else ""
-    return f"{config.kind} {config.height}×{config.segment_frames}{normalised}"
+    return f"{config.kind} {config.height}×{config.segment_frames}{trimmed}{normalised}"
 
 
 def compare_runs(folders: list[Path]) -> tuple[list[dict], list[dict]]:
