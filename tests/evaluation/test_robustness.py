@@ -377,9 +377,9 @@ def _codes(code: str) -> set[str]:
     return {line.split("\t")[1] for line in lines if line.split("\t")[2] == code}
 
 
-def test_a_speaker_normalised_run_meets_each_condition_normalised_by_its_own_statistics(tmp_path, emodb_dir):
+def test_features_normalised_at_extraction_meet_noise_with_the_speakers_clean_statistics(tmp_path, emodb_dir):
     """Clean audio normalised by the test speaker's statistics reproduces the fold's reported
-    metrics exactly, so the corrupted conditions are normalised the same way."""
+    metrics exactly; the corrupted conditions are normalised by the same (clean) statistics."""
     corpus = load_corpus("emodb", emodb_dir, "4")
     corpus.utterances = [u for u in corpus.utterances if u.speaker in SPEAKERS]
     features = tmp_path / "normalised.h5"
