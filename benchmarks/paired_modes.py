@@ -5,7 +5,7 @@
 Each argument pairs two finished cv folders trained with the same seed on the same folds (e.g. the
 ``none`` and ``mixed`` runs of ``benchmarks/served_accuracy.sh``); the folds of all pairs are pooled
 into one paired difference per mode (cold, enrolled, transductive): mean ± standard error and the
-folds where B is better. Runs without speaker normalisation count the same in every mode.
+folds where B is better; a cv with unfinished folds pairs on those it has. Runs without speaker normalisation count the same in every mode.
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from emovision.data.speaker_norm import MODES
-from emovision.evaluation.report import mode_fold_ua, paired_text
-from emovision.files import read_json
+from emovision.evaluation.report import cv_summary, mode_fold_ua, paired_text
 from emovision.training.metrics import paired_difference
+
+
+def _summary(folder: Path) -> dict:
+    """The cv folder's summary, of the folds finished so far when some are not (only those pair)."""
+    summary = cv_summary(folder)
+    if summary is None:
+        sys.exit(f"{folder} is no cv folder")
+    return summary
 
 
 def main() -> None:
@@ -27,8 +34,8 @@ def main() -> None:
         sys.exit(__doc__)
     deltas: dict[str, list[float]] = {mode: [] for mode in MODES}
     for a, b in pairs:
-        first = mode_fold_ua(read_json(Path(a) / "summary.json", "cv summary"))
-        second = mode_fold_ua(read_json(Path(b) / "summary.json", "cv summary"))
+        first = mode_fold_ua(_summary(Path(a)))
+        second = mode_fold_ua(_summary(Path(b)))
         for mode in MODES:
             if mode in first and mode in second:
                 deltas[mode] += [

@@ -6,8 +6,9 @@
 #   mixed         each training segment by the recording alone, a few other recordings or all of them
 # Usage: benchmarks/served_accuracy.sh OUT CORPUS CONFIG [CONFIG ...]
 #   CORPUS: emodb (../shared/data/emodb, ten speakers) or ravdess (../shared/data/ravdess, twelve actors)
-#   CONFIG: NORM[-attention][-seedS][-epochsN][-copies][-priorP][-trimD] with NORM one of none, transductive, mixed,
-#   e.g. mixed-seed112-copies; -attention trains with --head attention, -epochsN for N epochs instead of EPOCHS,
+#   CONFIG: NORM[-attention][-resizeN][-seedS][-epochsN][-copies][-priorP][-trimD] with NORM one of none, transductive,
+#   mixed, e.g. mixed-seed112-copies; -attention trains with --head attention, -resizeN with --resize N (each segment
+#   interpolated to N×N before the backbone), -epochsN for N epochs instead of EPOCHS,
 #   -trimD on features extracted with --trim-db D (each recording's leading and trailing silence cut)
 # Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2), FOLDS (auto),
 # DEVICE (cpu) and BIN (the folder holding the emovision command, .venv/bin) can be set.
@@ -42,6 +43,7 @@ for config in "$@"; do
   [[ $config =~ -epochs([0-9]+) ]] && epochs=${BASH_REMATCH[1]}
   args=(--speaker-norm "$norm" --epochs "$epochs")
   [[ $config == *-attention* ]] && args+=(--head attention)
+  [[ $config =~ -resize([0-9]+) ]] && args+=(--resize "${BASH_REMATCH[1]}")
   [[ $config =~ -seed([0-9]+) ]] && args+=(--seed "${BASH_REMATCH[1]}")
   [[ $config =~ -prior([0-9.]+) ]] && args+=(--speaker-prior "${BASH_REMATCH[1]}")
   if [[ $config == *-copies* ]]; then
