@@ -82,7 +82,6 @@ MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 250
 # Still over the limits, each a named piece of work (the house-by-job issue): nothing else may grow past them.
 TOO_LONG: dict[str, int] = {
-    "inference/predict.py:Recognizer": 668,
     "training/train.py:Trainer": 477,
     "serve/app.py:create_app": 189,
     "evaluation/robustness.py:_evaluate_group": 120,

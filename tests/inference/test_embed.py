@@ -10,6 +10,7 @@ import torch
 from test_turns import _conversation
 
 from emovision.cli import main
+from emovision.data.audio import load_audio
 from emovision.data.features import FeatureConfig, compute_features, segment
 from emovision.inference.predict import Recognizer
 from emovision.training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -21,7 +22,7 @@ def test_the_embedding_is_what_the_classifier_receives(trained_model, emodb_wavs
     model = model_from_checkpoint(payload)
     config = FeatureConfig.from_dict(payload["feature_config"])
     recognizer = Recognizer.load(trained_model.checkpoint)
-    samples = recognizer._load(emodb_wavs[7], None, None, None, None)[1]
+    samples = load_audio(emodb_wavs[7], config.sample_rate, min_samples=config.min_samples)
     segments = torch.from_numpy(segment(compute_features(samples, config, emodb_wavs[7].stem), config))
     vectors = segment_embeddings(model, segments)
     head = model.backbone.classifier  # alexnet_gap: a 1×1 convolution after global pooling is linear

@@ -1,4 +1,5 @@
-"""Embeddings written for other tools: ``.npy`` with a CSV index, or one Parquet table.
+"""Embeddings: the vectors a model's classifier receives, averaged per recording or turn
+(:func:`mean_embeddings`), and written for other tools: ``.npy`` with a CSV index, or one Parquet table.
 
 ``.npy``: the vectors ``(N, D)`` float32, and next to it ``<stem>.csv`` with one row per vector
 (``file``, ``start``, ``end`` in seconds), in the same order. ``.parquet`` (needs pyarrow: the
@@ -9,15 +10,32 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from emovision.files import atomic_write, atomic_write_bytes, check_output_path
+from emovision.inference.backends import TorchBackend
 from emovision.inference.results import Embedding
 from emovision.system import require
 
 FORMATS = (".npy", ".parquet")
+
+
+def mean_embeddings(
+    backend: TorchBackend, batches: Iterable[tuple], batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean embedding ``(U, D)`` float32 of every utterance and their spans ``(U, 2)`` (s), from
+    batches ``(spans (n, 2), segments (n_i, C, F, T) per utterance, …)``."""
+    spans, means = [], []
+    for batch_spans, pieces, *_ in batches:
+        vectors = backend.embeddings(np.concatenate(pieces), batch_size)
+        bounds = np.cumsum([0] + [piece.shape[0] for piece in pieces])
+        means += [vectors[a:b].mean(axis=0) for a, b in pairwise(bounds)]
+        spans.append(batch_spans)
+    return np.stack(means).astype(np.float32), np.concatenate(spans)
 
 
 def check_embeddings_path(path: str | Path) -> Path:

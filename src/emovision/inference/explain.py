@@ -26,8 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emovision.data.features import FeatureConfig, bin_frequencies, segment_starts
 from emovision.errors import EmovisionError
 from emovision.files import atomic_write
+from emovision.inference.model_input import Prepared
+from emovision.inference.results import Prediction
 from emovision.training.metrics import utterance_scores
 from emovision.training.models import EnsembleModel, SERModel
 
@@ -152,7 +155,7 @@ class Explanation:
     recording's :class:`emovision.inference.results.Prediction` (with its emotion over time).
     """
 
-    prediction: object
+    prediction: Prediction
     method: str
     explained: str
     saliency: np.ndarray
@@ -179,6 +182,31 @@ class Explanation:
             out["map"] = np.round(self.saliency, 3).tolist()
             out["frequencies"] = [round(float(f), 1) for f in self.frequencies]
         return out
+
+
+def explain_prepared(
+    model: SERModel | EnsembleModel,
+    prepared: Prepared,
+    prediction: Prediction,
+    config: FeatureConfig,
+    classes: list[str],
+    target: str | None = None,
+) -> Explanation:
+    """The explanation of ``prediction`` (the prediction of ``prepared``, its features kept) for
+    ``target``, by default the predicted class: the map laid on the recording's frames, whose times
+    count from the start of the file."""
+    explained = target or prediction.label
+    maps = segment_saliency(model, torch.from_numpy(prepared.segments), classes.index(explained))
+    starts = segment_starts(prepared.frames, config)[: maps.shape[0]]
+    return Explanation(
+        prediction,
+        method_of(model),
+        explained,
+        recording_map(maps, starts, prepared.frames),
+        prepared.features[0],
+        prepared.offset + np.arange(prepared.frames, dtype=np.float32) * config.hop_ms / 1000,
+        bin_frequencies(config),
+    )
 
 
 def deletion_flips(

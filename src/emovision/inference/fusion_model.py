@@ -27,12 +27,16 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emovision.data.speaker_norm import FunctionalsCentre
 from emovision.errors import CheckpointError
 from emovision.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from emovision.data.functionals import Functionals
 
 FILE_NAME = "fusion-model.npz"
 FORMAT = "emovision-fusion"
@@ -81,6 +85,26 @@ class LinearFusion:
     @property
     def dimensions(self) -> int:
         return int(self.mean.shape[0])
+
+    def fused_name(self, image_model: str) -> str:
+        """The name of ``image_model`` fused with this linear model."""
+        return (
+            f"{image_model} + linear model on {self.feature_set} functionals (image weight {self.weight:g})"
+        )
+
+    def extractor(self) -> Functionals:
+        """The openSMILE functionals this model was fitted on, as a callable ``(samples, rate) → (D,)``
+        (needs the ``opensmile`` extra); :class:`CheckpointError` when the installed openSMILE computes
+        another number of them."""
+        from emovision.data.functionals import Functionals
+
+        functionals = Functionals(self.feature_set)
+        if len(functionals.names) != self.dimensions:
+            raise CheckpointError(
+                f"the fused model has {self.dimensions} {self.feature_set} functionals, the "
+                f"installed openSMILE computes {len(functionals.names)}: refit it with emovision fuse"
+            )
+        return functionals
 
     def linear_log_probs(self, x: np.ndarray) -> np.ndarray:
         """``(U, K)`` log-probabilities of functionals ``(U, D)``, floored at log(1e-6) (classes

@@ -57,6 +57,10 @@ def check_duration(source: str | Path | bytes, label: str, max_seconds: float) -
         raise TooLongError(label, seconds, max_seconds)
 
 
+Normalise = Callable[[np.ndarray, int], np.ndarray]
+Learn = Callable[[list[np.ndarray], np.ndarray | None, float], None]
+
+
 @dataclass
 class Speech:
     """A recording's speech turns (``spans`` ``(N, 2)``, seconds) and ``read(start, end)`` for the
@@ -70,8 +74,19 @@ class Speech:
     key: str
     functionals: Callable[[np.ndarray, int], np.ndarray] | None = None
     extra_configs: tuple[FeatureConfig, ...] = ()
-    normalise: Callable[[np.ndarray, int], np.ndarray] = lambda segments, member: segments
-    learn: Callable[[list[np.ndarray], np.ndarray | None, float], None] | None = None
+    normalise: Normalise = lambda segments, member: segments
+    learn: Learn | None = None
+
+    def follow_speaker(self, normalise: Normalise, learn: Learn, how: str) -> None:
+        """Normalise the turns with ``normalise(segments, member)`` and give each turn's unnormalised
+        segments, functionals and seconds to ``learn``: with ``how`` = ``recording`` every turn before
+        any is scored, with ``causal`` each turn once it is normalised, with ``turn`` never."""
+        self.normalise = normalise
+        if how == "recording":
+            for raw, values, seconds in self.raw_turns():
+                learn(raw, values if values is None else values[None], seconds)
+        elif how == "causal":
+            self.learn = learn
 
     def raw_turns(self) -> Iterator[tuple[list[np.ndarray], np.ndarray | None, float]]:
         """Every turn's unnormalised segments per member, its functionals (or None) and its seconds."""
