@@ -1,6 +1,7 @@
 """The demo's plan and its emoDB download (from a local archive: there is no network here)."""
 
 import json
+import tomllib
 import zipfile
 
 import pytest
@@ -79,6 +80,30 @@ def test_every_recipe_is_a_cv_config_and_a_demo_plan():
         args = _cv_args(["cv", "f.h5", "--config", str(recipe), "--out", "o"])
         assert training_config_from_args(args) == chosen.training
         assert isinstance(chosen.training, TrainConfig) and chosen.recipe == recipe.resolve()
+
+
+def test_extract_reads_a_recipes_extract_table_and_flags_win():
+    from emovision.cli import build_parser
+
+    for recipe in sorted(demo.RECIPES.glob("*.toml")):
+        table = tomllib.loads(recipe.read_text(encoding="utf-8"))["extract"]
+        flags = [f"--{key}={value}" for key, value in table.items()]
+        spelled = build_parser().parse_args(["extract", "emodb", "root", *flags])
+        from_recipe = _cv_args(["extract", "emodb", "root", "--config", str(recipe)])
+        different = {k for k, v in vars(from_recipe).items() if k != "parser" and v != getattr(spelled, k)}
+        assert different == {"config"}
+    recipe = demo.RECIPES / "demo-cpu.toml"
+    assert _cv_args(["extract", "emodb", "root", "--config", str(recipe), "--n-mels", "128"]).n_mels == 128
+
+
+def test_extract_refuses_a_recipe_with_an_unknown_extract_option(tmp_path, capsys):
+    from emovision.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "alexnet_gap"\n[extract]\nsegment-lenght = 200\n')
+    assert main(["extract", "emodb", str(tmp_path), "--config", str(bad), "-o", str(tmp_path / "f.h5")]) == 2
+    assert "unknown option 'segment-lenght'" in capsys.readouterr().err
+    assert not (tmp_path / "f.h5").exists()
 
 
 def test_a_recipe_with_an_unknown_extract_option_is_refused(tmp_path):

@@ -36,11 +36,16 @@ def option_types(parser: argparse.ArgumentParser) -> dict[str, type]:
     return types
 
 
-def read_config(path: Path, types: dict[str, type]) -> dict:
+def read_config(path: Path, types: dict[str, type], table: str | None = None) -> dict:
     """The options in the TOML file at ``path``, checked against ``types``: unknown keys and wrong
-    types are errors that name the key."""
+    types are errors that name the key. ``table``: read that table of the file (a recipe's
+    ``extract`` options) instead of its top-level keys."""
     raw = _load(path)
-    raw.pop(EXTRACT_TABLE, None)
+    extract = raw.pop(EXTRACT_TABLE, {})
+    if table == EXTRACT_TABLE:
+        if not isinstance(extract, dict):
+            raise EmovisionError(f"--config {path}: [{EXTRACT_TABLE}] must be a table")
+        raw = extract
     values = {}
     for key, value in raw.items():
         dest = key.replace("-", "_")
