@@ -85,17 +85,11 @@ TOO_LONG: dict[str, int] = {
     "training/train.py:Trainer": 477,
     "serve/app.py:create_app": 189,
     "evaluation/robustness.py:_evaluate_group": 120,
-    "cli/training.py:add_training_arguments": 116,
     "evaluation/transfer.py:evaluate_on": 110,
-    "data/extract.py:extract_corpus": 88,
     "evaluation/robustness.py:evaluate_robustness": 78,
     "training/train.py:prepare": 77,
-    "data/extract.py:_extract_speaker": 76,
-    "cli/use.py:_predict_arguments": 76,
     "serve/app.py:predict": 75,
     "evaluation/robustness_report.py:build_report": 75,
-    "cli/use.py:_run_turns": 75,
-    "inference/loading.py:recognizer_arguments": 63,
 }
 
 

@@ -77,12 +77,7 @@ def feature_config_from_args(args: argparse.Namespace):
 def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     from emovision.data.corpora import LOADERS
 
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="a recipe (recipes/*.toml): the options of its [extract] table (flags win)",
-    )
+    parser.add_argument("--config", type=Path, help="a recipe: its [extract] table's options (flags win)")
     parser.add_argument("corpus", choices=list(LOADERS), help="corpus type")
     parser.add_argument("root", type=Path, help="corpus folder (manifest: the CSV file)")
     parser.add_argument("-o", "--output", type=Path, default=Path("features.h5"))

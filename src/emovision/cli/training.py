@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 from rich.table import Table
 
@@ -14,103 +15,149 @@ from emovision.errors import EmovisionError, check_options
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """Every field of :class:`TrainConfig` as an option (the package's own names)."""
-    from types import SimpleNamespace
+    from emovision.training.options import TrainConfig
 
-    from emovision.training.options import (
-        AGGREGATES,
-        HEADS,
-        INPUT_NORMS,
-        MODEL_NAMES,
-        SCHEDULES,
-        SPEAKER_NORMS,
-        STABILITY_SOURCES,
-        TrainConfig,
-    )
-
-    d = SimpleNamespace(**TrainConfig.defaults())
+    defaults = SimpleNamespace(**TrainConfig.defaults())
     group = parser.add_argument_group("model and training")
-    group.add_argument("--model", default=d.model, help=f"backbone: {', '.join(MODEL_NAMES)}")
-    group.add_argument("--epochs", type=int, default=d.epochs)
-    group.add_argument("--batch-size", type=int, default=d.batch_size)
-    group.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
-    group.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    group.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
+    for add_arguments in (
+        _optimisation_arguments,
+        _network_arguments,
+        _regularisation_arguments,
+        _augmentation_arguments,
+        _selection_arguments,
+        _speaker_arguments,
+    ):
+        add_arguments(group, defaults)
+    group.add_argument("--trust-pickle", action="store_true", help="allow a legacy pickle features file")
+
+
+def _optimisation_arguments(group: argparse._ArgumentGroup, defaults: SimpleNamespace) -> None:
+    """The backbone, the optimiser and its learning-rate schedule, the seed and the device."""
+    from emovision.training.options import MODEL_NAMES, SCHEDULES
+
+    group.add_argument("--model", default=defaults.model, help=f"backbone: {', '.join(MODEL_NAMES)}")
+    group.add_argument("--epochs", type=int, default=defaults.epochs)
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    group.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate")
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    group.add_argument(
+        "--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule"
+    )
     group.add_argument(
         "--warmup-epochs",
         type=int,
-        default=d.warmup_epochs,
+        default=defaults.warmup_epochs,
         help="raise the learning rate linearly over the first N epochs (from lr/(N+1)), then the schedule",
     )
     group.add_argument(
         "--backbone-lr-scale",
         type=float,
-        default=d.backbone_lr_scale,
+        default=defaults.backbone_lr_scale,
         help="learning rate of every layer but the new classifier, as a fraction of --lr "
         "(e.g. 0.1: pretrained layers move ten times slower)",
     )
     group.add_argument(
         "--ema",
         type=float,
-        default=d.ema,
+        default=defaults.ema,
         help="evaluate, select and save an exponential moving average of the weights, updated every "
         "optimiser step with this decay (e.g. 0.99); 0: off",
     )
-    group.add_argument("--seed", type=int, default=d.seed)
-    group.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--seed", type=int, default=defaults.seed)
+    group.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+
+
+def _network_arguments(group: argparse._ArgumentGroup, defaults: SimpleNamespace) -> None:
+    """The network's starting weights, input normalisation, head and input size (pixels)."""
+    from emovision.training.options import HEADS, INPUT_NORMS
+
     group.add_argument("--pretrained", action="store_true", help="start from ImageNet weights")
     group.add_argument("--weights", default=None, help="local ImageNet state dict (implies --pretrained)")
-    group.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm)
+    group.add_argument("--input-norm", choices=INPUT_NORMS, default=defaults.input_norm)
     group.add_argument(
         "--head",
         choices=HEADS,
-        default=d.head,
+        default=defaults.head,
         help="how the last feature map becomes logits: the backbone's global average pooling (gap) "
         "or learned attention over time and frequency (Zhang et al. 2018)",
     )
     group.add_argument(
         "--resize", type=int, default=None, help="resize segments to N×N (the original used 256)"
     )
+
+
+def _regularisation_arguments(group: argparse._ArgumentGroup, defaults: SimpleNamespace) -> None:
+    """Mixup, stability training and the oversampling of minority classes."""
+    from emovision.training.options import STABILITY_SOURCES
+
     group.add_argument("--mixup", action="store_true")
-    group.add_argument("--mixup-alpha", type=float, default=d.mixup_alpha)
+    group.add_argument("--mixup-alpha", type=float, default=defaults.mixup_alpha)
     group.add_argument("--stability", action="store_true", help="stability training (Zheng et al. 2016)")
     group.add_argument(
-        "--stability-alpha", type=float, default=d.stability_alpha, help="weight of the KL term"
+        "--stability-alpha", type=float, default=defaults.stability_alpha, help="weight of the KL term"
     )
     group.add_argument(
-        "--stability-noise", type=float, default=d.stability_noise, help="Gaussian σ in normalised units"
+        "--stability-noise",
+        type=float,
+        default=defaults.stability_noise,
+        help="Gaussian σ in normalised units",
     )
-    group.add_argument("--stability-source", choices=STABILITY_SOURCES, default=d.stability_source)
+    group.add_argument("--stability-source", choices=STABILITY_SOURCES, default=defaults.stability_source)
     group.add_argument("--oversampling", action="store_true", help="random oversampling of minority classes")
+
+
+def _augmentation_arguments(group: argparse._ArgumentGroup, defaults: SimpleNamespace) -> None:
+    """The augmentations: specaugment's masks (bins, frames) and the waveform copies from extract."""
     group.add_argument(
         "--augment",
-        default=d.augment,
+        default=defaults.augment,
         help="comma list: specaugment (masks in the batch), and noise, noise:TYPE, reverb, speed, gain "
         "(the copies written by extract --augment, training speakers only)",
     )
     group.add_argument(
         "--augment-prob",
         type=float,
-        default=d.augment_prob,
+        default=defaults.augment_prob,
         help="chance per epoch that a training utterance is replaced by one of its augmented copies",
     )
-    group.add_argument("--freq-masks", type=int, default=d.freq_masks, help="specaugment: bands per segment")
-    group.add_argument("--freq-mask-width", type=int, default=d.freq_mask_width, help="most bins per band")
-    group.add_argument("--time-masks", type=int, default=d.time_masks, help="specaugment: spans per segment")
-    group.add_argument("--time-mask-width", type=int, default=d.time_mask_width, help="most frames per span")
+    group.add_argument(
+        "--freq-masks", type=int, default=defaults.freq_masks, help="specaugment: bands per segment"
+    )
+    group.add_argument(
+        "--freq-mask-width", type=int, default=defaults.freq_mask_width, help="most bins per band"
+    )
+    group.add_argument(
+        "--time-masks", type=int, default=defaults.time_masks, help="specaugment: spans per segment"
+    )
+    group.add_argument(
+        "--time-mask-width", type=int, default=defaults.time_mask_width, help="most frames per span"
+    )
+
+
+def _selection_arguments(group: argparse._ArgumentGroup, defaults: SimpleNamespace) -> None:
+    """The loss's class weights, model selection, early stopping and evaluation."""
+    from emovision.training.options import AGGREGATES
+
     group.add_argument("--class-weighted", action="store_true", help="class-weighted cross-entropy")
-    group.add_argument("--select-by", choices=["ua", "wa"], default=d.select_by)
+    group.add_argument("--select-by", choices=["ua", "wa"], default=defaults.select_by)
     group.add_argument(
         "--patience", type=int, default=None, help="early stopping after N epochs without gain"
     )
     group.add_argument(
-        "--aggregate", choices=AGGREGATES, default=d.aggregate, help="segment → utterance rule"
+        "--aggregate", choices=AGGREGATES, default=defaults.aggregate, help="segment → utterance rule"
     )
     group.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on GPU")
-    group.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    group.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+
+
+def _speaker_arguments(group: argparse._ArgumentGroup, defaults: SimpleNamespace) -> None:
+    """Speaker normalisation in the data pipeline and its modes."""
+    from emovision.training.options import SPEAKER_NORMS
+
     group.add_argument(
         "--speaker-norm",
         choices=SPEAKER_NORMS,
-        default=d.speaker_norm,
+        default=defaults.speaker_norm,
         help="normalise by speaker statistics in the data pipeline (features extracted without "
         "--speaker-norm): transductive (all of a speaker's recordings), mixed (each segment by the "
         "recording alone, a few other recordings or all of them, drawn at random: good in every mode)",
@@ -118,16 +165,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--speaker-prior",
         type=float,
-        default=d.speaker_prior,
+        default=defaults.speaker_prior,
         help="weight of the training speakers' statistics, in recordings, shrinking a speaker's own",
     )
     group.add_argument(
         "--enrol",
         type=int,
-        default=d.enrol,
+        default=defaults.enrol,
         help="recordings of the test speaker whose statistics the enrolled mode uses (K)",
     )
-    group.add_argument("--trust-pickle", action="store_true", help="allow a legacy pickle features file")
 
 
 def training_config_from_args(args: argparse.Namespace):

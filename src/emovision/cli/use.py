@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
@@ -12,6 +13,11 @@ from rich.table import Table
 from emovision.cli.common import Command, console, err_console
 from emovision.errors import AudioError, EmovisionError
 from emovision.files import check_writable_folder
+
+if TYPE_CHECKING:
+    from emovision.data.vad import VadOptions
+    from emovision.inference.predict import Recognizer
+    from emovision.inference.results import Failure, TurnPrediction
 
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +108,12 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         "scored by itself: the cold mode)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _turns_arguments(parser)
+
+
+def _turns_arguments(parser: argparse.ArgumentParser) -> None:
+    """``predict --turns`` and its options: output file, confidence floor, speech detector, the turns'
+    normalisation, and the detector's durations (s)."""
     turns = parser.add_argument_group("speech turns (--turns)")
     turns.add_argument(
         "--turns",
@@ -152,7 +164,6 @@ def _run_predict(args: argparse.Namespace) -> int:
     """Exit status 0: every file predicted; 1: some failed (listed on stderr); 2: none could be used."""
     import json
 
-    from emovision.inference.predict import Recognizer
     from emovision.inference.results import Failure, save_timelines
     from emovision.inference.sources import find_audio
     from emovision.progress import progress_bar
@@ -165,13 +176,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         check_writable_folder(args.explain, "--explain")
     if args.turns or args.turns_out:
         return _run_turns(args)
-    recognizer = Recognizer.load(
-        args.model,
-        device=args.device,
-        batch_size=args.batch_size,
-        calibration=args.calibration,
-        fusion=args.fusion,
-    )
+    recognizer = _load_recognizer(args)
     if args.explain is not None:
         recognizer.require_explainable()
         return _run_explain(args, recognizer)
@@ -204,6 +209,19 @@ def _run_predict(args: argparse.Namespace) -> int:
         if not written:
             err_console.print("timeline: no recording is 4 segments or longer", highlight=False)
     return _exit_status(len(predictions), failures, "predicted")
+
+
+def _load_recognizer(args: argparse.Namespace) -> Recognizer:
+    """The model of ``predict`` with its device, batch size (segments), calibration and fusion."""
+    from emovision.inference.predict import Recognizer
+
+    return Recognizer.load(
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        calibration=args.calibration,
+        fusion=args.fusion,
+    )
 
 
 def _run_explain(args: argparse.Namespace, recognizer) -> int:
@@ -269,15 +287,9 @@ def _speaker_statistics(recognizer, files: list[Path], same_speaker: bool) -> No
 def _run_turns(args: argparse.Namespace) -> int:
     """``predict --turns``: a table (or JSON lines) of every recording's turns; the same exit
     statuses as predict."""
-    import json
-
     from emovision.data.vad import VadOptions, resolve_detector
-    from emovision.errors import AudioError
-    from emovision.inference.predict import Recognizer
-    from emovision.inference.results import Failure
     from emovision.inference.sources import find_audio
     from emovision.inference.turns import check_turns_path, write_turns
-    from emovision.progress import progress_bar
 
     if not 0.0 <= args.min_confidence <= 1.0:
         raise EmovisionError(f"--min-confidence must be between 0 and 1, got {args.min_confidence:g}")
@@ -285,15 +297,33 @@ def _run_turns(args: argparse.Namespace) -> int:
     detector = resolve_detector(args.vad)
     if args.turns_out:
         check_turns_path(args.turns_out)
-    recognizer = Recognizer.load(
-        args.model,
-        device=args.device,
-        batch_size=args.batch_size,
-        calibration=args.calibration,
-        fusion=args.fusion,
-    )
+    recognizer = _load_recognizer(args)
     files, failures = find_audio(args.paths)
     _speaker_statistics(recognizer, files, args.same_speaker)
+    results = _turns_of_files(args, recognizer, files, failures, detector, options)
+    if not args.json:
+        _print_turn_tables(results)
+    if args.turns_out and results:
+        for path in write_turns(results, args.turns_out):
+            err_console.print(f"turns: {path}", highlight=False, markup=False, soft_wrap=True)
+    return _exit_status(len(results), failures, "analysed")
+
+
+def _turns_of_files(
+    args: argparse.Namespace,
+    recognizer: Recognizer,
+    files: list[Path],
+    failures: list[Failure],
+    detector: str,
+    options: VadOptions,
+) -> list[TurnPrediction]:
+    """The speech turns of each of ``files`` (``--json``: written as JSON lines at once); a file that
+    cannot be read is added to ``failures``."""
+    import json
+
+    from emovision.inference.results import Failure
+    from emovision.progress import progress_bar
+
     results = []
     with progress_bar(not args.quiet and bool(files), console=err_console, transient=True) as bar:
         task = bar.add_task("speech turns", total=len(files))
@@ -321,26 +351,24 @@ def _run_turns(args: argparse.Namespace) -> int:
                 for row in result.to_dicts():
                     sys.stdout.write(json.dumps(row) + "\n")
                 sys.stdout.flush()
-    if not args.json:
-        for result in results:
-            heading = f"{result.source}: {len(result.turns)} turn(s) in {result.duration:.1f} s"
-            console.print(heading, highlight=False, markup=False, soft_wrap=True)  # a long path stays whole
-            table = Table()
-            for column in ("start", "end", "emotion", "confidence", "top 3"):
-                table.add_column(
-                    column, justify="right" if column in ("start", "end", "confidence") else "left"
-                )
-            for turn in result.turns:
-                top = sorted(turn.probabilities.items(), key=lambda item: -item[1])[:3]
-                table.add_row(
-                    f"{turn.start:.2f}", f"{turn.end:.2f}", turn.emotion, f"{turn.confidence:.2f}",
-                    ", ".join(f"{name} {p:.2f}" for name, p in top),
-                )  # fmt: skip
-            console.print(table, highlight=False)
-    if args.turns_out and results:
-        for path in write_turns(results, args.turns_out):
-            err_console.print(f"turns: {path}", highlight=False, markup=False, soft_wrap=True)
-    return _exit_status(len(results), failures, "analysed")
+    return results
+
+
+def _print_turn_tables(results: list[TurnPrediction]) -> None:
+    """Each recording's turns as a heading and a table: start and end (s), emotion, confidence, top 3."""
+    for result in results:
+        heading = f"{result.source}: {len(result.turns)} turn(s) in {result.duration:.1f} s"
+        console.print(heading, highlight=False, markup=False, soft_wrap=True)  # a long path stays whole
+        table = Table()
+        for column in ("start", "end", "emotion", "confidence", "top 3"):
+            table.add_column(column, justify="right" if column in ("start", "end", "confidence") else "left")
+        for turn in result.turns:
+            top = sorted(turn.probabilities.items(), key=lambda item: -item[1])[:3]
+            table.add_row(
+                f"{turn.start:.2f}", f"{turn.end:.2f}", turn.emotion, f"{turn.confidence:.2f}",
+                ", ".join(f"{name} {p:.2f}" for name, p in top),
+            )  # fmt: skip
+        console.print(table, highlight=False)
 
 
 def _exit_status(done: int, failures: list, verb: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,63 +101,110 @@ def extract_corpus(
         raise AudioError(path, reason)
     batched_on = torch_device(device)
     workers = workers or default_workers()
-    by_speaker: dict[str, list[Utterance]] = defaultdict(list)
-    for utterance in corpus.utterances:
-        by_speaker[utterance.speaker].append(utterance)
+    by_speaker = _by_speaker(corpus.utterances)
     plan = augment if augment is not None and augment.augment else None
-    writer = FeatureWriter(
-        out,
-        corpus.name,
-        corpus.classes,
-        config,
-        plan.to_dict() if plan else None,
-        functionals,
-        corpus.selection,
-    )
+    recipe = plan.to_dict() if plan else None
+    writer = FeatureWriter(out, corpus.name, corpus.classes, config, recipe, functionals, corpus.selection)
     summary = ExtractSummary(Path(out), corpus.classes, skipped=list(corpus.skipped))
     done = writer.done_speakers()
     jobs = [_job(u, by_speaker[s], plan) for s in sorted(by_speaker) if s not in done for u in by_speaker[s]]
-    pool = worker_pool(workers, _init_worker, (config, plan, functionals)) if workers > 1 else None
-    if pool is None:
-        _init_worker(config, plan, functionals)
-    try:
-        if batched_on is None:
-            outcomes = _ordered_map(pool, _extract_chunk, jobs, workers)
-        else:
-            prepared = _ordered_map(pool, _prepare_chunk, jobs, workers)
-            outcomes = _batched_features(prepared, config, batched_on, batch_size)
-        with progress_bar(progress) as bar:
-            task = bar.add_task("extracting", total=len(corpus.utterances))
-            for speaker in sorted(by_speaker):
-                utterances = by_speaker[speaker]
-                if speaker in done:
-                    summary.resumed.append(speaker)
-                    data = writer.read_speaker(speaker)
-                    bar.advance(task, len(utterances))
-                else:
-                    bar.update(task, description=f"speaker {speaker}")
-                    data = _extract_speaker(
-                        utterances, corpus, config, outcomes, strict, lambda: bar.advance(task), plan
-                    )
-                    writer.write_speaker(speaker, data)
-                summary.add(speaker, data)
-        if not sum(summary.utterances.values()):
-            writer.close()
-            writer.partial.unlink(missing_ok=True)
-            first = f" (first: {summary.skipped[0][0]}: {summary.skipped[0][1]})" if summary.skipped else ""
-            raise EmovisionError(
-                f"no usable recording: all {len(summary.skipped)} files were skipped{first}; nothing written"
+    with _workers(workers, config, plan, functionals) as pool:
+        try:
+            outcomes = _outcomes(pool, jobs, workers, config, batched_on, batch_size)
+            _write_speakers(
+                writer,
+                summary,
+                by_speaker,
+                done,
+                lambda group, step: _extract_speaker(group, corpus, config, outcomes, strict, step, plan),
+                progress,
             )
-        path = writer.finish()
-    finally:
-        writer.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            _refuse_empty(writer, summary)
+            path = writer.finish()
+        finally:
+            writer.close()
     if seed_pickle:
         from emovision.data.store import load_speakers
 
         write_seed_pickle(path.with_suffix(".pkl"), load_speakers(path))
     return summary
+
+
+def _by_speaker(utterances: list[Utterance]) -> dict[str, list[Utterance]]:
+    """``utterances`` by speaker, each speaker's in corpus order."""
+    by_speaker: dict[str, list[Utterance]] = defaultdict(list)
+    for utterance in utterances:
+        by_speaker[utterance.speaker].append(utterance)
+    return by_speaker
+
+
+@contextmanager
+def _workers(
+    workers: int, config: FeatureConfig, plan: AugmentPlan | None, functionals: str | None
+) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool of ``workers`` processes set up for the extraction, shut down on leaving; with one
+    worker no pool (``None``): this process is set up to do the work itself."""
+    pool = worker_pool(workers, _init_worker, (config, plan, functionals)) if workers > 1 else None
+    if pool is None:
+        _init_worker(config, plan, functionals)
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _outcomes(
+    pool: ProcessPoolExecutor | None,
+    jobs: list[Job],
+    workers: int,
+    config: FeatureConfig,
+    batched_on: str | None,
+    batch_size: int,
+) -> Iterator[Outcome]:
+    """The outcomes of ``jobs`` in order: computed by the workers (numpy), or, with a torch device
+    ``batched_on``, the audio decoded by the workers and the features computed in batches there."""
+    if batched_on is None:
+        return _ordered_map(pool, _extract_chunk, jobs, workers)
+    prepared = _ordered_map(pool, _prepare_chunk, jobs, workers)
+    return _batched_features(prepared, config, batched_on, batch_size)
+
+
+def _write_speakers(
+    writer: FeatureWriter,
+    summary: ExtractSummary,
+    by_speaker: dict[str, list[Utterance]],
+    done: set[str],
+    extract: Callable[[list[Utterance], Callable[[], None]], SpeakerFeatures],
+    progress: bool,
+) -> None:
+    """Every speaker into ``summary``: read back from the partial file when in ``done`` (a resumed
+    run), else ``extract(utterances, advance)`` and written."""
+    with progress_bar(progress) as bar:
+        task = bar.add_task("extracting", total=sum(len(group) for group in by_speaker.values()))
+        for speaker in sorted(by_speaker):
+            utterances = by_speaker[speaker]
+            if speaker in done:
+                summary.resumed.append(speaker)
+                data = writer.read_speaker(speaker)
+                bar.advance(task, len(utterances))
+            else:
+                bar.update(task, description=f"speaker {speaker}")
+                data = extract(utterances, lambda: bar.advance(task))
+                writer.write_speaker(speaker, data)
+            summary.add(speaker, data)
+
+
+def _refuse_empty(writer: FeatureWriter, summary: ExtractSummary) -> None:
+    """Raise, the partial file removed, when every file was skipped."""
+    if sum(summary.utterances.values()):
+        return
+    writer.close()
+    writer.partial.unlink(missing_ok=True)
+    first = f" (first: {summary.skipped[0][0]}: {summary.skipped[0][1]})" if summary.skipped else ""
+    raise EmovisionError(
+        f"no usable recording: all {len(summary.skipped)} files were skipped{first}; nothing written"
+    )
 
 
 def torch_device(device: str) -> str | None:
@@ -224,33 +272,14 @@ def _extract_speaker(
         ids.append(utterance.id)
         durations.append(duration)
     empty = np.zeros((0, config.channels, config.height, config.segment_frames), dtype=np.float32)
-    augmented = None
-    if plan is not None:
-        kinds = list(plan.variants) * len(ids)
-        augmented = AugmentedCopies(
-            segments=np.concatenate([p for _, p in copies]) if copies else empty,
-            segment_labels=np.concatenate(
-                [np.full(p.shape[0], utt_labels[row], dtype=np.int64) for row, p in copies]
-            )
-            if copies
-            else np.zeros(0, dtype=np.int64),
-            segments_per_utterance=np.array([p.shape[0] for _, p in copies], dtype=np.int64),
-            source=np.array([row for row, _ in copies], dtype=np.int64),
-            kinds=kinds,
-            functionals=np.stack(copy_functionals) if copy_functionals else None,
-        )
+    augmented = (
+        None if plan is None else _augmented_features(plan, copies, utt_labels, copy_functionals, empty)
+    )
     values = np.stack(functionals) if functionals else None
     if config.speaker_norm and segments:
         segments = [speaker_normalise(np.concatenate(segments))]
         if augmented is not None:
-            # each kind by its own statistics, as a channel (a noise, a room) is normalised by the
-            # speaker's recordings through it
-            kinds = np.repeat(np.array(augmented.kinds), augmented.segments_per_utterance)
-            augmented.segments = speaker_normalise_groups(augmented.segments, kinds)
-            if augmented.functionals is not None:
-                augmented.functionals = speaker_normalise_groups(
-                    augmented.functionals, np.array(augmented.kinds)
-                )
+            _speaker_normalise_copies(augmented)
         if values is not None:
             values = speaker_normalise(values)
     return SpeakerFeatures(
@@ -265,6 +294,39 @@ def _extract_speaker(
         augmented=augmented,
         functionals=values,
     )
+
+
+def _augmented_features(
+    plan: AugmentPlan,
+    copies: list[tuple[int, np.ndarray]],
+    utterance_labels: list[int],
+    copy_functionals: list[np.ndarray],
+    empty: np.ndarray,
+) -> AugmentedCopies:
+    """The augmented copies of one speaker's kept utterances: ``copies`` holds (row of the utterance,
+    segments (n, C, F, T)) per copy, each utterance's ``plan.variants`` in turn; ``copy_functionals``
+    the functionals (D,) of each copy, or nothing; ``empty`` is (0, C, F, T)."""
+    return AugmentedCopies(
+        segments=np.concatenate([p for _, p in copies]) if copies else empty,
+        segment_labels=np.concatenate(
+            [np.full(p.shape[0], utterance_labels[row], dtype=np.int64) for row, p in copies]
+        )
+        if copies
+        else np.zeros(0, dtype=np.int64),
+        segments_per_utterance=np.array([p.shape[0] for _, p in copies], dtype=np.int64),
+        source=np.array([row for row, _ in copies], dtype=np.int64),
+        kinds=list(plan.variants) * len(utterance_labels),
+        functionals=np.stack(copy_functionals) if copy_functionals else None,
+    )
+
+
+def _speaker_normalise_copies(augmented: AugmentedCopies) -> None:
+    """Normalise the segments (and functionals) of the copies in place, each kind by its own
+    statistics, as a channel (a noise, a room) is normalised by the speaker's recordings through it."""
+    kinds = np.repeat(np.array(augmented.kinds), augmented.segments_per_utterance)
+    augmented.segments = speaker_normalise_groups(augmented.segments, kinds)
+    if augmented.functionals is not None:
+        augmented.functionals = speaker_normalise_groups(augmented.functionals, np.array(augmented.kinds))
 
 
 def _ordered_map(

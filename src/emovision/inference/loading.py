@@ -73,19 +73,32 @@ def recognizer_arguments(path: Path, device: str, threads: int | None, calibrati
     normalisers, as keyword arguments."""
     fused = fusion_of(path, fusion)
     if path.suffix.lower() == ".onnx":
-        backend: TorchBackend | OnnxBackend = OnnxBackend(path, device, threads)
-        meta = backend.metadata
-        config = json.loads(meta["feature_config"])
-        stored = float(meta["temperature"]) if meta.get("temperature") else None
-        return {
-            "backend": backend,
-            "classes": json.loads(meta["classes"]),
-            "config": FeatureConfig.from_dict(config) if config else None,
-            "aggregate": meta["aggregate"],
-            "model": json.loads(meta["model"]),
-            "temperature": temperature_for(stored, calibration, path),
-            "normalisers": [SpeakerNormaliser.from_json(meta.get("speaker_norm"))],
-        }
+        return _onnx_arguments(path, device, threads, calibration)
+    return _torch_arguments(path, device, threads, calibration, fused)
+
+
+def _onnx_arguments(path: Path, device: str, threads: int | None, calibration: str) -> dict:
+    """:func:`recognizer_arguments` of an ONNX file: all from its metadata."""
+    backend = OnnxBackend(path, device, threads)
+    meta = backend.metadata
+    config = json.loads(meta["feature_config"])
+    stored = float(meta["temperature"]) if meta.get("temperature") else None
+    return {
+        "backend": backend,
+        "classes": json.loads(meta["classes"]),
+        "config": FeatureConfig.from_dict(config) if config else None,
+        "aggregate": meta["aggregate"],
+        "model": json.loads(meta["model"]),
+        "temperature": temperature_for(stored, calibration, path),
+        "normalisers": [SpeakerNormaliser.from_json(meta.get("speaker_norm"))],
+    }
+
+
+def _torch_arguments(
+    path: Path, device: str, threads: int | None, calibration: str, fused: LinearFusion | None
+) -> dict:
+    """:func:`recognizer_arguments` of a checkpoint, a cv folder or an ensemble folder (its first
+    payload the main backend, the others ``extra`` members), ``fused`` checked against them."""
     from emovision.inference.runs import (
         ensemble_members,
         is_ensemble_folder,
