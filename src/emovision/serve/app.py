@@ -19,9 +19,7 @@ at once, in worker threads, so the event loop keeps answering.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,6 +46,7 @@ from emovision.serve import (
     DEFAULT_SPEAKER_TTL,
 )
 from emovision.serve.speakers import MAX_KEY_LENGTH, SpeakerStore, check_key
+from emovision.serve.state import ServeState, Slots
 
 if TYPE_CHECKING:
     from emovision.inference.explain import Explanation  # imports torch, which an ONNX server does without
@@ -198,6 +197,35 @@ def create_app(
     """
     if max_upload_bytes < 1 or max_seconds <= 0 or concurrency < 1 or queue_timeout <= 0:
         raise EmovisionError("upload limit, duration limit, concurrency and queue timeout must be positive")
+    recognizer = _servable(model, device, fusion)
+    app = FastAPI(
+        title="emovision",
+        version=emovision.__version__,
+        description="Speech emotion recognition: upload a recording, get the emotion.",
+        form_limits={"max_files": 1, "max_fields": 4},
+    )
+    app.add_middleware(_BodyLimit, max_bytes=max_upload_bytes + MULTIPART_OVERHEAD)
+    app.state.recognizer = recognizer
+    app.state.speakers = SpeakerStore(recognizer.new_enrolment, max_speakers, speaker_ttl)
+    state = ServeState(
+        recognizer=recognizer,
+        speakers=app.state.speakers,
+        slots=Slots(concurrency),
+        max_upload_bytes=max_upload_bytes,
+        max_seconds=max_seconds,
+        queue_timeout=queue_timeout,
+        explain_refusal=_why_not_explainable(recognizer),
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(AudioError, _audio_error)
+    app.add_exception_handler(EmovisionError, _user_error)
+    _add_routes(app, Handlers(state))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _servable(model: Recognizer | str | Path, device: str, fusion: str) -> Recognizer:
+    """``model`` (loaded when it is a path) if it can score uploads, else :class:`EmovisionError`."""
     recognizer = (
         model if isinstance(model, Recognizer) else Recognizer.load(model, device=device, fusion=fusion)
     )
@@ -211,69 +239,19 @@ def create_app(
             "this fusion's linear model takes speaker-normalised functionals, which one upload cannot "
             "provide: serve it with --fusion off"
         )
-    app = FastAPI(
-        title="emovision",
-        version=emovision.__version__,
-        description="Speech emotion recognition: upload a recording, get the emotion.",
-        form_limits={"max_files": 1, "max_fields": 4},
-    )
-    app.add_middleware(_BodyLimit, max_bytes=max_upload_bytes + MULTIPART_OVERHEAD)
-    app.state.recognizer = recognizer
-    speakers = SpeakerStore(recognizer.new_enrolment, max_speakers, speaker_ttl)
-    app.state.speakers = speakers
-    slots = _Slots(concurrency)
-    explainable = _why_not_explainable(recognizer)
+    return recognizer
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        missing = [error for error in exc.errors() if error.get("type") == "missing"]
-        if missing and missing[0].get("loc", [None])[-1] == "file":
-            message = "no audio: send it as multipart/form-data in the field 'file'"
-        else:
-            message = "; ".join(
-                f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}" for e in exc.errors()
-            )
-        return JSONResponse({"detail": message}, status_code=422)
 
-    @app.exception_handler(AudioError)
-    async def audio_error(request: Request, exc: AudioError) -> JSONResponse:
-        status = 413 if isinstance(exc, TooLongError) else 422
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
-    @app.exception_handler(EmovisionError)
-    async def user_error(request: Request, exc: EmovisionError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/api/health", response_model=HealthOut, summary="the model and the limits")
-    async def health() -> HealthOut:
-        return HealthOut(
-            status="ok",
-            version=emovision.__version__,
-            model=str(recognizer.model.get("name", "")),
-            backend=recognizer.backend,
-            classes=recognizer.classes,
-            sample_rate=recognizer.config.sample_rate,
-            max_upload_bytes=max_upload_bytes,
-            max_seconds=max_seconds,
-            speaker_normalised=recognizer.speaker_normalised,
-            explainable=explainable is None,
-        )
-
-    @app.delete(
+def _add_routes(app: FastAPI, handlers: Handlers) -> None:
+    """Route the page, the health check, forgetting a speaker key and predicting to ``handlers``."""
+    app.get("/", include_in_schema=False)(handlers.page)
+    app.get("/api/health", response_model=HealthOut, summary="the model and the limits")(handlers.health)
+    app.delete(
         "/api/speakers/{key}",
         summary="forget what the server knows of a speaker key",
         responses={404: {"description": "unknown key"}},
-    )
-    async def forget(key: str) -> dict:
-        if not speakers.delete(check_key(key)):
-            raise HTTPException(404, "no such speaker key (never used, expired or dropped)")
-        return {"deleted": key}
-
-    @app.post(
+    )(handlers.forget)
+    app.post(
         "/api/predict",
         response_model=PredictionOut,
         summary="the emotion of an uploaded recording",
@@ -288,8 +266,61 @@ def create_app(
                 (503, "too busy, retry later"),
             )
         },
-    )
+    )(handlers.predict)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming the field ``file`` when it is missing, else every invalid parameter and why."""
+    missing = [error for error in exc.errors() if error.get("type") == "missing"]
+    if missing and missing[0].get("loc", [None])[-1] == "file":
+        message = "no audio: send it as multipart/form-data in the field 'file'"
+    else:
+        message = "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}" for e in exc.errors())
+    return JSONResponse({"detail": message}, status_code=422)
+
+
+async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
+    """413 for a recording over the duration limit, 422 for other unusable audio."""
+    status = 413 if isinstance(exc, TooLongError) else 422
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+async def _user_error(request: Request, exc: EmovisionError) -> JSONResponse:
+    """422 for any other error the library raises on a request (a bad speaker key, say)."""
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+class Handlers:
+    """The routes' handlers, around the model and limits they share."""
+
+    def __init__(self, state: ServeState) -> None:
+        self.state = state
+
+    async def page(self) -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def health(self) -> HealthOut:
+        recognizer = self.state.recognizer
+        return HealthOut(
+            status="ok",
+            version=emovision.__version__,
+            model=str(recognizer.model.get("name", "")),
+            backend=recognizer.backend,
+            classes=recognizer.classes,
+            sample_rate=recognizer.config.sample_rate,
+            max_upload_bytes=self.state.max_upload_bytes,
+            max_seconds=self.state.max_seconds,
+            speaker_normalised=recognizer.speaker_normalised,
+            explainable=self.state.explain_refusal is None,
+        )
+
+    async def forget(self, key: str) -> dict:
+        if not self.state.speakers.delete(check_key(key)):
+            raise HTTPException(404, "no such speaker key (never used, expired or dropped)")
+        return {"deleted": key}
+
     async def predict(
+        self,
         file: Annotated[UploadFile, File(description="audio: WAV, FLAC, OGG or MP3")],
         spectrogram: Annotated[bool, Query(description="also return the spectrogram the model saw")] = False,
         turns: Annotated[
@@ -314,29 +345,11 @@ def create_app(
             ),
         ] = False,
     ) -> PredictionOut:
-        if explain and explainable is not None:
-            raise HTTPException(422, explainable)
-        content_type = (file.content_type or "").split(";")[0].strip().lower()
-        if not (content_type.startswith("audio/") or content_type in AUDIO_PART_TYPES):
-            raise HTTPException(415, f"'{file.filename}' is {content_type}, not audio")
-        data = await file.read()
-        name = Path(file.filename or "upload").name
-        if not data:
-            raise HTTPException(400, f"'{name}' is empty (0 bytes)")
-        if len(data) > max_upload_bytes:
-            raise HTTPException(413, f"'{name}' is larger than the limit of {_megabytes(max_upload_bytes)}")
-        model = recognizer
-        enrol = speaker is not None and recognizer.speaker_normalised
-        if speaker is not None:
-            check_key(speaker)
-            if enrol:
-                model = recognizer.with_speaker(speakers.get(speaker))
-        semaphore = slots.get()
-        try:
-            await asyncio.wait_for(semaphore.acquire(), queue_timeout)
-        except TimeoutError:
-            raise HTTPException(503, "the server is busy: retry later", {"Retry-After": "5"}) from None
-        try:
+        if explain and self.state.explain_refusal is not None:
+            raise HTTPException(422, self.state.explain_refusal)
+        data, name = await _read_upload(file, self.state.max_upload_bytes)
+        model, enrol = self._model_for(speaker)
+        async with self.state.slots.hold(self.state.queue_timeout):
             found = None
             if turns:
                 found = await run_in_threadpool(
@@ -344,43 +357,50 @@ def create_app(
                     data,
                     name=name,
                     min_confidence=min_confidence,
-                    max_seconds=max_seconds,
+                    max_seconds=self.state.max_seconds,
                 )
-            if explain:
-                explanation = await run_in_threadpool(
-                    model.explain, data, name=name, max_seconds=max_seconds, enrol=enrol
-                )
-                result = explanation.prediction
-            else:
-                explanation = None
-                result = await run_in_threadpool(
-                    model.predict,
-                    data,
-                    name=name,
-                    keep_features=spectrogram,
-                    max_seconds=max_seconds,
-                    enrol=enrol,
-                )
-        finally:
-            semaphore.release()
-        return _response(result, recognizer, found, explanation)
+            result, explanation = await self._score(model, data, name, spectrogram, explain, enrol)
+        return _response(result, self.state.recognizer, found, explanation)
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+    def _model_for(self, speaker: str | None) -> tuple[Recognizer, bool]:
+        """The model to score with under the key ``speaker``, and whether the upload joins its statistics."""
+        model = self.state.recognizer
+        enrol = speaker is not None and model.speaker_normalised
+        if speaker is not None:
+            check_key(speaker)
+            if enrol:
+                model = model.with_speaker(self.state.speakers.get(speaker))
+        return model, enrol
+
+    async def _score(
+        self, model: Recognizer, data: bytes, name: str, keep_features: bool, explain: bool, enrol: bool
+    ) -> tuple[Prediction, Explanation | None]:
+        """The prediction for the audio file ``data``, and the explanation of it when ``explain``."""
+        max_seconds = self.state.max_seconds
+        if explain:
+            explanation = await run_in_threadpool(
+                model.explain, data, name=name, max_seconds=max_seconds, enrol=enrol
+            )
+            return explanation.prediction, explanation
+        prediction = await run_in_threadpool(
+            model.predict, data, name=name, keep_features=keep_features, max_seconds=max_seconds, enrol=enrol
+        )
+        return prediction, None
 
 
-class _Slots:
-    """``concurrency`` prediction slots: one semaphore per event loop (uvicorn runs one; tests several)."""
-
-    def __init__(self, concurrency: int) -> None:
-        self.concurrency = concurrency
-        self._by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def get(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if loop not in self._by_loop:
-            self._by_loop[loop] = asyncio.Semaphore(self.concurrency)
-        return self._by_loop[loop]
+async def _read_upload(file: UploadFile, max_upload_bytes: int) -> tuple[bytes, str]:
+    """The bytes and the base name of an uploaded audio part: 415 if it is not audio, 400 if empty,
+    413 if over ``max_upload_bytes``."""
+    content_type = (file.content_type or "").split(";")[0].strip().lower()
+    if not (content_type.startswith("audio/") or content_type in AUDIO_PART_TYPES):
+        raise HTTPException(415, f"'{file.filename}' is {content_type}, not audio")
+    data = await file.read()
+    name = Path(file.filename or "upload").name
+    if not data:
+        raise HTTPException(400, f"'{name}' is empty (0 bytes)")
+    if len(data) > max_upload_bytes:
+        raise HTTPException(413, f"'{name}' is larger than the limit of {_megabytes(max_upload_bytes)}")
+    return data, name
 
 
 async def _require_multipart(request: Request) -> None:
