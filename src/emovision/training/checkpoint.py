@@ -1,13 +1,32 @@
 """Model checkpoints: everything needed to use a trained model, loadable with ``weights_only=True``.
 
-A checkpoint (:func:`build_checkpoint`) is a dict of plain values and tensors: ``format``, ``version``, ``model``
-(name, classes count, channels, height, frames, input normalisation, resize, head — ``gap``
-when absent), ``classes``, ``corpus``, ``selection``, ``feature_config`` (``None`` when trained on
-a legacy pickle), ``speaker_norm`` (the pipeline's speaker normaliser, ``None`` without one),
-``aggregate``, ``temperature``, ``state_dict`` (input normaliser statistics included),
-``metrics``, ``train_config``, ``fold``, ``features_file`` and ``versions``. An *ensemble* payload (a cv folder used as one model, see
+A checkpoint (:func:`build_checkpoint`; a fold's ``best.pth``) is a dict of plain values and tensors:
+
+``format``, ``version``
+    :data:`FORMAT` and the :data:`VERSION` of the layout (a newer one is refused);
+``model``
+    what builds the network: ``name``, ``num_classes``, ``channels``, ``height``, ``frames`` (the
+    segments' ``(C, F, T)``), ``input_norm``, ``resize`` and ``head`` (``gap`` when absent);
+``classes``, ``corpus``, ``selection``
+    the class names in output order, the corpus and the class selection of the features;
+``feature_config``
+    the features' configuration (``None`` when trained on a legacy pickle);
+``speaker_norm``
+    the pipeline's speaker normaliser (``None`` without one);
+``aggregate``, ``temperature``
+    the segment-to-utterance rule and the calibration temperature (``None`` without a validation
+    speaker, and before the fold finishes);
+``state_dict``
+    the weights, input normaliser statistics included, on the CPU;
+``metrics``
+    the fold's metrics (``metrics.json``); while training, ``{"val", "epoch"}`` of the best epoch so far;
+``train_config``, ``fold``, ``features_file``, ``versions``
+    the training options, the fold's speakers, the features file and the software versions.
+
+An *ensemble* payload (a cv folder used as one model, see
 :func:`emovision.inference.runs.load_model_payload`) has the same keys but ``state_dict``, and ``members``:
-the list of its models' checkpoints.
+the list of its models' checkpoints. The state a run resumes from (``last.pth``) is described in
+:mod:`emovision.training.resume`.
 """
 
 from __future__ import annotations
@@ -97,6 +116,11 @@ def load_weights_only(path: str | Path) -> object:
         raise CheckpointError(
             f"{path} cannot be loaded safely (weights_only=True): {type(exc).__name__}: {str(exc)[:200]}"
         ) from None
+
+
+def checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of the checkpoint at ``path``, read with ``weights_only=True``."""
+    return load_weights_only(path)["state_dict"]
 
 
 def model_from_checkpoint(payload: dict) -> SERModel | EnsembleModel:

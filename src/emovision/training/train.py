@@ -7,13 +7,14 @@ of every batch (:func:`rank_batches`); rank 0 alone reads and writes the run fol
 every decision (best epoch, early stopping, plateau steps), which the other ranks receive
 (:func:`emovision.training.distributed.on_rank0`).
 
-Run folder: ``best.pth`` (checkpoint of the best validation epoch, with test metrics),
-``last.pth`` (state to resume from), ``metrics.json``, ``curves.png``, ``confusion.png``.
+Run folder: ``best.pth`` (checkpoint of the best validation epoch, with test metrics, see
+:mod:`emovision.training.checkpoint`), ``last.pth`` (state to resume from, see
+:mod:`emovision.training.resume`), ``metrics.json``, ``curves.png``, ``confusion.png`` (see
+:mod:`emovision.training.fold_outputs`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -21,32 +22,34 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
-from emovision import plots
 from emovision.data.features import FeatureConfig
-from emovision.data.speaker_norm import (
-    ENROL_DRAWS,
-    MODES,
-    ModeView,
-    SpeakerNormaliser,
-    TrainingDraws,
-    mode_view,
-    recording_moments,
-)
+from emovision.data.speaker_norm import MODES, ModeView
 from emovision.data.store import utterance_counts
 from emovision.errors import EmovisionError
-from emovision.files import atomic_write_bytes, read_json
-from emovision.system import resolve_device, software_versions
+from emovision.system import resolve_device
 from emovision.training import augment
-from emovision.training.calibration import apply_temperature, fit_temperature, mean_nll, reliability
-from emovision.training.checkpoint import build_checkpoint, load_weights_only, save_checkpoint
+from emovision.training.checkpoint import build_checkpoint, checkpoint_weights, save_checkpoint
 from emovision.training.dataset import FeatureSource, Split, load_split, open_source
 from emovision.training.distributed import on_rank0
+from emovision.training.fold_outputs import SplitScores, finished_metrics, fold_metrics, write_fold_outputs
 from emovision.training.folds import Fold
 from emovision.training.metrics import score_utterances, segment_log_probs, utterance_scores
 from emovision.training.models import SERModel, build_ser_model, get_spec
 from emovision.training.options import TrainConfig
+from emovision.training.pipeline_norm import pipeline_norm
+from emovision.training.resume import (
+    LAST_FILE,
+    Resumable,
+    RunPosition,
+    gather_draw_states,
+    restore,
+    resume_state,
+    saved_state,
+)
+
+BEST_FILE = "best.pth"
 
 
 class Trainer:
@@ -70,61 +73,18 @@ class Trainer:
 
     # ----- set-up -------------------------------------------------------------------------
     def prepare(self) -> None:
+        """Load the fold's splits; build the model with its input normaliser fitted, the optimiser,
+        the learning-rate schedule, the weight average and the random generators."""
         config = self.config
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.train_split = load_split(self.source, self.fold.train, config.copy_kinds)
-        self.val_split = load_split(self.source, self.fold.val) if self.fold.val else None
-        self.test_split = load_split(self.source, self.fold.test) if self.fold.test else None
-        for role, split in (
-            ("training", self.train_split),
-            ("validation", self.val_split),
-            ("test", self.test_split),
-        ):
-            if split is not None and len(split) == 0:
-                raise EmovisionError(f"the {role} set ({', '.join(split.speakers)}) has no segments")
-        present = torch.unique(self.train_split.segment_labels).numel()
-        if present < 2:
-            raise EmovisionError("the training set holds fewer than two classes")
+        self.train_split, self.val_split, self.test_split = load_fold_splits(self.source, self.fold, config)
         channels, height, _ = self.train_split.segments.shape[1:]
+        model = untrained_model(config, len(self.classes), channels, height)
+        segments, labels = training_rows(self.train_split)
+        fit_on = self._speaker_normalisation(segments)
         spec = get_spec(config.model)
-        model = build_ser_model(
-            config.model,
-            len(self.classes),
-            channels,
-            height,
-            pretrained=config.pretrained,
-            weights_file=config.weights,
-            input_norm=config.input_norm,
-            resize=config.resize,
-            head=config.head,
-        )
-        segments, labels = self.train_split.segments, self.train_split.segment_labels
-        if self.train_split.copies is not None:
-            segments = torch.cat([segments, self.train_split.copies])
-            labels = torch.cat([labels, self.train_split.copy_labels])
-        self.normaliser, self.draws, self.views = None, None, {}
-        fit_on = self.train_split.segments
-        if config.speaker_norm != "none":
-            self.normaliser, self.draws = self._speaker_draws(segments)
-            self.views = {
-                role: self._views(split)
-                for role, split in (("val", self.val_split), ("test", self.test_split))
-                if split is not None
-            }
-            clean = len(self.train_split.utterance_ids)  # the draws' first recordings: the clean utterances
-            split = self.train_split
-            whole = mode_view(
-                self.normaliser,
-                self.draws.means[:clean],
-                self.draws.squares[:clean],
-                split.speakers,
-                split.utterance_speakers,
-                "transductive",
-            )
-            fit_on = whole.normalise(split.segments, split.segments_per_utterance)
-        top_db = (self.source.config or FeatureConfig()).top_db
-        model.norm.fit(fit_on, top_db, spec.mean, spec.std)
+        model.norm.fit(fit_on, (self.source.config or FeatureConfig()).top_db, spec.mean, spec.std)
         _check_input_size(model, self.train_split.segments[:2], config.model)
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.network = self.model
@@ -135,85 +95,31 @@ class Trainer:
         self.train_labels = labels
         self.train_x = _resident(segments, self.device)
         self.train_y = labels.to(self.train_x.device)
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, config.lr, config.backbone_lr_scale),
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-        )
-        self.scheduler = make_scheduler(self.optimizer, config)
-        self.ema = weight_average(self.model, config.ema) if config.ema else None
+        self.optimizer, self.scheduler, self.ema = optimisation(self.model, config)
         self.scored = self.ema.module if self.ema is not None else self.model
+        objects = self.model, self.ema, self.optimizer, self.scheduler, self.generator, self.draw_generator
+        self.resumable = Resumable(*objects, self.device)
         weights = augment.class_weights(self.train_split.segment_labels, len(self.classes))
         self.class_weights = weights.to(self.device) if config.class_weighted else None
-        self.perturbation = self._stability_source(channels)
+        self.perturbation = stability_source(config, self.source, channels)
 
-    def _stability_source(self, channels: int) -> str:
-        source = self.config.stability_source
-        lognrev = self.source.config is not None and self.source.config.kind == "lognrevspec"
-        if source == "channels" and not (lognrev and channels == 3):
-            raise EmovisionError(
-                "--stability-source channels needs lognrevspec features (clean, noisy, reverberant)"
-            )
-        if source == "auto":
-            return "channels" if lognrev and channels == 3 else "gaussian"
-        return source
-
-    def _speaker_draws(self, segments: torch.Tensor) -> tuple[SpeakerNormaliser, TrainingDraws]:
-        """The prior of the training recordings and the per-batch statistics of every training row
-        (``segments``: clean rows, then the copies' rows)."""
-        split = self.train_split
-        starts = np.concatenate([[0], np.cumsum(split.segments_per_utterance)[:-1]])
-        versions = split.versions or [
-            [(int(a), int(n))] for a, n in zip(starts, split.segments_per_utterance, strict=True)
-        ]
-        order = [(v[0], u) for u, v in enumerate(versions)] + [
-            (c, u) for u, v in enumerate(versions) for c in v[1:]
-        ]
-        row_recording = np.empty(segments.shape[0], dtype=np.int64)
-        for recording, ((start, count), _) in enumerate(order):
-            row_recording[start : start + count] = recording
-        rows = np.concatenate([np.arange(start, start + count) for (start, count), _ in order])
-        counts = np.array([count for (_, count), _ in order])
-        means, squares = recording_moments(segments[torch.from_numpy(rows)], counts)
-        clean = len(versions)
-        normaliser = SpeakerNormaliser.fit(
-            self.config.speaker_norm, means[:clean], squares[:clean], self.config.speaker_prior
-        )
-        owners = np.array([u for _, u in order])
-        draws = TrainingDraws(normaliser, row_recording, means, squares, owners, split.utterance_speakers)
-        return normaliser, draws
-
-    def _views(self, split: Split) -> list[tuple[str, int, ModeView]]:
-        """``split`` in every mode: (mode, draw, view), the enrolled mode in ``ENROL_DRAWS`` draws."""
-        means, squares = recording_moments(split.segments, split.segments_per_utterance)
-        views = []
-        for mode in MODES:
-            for draw in range(ENROL_DRAWS if mode == "enrolled" else 1):
-                view = mode_view(
-                    self.normaliser,
-                    means,
-                    squares,
-                    split.speakers,
-                    split.utterance_speakers,
-                    mode,
-                    self.config.enrol,
-                    draw,
-                )
-                views.append((mode, draw, view))
-        return views
+    def _speaker_normalisation(self, segments: torch.Tensor) -> torch.Tensor:
+        """Set up pipeline speaker normalisation (none without ``--speaker-norm``) for the training rows
+        ``segments`` ``(N, C, F, T)``; the training segments the input normaliser is fitted on."""
+        self.normaliser, self.draws, self.views = None, None, {}
+        if self.config.speaker_norm == "none":
+            return self.train_split.segments
+        evaluated = {"val": self.val_split, "test": self.test_split}
+        norm = pipeline_norm(self.config, self.train_split, segments, evaluated)
+        self.normaliser, self.draws, self.views = norm.normaliser, norm.draws, norm.views
+        return norm.fit_on
 
     # ----- one epoch ------------------------------------------------------------------------
     def train_epoch(self) -> tuple[float, float]:
         """Mean training loss and segments per second of one epoch."""
         config = self.config
         self.network.train()
-        if self.train_split.versions is not None:
-            pool = augment.pick_versions(self.train_split.versions, config.augment_prob, self.generator)
-        else:
-            pool = torch.arange(len(self.train_split))
-        if config.oversampling:
-            pool = pool[augment.oversample_indices(self.train_labels[pool], self.generator)]
-        order = pool[torch.randperm(pool.numel(), generator=self.generator)]
+        order = epoch_order(self.train_split, self.train_labels, config, self.generator)
         total, seen = 0.0, 0
         start = time.perf_counter()
         for share, weight in rank_batches(order, config.batch_size, self.world, self.rank):
@@ -242,6 +148,8 @@ class Trainer:
         return total / max(seen, 1), seen / max(elapsed, 1e-9)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch ``x`` ``(B, C, F, T)`` with labels ``y`` ``(B,)``, augmented
+        as the options say (SpecAugment, mixup, stability training)."""
         config = self.config
         if "specaugment" in config.augmentations:
             x = augment.spec_augment(
@@ -293,33 +201,68 @@ class Trainer:
         if self.normaliser is None:
             metrics, loss, scores = self.evaluate(split)
             return metrics, loss, scores, None
-        modes: dict = {}
-        for mode, _, view in self.views[role]:
-            metrics, loss, scores = self.evaluate(split, view)
-            entry = {**metrics, "scored": view.scored.tolist(), "scores": np.round(scores, 6).tolist()}
-            if mode == "enrolled":
-                modes.setdefault("enrolled", {"k": self.config.enrol, "draws": []})["draws"].append(entry)
-            else:
-                modes[mode] = entry
-                if mode == "cold":
-                    served = metrics, loss, scores
-        draws = modes["enrolled"]["draws"]
-        for key in ("wa", "ua"):
-            modes["enrolled"][key] = float(np.mean([d[key] for d in draws]))
-        return (*served, modes)
+        results = [(mode, view, *self.evaluate(split, view)) for mode, _, view in self.views[role]]
+        return mode_metrics(results, self.config.enrol)
 
-    def selection_ua(self, modes: dict | None, served: dict) -> float:
-        """The validation figure epochs are chosen by: the served mode's, the transductive mode's for
-        ``--speaker-norm transductive`` (as before), the mean over the three modes for ``mixed``."""
-        key = self.config.select_by
-        if modes is None:
-            return served[key]
-        if self.config.speaker_norm == "transductive":
-            return modes["transductive"][key]
-        return float(np.mean([modes[mode][key] for mode in MODES]))
+    def validate(self) -> tuple[dict | None, dict, float]:
+        """Validation metrics, the history columns they fill and the selection score of this epoch."""
+        if self.val_split is None:
+            return None, {}, float(self.position.epoch)
+        val, val_loss, _, modes = self.evaluate_modes(self.val_split, "val")
+        columns = {"val_loss": val_loss, "val_wa": val["wa"], "val_ua": val["ua"]}
+        if modes is not None:
+            columns.update({f"val_ua_{mode}": modes[mode]["ua"] for mode in MODES})
+        return val, columns, selection_score(self.config, modes, val)
 
-    # ----- persistence ------------------------------------------------------------------------
+    # ----- the loop ----------------------------------------------------------------------------
+    def run(self, resume: bool) -> dict:
+        """Train (after the last finished epoch of ``last.pth`` with ``resume``) until the last epoch
+        or early stopping; the test metrics of the best epoch."""
+        self.position = RunPosition()
+        state = on_rank0(lambda: saved_state(self.out_dir, self.config, self.fold, resume))
+        if state is not None:
+            self.position = restore(state, self.resumable, self.rank)
+        task = self._progress_task()
+        while self.position.epoch < self.config.epochs and not self.position.stopped(self.config.patience):
+            self.position.epoch += 1
+            loss, speed = self.train_epoch()
+            val, columns, score = on_rank0(self.validate)
+            row = {"epoch": self.position.epoch, "train_loss": loss, **columns}
+            row.update(lr=self.optimizer.param_groups[0]["lr"], segments_per_s=speed)
+            self._end_epoch(row, val, score)
+            if task is not None:
+                best, select_by = self.position.best, self.config.select_by
+                summary = epoch_summary(self.fold.name, loss, val, best, select_by)
+                self.progress.update(task, completed=self.position.epoch, description=summary)
+        return self.finish(self.out_dir / BEST_FILE)
+
+    def _progress_task(self) -> TaskID | None:
+        """The progress bar of this run (rank 0 only, None without progress display)."""
+        if self.progress is None or self.rank != 0:
+            return None
+        return self.progress.add_task(
+            self.fold.name or "training", total=self.config.epochs, completed=self.position.epoch
+        )
+
+    def _end_epoch(self, row: dict, val: dict | None, score: float) -> None:
+        """Record the finished epoch (history ``row``, selection ``score``): save it to ``best.pth`` when
+        it is the best so far, step the learning-rate schedule, save the resume state to ``last.pth``."""
+        owner = self.rank == 0
+        if self.position.record(row, score) and owner:
+            best = self.checkpoint({"val": val, "epoch": self.position.epoch})
+            save_checkpoint(best, self.out_dir / BEST_FILE)
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(score)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        draw_states = gather_draw_states(self.draw_generator, self.world)
+        if owner:
+            state = resume_state(self.resumable, self.position, draw_states, self.config, self.fold)
+            save_checkpoint(state, self.out_dir / LAST_FILE)
+
+    # ----- the result ----------------------------------------------------------------------------
     def checkpoint(self, metrics: dict) -> dict:
+        """The checkpoint of the evaluated weights with ``metrics`` (see :mod:`emovision.training.checkpoint`)."""
         return build_checkpoint(
             self.config,
             list(self.classes),
@@ -331,201 +274,28 @@ class Trainer:
             self.normaliser.to_dict() if self.normaliser is not None else None,
         )
 
-    def draw_states(self) -> list:
-        """Every rank's speaker-statistics draw generator state (all ranks must call this)."""
-        state = self.draw_generator.get_state()
-        if not self.distributed:
-            return [state]
-        states: list = [None] * self.world
-        dist.all_gather_object(states, state)
-        return states
-
-    def resume_state(self, draw_states: list | None = None) -> dict:
-        state = {
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "generator": self.generator.get_state(),
-            "draw_generators": draw_states,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "history": self.history,
-            "best": self.best,
-            "stale": self.stale,
-            "train_config": self.config.to_dict(),
-            "fold": self.fold.to_dict(),
-        }
-        return state
-
-    def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler and state["scheduler"]:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        draws = state.get("draw_generators")
-        if draws:
-            self.draw_generator.set_state(draws[self.rank % len(draws)])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
-        self.best = dict(state["best"]) if state["best"] else None
-        self.stale = int(state["stale"])
-
-    # ----- the loop ----------------------------------------------------------------------------
-    def saved_state(self, resume: bool) -> dict | None:
-        """The state in ``last.pth`` to continue from (None: start afresh); checked against this run."""
-        out, last_path = self.out_dir, self.out_dir / "last.pth"
-        if not last_path.exists():
-            return None
-        if not resume:
-            raise EmovisionError(
-                f"{out} already holds a training run: pass --resume to continue it, or another --out"
-            )
-        state = load_weights_only(last_path)
-        same_config = (
-            TrainConfig.from_dict(state.get("train_config", {})).identity() == self.config.identity()
-        )
-        if not same_config or state.get("fold") != self.fold.to_dict():
-            raise EmovisionError(f"{out} holds a run with other options or speakers: use another --out")
-        return state
-
-    def validate(self) -> tuple[dict | None, dict, float]:
-        """Validation metrics, the history columns they fill and the selection score of this epoch."""
-        if self.val_split is None:
-            return None, {}, float(self.epoch)
-        val, val_loss, _, modes = self.evaluate_modes(self.val_split, "val")
-        columns = {"val_loss": val_loss, "val_wa": val["wa"], "val_ua": val["ua"]}
-        if modes is not None:
-            columns.update({f"val_ua_{mode}": modes[mode]["ua"] for mode in MODES})
-        return val, columns, self.selection_ua(modes, val)
-
-    def run(self, resume: bool) -> dict:
-        out = self.out_dir
-        last_path, best_path = out / "last.pth", out / "best.pth"
-        self.epoch, self.history, self.best, self.stale = 0, [], None, 0
-        state = on_rank0(lambda: self.saved_state(resume))
-        if state is not None:
-            self.restore(state)
-        owner = self.rank == 0
-        task = None
-        if self.progress is not None and owner:
-            task = self.progress.add_task(
-                self.fold.name or "training", total=self.config.epochs, completed=self.epoch
-            )
-        while self.epoch < self.config.epochs and not self._stopped():
-            self.epoch += 1
-            loss, speed = self.train_epoch()
-            val, columns, score = on_rank0(self.validate)
-            row = {"epoch": self.epoch, "train_loss": loss, **columns}
-            row.update(lr=self.optimizer.param_groups[0]["lr"], segments_per_s=speed)
-            self.history.append(row)
-            if self.best is None or score > self.best["score"]:
-                self.best = {"score": score, "epoch": self.epoch}
-                self.stale = 0
-                if owner:
-                    save_checkpoint(self.checkpoint({"val": val, "epoch": self.epoch}), best_path)
-            else:
-                self.stale += 1
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(score)
-            elif self.scheduler is not None:
-                self.scheduler.step()
-            draw_states = self.draw_states()
-            if owner:
-                save_checkpoint(self.resume_state(draw_states), last_path)
-            if task is not None:
-                best = self.best
-                scores = (
-                    f" val WA {val['wa']:.3f} UA {val['ua']:.3f} "
-                    f"best {self.config.select_by.upper()} {best['score']:.3f}@{best['epoch']}"
-                    if val is not None
-                    else ""
-                )
-                self.progress.update(
-                    task, completed=self.epoch, description=f"{self.fold.name} loss {loss:.3f}{scores}"
-                )
-        return self.finish(best_path)
-
-    def _stopped(self) -> bool:
-        patience = self.config.patience
-        return patience is not None and self.stale >= patience
-
     def finish(self, best_path: Path) -> dict:
         """The test metrics of the best epoch, written by rank 0 and received by every rank."""
         return on_rank0(lambda: self.final_metrics(best_path))
 
-    def calibration(self, val_scores: np.ndarray, test_scores: np.ndarray | None) -> dict:
-        """The temperature fitted on the validation utterances, their NLL before and after, and the
-        test utterances' expected calibration error before and after (:mod:`emovision.training.calibration`)."""
-        val_labels = np.asarray(self.val_split.utterance_labels)
-        temperature = fit_temperature(val_scores, val_labels)
-        result = {
-            "temperature": temperature,
-            "val_nll": mean_nll(val_scores, val_labels),
-            "val_nll_calibrated": mean_nll(val_scores, val_labels, temperature),
-        }
-        if test_scores is not None:
-            labels = np.asarray(self.test_split.utterance_labels)
-            result["test_ece"] = reliability(apply_temperature(test_scores, 1.0), labels)["ece"]
-            result["test_ece_calibrated"] = reliability(apply_temperature(test_scores, temperature), labels)[
-                "ece"
-            ]
-        return result
-
     def final_metrics(self, best_path: Path) -> dict:
-        best = load_weights_only(best_path)
-        self.scored.load_state_dict(best["state_dict"])
-        val, _, val_scores, _ = (
-            self.evaluate_modes(self.val_split, "val")
-            if self.val_split is not None
-            else (None, 0, None, None)
+        """Evaluate the best epoch's weights, store the fold's metrics in ``best_path`` and write its report."""
+        self.scored.load_state_dict(checkpoint_weights(best_path))
+        val = self._best_scores(self.val_split, "val")
+        test = self._best_scores(self.test_split, "test")
+        metrics = fold_metrics(
+            self.fold, self.config, self.position, val, test, self.classes, self.device, self.world
         )
-        test, _, test_scores, test_modes = (
-            self.evaluate_modes(self.test_split, "test")
-            if self.test_split is not None
-            else (None, 0, [], None)
-        )
-        calibration = None
-        if val is not None:
-            calibration = self.calibration(val_scores, test_scores if test is not None else None)
-        metrics = {
-            "fold": self.fold.to_dict(),
-            "best_epoch": self.best["epoch"],
-            "epochs_run": self.epoch,
-            "select_by": self.config.select_by,
-            "val": val,
-            "test": test,
-            "test_utterance_ids": self.test_split.utterance_ids if test is not None else [],
-            "test_labels": self.test_split.utterance_labels.tolist() if test is not None else [],
-            "test_scores": np.round(np.asarray(test_scores, dtype=np.float64), 6).tolist(),
-            "test_modes": test_modes,
-            "speaker_norm": self.config.speaker_norm if self.normaliser is not None else None,
-            "calibration": calibration,
-            "history": self.history,
-            "classes": list(self.classes),
-            "train_config": self.config.to_dict(),
-            "device": str(self.device),
-            "world_size": self.world,
-            "versions": software_versions(),
-        }
         save_checkpoint(self.checkpoint(metrics), best_path)
-        plots.training_curves(self.history, self.out_dir / "curves.png", title=self.fold.name)
-        if test is not None:
-            plots.confusion(
-                test["confusion"],
-                self.classes,
-                self.out_dir / "confusion.png",
-                title=f"{self.fold.name}: WA {test['wa']:.3f}, UA {test['ua']:.3f}",
-            )
-        atomic_write_bytes(self.out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+        write_fold_outputs(self.out_dir, self.fold.name, metrics, self.classes)
         return metrics
+
+    def _best_scores(self, split: Split | None, role: str) -> SplitScores | None:
+        """The loaded weights' results on ``split`` (the ``val`` or ``test`` ``role``; None: no such split)."""
+        if split is None:
+            return None
+        metrics, _, scores, modes = self.evaluate_modes(split, role)
+        return SplitScores(split, metrics, scores, modes)
 
 
 def train_fold(
@@ -546,7 +316,7 @@ def train_fold(
     source = features if isinstance(features, FeatureSource) else open_source(features, trust_pickle)
     check_source(source, config)
     check_enrolment(source, [fold], config)
-    previous = on_rank0(lambda: _finished_run(out_dir, fold, config, resume))
+    previous = on_rank0(lambda: finished_metrics(out_dir, fold, config, resume))
     if previous is not None:
         return previous
     trainer = Trainer(source, fold, config, out_dir, progress)
@@ -589,28 +359,133 @@ def check_enrolment(source: FeatureSource, folds: list[Fold], config: TrainConfi
             )
 
 
-def _finished_run(out_dir: Path, fold: Fold, config: TrainConfig, resume: bool) -> dict | None:
-    """The metrics of the finished run in ``out_dir`` that ``resume`` may return, None when there is none
-    (``out_dir`` is created: a folder that cannot be is an error before any work)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EmovisionError(f"cannot write the run folder {out_dir}: {exc.strerror or exc}") from None
-    finished = out_dir / "metrics.json"
-    if not finished.exists():
-        return None
-    previous = read_json(finished, "metrics")
-    same_config = TrainConfig.from_dict(previous.get("train_config", {})).identity() == config.identity()
-    if resume and same_config and previous.get("fold") == fold.to_dict():
-        return previous
-    raise EmovisionError(
-        f"{out_dir} already holds a finished run"
-        + (
-            " with other options: use another --out"
-            if resume
-            else ": use another --out, or --resume to read it"
-        )
+def load_fold_splits(
+    source: FeatureSource, fold: Fold, config: TrainConfig
+) -> tuple[Split, Split | None, Split | None]:
+    """``fold``'s training (with the copies ``config`` asks for), validation and test splits (None: no such
+    speaker); none may be empty, and the training set must hold two classes."""
+    train_split = load_split(source, fold.train, config.copy_kinds)
+    val_split = load_split(source, fold.val) if fold.val else None
+    test_split = load_split(source, fold.test) if fold.test else None
+    for role, split in (("training", train_split), ("validation", val_split), ("test", test_split)):
+        if split is not None and len(split) == 0:
+            raise EmovisionError(f"the {role} set ({', '.join(split.speakers)}) has no segments")
+    if torch.unique(train_split.segment_labels).numel() < 2:
+        raise EmovisionError("the training set holds fewer than two classes")
+    return train_split, val_split, test_split
+
+
+def training_rows(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every training row ``(N, C, F, T)`` and its label ``(N,)``: ``split``'s clean segments, then its copies'."""
+    if split.copies is None:
+        return split.segments, split.segment_labels
+    return torch.cat([split.segments, split.copies]), torch.cat([split.segment_labels, split.copy_labels])
+
+
+def untrained_model(config: TrainConfig, num_classes: int, channels: int, height: int) -> SERModel:
+    """The model ``config`` asks for, untrained (or pretrained), for segments of ``channels × height``
+    (mel bands) × frames."""
+    return build_ser_model(
+        config.model,
+        num_classes,
+        channels,
+        height,
+        pretrained=config.pretrained,
+        weights_file=config.weights,
+        input_norm=config.input_norm,
+        resize=config.resize,
+        head=config.head,
     )
+
+
+def optimisation(
+    model: SERModel, config: TrainConfig
+) -> tuple[
+    torch.optim.Optimizer,
+    torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None,
+    torch.optim.swa_utils.AveragedModel | None,
+]:
+    """AdamW over ``model``'s parameter groups, its learning-rate schedule and the weight average
+    (None without ``--ema``)."""
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, config.lr, config.backbone_lr_scale),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = make_scheduler(optimizer, config)
+    ema = weight_average(model, config.ema) if config.ema else None
+    return optimizer, scheduler, ema
+
+
+def mode_metrics(
+    results: list[tuple[str, ModeView, dict, float, np.ndarray]], enrol: int
+) -> tuple[dict, float, np.ndarray, dict]:
+    """The served (cold) mode's metrics, loss and utterance scores ``(U, K)``, and every mode's metrics
+    and scores, from ``results``: (mode, view, metrics, loss, scores) of every view of a split, the
+    enrolled mode (``enrol`` recordings) in several draws, averaged."""
+    modes: dict = {}
+    for mode, view, metrics, loss, scores in results:
+        entry = {**metrics, "scored": view.scored.tolist(), "scores": np.round(scores, 6).tolist()}
+        if mode == "enrolled":
+            modes.setdefault("enrolled", {"k": enrol, "draws": []})["draws"].append(entry)
+        else:
+            modes[mode] = entry
+            if mode == "cold":
+                served = metrics, loss, scores
+    draws = modes["enrolled"]["draws"]
+    for key in ("wa", "ua"):
+        modes["enrolled"][key] = float(np.mean([d[key] for d in draws]))
+    return (*served, modes)
+
+
+def epoch_summary(fold_name: str, loss: float, val: dict | None, best: dict, select_by: str) -> str:
+    """The progress line of an epoch: training ``loss``, validation WA and UA, the ``best`` epoch so far."""
+    scores = (
+        f" val WA {val['wa']:.3f} UA {val['ua']:.3f} "
+        f"best {select_by.upper()} {best['score']:.3f}@{best['epoch']}"
+        if val is not None
+        else ""
+    )
+    return f"{fold_name} loss {loss:.3f}{scores}"
+
+
+def stability_source(config: TrainConfig, source: FeatureSource, channels: int) -> str:
+    """The perturbation of stability training: ``--stability-source``, ``auto`` resolved (the
+    clean/noisy/reverberant channels of lognrevspec features, else Gaussian noise)."""
+    lognrev = source.config is not None and source.config.kind == "lognrevspec"
+    if config.stability_source == "channels" and not (lognrev and channels == 3):
+        raise EmovisionError(
+            "--stability-source channels needs lognrevspec features (clean, noisy, reverberant)"
+        )
+    if config.stability_source == "auto":
+        return "channels" if lognrev and channels == 3 else "gaussian"
+    return config.stability_source
+
+
+def epoch_order(
+    split: Split, labels: torch.Tensor, config: TrainConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """The training rows of an epoch in the order they are seen: one version of every utterance (clean
+    or a copy, ``--augment-prob``) with copies, oversampled to balanced classes with ``--oversampling``;
+    ``labels`` are the labels of every training row."""
+    if split.versions is not None:
+        pool = augment.pick_versions(split.versions, config.augment_prob, generator)
+    else:
+        pool = torch.arange(len(split))
+    if config.oversampling:
+        pool = pool[augment.oversample_indices(labels[pool], generator)]
+    return pool[torch.randperm(pool.numel(), generator=generator)]
+
+
+def selection_score(config: TrainConfig, modes: dict | None, served: dict) -> float:
+    """The validation figure (``--select-by``) epochs are chosen by: the served mode's, the transductive
+    mode's for ``--speaker-norm transductive`` (as before), the mean over the three modes for ``mixed``."""
+    key = config.select_by
+    if modes is None:
+        return served[key]
+    if config.speaker_norm == "transductive":
+        return modes["transductive"][key]
+    return float(np.mean([modes[mode][key] for mode in MODES]))
 
 
 def rank_batches(
