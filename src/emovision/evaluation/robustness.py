@@ -179,6 +179,23 @@ class _Fusion:
     centre: LinearRecipe | None = None
 
 
+@dataclass(frozen=True)
+class _Setting:
+    """What every group of runs is evaluated with: the corruption plan, the corpus's utterances by id and
+    the class names, the feature workers (``pool``: None for one), the models' device and segments per
+    model call, the fusion (None: the image models alone) and the enrolled mode's K."""
+
+    plan: CorruptionPlan
+    by_id: dict[str, Utterance]
+    classes: list[str]
+    pool: ProcessPoolExecutor | None
+    workers: int
+    device: torch.device
+    batch_size: int
+    fused: _Fusion | None
+    enrol: int
+
+
 def _fusion_identity(fused: _Fusion | None) -> dict | None:
     """What a robustness run's fused results depend on: kept with its partial results."""
     if fused is None:
@@ -236,6 +253,34 @@ def evaluate_robustness(
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
     corpus_name, by_id, classes_list = resolve_utterances(runs, corpus, root, classes)
+    enrol = _checked_options(runs, workers, batch_size, enrol)
+    torch_device = torch.device(resolve_device(device, torch.cuda.is_available()))
+    groups = _groups_of(runs)
+    fused = _fusion_of(run_dir, classes_list, runs[0].feature_config.sample_rate) if fusion else None
+    partial = run_dir / "robustness.partial"
+    identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
+                "classes": classes_list, "fusion": _fusion_identity(fused), "enrol": enrol}  # fmt: skip
+    identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
+    workers = workers or default_workers()
+    pool = worker_pool(workers) if workers > 1 else None
+    try:
+        setting = _Setting(plan, by_id, classes_list, pool, workers, torch_device, batch_size, fused, enrol)
+        results = _evaluate_groups(groups, setting, partial, identity, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    report = build_report(
+        record, runs, results, plan.conditions, plan, corpus_name, root, classes_list, enrol
+    )
+    report["mode"] = runs_mode(runs)
+    write_report(report, run_dir)
+    shutil.rmtree(partial, ignore_errors=True)
+    return report
+
+
+def _checked_options(runs: list[FoldRun], workers: int | None, batch_size: int, enrol: int | None) -> int:
+    """The enrolled mode's K (``enrol``, default: the runs' own); raises :class:`EmovisionError` for
+    fewer than one worker, segment per batch or enrolled recording."""
     if workers is not None and workers < 1:
         raise EmovisionError("--workers must be at least 1")
     if batch_size < 1:
@@ -244,7 +289,11 @@ def evaluate_robustness(
         enrol = int(runs[0].metrics.get("train_config", {}).get("enrol", 5))
     if enrol < 1:
         raise EmovisionError(f"--enrol must be at least 1 recording, got {enrol}")
-    torch_device = torch.device(resolve_device(device, torch.cuda.is_available()))
+    return enrol
+
+
+def _groups_of(runs: list[FoldRun]) -> list[_Group]:
+    """The runs grouped by their test utterances and feature configuration, in the order of their first run."""
     groups: dict[tuple, _Group] = {}
     for run in runs:
         config = run.feature_config
@@ -252,42 +301,33 @@ def evaluate_robustness(
         key = (tuple(ids), json.dumps(config.to_dict(), sort_keys=True))
         group = groups.setdefault(key, _Group(config, ids, list(run.metrics["fold"]["test"])))
         group.runs.append(run)
-    fused = _fusion_of(run_dir, classes_list, runs[0].feature_config.sample_rate) if fusion else None
-    conditions = plan.conditions
+    return list(groups.values())
+
+
+def _evaluate_groups(
+    groups: list[_Group], setting: _Setting, partial: Path, identity: dict, progress: bool
+) -> dict[str, dict[str, dict]]:
+    """Metrics per run name and condition name of every group (see :func:`_evaluate_group`), each group's
+    kept in ``partial/<first run>.json`` as it finishes, or read back from there when an interrupted
+    evaluation with the same ``identity`` kept them."""
+    conditions = setting.plan.conditions
     results: dict[str, dict[str, dict]] = {}
-    partial = run_dir / "robustness.partial"
-    identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
-                "classes": classes_list, "fusion": _fusion_identity(fused), "enrol": enrol}  # fmt: skip
-    identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
-    workers = workers or default_workers()
-    pool = worker_pool(workers) if workers > 1 else None
-    try:
-        with progress_bar(progress) as bar:
-            total = sum(len(g.utterance_ids) for g in groups.values())
-            task = bar.add_task(f"robustness: {len(conditions)} conditions", total=total)
-            for group in groups.values():
-                names = [run.name for run in group.runs]
-                saved = partial / f"{names[0]}.json"
-                finished = _saved_results(saved, identity, names)
-                if finished is None:
-                    bar.update(task, description=f"{', '.join(names)}: {len(conditions)} conditions")
-                    finished = _evaluate_group(
-                        group, plan, by_id, classes_list, pool, workers, torch_device, batch_size,
-                        lambda: bar.advance(task), fused, enrol,
-                    )  # fmt: skip
-                    record_json = {"identity": identity, "runs": names, "results": finished}
-                    atomic_write_bytes(saved, json.dumps(record_json).encode())
-                else:
-                    bar.advance(task, len(group.utterance_ids))
-                results.update(finished)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    report = build_report(record, runs, results, conditions, plan, corpus_name, root, classes_list, enrol)
-    report["mode"] = runs_mode(runs)
-    write_report(report, run_dir)
-    shutil.rmtree(partial, ignore_errors=True)
-    return report
+    with progress_bar(progress) as bar:
+        total = sum(len(g.utterance_ids) for g in groups)
+        task = bar.add_task(f"robustness: {len(conditions)} conditions", total=total)
+        for group in groups:
+            names = [run.name for run in group.runs]
+            saved = partial / f"{names[0]}.json"
+            finished = _saved_results(saved, identity, names)
+            if finished is None:
+                bar.update(task, description=f"{', '.join(names)}: {len(conditions)} conditions")
+                finished = _evaluate_group(group, setting, lambda: bar.advance(task))
+                record_json = {"identity": identity, "runs": names, "results": finished}
+                atomic_write_bytes(saved, json.dumps(record_json).encode())
+            else:
+                bar.advance(task, len(group.utterance_ids))
+            results.update(finished)
+    return results
 
 
 def _saved_results(path: Path, identity: dict, names: list[str]) -> dict | None:
@@ -302,125 +342,227 @@ def _saved_results(path: Path, identity: dict, names: list[str]) -> dict | None:
 
 
 def _evaluate_group(
-    group: _Group,
-    plan: CorruptionPlan,
-    by_id: dict[str, Utterance],
-    classes: list[str],
-    pool: ProcessPoolExecutor | None,
-    workers: int,
-    device: torch.device,
-    batch_size: int,
-    advance: Callable[[], None],
-    fused: _Fusion | None = None,
-    enrol: int = 5,
+    group: _Group, setting: _Setting, advance: Callable[[], None]
 ) -> dict[str, dict[str, dict]]:
-    """Metrics per run name and condition name for one group of runs (and, with ``fused``, under
-    ``fusion/<fold>`` the image, linear and fusion metrics per condition)."""
-    conditions = plan.conditions
+    """Metrics per run name and condition name for one group of runs (and, with ``setting.fused``, under
+    ``fusion/<fold>`` the image, linear and fusion metrics per condition); ``advance`` is called once
+    per test utterance whose features are done."""
+    jobs = _feature_jobs(group, setting)
+    models = _GroupModels.load(group.runs, setting.device)
+    features = _collect_features(group, setting, models, jobs, advance)
+    speakers = np.array([setting.by_id[uid].speaker for uid in group.utterance_ids])
+    labels = np.array(
+        [setting.classes.index(setting.by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64
+    )
+    results, image = _image_results(group, setting, models, features, labels, speakers)
+    if setting.fused is not None:
+        results |= _group_fusion_results(group, setting, features.values, image, labels, speakers)
+    return results
+
+
+def _feature_jobs(group: _Group, setting: _Setting) -> list[tuple]:
+    """One :func:`_features_of_job` job per test utterance of the group, in order: its audio path, id,
+    the feature configuration, the plan, the audio paths of its babble talkers and the openSMILE set (or
+    None). Raises :class:`EmovisionError` when babble is asked for and no other speaker can talk."""
+    plan, by_id, fused = setting.plan, setting.by_id, setting.fused
     pool_ids = babble_pool(by_id, group.test_speakers)
     if "babble" in plan.noises and not pool_ids:
         raise EmovisionError(f"no babble talkers for {group.runs[0].name}: the corpus has no other speaker")
     jobs = []
     for uid in group.utterance_ids:
         talkers = babble_sources(pool_ids, uid, plan) if "babble" in plan.noises else []
-        jobs.append(
-            (
-                str(by_id[uid].path),
-                uid,
-                group.config,
-                plan,
-                tuple(str(by_id[t].path) for t in talkers),
-                fused.feature_set if fused else None,
-            )
-        )
-    models = [model_from_checkpoint(run.checkpoint).to(device) for run in group.runs]
-    autocast = [
-        device.type == "cuda" and bool(run.checkpoint.get("train_config", {}).get("amp", True))
-        for run in group.runs
-    ]
-    normalisers = [SpeakerNormaliser.from_dict(run.checkpoint.get("speaker_norm")) for run in group.runs]
-    speakers = np.array([by_id[uid].speaker for uid in group.utterance_ids])
-    held: list[list[np.ndarray]] = [[] for _ in conditions]
-    values: list[list[np.ndarray]] = [[] for _ in conditions]
-    log_probs: list[list[list[np.ndarray]]] = [[[] for _ in conditions] for _ in group.runs]
+        talker_paths = tuple(str(by_id[t].path) for t in talkers)
+        feature_set = fused.feature_set if fused else None
+        jobs.append((str(by_id[uid].path), uid, group.config, plan, talker_paths, feature_set))
+    return jobs
+
+
+@dataclass
+class _GroupModels:
+    """A group's fold models on the evaluation device, whether each runs under autocast, and each one's
+    speaker normalisation in the data pipeline (None: not normalised there)."""
+
+    models: list[torch.nn.Module]
+    autocast: list[bool]
+    normalisers: list[SpeakerNormaliser | None]
+
+    @classmethod
+    def load(cls, runs: list[FoldRun], device: torch.device) -> _GroupModels:
+        """The best checkpoint of every run, in order."""
+        models = [model_from_checkpoint(run.checkpoint).to(device) for run in runs]
+        autocast = [
+            device.type == "cuda" and bool(run.checkpoint.get("train_config", {}).get("amp", True))
+            for run in runs
+        ]
+        normalisers = [SpeakerNormaliser.from_dict(run.checkpoint.get("speaker_norm")) for run in runs]
+        return cls(models, autocast, normalisers)
+
+
+@dataclass
+class _GroupFeatures:
+    """A group's test utterances under every condition ``c``, in utterance order: ``counts[c]``, the
+    segments per utterance; ``held[c]``, each utterance's segments ``(N, C, F, T)`` when they are kept to
+    be speaker-normalised; ``values[c]``, each utterance's openSMILE functionals ``(D,)`` with a fusion;
+    ``log_probs[r][c]``, model ``r``'s segment log-probabilities ``(N, K)`` of the segments scored as they
+    came (features without speaker normalisation)."""
+
+    counts: list[list[int]]
+    held: list[list[np.ndarray]]
+    values: list[list[np.ndarray]]
+    log_probs: list[list[list[np.ndarray]]]
+
+
+def _collect_features(
+    group: _Group,
+    setting: _Setting,
+    models: _GroupModels,
+    jobs: list[tuple],
+    advance: Callable[[], None],
+) -> _GroupFeatures:
+    """Compute every job's features in the worker pool and, unless they are to be speaker-normalised
+    (then kept whole), score their segments with every model in batches of at least
+    ``setting.batch_size`` segments as the utterances finish."""
+    conditions = setting.plan.conditions
+    features = _GroupFeatures(
+        counts=[[] for _ in conditions],
+        held=[[] for _ in conditions],
+        values=[[] for _ in conditions],
+        log_probs=[[[] for _ in conditions] for _ in group.runs],
+    )
     pending: list[tuple[int, np.ndarray]] = []
-    keep_all = group.config.speaker_norm or any(n is not None for n in normalisers)
+    keep_all = group.config.speaker_norm or any(n is not None for n in models.normalisers)
 
     def flush() -> None:
         """Score the pending segments of every condition in one batch per model (features without
         speaker normalisation)."""
         sizes = np.cumsum([segments.shape[0] for _, segments in pending])[:-1]
         batch = torch.from_numpy(np.concatenate([segments for _, segments in pending]))
-        for r, model in enumerate(models):
-            scores = segment_log_probs(model, batch, batch_size, autocast[r])
+        for r, model in enumerate(models.models):
+            scores = segment_log_probs(model, batch, setting.batch_size, models.autocast[r])
             for (c, _), part in zip(pending, np.split(scores, sizes), strict=True):
-                log_probs[r][c].append(part)
+                features.log_probs[r][c].append(part)
         pending.clear()
 
-    counts: list[list[int]] = [[] for _ in conditions]
-    for uid, (outputs, functionals, error) in zip(
-        group.utterance_ids, ordered_map(pool, _features_of_job, jobs, 2 * workers), strict=True
-    ):
+    computed = ordered_map(setting.pool, _features_of_job, jobs, 2 * setting.workers)
+    for uid, (outputs, functionals, error) in zip(group.utterance_ids, computed, strict=True):
         if error is not None:
             raise EmovisionError(f"test utterance {uid}: {error}")
         for c, segments in enumerate(outputs):
-            counts[c].append(segments.shape[0])
-            (held[c] if keep_all else pending).append(segments if keep_all else (c, segments))
+            features.counts[c].append(segments.shape[0])
+            if keep_all:
+                features.held[c].append(segments)
+            else:
+                pending.append((c, segments))
             if functionals is not None:
-                values[c].append(functionals[c])
-        if not keep_all and sum(part.shape[0] for _, part in pending) >= batch_size:
+                features.values[c].append(functionals[c])
+        if not keep_all and sum(part.shape[0] for _, part in pending) >= setting.batch_size:
             flush()
         advance()
     if pending:
         flush()
-    labels = np.array([classes.index(by_id[uid].label) for uid in group.utterance_ids], dtype=np.int64)
+    return features
+
+
+def _image_results(
+    group: _Group,
+    setting: _Setting,
+    models: _GroupModels,
+    features: _GroupFeatures,
+    labels: np.ndarray,
+    speakers: np.ndarray,
+) -> tuple[dict[str, dict[str, dict]], list[list[np.ndarray]]]:
+    """Metrics per run name and condition name of the group's image models, and per condition each run's
+    utterance scores ``(U, K)`` (a normalised model's: those of its first mode). ``labels`` ``(U,)`` are
+    the class indices and ``speakers`` ``(U,)`` the speaker names of the test utterances."""
+    conditions, classes = setting.plan.conditions, setting.classes
     results: dict[str, dict[str, dict]] = {}
-    image = [[] for _ in conditions]
+    image: list[list[np.ndarray]] = [[] for _ in conditions]
     for r, run in enumerate(group.runs):
         aggregate = run.checkpoint.get("aggregate", "logprob")
-        score = _mode_scorer(models[r], held, counts, aggregate, batch_size, autocast[r])
+        modes = _scores_by_mode(group, setting, models, features, r, speakers)
         results[run.name] = {}
-        if normalisers[r] is not None:
-            views = _clean_views(normalisers[r], held[0], counts[0], speakers, enrol)
-            modes = {mode: [score(view) for _, view in drawn] for mode, drawn in views.items()}
-        elif group.config.speaker_norm:
-            modes = {"transductive": [score(_clean_speaker_view(held[0], counts[0], speakers))]}
-        else:
-            modes = {}
         for c, condition in enumerate(conditions):
             if modes:
                 first = next(iter(modes))
                 scores = modes[first][0][c][1]
                 metrics = _pooled(modes[first], c, labels, classes)
             else:
-                scores = utterance_scores(np.concatenate(log_probs[r][c]), np.array(counts[c]), aggregate)
+                log_probs = np.concatenate(features.log_probs[r][c])
+                scores = utterance_scores(log_probs, np.array(features.counts[c]), aggregate)
                 metrics = score_utterances(labels, scores, classes)
             image[c].append(scores)
             metrics["nll"] = float(-scores[np.arange(labels.size), labels].mean())
-            if normalisers[r] is not None:
+            if models.normalisers[r] is not None:
                 metrics["modes"] = {mode: _pooled(modes[mode], c, labels, classes) for mode in MODES[1:]}
             results[run.name][condition.name] = metrics
-    if fused is not None:
-        fold = group.runs[0].metrics["fold"]
-        if fused.speaker_norm:
-            clean = np.stack(values[0])
-            known = {name: SpeakerStatistics.of(clean[speakers == name]) for name in np.unique(speakers)}
-            values = [
-                np.concatenate(
-                    [
-                        speaker_normalise(row[None], known[name])
-                        for row, name in zip(rows, speakers, strict=True)
-                    ]
-                )
-                for rows in values
-            ]
-        names = sorted(set(speakers.tolist()))
-        index = np.array([names.index(name) for name in speakers])
-        results[f"{FUSION_PREFIX}{fold['name']}"] = _fused_results(
-            fused, fold, [np.mean(scores, axis=0) for scores in image], values, labels, conditions, classes,
-            (index, names),
-        )  # fmt: skip
-    return results
+    return results, image
+
+
+def _scores_by_mode(
+    group: _Group,
+    setting: _Setting,
+    models: _GroupModels,
+    features: _GroupFeatures,
+    run: int,
+    speakers: np.ndarray,
+) -> dict[str, list[list[tuple[np.ndarray, np.ndarray]]]]:
+    """Run ``run``'s scores of the held segments per speaker-normalisation mode, per draw and condition
+    (see :func:`_mode_scorer`), every mode's statistics from the clean recordings; empty for a run whose
+    features need no speaker normalisation (they were scored as they came)."""
+    checkpoint = group.runs[run].checkpoint
+    score = _mode_scorer(
+        models.models[run],
+        features.held,
+        features.counts,
+        checkpoint.get("aggregate", "logprob"),
+        setting.batch_size,
+        models.autocast[run],
+    )
+    normaliser = models.normalisers[run]
+    if normaliser is not None:
+        views = _clean_views(normaliser, features.held[0], features.counts[0], speakers, setting.enrol)
+        return {mode: [score(view) for _, view in drawn] for mode, drawn in views.items()}
+    if group.config.speaker_norm:
+        return {"transductive": [score(_clean_speaker_view(features.held[0], features.counts[0], speakers))]}
+    return {}
+
+
+def _group_fusion_results(
+    group: _Group,
+    setting: _Setting,
+    values: list[list[np.ndarray]],
+    image: list[list[np.ndarray]],
+    labels: np.ndarray,
+    speakers: np.ndarray,
+) -> dict[str, dict[str, dict]]:
+    """``{"fusion/<fold>": metrics per condition}`` of the group's fold (see :func:`_fused_results`) from
+    each condition's functionals ``values[c]`` (``(D,)`` per utterance) and every run's image scores
+    ``image[c]`` (``(U, K)`` each); ``speakers`` ``(U,)`` names each utterance's speaker."""
+    fused = setting.fused
+    fold = group.runs[0].metrics["fold"]
+    if fused.speaker_norm:
+        values = _speaker_normalised_functionals(values, speakers)
+    names = sorted(set(speakers.tolist()))
+    index = np.array([names.index(name) for name in speakers])
+    mean_image = [np.mean(scores, axis=0) for scores in image]
+    return {
+        f"{FUSION_PREFIX}{fold['name']}": _fused_results(
+            fused, fold, mean_image, values, labels, setting.plan.conditions, setting.classes, (index, names)
+        )
+    }
+
+
+def _speaker_normalised_functionals(values: list[list[np.ndarray]], speakers: np.ndarray) -> list[np.ndarray]:
+    """Every condition's functionals ``(U, D)`` normalised by the statistics of their speaker's clean
+    functionals (``values[0]``), as extraction with ``--speaker-norm`` normalised them."""
+    clean = np.stack(values[0])
+    known = {name: SpeakerStatistics.of(clean[speakers == name]) for name in np.unique(speakers)}
+    return [
+        np.concatenate(
+            [speaker_normalise(row[None], known[name]) for row, name in zip(rows, speakers, strict=True)]
+        )
+        for rows in values
+    ]
 
 
 def _mode_scorer(

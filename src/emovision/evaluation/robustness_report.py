@@ -36,53 +36,11 @@ def build_report(
 ) -> dict:
     """The content of ``robustness.json``; a condition of runs scored in every mode (normalised in the
     data pipeline) gets ``modes``: the enrolled and transductive fold summaries beside the cold one."""
-    folds = []
-    for run in runs:
-        reported = run.metrics["test"]
-        clean = results[run.name]["clean"]
-        folds.append(
-            {
-                "run": run.name,
-                "fold": run.metrics["fold"]["name"],
-                "test": run.metrics["fold"]["test"],
-                "seed": run.metrics["train_config"]["seed"],
-                "reported": {"wa": reported["wa"], "ua": reported["ua"]},
-                "clean_matches_reported": clean["confusion"] == reported["confusion"],
-                "conditions": results[run.name],
-            }
-        )
-    summaries = []
-    for condition in conditions:
-        per_run = [results[run.name][condition.name] for run in runs]
-        modes = {
-            mode: fold_summary([m["modes"][mode] for m in per_run], classes)
-            for mode in MODES[1:]
-            if all("modes" in m for m in per_run)
-        }
-        summaries.append(
-            {
-                "name": condition.name,
-                **asdict(condition),
-                **fold_summary(per_run, classes),
-                "nll_mean": float(np.mean([m["nll"] for m in per_run])),
-                **({"modes": modes} if modes else {}),
-            }
-        )
+    folds = [_fold_entry(run, results[run.name]) for run in runs]
+    summaries = [_condition_summary(condition, runs, results, classes) for condition in conditions]
     first = runs[0].checkpoint
     fused = [folds for name, folds in sorted(results.items()) if name.startswith(FUSION_PREFIX)]
-    fusion = []
-    for condition in conditions if fused else ():
-        entries = [fold[condition.name] for fold in fused]
-        row = {"name": condition.name}
-        row |= {model: fold_summary([e[model] for e in entries], classes) for model in FUSION_MODELS}
-        if all("modes" in e for e in entries):
-            row["modes"] = {
-                mode: {
-                    m: fold_summary([e["modes"][mode][m] for e in entries], classes) for m in FUSION_MODELS
-                }
-                for mode in MODES[1:]
-            }
-        fusion.append(row)
+    fusion = [_fusion_summary(condition, fused, classes) for condition in conditions] if fused else []
     return {
         "corpus": corpus,
         "root": str(root),
@@ -98,6 +56,57 @@ def build_report(
         "enrol": enrol,
         **({"fusion": fusion} if fused else {}),
     }
+
+
+def _fold_entry(run: FoldRun, conditions: dict[str, dict]) -> dict:
+    """One fold run's entry: its fold, seed and reported test WA/UA, whether the clean condition
+    reproduces the reported confusion, and its metrics per condition name (``conditions``)."""
+    reported = run.metrics["test"]
+    clean = conditions["clean"]
+    return {
+        "run": run.name,
+        "fold": run.metrics["fold"]["name"],
+        "test": run.metrics["fold"]["test"],
+        "seed": run.metrics["train_config"]["seed"],
+        "reported": {"wa": reported["wa"], "ua": reported["ua"]},
+        "clean_matches_reported": clean["confusion"] == reported["confusion"],
+        "conditions": conditions,
+    }
+
+
+def _condition_summary(
+    condition: Condition, runs: list[FoldRun], results: dict[str, dict[str, dict]], classes: list[str]
+) -> dict:
+    """One condition over the runs: the fold summary, the mean NLL (nats) and, when every run was scored
+    in every mode, the enrolled and transductive fold summaries (``modes``)."""
+    per_run = [results[run.name][condition.name] for run in runs]
+    modes = {
+        mode: fold_summary([m["modes"][mode] for m in per_run], classes)
+        for mode in MODES[1:]
+        if all("modes" in m for m in per_run)
+    }
+    return {
+        "name": condition.name,
+        **asdict(condition),
+        **fold_summary(per_run, classes),
+        "nll_mean": float(np.mean([m["nll"] for m in per_run])),
+        **({"modes": modes} if modes else {}),
+    }
+
+
+def _fusion_summary(condition: Condition, fused: list[dict[str, dict]], classes: list[str]) -> dict:
+    """One condition over the folds' fused results (``fused``: per fold, metrics per condition name): the
+    fold summary of the image models, the linear model and the fusion, per mode too when every fold has
+    them."""
+    entries = [fold[condition.name] for fold in fused]
+    row = {"name": condition.name}
+    row |= {model: fold_summary([e[model] for e in entries], classes) for model in FUSION_MODELS}
+    if all("modes" in e for e in entries):
+        row["modes"] = {
+            mode: {m: fold_summary([e["modes"][mode][m] for e in entries], classes) for m in FUSION_MODELS}
+            for mode in MODES[1:]
+        }
+    return row
 
 
 def write_report(report: dict, run_dir: Path) -> None:

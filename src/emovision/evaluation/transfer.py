@@ -12,13 +12,22 @@ in the file), per-class recall, per-speaker results and the confusion matrix are
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from emovision import plots
-from emovision.data.speaker_norm import ENROL_DRAWS, MODES, ModeView, mode_label, mode_view, recording_moments
-from emovision.data.store import load_speakers, open_info
+from emovision.data.speaker_norm import (
+    ENROL_DRAWS,
+    MODES,
+    ModeView,
+    SpeakerNormaliser,
+    mode_label,
+    mode_view,
+    recording_moments,
+)
+from emovision.data.store import SpeakerFeatures, load_speakers, open_info
 from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
 from emovision.inference.predict import Recognizer
@@ -59,98 +68,169 @@ def evaluate_on(
     recognizer = Recognizer.load(model, fusion="off")
     info = open_info(features)
     _check_config(recognizer, info, Path(features))
-    unknown = [name for name in mapping if name not in info.classes]
-    if unknown:
-        raise EmovisionError(f"--map names {unknown[0]!r}, which is not a class of {features}")
-    target = {name: mapping.get(name, name) for name in info.classes}
-    index = {name: recognizer.classes.index(t) for name, t in target.items() if t in recognizer.classes}
-    if not index:
-        raise EmovisionError(
-            f"no class in common: the model knows {', '.join(recognizer.classes)}, {features} holds "
-            f"{', '.join(info.classes)} (match them with --map FILE_CLASS=MODEL_CLASS,…)"
-        )
-    normaliser = recognizer.normaliser
-    views = (
-        [("served", 0)]
-        if normaliser is None
-        else [(m, d) for m in MODES for d in range(ENROL_DRAWS if m == "enrolled" else 1)]
-    )
-    truth: dict = {view: [] for view in views}
-    scores: dict = {view: [] for view in views}
-    dropped, speakers = {}, {}
+    index = _class_index(recognizer.classes, info.classes, mapping, features)
+    scoring = _TransferScoring(recognizer, info.classes, index, enrol)
     loaded = load_speakers(features)
+    if scoring.normaliser is not None:
+        _check_enrolment(loaded, enrol, features)
     for speaker, data in loaded.items():
-        count = len(data.utterance_labels)
-        if normaliser is not None and count <= enrol:
-            raise EmovisionError(
-                f"--enrol {enrol}: speaker {speaker} of {features} has {count} recordings, so at most "
-                f"{count - 1} can enrol and leave one to score"
-            )
-    for speaker, data in loaded.items():
-        starts = np.concatenate([[0], np.cumsum(data.segments_per_utterance)])
-        keep = [u for u, label in enumerate(data.utterance_labels) if info.classes[label] in index]
-        for label in data.utterance_labels:
-            if info.classes[label] not in index:
-                dropped[info.classes[label]] = dropped.get(info.classes[label], 0) + 1
-        if not keep:
-            continue
-        pieces = np.concatenate([data.segments[starts[u] : starts[u + 1]] for u in keep])
-        counts = data.segments_per_utterance[keep]
-        labels = np.array([index[info.classes[data.utterance_labels[u]]] for u in keep])
-        if normaliser is not None:
-            # the speaker's statistics come from all of its recordings, whatever their label
-            means, squares = recording_moments(data.segments, data.segments_per_utterance)
-            owner = np.zeros(len(data.utterance_labels), dtype=np.int64)
-        for mode, draw in views:
-            scored = np.ones(len(keep), dtype=bool)
-            inputs = pieces
-            if normaliser is not None:
-                view = mode_view(normaliser, means, squares, [speaker], owner, mode, enrol, draw)
-                kept = ModeView(view.mean[keep], view.std[keep], view.scored[keep])
-                inputs = kept.normalise(pieces, counts)
-                scored = kept.scored
-            log_probs = recognizer.log_probs(inputs)
-            utterance = utterance_scores(log_probs, counts, recognizer.aggregate)
-            if (mode, draw) == views[0]:
-                speakers[speaker] = score_utterances(labels, utterance, recognizer.classes)
-            truth[(mode, draw)].append(labels[scored])
-            scores[(mode, draw)].append(utterance[scored])
-    pooled = {
-        view: score_utterances(np.concatenate(truth[view]), np.concatenate(scores[view]), recognizer.classes)
-        for view in views
-    }
-    metrics = pooled[views[0]]
-    modes = None
-    if normaliser is not None:
-        modes = {"k": enrol}
-        for mode in MODES:
-            entries = [pooled[view] for view in views if view[0] == mode]
-            modes[mode] = {key: float(np.mean([e[key] for e in entries])) for key in ("wa", "ua")}
+        scoring.add_speaker(speaker, data)
+    pooled = scoring.pooled()
+    metrics = pooled[scoring.views[0]]
+    modes = None if scoring.normaliser is None else _mode_means(pooled, enrol)
     summary = {
         "model": str(model),
         "features_file": str(features),
         "corpus": info.corpus,
         "model_classes": recognizer.classes,
         "class_map": {name: recognizer.classes[i] for name, i in index.items()},
-        "dropped": dropped,
+        "dropped": scoring.dropped,
         "mode": "any" if modes is None else "cold",
         "modes": modes,
         **metrics,
         "speakers": {
             name: {"wa": m["wa"], "ua": m["ua"], "utterances": m["utterances"]}
-            for name, m in speakers.items()
+            for name, m in scoring.speakers.items()
         },
     }
-    out = Path(out)
+    title = f"{Path(model).name} on {info.corpus}: WA {metrics['wa']:.3f}, UA {metrics['ua']:.3f}"
+    _write_summary(summary, metrics["confusion"], recognizer.classes, Path(out), title)
+    return summary
+
+
+def _class_index(
+    model_classes: list[str], file_classes: list[str], mapping: dict[str, str], features: str | Path
+) -> dict[str, int]:
+    """``{file class: index of its model class}`` for every file class the model knows, by name or
+    through ``mapping``; raises :class:`EmovisionError` for a mapped name the file lacks or no class in
+    common."""
+    unknown = [name for name in mapping if name not in file_classes]
+    if unknown:
+        raise EmovisionError(f"--map names {unknown[0]!r}, which is not a class of {features}")
+    target = {name: mapping.get(name, name) for name in file_classes}
+    index = {name: model_classes.index(t) for name, t in target.items() if t in model_classes}
+    if not index:
+        raise EmovisionError(
+            f"no class in common: the model knows {', '.join(model_classes)}, {features} holds "
+            f"{', '.join(file_classes)} (match them with --map FILE_CLASS=MODEL_CLASS,…)"
+        )
+    return index
+
+
+def _check_enrolment(loaded: dict[str, SpeakerFeatures], enrol: int, features: str | Path) -> None:
+    """Raise :class:`EmovisionError` unless every speaker can enrol ``enrol`` recordings and keep one to score."""
+    for speaker, data in loaded.items():
+        count = len(data.utterance_labels)
+        if count <= enrol:
+            raise EmovisionError(
+                f"--enrol {enrol}: speaker {speaker} of {features} has {count} recordings, so at most "
+                f"{count - 1} can enrol and leave one to score"
+            )
+
+
+@dataclass
+class _TransferScoring:
+    """One model's scores on a features file, speaker by speaker.
+
+    ``views`` are the ``(mode, draw)`` pairs scored (``("served", 0)`` alone for a model without speaker
+    normalisation); per view, ``truth`` and ``scores`` hold each speaker's true model-class indices ``(U,)``
+    and utterance log-probabilities ``(U, K)`` of its scored recordings. ``dropped`` counts the recordings
+    per file class the model does not know; ``speakers`` holds each speaker's metrics in the first view.
+    """
+
+    recognizer: Recognizer
+    file_classes: list[str]
+    index: dict[str, int]
+    enrol: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    speakers: dict[str, dict] = field(default_factory=dict)
+    normaliser: SpeakerNormaliser | None = field(init=False)
+    views: list[tuple[str, int]] = field(init=False)
+    truth: dict[tuple[str, int], list[np.ndarray]] = field(init=False)
+    scores: dict[tuple[str, int], list[np.ndarray]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.normaliser = self.recognizer.normaliser
+        self.views = (
+            [("served", 0)]
+            if self.normaliser is None
+            else [(m, d) for m in MODES for d in range(ENROL_DRAWS if m == "enrolled" else 1)]
+        )
+        self.truth = {view: [] for view in self.views}
+        self.scores = {view: [] for view in self.views}
+
+    def add_speaker(self, speaker: str, data: SpeakerFeatures) -> None:
+        """Score the speaker's recordings of known classes in every view; count the others as dropped."""
+        starts = np.concatenate([[0], np.cumsum(data.segments_per_utterance)])
+        keep = [u for u, label in enumerate(data.utterance_labels) if self.file_classes[label] in self.index]
+        for label in data.utterance_labels:
+            name = self.file_classes[label]
+            if name not in self.index:
+                self.dropped[name] = self.dropped.get(name, 0) + 1
+        if not keep:
+            return
+        pieces = np.concatenate([data.segments[starts[u] : starts[u + 1]] for u in keep])
+        counts = data.segments_per_utterance[keep]
+        labels = np.array([self.index[self.file_classes[data.utterance_labels[u]]] for u in keep])
+        # the speaker's statistics come from all of its recordings, whatever their label
+        moments = (
+            None if self.normaliser is None else recording_moments(data.segments, data.segments_per_utterance)
+        )
+        for mode, draw in self.views:
+            scored = np.ones(len(keep), dtype=bool)
+            inputs = pieces
+            if moments is not None:
+                kept = self._speaker_view(speaker, moments, len(data.utterance_labels), mode, draw, keep)
+                inputs = kept.normalise(pieces, counts)
+                scored = kept.scored
+            log_probs = self.recognizer.log_probs(inputs)
+            utterance = utterance_scores(log_probs, counts, self.recognizer.aggregate)
+            if (mode, draw) == self.views[0]:
+                self.speakers[speaker] = score_utterances(labels, utterance, self.recognizer.classes)
+            self.truth[(mode, draw)].append(labels[scored])
+            self.scores[(mode, draw)].append(utterance[scored])
+
+    def _speaker_view(
+        self,
+        speaker: str,
+        moments: tuple[np.ndarray, np.ndarray],
+        recordings: int,
+        mode: str,
+        draw: int,
+        keep: list[int],
+    ) -> ModeView:
+        """The statistics of the kept recordings in ``mode`` (enrolment ``draw``) from the recording
+        moments ``(U, C, F)`` of all ``recordings`` of the one speaker."""
+        means, squares = moments
+        owner = np.zeros(recordings, dtype=np.int64)
+        view = mode_view(self.normaliser, means, squares, [speaker], owner, mode, self.enrol, draw)
+        return ModeView(view.mean[keep], view.std[keep], view.scored[keep])
+
+    def pooled(self) -> dict[tuple[str, int], dict]:
+        """The metrics of every view over all speakers' scored recordings together."""
+        classes = self.recognizer.classes
+        return {
+            view: score_utterances(
+                np.concatenate(self.truth[view]), np.concatenate(self.scores[view]), classes
+            )
+            for view in self.views
+        }
+
+
+def _mode_means(pooled: dict[tuple[str, int], dict], enrol: int) -> dict:
+    """Per mode the WA and UA of its pooled views (the mean over the enrolment draws), with ``k``: ``enrol``."""
+    modes: dict = {"k": enrol}
+    for mode in MODES:
+        entries = [pooled[view] for view in pooled if view[0] == mode]
+        modes[mode] = {key: float(np.mean([e[key] for e in entries])) for key in ("wa", "ua")}
+    return modes
+
+
+def _write_summary(summary: dict, confusion: list, classes: list[str], out: Path, title: str) -> None:
+    """``summary.json``, ``summary.md`` and ``confusion.png`` (the pooled confusion matrix) in ``out``."""
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
     atomic_write_bytes(out / "summary.md", transfer_markdown(summary).encode())
-    plots.confusion(
-        metrics["confusion"],
-        recognizer.classes,
-        out / "confusion.png",
-        title=f"{Path(model).name} on {info.corpus}: WA {metrics['wa']:.3f}, UA {metrics['ua']:.3f}",
-    )
-    return summary
+    plots.confusion(confusion, classes, out / "confusion.png", title=title)
 
 
 def _check_config(recognizer: Recognizer, info, path: Path) -> None:
