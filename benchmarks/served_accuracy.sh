@@ -10,6 +10,7 @@
 #   mixed, e.g. mixed-seed112-copies; -attention trains with --head attention, -resizeN with --resize N (each segment
 #   interpolated to N×N before the backbone), -epochsN for N epochs instead of EPOCHS,
 #   -trimD on features extracted with --trim-db D (each recording's leading and trailing silence cut)
+# The base recipe is recipes/served-none.toml (BASE can name another); each CONFIG changes it as named.
 # Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2), FOLDS (auto),
 # DEVICE (cpu) and BIN (the folder holding the emovision command, .venv/bin) can be set.
 set -euo pipefail
@@ -27,11 +28,11 @@ case $CORPUS in
   ravdess) DATA=../shared/data/ravdess ;;
   *) echo "unknown corpus $CORPUS: emodb or ravdess" >&2; exit 2 ;;
 esac
-RECIPE=(--model efficientnet_lite0 --pretrained --lr 1e-3 --schedule cosine --batch-size 16
-  --parallel-folds "$PARALLEL" --device "$DEVICE" --folds "$FOLDS" --quiet)
+BASE=${BASE:-recipes/served-none.toml}
+RECIPE=(--config "$BASE" --parallel-folds "$PARALLEL" --device "$DEVICE" --folds "$FOLDS" --quiet)
 for config in "$@"; do
   norm=${config%%-*}
-  FEATURES=(--n-mels 64 --segment-frames 200 --segment-tail trim)
+  FEATURES=(--config "$BASE")
   PLAIN="$OUT/$CORPUS-logmel64x200-trim.h5"
   COPIES="$OUT/$CORPUS-logmel64x200-trim-aug.h5"
   if [[ $config =~ -trim([0-9.]+) ]]; then
