@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from emovision.data.speaker_norm import MODES
-from emovision.evaluation.report import paired_text
 from emovision.files import read_json
+from emovision.tables import paired_change
 from emovision.training.metrics import paired_difference
 
 
@@ -52,7 +52,7 @@ def main() -> None:
             a_text = " / ".join(f"{v:.3f}" for v in dict.fromkeys(pooled_a))
             b_text = " / ".join(f"{v:.3f}" for v in pooled_b)
             print(
-                f"| {mode} | {model} | {a_text} | {b_text} | {paired_text(paired_difference(np.array(deltas)))} |"
+                f"| {mode} | {model} | {a_text} | {b_text} | {paired_change(paired_difference(np.array(deltas)))} |"
             )
 
 

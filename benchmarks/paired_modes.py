@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from emovision.data.speaker_norm import MODES
-from emovision.evaluation.report import cv_summary, mode_fold_ua, paired_text
+from emovision.evaluation.report import cv_summary, mode_fold_ua
+from emovision.tables import paired_change
 from emovision.training.metrics import paired_difference
 
 
@@ -44,7 +45,7 @@ def main() -> None:
     print("| mode | paired ΔUA (B − A), mean ± s.e. (folds better) |")
     print("|---|---|")
     for mode, values in deltas.items():
-        print(f"| {mode} | {paired_text(paired_difference(np.array(values))) if values else '—'} |")
+        print(f"| {mode} | {paired_change(paired_difference(np.array(values))) if values else '—'} |")
 
 
 if __name__ == "__main__":

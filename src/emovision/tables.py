@@ -57,6 +57,15 @@ def mean_std(entry: dict, key: str = "ua") -> str:
     return f"{entry[f'{key}_mean']:.3f} ± {entry[f'{key}_std']:.3f}"
 
 
+def paired_table(named: list[tuple[str, dict]]) -> ResultTable:
+    """Paired differences as a table: one row per ``(name, paired difference)``, its mean ± standard
+    error and the folds better."""
+    table = ResultTable(["paired ΔUA", "mean ± s.e.", "folds better"])
+    for name, p in named:
+        table.add(name, f"{p['mean']:+.3f} ± {p['se']:.3f}", f"{p['better']}/{p['folds']}")
+    return table
+
+
 def paired_change(paired: dict | None) -> str:
     """``+0.056 ± 0.027 (5/6)``: a paired difference's mean ± standard error and the folds better."""
     if not paired:

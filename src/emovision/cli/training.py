@@ -432,27 +432,10 @@ def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
-    from emovision.evaluation.ensemble import ensemble_cvs
-    from emovision.evaluation.report import paired_text
+    from emovision.evaluation.ensemble import ensemble_cvs, ensemble_member_table
 
     summary = ensemble_cvs(args.runs, args.out, args.functionals, progress=not args.quiet)
-    table = Table(
-        title=f"within-fold ensemble of {len(summary['members'])} cross-validations (test speakers)"
-    )
-    for column in ("run", "UA mean", "ensemble − run (ΔUA, folds better)"):
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for member, ua, p in zip(
-        summary["members"], summary["members_ua_mean"], summary["paired_ua"], strict=True
-    ):
-        table.add_row(member["folder"], f"{ua:.3f}", paired_text(p))
-    pooled = summary["pooled"]
-    table.add_row(
-        "ensemble",
-        f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}",
-        f"pooled UA {pooled['ua']:.3f}, WA {pooled['wa']:.3f}",
-        style="bold",
-    )
-    console.print(table)
+    console.print(ensemble_member_table(summary).rich())
     if "fusion" in summary:
         print_fusion(summary["fusion"], args.out)
     console.print(

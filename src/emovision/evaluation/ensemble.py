@@ -35,6 +35,7 @@ from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.inference.runs import FoldRun, fingerprint, finished_runs
 from emovision.progress import progress_bar
 from emovision.system import software_versions
+from emovision.tables import ResultTable, mean_std, paired_change, paired_table
 from emovision.training.calibration import fit_temperature
 from emovision.training.cv import write_summary
 from emovision.training.dataset import FeatureSource, Split, load_split, open_source
@@ -201,6 +202,43 @@ def _summary(members: list[Member], folds: list[dict], classes: list[str], out: 
     }
 
 
+def ensemble_fold_table(summary: dict) -> ResultTable:
+    """UA per fold of every member and WA/UA of the ensemble, then the means and the pooled figures."""
+    members = range(1, len(summary["members"]) + 1)
+    table = ResultTable(
+        ["fold", "test", *(f"UA {i}" for i in members), "ensemble WA", "ensemble UA"], labels=2
+    )
+    for f in summary["folds"]:
+        table.add(
+            f["name"],
+            "+".join(f["test"]),
+            *(f"{ua:.3f}" for ua in f["members_ua"]),
+            f"{f['wa']:.3f}",
+            f"{f['ua']:.3f}",
+        )
+    means = (f"{ua:.3f}" for ua in summary["members_ua_mean"])
+    table.add("mean", None, *means, mean_std(summary, "wa"), mean_std(summary), emphasise=True)
+    pooled = summary["pooled"]
+    table.add("pooled", None, *(None for _ in members), f"{pooled['wa']:.3f}", f"{pooled['ua']:.3f}")
+    return table
+
+
+def ensemble_member_table(summary: dict) -> ResultTable:
+    """Every member's mean UA and the ensemble's paired gain over it, then the ensemble's figures."""
+    table = ResultTable(
+        ["run", "UA mean", "ensemble − run (ΔUA, folds better)"],
+        title=f"within-fold ensemble of {len(summary['members'])} cross-validations (test speakers)",
+    )
+    for member, ua, p in zip(
+        summary["members"], summary["members_ua_mean"], summary["paired_ua"], strict=True
+    ):
+        table.add(member["folder"], f"{ua:.3f}", paired_change(p))
+    pooled = summary["pooled"]
+    ensemble = f"pooled UA {pooled['ua']:.3f}, WA {pooled['wa']:.3f}"
+    table.add("ensemble", mean_std(summary), ensemble, emphasise=True)
+    return table
+
+
 def ensemble_markdown(summary: dict) -> str:
     """The ensemble's summary as Markdown: its members, UA per fold (members and ensemble), means."""
     members = summary["members"]
@@ -215,29 +253,9 @@ def ensemble_markdown(summary: dict) -> str:
             for i, m in enumerate(members)
         ),
         "",
-        "| fold | test | "
-        + " | ".join(f"UA {i + 1}" for i in range(len(members)))
-        + " | ensemble WA | ensemble UA |",
-        "|---|---|" + "---|" * (len(members) + 2),
-    ]
-    for f in summary["folds"]:
-        member_cells = " | ".join(f"{ua:.3f}" for ua in f["members_ua"])
-        lines.append(
-            f"| {f['name']} | {'+'.join(f['test'])} | {member_cells} | {f['wa']:.3f} | {f['ua']:.3f} |"
-        )
-    pooled = summary["pooled"]
-    means = " | ".join(f"{ua:.3f}" for ua in summary["members_ua_mean"])
-    lines += [
-        f"| **mean** | | {means} | {summary['wa_mean']:.3f} ± {summary['wa_std']:.3f} "
-        f"| {summary['ua_mean']:.3f} ± {summary['ua_std']:.3f} |",
-        f"| pooled | | {' | '.join('' for _ in members)} | {pooled['wa']:.3f} | {pooled['ua']:.3f} |",
+        *ensemble_fold_table(summary).markdown(),
         "",
-        "| paired ΔUA | mean ± s.e. | folds better |",
-        "|---|---|---|",
-        *(
-            f"| ensemble - {i + 1} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |"
-            for i, p in enumerate(summary["paired_ua"])
-        ),
+        *paired_table([(f"ensemble - {i + 1}", p) for i, p in enumerate(summary["paired_ua"])]).markdown(),
         "",
     ]
     return "\n".join(lines)

@@ -58,7 +58,7 @@ from emovision.files import atomic_write_bytes
 from emovision.inference.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
 from emovision.inference.runs import fingerprint, finished_runs
 from emovision.progress import progress_bar
-from emovision.tables import ResultTable, mean_std
+from emovision.tables import ResultTable, mean_std, paired_table
 from emovision.training.calibration import fit_temperature
 from emovision.training.checkpoint import model_from_checkpoint
 from emovision.training.dataset import load_split, matches, missing_kinds, open_source
@@ -619,11 +619,8 @@ def fusion_markdown(report: dict) -> str:
         "",
         *fusion_model_table(report).markdown(),
         "",
-        "| paired ΔUA | mean ± s.e. | folds better |",
-        "|---|---|---|",
+        *paired_table(list(report["paired_ua"].items())).markdown(),
     ]
-    for key, p in report["paired_ua"].items():
-        lines.append(f"| {key} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['better']}/{p['folds']} |")
     modes = fusion_modes_table(report)
     if modes is not None:
         centre = report["centre"]

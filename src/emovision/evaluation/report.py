@@ -12,7 +12,7 @@ from emovision.data.features import FeatureConfig
 from emovision.data.speaker_norm import MODES
 from emovision.errors import EmovisionError
 from emovision.files import read_json
-from emovision.tables import ResultTable
+from emovision.tables import ResultTable, paired_change
 from emovision.training.cv import summarize_folder
 from emovision.training.metrics import paired_difference
 from emovision.training.options import run_options
@@ -335,9 +335,4 @@ def _other_corruption(base: dict, report: dict, condition: dict) -> str:
 def _paired(differences: list[float]) -> str:
     if not differences:
         return "—"
-    return paired_text(paired_difference(np.array(differences)))
-
-
-def paired_text(p: dict) -> str:
-    """A :func:`~emovision.training.metrics.paired_difference` as ``+0.016 ± 0.011 (6/10)``."""
-    return f"{p['mean']:+.3f} ± {p['se']:.3f} ({p['better']}/{p['folds']})"
+    return paired_change(paired_difference(np.array(differences)))
