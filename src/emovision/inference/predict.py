@@ -204,9 +204,7 @@ class Recognizer(SpeakerAdaptation):
         prepared = self._input.prepare(request, keep_features).normalised(view._normalise)
         if enrol:
             self._enrol(prepared)
-        extra = view._scorer.extra_scores([[segments] for segments in prepared.extra])
-        log_probs = view._scorer.log_probs(prepared.segments)
-        return view._scorer.prediction(prepared, log_probs, view._speaker, extra), prepared
+        return view._scorer.predictions([prepared], view._speaker)[0], prepared
 
     def predict_turns(
         self,
@@ -284,7 +282,7 @@ class Recognizer(SpeakerAdaptation):
         self._single("scoring precomputed segments")
         segments = _segments_array(segments, (self.model["channels"], self.model["height"]))
         prepared = Prepared(name, segments, duration=float("nan"), features=None)
-        return self._scorer.prediction(prepared, self._scorer.log_probs(segments), self._speaker)
+        return self._scorer.predictions([prepared], self._speaker)[0]
 
     def log_probs(self, segments: np.ndarray) -> np.ndarray:
         """Segment log-probabilities ``(N, K)`` of segments ``(N, C, F, T)`` in dB, ``batch_size`` at a time."""
