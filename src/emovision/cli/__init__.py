@@ -57,11 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 def with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None):
     """``args`` parsed again with the ``--config`` file's options as defaults (flags still win);
     ``extract`` reads the file's ``[extract]`` table, the other commands its top-level keys."""
-    from emovision.training.config_file import EXTRACT_TABLE, option_types, read_config
+    from emovision.training.config_file import EXTRACT_TABLE, option_aliases, option_types, read_config
 
     sub = args.parser
     table = EXTRACT_TABLE if args.command == "extract" else None
-    sub.set_defaults(**read_config(args.config, option_types(sub), table))
+    sub.set_defaults(**read_config(args.config, option_types(sub), table, option_aliases(sub)))
     return parser.parse_args(argv)
 
 

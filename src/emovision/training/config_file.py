@@ -36,10 +36,28 @@ def option_types(parser: argparse.ArgumentParser) -> dict[str, type]:
     return types
 
 
-def read_config(path: Path, types: dict[str, type], table: str | None = None) -> dict:
+def option_aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Long option names (dashes as underscores) whose destination differs, e.g. ``extract
+    --features`` → ``kind``: a config file may use either. Negative flags (``--no-amp``) have none:
+    the file names what they store (``amp = false``)."""
+    aliases = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._StoreFalseAction):
+            continue
+        for name in action.option_strings:
+            key = name.lstrip("-").replace("-", "_")
+            if name.startswith("--") and key != action.dest:
+                aliases[key] = action.dest
+    return aliases
+
+
+def read_config(
+    path: Path, types: dict[str, type], table: str | None = None, aliases: dict[str, str] | None = None
+) -> dict:
     """The options in the TOML file at ``path``, checked against ``types``: unknown keys and wrong
     types are errors that name the key. ``table``: read that table of the file (a recipe's
-    ``extract`` options) instead of its top-level keys."""
+    ``extract`` options) instead of its top-level keys. ``aliases``: option names that stand for
+    another destination (:func:`option_aliases`)."""
     raw = _load(path)
     extract = raw.pop(EXTRACT_TABLE, {})
     if table == EXTRACT_TABLE:
@@ -49,6 +67,7 @@ def read_config(path: Path, types: dict[str, type], table: str | None = None) ->
     values = {}
     for key, value in raw.items():
         dest = key.replace("-", "_")
+        dest = (aliases or {}).get(dest, dest)
         if dest not in types or dest in NOT_RECORDED:
             raise EmovisionError(f"--config {path}: unknown option {key!r}")
         expected = types[dest]
