@@ -1,6 +1,7 @@
 """The demo's plan and its emoDB download (from a local archive: there is no network here)."""
 
 import json
+import re
 import tomllib
 import zipfile
 
@@ -147,3 +148,41 @@ def test_the_demo_runs_end_to_end_on_three_speakers_and_leaves_a_rerunnable_conf
     assert main(["cv", "--config", str(cv / "config.toml"), "--out", str(rerun), "--quiet"]) == 0
     again = json.loads((rerun / "summary.json").read_text())
     assert [f["ua"] for f in again["folds"]] == [f["ua"] for f in summary["folds"]]
+
+
+EXPERIMENTS = demo.RECIPES / "experiments"
+
+
+def test_every_experiment_recipe_reads_as_cv_and_extract_options():
+    from emovision.cli.training import training_config_from_args
+    from emovision.training.options import TrainConfig
+
+    recipes = sorted(EXPERIMENTS.glob("*.toml"))
+    assert len(recipes) >= 30
+    for recipe in recipes:
+        config = training_config_from_args(_cv_args(["cv", "f.h5", "--config", str(recipe), "--out", "o"]))
+        assert isinstance(config, TrainConfig)
+        table = tomllib.loads(recipe.read_text(encoding="utf-8"))["extract"]
+        extract = _cv_args(["extract", "emodb", "root", "--config", str(recipe)])
+        assert (
+            extract.n_mels == table.get("n-mels", 128) and extract.segment_frames == table["segment-frames"]
+        )
+        if "features" in table:
+            assert extract.kind == table["features"] != "logmelspec"
+
+
+def test_the_accuracy_script_names_only_recipes_and_its_own_steps():
+    """Every configuration BENCHMARKS.md runs through benchmarks/accuracy_emodb.sh is a recipe file
+    (optionally -seedS) or one of the script's steps."""
+    root = demo.RECIPES.parent
+    script = (root / "benchmarks" / "accuracy_emodb.sh").read_text(encoding="utf-8")
+    steps = set(re.findall(r"^    ([a-z0-9_-]+)\)", script, flags=re.M))
+    used = set()
+    commands = (root / "BENCHMARKS.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    for line in commands.splitlines():
+        if line.startswith("    ") and "accuracy_emodb.sh ../" in line:
+            used |= set(line.split("accuracy_emodb.sh ../", 1)[1].split()[1:])
+    assert {"lite0-aug-2s-seed112", "demo-cpu-spknorm-aug-mc", "fusion"} <= used
+    for name in used:
+        recipe = EXPERIMENTS / f"{re.sub(r'-seed[0-9]+$', '', name)}.toml"
+        assert name in steps or recipe.is_file(), name
