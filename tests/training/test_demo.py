@@ -1,6 +1,7 @@
 """The demo's plan and its emoDB download (from a local archive: there is no network here)."""
 
 import json
+import os
 import re
 import tomllib
 import zipfile
@@ -144,6 +145,7 @@ def test_the_demo_runs_end_to_end_on_three_speakers_and_leaves_a_rerunnable_conf
     assert "mean ± std" in printed and str(recipe) in printed
     config = (cv / "config.toml").read_text()
     assert f'features = "{out / "emodb-logmelspec-64x100-trim.h5"}"' in config and "[extract]" in config
+    assert f"parallel-folds = {len(os.sched_getaffinity(0))}\n" in config  # the cores it trained on
     rerun = tmp_path / "rerun"
     assert main(["cv", "--config", str(cv / "config.toml"), "--out", str(rerun), "--quiet"]) == 0
     again = json.loads((rerun / "summary.json").read_text())

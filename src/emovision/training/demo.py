@@ -105,7 +105,8 @@ def run_demo(
     recipe: str | Path | None = None,
 ) -> dict:
     """Run the demo; return the cross-validation summary. The cv folder gets ``config.toml``: the
-    recipe with its features file, so ``emovision cv --config THAT --out NEW`` reruns it."""
+    recipe with its features file and the folds trained at once (each fold's thread count changes
+    its arithmetic), so ``emovision cv --config THAT --out NEW`` reruns it fold for fold."""
     out = Path(out)
     chosen = plan(device, recipe)
     say(chosen.note)
@@ -122,6 +123,9 @@ def run_demo(
     parallel = 1 if chosen.training.device == "cuda" else available_cores()
     cv_dir = out / f"cv-{chosen.training.model}"
     cv_dir.mkdir(parents=True, exist_ok=True)
-    text = f"# emovision demo run: rerun with --config this-file --out NEW_FOLDER\nfeatures = {json.dumps(str(features))}\n"
+    text = (
+        "# emovision demo run: rerun with --config this-file --out NEW_FOLDER\n"
+        f"features = {json.dumps(str(features))}\nparallel-folds = {parallel}\n"
+    )
     atomic_write_bytes(cv_dir / "config.toml", (text + chosen.recipe.read_text(encoding="utf-8")).encode())
     return run_cv(features, chosen.training, cv_dir, parallel=parallel)
