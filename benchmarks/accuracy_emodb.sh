@@ -58,10 +58,14 @@ compare_spknorm() {
   functionals compare-speakernorm --n-mels 64 --segment-frames 200 --segment-tail trim --speaker-norm --functionals ComParE_2016
 }
 
+recipe_of() {  # NAME: the recipe a configuration name runs (NAME-seedS: NAME's)
+  if [[ $1 =~ ^(.+)-seed[0-9]+$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi
+}
+
 cv() {  # NAME: a recipe, optionally -seedS
-  local name=$1 base=$1 seed=()
-  if [[ $name =~ ^(.+)-seed([0-9]+)$ ]]; then base=${BASH_REMATCH[1]} seed=(--seed "${BASH_REMATCH[2]}"); fi
-  local features
+  local name=$1 base seed=() features
+  base=$(recipe_of "$name")
+  [ "$base" = "$name" ] || seed=(--seed "${name##*-seed}")
   features=$(features_of "$base")
   mkdir -p "$OUT/$name"
   echo "$BIN/emovision cv $features --config $RECIPES/$base.toml ${RUN[*]} ${seed[*]} --out $OUT/$name" > "$OUT/$name/command.txt"
@@ -92,6 +96,13 @@ svm() {  # NAME FUNCTIONALS [opensmile_svm options]: openSMILE functionals + lin
   $BIN/python benchmarks/opensmile_svm.py "$@" --folds "$FOLDS" --out "$OUT/$name"
 }
 
+# Every name checked before any work starts: a step of the loop below, or a recipe.
+STEPS=" $(sed -n 's/^    \([a-z0-9_-]*\)).*/\1/p' "$0" | tr '\n' ' ')"
+for config in "${CONFIGS[@]}"; do
+  [[ $STEPS == *" $config "* || -f $RECIPES/$(recipe_of "$config").toml ]] ||
+    { echo "unknown configuration $config: neither a step nor $RECIPES/$(recipe_of "$config").toml" >&2; exit 2; }
+done
+
 for config in "${CONFIGS[@]}"; do
   case $config in
     fusion) fuse lite0-aug --functionals "$(compare)" ;;
@@ -117,9 +128,7 @@ for config in "${CONFIGS[@]}"; do
     opensmile-compare-spknorm) svm "$config" "$(compare)" --speaker-norm ;;
     opensmile-egemaps)
       svm "$config" "$(functionals egemaps --n-mels 64 --segment-frames 100 --segment-tail shift --functionals eGeMAPSv02)" ;;
-    *)
-      [ -f "$RECIPES/${config%-seed[0-9]*}.toml" ] || { echo "unknown configuration $config" >&2; exit 2; }
-      cv "$config" ;;
+    *) cv "$config" ;;
   esac
 done
 finished=()
