@@ -241,7 +241,7 @@ def test_the_linear_model_trains_on_the_copies_functionals_of_the_training_speak
     assert f"{clean['ua_mean']:.3f} ± {clean['ua_std']:.3f} | {clean['pooled']['ua']:.3f} |" in out
     delta = np.mean([b["fusion"]["ua"] - a["fusion"]["ua"] for a, b in zip(
         json.loads((cv_run / "fusion.json").read_text())["folds"], report["folds"], strict=True)])  # fmt: skip
-    assert f"Late fusion: paired ΔUA from {cv_run}" in out and f"{delta:+.3f} ± " in out
+    assert f"| {copy} | {cv_run} | " in out and f"{delta:+.3f} ± " in out
     assert main(["fuse", str(copy), "--augment", "none", "--quiet"]) == 0
     assert json.loads((copy / "fusion.json").read_text())["copy_kinds"] == []
     capsys.readouterr()

@@ -389,10 +389,14 @@ def test_report_pairs_cv_runs_over_their_shared_folds(tmp_path, capsys):
         return folder
 
     base = write("base", [("test-03", 0.5), ("test-08", 0.4), ("test-09", 0.3)])
+    corpus = write("corpus", [("test-13+14", 0.5), ("test-15+16", 0.7)])  # other folds: its own base
     other = write("other", [("test-03", 0.6), ("test-08", 0.3), ("test-09", 0.5), ("test-10", 0.9)])
-    assert main(["report", str(base), str(other), "--markdown"]) == 0
+    again = write("again", [("test-13+14", 0.6), ("test-15+16", 0.9)])
+    assert main(["report", str(base), str(corpus), str(other), str(again), "--markdown"]) == 0
     out = capsys.readouterr().out
-    assert f"| {other} | +0.067 ± 0.088 (2/3) |" in out
+    assert f"| {other} | {base} | +0.067 ± 0.088 (2/3) |" in out
+    assert f"| {again} | {corpus} | +0.150 ± 0.050 (2/2) |" in out
+    assert f"| {corpus} | {base} |" not in out
     assert "augment specaugment+noise" in out
     assert all(line.startswith("|") for line in out.splitlines() if "mmmm" in line)  # rows never wrap
 

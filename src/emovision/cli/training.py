@@ -504,7 +504,6 @@ def _run_report(args: argparse.Namespace) -> int:
     from emovision.evaluation.report import (
         compare_runs,
         fusion_deltas,
-        fusion_reports,
         fusion_rows,
         paired_deltas,
         robustness_deltas,
@@ -515,7 +514,6 @@ def _run_report(args: argparse.Namespace) -> int:
 
     rows, modes = compare_runs(args.runs)
     clean = paired_deltas(args.runs)
-    fused = fusion_reports(args.runs)
     robustness = robustness_rows(args.runs)
     deltas = robustness_deltas(args.runs)
     base = list(robustness[0])[1] if robustness else ""
@@ -524,16 +522,16 @@ def _run_report(args: argparse.Namespace) -> int:
     tables = (
         ("comparison", rows, ("run", "corpus", "model", "features", "options")),
         ("pooled UA by evaluation mode (cold: a recording alone; enrolled-5; transductive)", modes, ("run",)),
-        (f"paired ΔUA from {args.runs[0]} {shared}", clean, ("run",)),
+        (f"paired ΔUA from the first run of the same folds {shared}", clean, ("run", "from")),
         (
             "late fusion: UA (mean ± std over folds)",
             fusion_rows(args.runs),
             ("run", "linear model trained on"),
         ),
         (
-            f"late fusion: paired ΔUA from {fused[0][0] if fused else ''} {shared}",
+            f"late fusion: paired ΔUA from the first fused run of the same folds {shared}",
             fusion_deltas(args.runs),
-            ("run",),
+            ("run", "from"),
         ),
         ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
         (paired, deltas, ("condition",)),

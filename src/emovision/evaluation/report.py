@@ -72,19 +72,20 @@ def load_run(folder: Path) -> dict:
         "UA": ua,
         "pooled WA": f"{pooled_wa:.3f}",
         "pooled UA": f"{pooled_ua:.3f}",
-        "modes": {
-            f"{mode} pooled UA": "—" if value is None else f"{value:.3f}" for mode, value in modes.items()
-        },
+        "modes": _mode_cells(modes),
     }
 
 
 def mode_pooled_ua(summary: dict) -> dict[str, float | None]:
     """Pooled UA of a cv summary in each evaluation mode: from its modes table; a run without speaker
     normalisation is the same in all three; one on features extracted with ``--speaker-norm`` is
-    transductive only (None for the others)."""
+    transductive only (None for the others); an ensemble (``members``) is known in the mode its members
+    were scored in, or in all three when none uses speaker statistics (``mode`` ``any``)."""
     if summary.get("modes"):
         return {mode: summary["modes"][mode]["pooled"]["ua"] for mode in MODES}
     pooled = summary["pooled"]["ua"]
+    if "members" in summary:
+        return {mode: pooled if summary.get("mode") in ("any", mode) else None for mode in MODES}
     if summary.get("mode") == "transductive" or (summary.get("feature_config") or {}).get("speaker_norm"):
         return {"cold": None, "enrolled": None, "transductive": pooled}
     return dict.fromkeys(MODES, pooled)
@@ -105,8 +106,12 @@ def _ensemble_row(folder: Path, summary: dict) -> dict:
         "UA": f"{summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}",
         "pooled WA": f"{pooled['wa']:.3f}",
         "pooled UA": f"{pooled['ua']:.3f}",
-        "modes": {f"{mode} pooled UA": "—" for mode in MODES},
+        "modes": _mode_cells(mode_pooled_ua(summary)),
     }
+
+
+def _mode_cells(modes: dict[str, float | None]) -> dict[str, str]:
+    return {f"{mode} pooled UA": "—" if value is None else f"{value:.3f}" for mode, value in modes.items()}
 
 
 def _describe_features(values: dict | None) -> str:
@@ -133,19 +138,16 @@ def compare_runs(folders: list[Path]) -> tuple[list[dict], list[dict]]:
 
 
 def paired_deltas(folders: list[Path]) -> list[dict]:
-    """Test-speaker UA of every later cv run minus the first's, paired over the folds both hold (same
-    fold name and test speakers; a fold's repeats averaged first), in each evaluation mode both runs
-    have (:func:`mode_fold_ua`): one row per run with ``mean ± standard error (folds better/folds)``
-    per mode. Empty with fewer than two cv runs."""
+    """Test-speaker UA of every later cv run minus that of the first run before it with folds in common
+    (same fold name and test speakers; a fold's repeats averaged first; :func:`first_shared`), paired over
+    those folds in each evaluation mode both runs have (:func:`mode_fold_ua`): one row per such run with
+    the run it is paired with and ``mean ± standard error (folds better/folds)`` per mode. A run of other
+    folds (another corpus) starts a group of its own and gets no row."""
     summaries = [(str(f), cv_summary(Path(f))) for f in folders]
-    found = [(label, summary) for label, summary in summaries if summary is not None]
-    if len(found) < 2:
-        return []
-    per_fold = [(label, mode_fold_ua(summary)) for label, summary in found]
-    base = per_fold[0][1]
+    per_fold = [(label, mode_fold_ua(summary)) for label, summary in summaries if summary is not None]
     rows = []
-    for label, modes in per_fold[1:]:
-        row = {"run": label}
+    for label, modes, base_label, base in first_shared(per_fold, lambda modes: _fold_keys(modes)):
+        row = {"run": label, "from": base_label}
         for mode in MODES:
             if mode in base and mode in modes:
                 shared = [ua - base[mode][key] for key, ua in modes[mode].items() if key in base[mode]]
@@ -154,6 +156,22 @@ def paired_deltas(folders: list[Path]) -> list[dict]:
                 row[f"ΔUA {mode}"] = "—"
         rows.append(row)
     return rows
+
+
+def first_shared(runs: list[tuple[str, dict]], keys) -> list[tuple[str, dict, str, dict]]:
+    """``(label, value, base label, base value)`` for every run of ``runs`` ``(label, value)`` after the
+    first whose ``keys(value)`` (its folds) meet those of an earlier run: the base is the first such run."""
+    pairs = []
+    for number, (label, value) in enumerate(runs):
+        folds = keys(value)
+        base = next(((b, v) for b, v in runs[:number] if folds & keys(v)), None)
+        if base is not None:
+            pairs.append((label, value, *base))
+    return pairs
+
+
+def _fold_keys(modes: dict[str, dict[tuple, float]]) -> set[tuple]:
+    return {key for folds in modes.values() for key in folds}
 
 
 def mode_fold_ua(summary: dict) -> dict[str, dict[tuple, float]]:
@@ -211,19 +229,17 @@ def fusion_rows(folders: list[Path]) -> list[dict]:
 
 
 def fusion_deltas(folders: list[Path]) -> list[dict]:
-    """Paired UA differences of every later fused run's linear model and fusion from the first
-    fused run's, over the folds both hold (same fold name and test speakers). Empty with fewer
-    than two fused runs."""
-    found = fusion_reports(folders)
-    if len(found) < 2:
-        return []
+    """Paired UA differences of every later fused run's linear model and fusion from the first fused
+    run before it with folds in common (same fold name and test speakers; :func:`first_shared`), over
+    those folds; a fused run of other folds gets no row."""
     per_fold = [
-        (label, {(f["name"], tuple(f["test"])): f for f in report["folds"]}) for label, report in found
+        (label, {(f["name"], tuple(f["test"])): f for f in report["folds"]})
+        for label, report in fusion_reports(folders)
     ]
-    base = per_fold[0][1]
     return [
         {
             "run": label,
+            "from": base_label,
             **{
                 f"Δ{m} UA": _paired(
                     [f[m]["ua"] - base[key][m]["ua"] for key, f in folds.items() if key in base]
@@ -231,7 +247,7 @@ def fusion_deltas(folders: list[Path]) -> list[dict]:
                 for m in ("linear", "fusion")
             },
         }
-        for label, folds in per_fold[1:]
+        for label, folds, base_label, base in first_shared(per_fold, set)
     ]
 
 
