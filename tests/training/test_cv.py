@@ -397,6 +397,11 @@ def test_report_pairs_cv_runs_over_their_shared_folds(tmp_path, capsys):
     assert f"| {other} | {base} | +0.067 ± 0.088 (2/3) |" in out
     assert f"| {again} | {corpus} | +0.150 ± 0.050 (2/2) |" in out
     assert f"| {corpus} | {base} |" not in out
+    assert main(["report", str(base), str(other), "--only", "fusion", "--markdown"]) == 0
+    assert capsys.readouterr().out == ""  # neither run is fused: nothing else is printed
+    with pytest.raises(SystemExit) as stopped:
+        main(["report", str(base), "--only", "runs,fusoin"])
+    assert stopped.value.code == 2 and "unknown table 'fusoin'" in capsys.readouterr().err
     assert "augment specaugment+noise" in out
     assert all(line.startswith("|") for line in out.splitlines() if "mmmm" in line)  # rows never wrap
 

@@ -495,9 +495,30 @@ def print_modes(summary: dict) -> None:
     console.print(modes_table(modes).rich())
 
 
+REPORT_PARTS = ("runs", "fusion", "robustness")
+
+
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", type=Path, nargs="+", help="cv or train run folders")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead")
+    parser.add_argument(
+        "--only",
+        type=_report_parts,
+        default=REPORT_PARTS,
+        help="comma list of the tables to print: runs (accuracy, modes, paired differences), fusion, "
+        "robustness (default: all that the runs hold)",
+    )
+
+
+def _report_parts(text: str) -> tuple[str, ...]:
+    """``--only``: a comma list of :data:`REPORT_PARTS`, in the order given."""
+    parts = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [part for part in parts if part not in REPORT_PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(
+            f"unknown table {unknown[0] if unknown else text!r}: choose from {', '.join(REPORT_PARTS)}"
+        )
+    return parts
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -513,45 +534,57 @@ def _run_report(args: argparse.Namespace) -> int:
     )
 
     rows, modes = compare_runs(args.runs)
-    clean = paired_deltas(args.runs)
     robustness = robustness_rows(args.runs)
-    deltas = robustness_deltas(args.runs)
     base = list(robustness[0])[1] if robustness else ""
     paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
     shared = "(test speakers; mean ± s.e. over shared folds, folds better)"
-    tables = (
-        ("comparison", rows, ("run", "corpus", "model", "features", "options")),
-        ("pooled UA by evaluation mode (cold: a recording alone; enrolled-5; transductive)", modes, ("run",)),
-        (f"paired ΔUA from the first run of the same folds {shared}", clean, ("run", "from")),
-        (
-            "late fusion: UA (mean ± std over folds)",
-            fusion_rows(args.runs),
-            ("run", "linear model trained on"),
+    parts = {
+        "runs": (
+            ("", rows, ("run", "corpus", "model", "features", "options")),
+            (
+                "pooled UA by evaluation mode (cold: a recording alone; enrolled-5; transductive)",
+                modes,
+                ("run",),
+            ),
+            (
+                f"paired ΔUA from the first run of the same folds {shared}",
+                paired_deltas(args.runs),
+                ("run", "from"),
+            ),
         ),
-        (
-            f"late fusion: paired ΔUA from the first fused run of the same folds {shared}",
-            fusion_deltas(args.runs),
-            ("run", "from"),
+        "fusion": (
+            (
+                "late fusion: UA (mean ± std over folds)",
+                fusion_rows(args.runs),
+                ("run", "linear model trained on"),
+            ),
+            (
+                f"late fusion: paired ΔUA from the first fused run of the same folds {shared}",
+                fusion_deltas(args.runs),
+                ("run", "from"),
+            ),
         ),
-        ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
-        (paired, deltas, ("condition",)),
-        (
-            "robustness of the late fusion: fusion UA (mean ± std over folds)",
-            robustness_fusion_rows(args.runs),
-            ("condition",),
+        "robustness": (
+            ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
+            (paired, robustness_deltas(args.runs), ("condition",)),
+            (
+                "robustness of the late fusion: fusion UA (mean ± std over folds)",
+                robustness_fusion_rows(args.runs),
+                ("condition",),
+            ),
         ),
-    )
+    }
+    tables = [table for part in args.only for table in parts[part] if table[1]]
     if args.markdown:
         for number, (title, table_rows, _) in enumerate(tables):
-            if table_rows:
-                if number:
-                    console.print(f"\n{title[0].upper()}{title[1:]}\n", highlight=False, markup=False)
-                markdown = "\n".join(rows_table(table_rows).markdown())
-                console.print(markdown, highlight=False, markup=False, soft_wrap=True)
+            if title:
+                lead = "\n" if number else ""
+                console.print(f"{lead}{title[0].upper()}{title[1:]}\n", highlight=False, markup=False)
+            markdown = "\n".join(rows_table(table_rows).markdown())
+            console.print(markdown, highlight=False, markup=False, soft_wrap=True)
         return 0
     for title, table_rows, left in tables:
-        if table_rows:
-            console.print(rows_table(table_rows, title, len(left)).rich())
+        console.print(rows_table(table_rows, title or "comparison", len(left)).rich())
     return 0
 
 
