@@ -536,7 +536,7 @@ def test_a_centred_linear_model_trains_on_every_mode_and_copies_once(emodb_augme
 
 
 def test_a_centred_fusion_is_scored_in_every_mode_and_deployed_cold_or_enrolled(
-    cv_run, emodb_wavs, tmp_path, capsys
+    cv_run, emodb_wavs, emodb_augmented, tmp_path, capsys
 ):
     """fuse --centre: every fold in the three modes; the deployed fusion centres a recording by itself
     when nothing is known of the speaker, and by the enrolled recordings after adapt."""
@@ -571,5 +571,18 @@ def test_a_centred_fusion_is_scored_in_every_mode_and_deployed_cold_or_enrolled(
     enrolled = fused.predict(wavs[0])
     want = expected(values[0] - (values[1:].sum(axis=0) + tau * prior) / (5 + tau))
     assert np.allclose([enrolled.probabilities[c] for c in fused.classes], want, atol=1e-4)
+    args = ["robustness", str(folder), "--root", str(emodb_augmented.parent / "emodb.csv"), "--snr", "10",
+            "--noise", "white", "--rt60", "", "--workers", "2", "--device", "cpu", "--fusion", "--enrol", "3", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    noisy = json.loads((folder / "robustness.json").read_text())["fusion"][1]
+    capsys.readouterr()
+    assert main(["report", str(folder), "--only", "robustness", "--markdown"]) == 0
+    out = capsys.readouterr().out.split("Robustness of the late fusion")[1]
+    assert "| condition | cv | cv enrolled-3 | cv transductive |" in out
+    cells = [noisy["fusion"], noisy["modes"]["enrolled"]["fusion"], noisy["modes"]["transductive"]["fusion"]]
+    assert (
+        "| white 10 dB | " + " | ".join(f"{c['ua_mean']:.3f} ± {c['ua_std']:.3f}" for c in cells) + " |"
+        in out
+    )
     assert main(["fuse", str(folder), "--centre", "--centre-weight", "0", "--quiet"]) == 2
     assert "--centre-weight must be a positive" in capsys.readouterr().err

@@ -294,13 +294,11 @@ def test_paired_deltas_use_only_the_folds_both_runs_share(tmp_path):
         {
             "condition": "clean",
             "better": "+0.150 ± 0.050 (2/2)",
-            "elsewhere": "—",
             "reseeded": "+0.400 ± 0.000 (1/1)",
         },
         {
             "condition": "white 0 dB",
             "better": "+0.075 ± 0.025 (2/2)",
-            "elsewhere": "—",
             "reseeded": "not paired: other seed",
         },
     ]

@@ -535,8 +535,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
     rows, modes = compare_runs(args.runs)
     robustness = robustness_rows(args.runs)
-    base = list(robustness[0])[1] if robustness else ""
-    paired = f"robustness: paired ΔUA from {base} (mean ± s.e. over shared folds, folds improved)"
+    paired = "robustness: paired ΔUA from the first run of the same folds (mean ± s.e. over shared folds, folds improved)"
     shared = "(test speakers; mean ± s.e. over shared folds, folds better)"
     parts = {
         "runs": (

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from emovision.data.features import FeatureConfig
-from emovision.data.speaker_norm import MODES
+from emovision.data.speaker_norm import MODES, mode_label
 from emovision.errors import EmovisionError
 from emovision.files import read_json
-from emovision.tables import ResultTable, paired_change
+from emovision.tables import ResultTable, mean_std, paired_change
 from emovision.training.cv import summarize_folder
 from emovision.training.metrics import paired_difference
 from emovision.training.options import run_options
@@ -253,17 +253,25 @@ def fusion_deltas(folders: list[Path]) -> list[dict]:
 
 def robustness_fusion_rows(folders: list[Path]) -> list[dict]:
     """Per condition the fusion's UA (mean ± std over folds) of every run whose ``robustness.json``
-    scored its fusion (``robustness --fusion``); empty when none did."""
+    scored its fusion (``robustness --fusion``): a column per run, cold, and for a speaker-centred
+    fusion one more per mode it was scored in (``RUN enrolled-5``, ``RUN transductive``: the speaker's
+    statistics from clean recordings); empty when none did."""
     found = [(label, report) for label, report in robustness_reports(folders) if report.get("fusion")]
     conditions: list[str] = []
     values: dict[tuple[str, str], str] = {}
+    columns: list[str] = []
     for label, report in found:
+        modes = [mode for mode in MODES[1:] if "modes" in report["fusion"][0]]
+        names = {mode: f"{label} {mode_label(mode, report.get('enrol', 5))}" for mode in modes}
+        columns += [label, *names.values()]
         for c in report["fusion"]:
             if c["name"] not in conditions:
                 conditions.append(c["name"])
-            values[label, c["name"]] = f"{c['fusion']['ua_mean']:.3f} ± {c['fusion']['ua_std']:.3f}"
+            values[label, c["name"]] = mean_std(c["fusion"])
+            for mode, column in names.items():
+                values[column, c["name"]] = mean_std(c["modes"][mode]["fusion"])
     return [
-        {"condition": name, **{label: values.get((label, name), "—") for label, _ in found}}
+        {"condition": name, **{column: values.get((column, name), "—") for column in columns}}
         for name in conditions
     ]
 
@@ -302,26 +310,28 @@ def robustness_rows(folders: list[Path]) -> list[dict]:
 
 
 def robustness_deltas(folders: list[Path]) -> list[dict]:
-    """Paired UA differences from the first run with a ``robustness.json``, per condition and later run.
+    """Paired UA differences per condition of every later run with a ``robustness.json`` from the first
+    such run before it with folds in common (:func:`first_shared`): a column per paired run.
 
     Fold runs are paired by their folder name and test speakers (the same folds of the same
     features); a cell is ``mean ± standard error`` of the per-fold differences with the number
-    of folds that improved, e.g. ``+0.016 ± 0.011 (6/10)``, or "—" without a shared fold or
-    condition. Runs whose corruption differs from the first one's (seed, babble talkers, noise
-    recordings: other noisy audio) are not paired; their cells say which setting differs.
-    Empty with fewer than two runs.
+    of folds that improved, e.g. ``+0.016 ± 0.011 (6/10)``, or "—" where the base lacks the
+    condition. A run of other folds (another corpus) starts a group of its own and gets no column.
+    Runs whose corruption differs from the base's (seed, babble talkers, noise recordings: other
+    noisy audio) are not paired; their cells say which setting differs. Empty without a pair.
     """
-    found = robustness_reports(folders)
-    if len(found) < 2:
-        return []
-    (_, base), others = found[0], found[1:]
-    base_folds = {(f["run"], tuple(f["test"])): f["conditions"] for f in base["folds"]}
-    rows = []
-    for entry in base["conditions"]:
-        condition = entry["name"]
-        row = {"condition": condition}
-        for label, report in others:
-            differs = _other_corruption(base, report, entry)
+    pairs = first_shared(robustness_reports(folders), _robustness_folds)
+    conditions = list(dict.fromkeys(c["name"] for *_, base in pairs for c in base["conditions"]))
+    rows = [{"condition": condition} for condition in conditions]
+    for label, report, _, base in pairs:
+        base_folds = {(f["run"], tuple(f["test"])): f["conditions"] for f in base["folds"]}
+        entries = {c["name"]: c for c in base["conditions"]}
+        for row in rows:
+            condition = row["condition"]
+            if condition not in entries:
+                row[label] = "—"
+                continue
+            differs = _other_corruption(base, report, entries[condition])
             if differs:
                 row[label] = f"not paired: other {differs}"
                 continue
@@ -331,8 +341,11 @@ def robustness_deltas(folders: list[Path]) -> list[dict]:
                 if (key := (f["run"], tuple(f["test"]))) in base_folds and condition in f["conditions"]
             ]
             row[label] = _paired(differences)
-        rows.append(row)
-    return rows
+    return rows if pairs else []
+
+
+def _robustness_folds(report: dict) -> set[tuple]:
+    return {(f["run"], tuple(f["test"])) for f in report["folds"]}
 
 
 def _other_corruption(base: dict, report: dict, condition: dict) -> str:
