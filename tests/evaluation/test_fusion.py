@@ -576,7 +576,7 @@ def test_a_centred_fusion_is_scored_in_every_mode_and_deployed_cold_or_enrolled(
     assert main(args) == 0
     noisy = json.loads((folder / "robustness.json").read_text())["fusion"][1]
     capsys.readouterr()
-    assert main(["report", str(folder), "--only", "robustness", "--markdown"]) == 0
+    assert main(["report", str(folder), "--only", "fusion-robustness", "--markdown"]) == 0
     out = capsys.readouterr().out.split("Robustness of the late fusion")[1]
     assert "| condition | cv | cv enrolled-3 | cv transductive |" in out
     cells = [noisy["fusion"], noisy["modes"]["enrolled"]["fusion"], noisy["modes"]["transductive"]["fusion"]]

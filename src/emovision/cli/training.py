@@ -495,7 +495,7 @@ def print_modes(summary: dict) -> None:
     console.print(modes_table(modes).rich())
 
 
-REPORT_PARTS = ("runs", "fusion", "robustness")
+REPORT_PARTS = ("runs", "fusion", "robustness", "fusion-robustness")
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -506,7 +506,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
         type=_report_parts,
         default=REPORT_PARTS,
         help="comma list of the tables to print: runs (accuracy, modes, paired differences), fusion, "
-        "robustness (default: all that the runs hold)",
+        "robustness (the image models'), fusion-robustness (default: all that the runs hold)",
     )
 
 
@@ -566,6 +566,8 @@ def _run_report(args: argparse.Namespace) -> int:
         "robustness": (
             ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
             (paired, robustness_deltas(args.runs), ("condition",)),
+        ),
+        "fusion-robustness": (
             (
                 "robustness of the late fusion: fusion UA (mean ± std over folds)",
                 robustness_fusion_rows(args.runs),
