@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 import torch
 from serve.live_server import running_server
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import recall_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import QuantileTransformer
 
 from emovision.cli import main
 from emovision.data.audio import load_audio
@@ -257,8 +261,22 @@ def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
 ):
     copy = tmp_path / "cv"
     shutil.copytree(cv_run, copy)
-    # a linear model trained on the copies too: robustness retrains exactly that one per fold
-    assert main(["fuse", str(copy), "--augment", "noise,reverb", "--quiet"]) == 0
+    # a linear model trained on the copies too, quantile-scaled: robustness retrains exactly that one per fold
+    assert main(["fuse", str(copy), "--augment", "noise,reverb", "--scaling", "quantile", "--quiet"]) == 0
+    fusion = json.loads((copy / "fusion.json").read_text())
+    assert fusion["scaling"] == fusion["deployed"]["scaling"] == "quantile"
+    source = open_source(emodb_augmented)
+    table = functionals_table(emodb_augmented, source.classes)
+    fold, entry = json.loads((copy / "cv.json").read_text())["folds"][0], fusion["folds"][0]
+    reference = make_pipeline(  # scikit-learn's own, built here
+        QuantileTransformer(n_quantiles=1000, output_distribution="normal", random_state=0),
+        LogisticRegression(C=entry["C"], class_weight="balanced", max_iter=3000),
+    ).fit(*table.training(fold["train"], ("noise", "reverb")))
+    test = load_split(source, fold["test"])
+    predicted = reference.predict(table.lookup(test.utterance_ids))
+    assert recall_score(test.utterance_labels, predicted, average="macro") == pytest.approx(
+        entry["linear"]["ua"]
+    )
     manifest = emodb_augmented.parent / "emodb.csv"
     args = ["robustness", str(copy), "--root", str(manifest), "--snr", "10", "--noise", "white",
             "--rt60", "", "--workers", "2", "--device", "cpu", "--quiet"]  # fmt: skip

@@ -351,6 +351,8 @@ def _run_cv(args: argparse.Namespace) -> int:
 
 
 def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
+    from emovision.inference.fusion_model import DEFAULT_SCALING, SCALINGS
+
     parser.add_argument("run", type=Path, help="a finished emovision cv folder")
     _functionals_arguments(
         parser, "features file with openSMILE functionals of the same utterances (default: the cv's own)"
@@ -379,6 +381,13 @@ def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
         "--enrol", type=int, default=5, help="--centre: recordings behind the enrolled mode (K, default 5)"
     )
     parser.add_argument("--seed", type=int, default=0, help="--centre: seed of the training draws")
+    parser.add_argument(
+        "--scaling",
+        choices=SCALINGS,
+        default=DEFAULT_SCALING,
+        help="how the linear model scales each functional: 'standard' (z-score over the training rows) or "
+        f"'quantile' (through its training quantiles to a normal score; robust to outliers); default {DEFAULT_SCALING}",
+    )
 
 
 def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -401,7 +410,9 @@ def _run_fuse(args: argparse.Namespace) -> int:
         ]
     )
     centre = LinearRecipe(args.centre_weight, args.enrol, args.seed) if args.centre else None
-    print_fusion(fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds, centre), args.run)
+    print_fusion(
+        fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds, centre, args.scaling), args.run
+    )
     return 0
 
 

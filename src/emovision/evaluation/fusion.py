@@ -9,7 +9,8 @@ averaged over the three modes, and the test speaker is scored in each (``modes``
 report; the enrolled mode uses the same draws as the image models' test modes). The image side is
 scored cold in every mode.
 
-For every fold, a standardised, class-balanced logistic regression is trained on the
+For every fold, a class-balanced logistic regression on scaled functionals (``scaling``:
+standardised, or mapped through their training quantiles to normal scores) is trained on the
 functionals of the fold's *training* speakers (``C`` chosen by UA on the validation speaker) and,
 with ``copy_kinds``, on those of their waveform-augmented copies of these kinds as well (files
 made with ``extract --augment … --functionals …``): by default the kinds the cv's image models
@@ -55,7 +56,7 @@ from emovision.data.speaker_norm import (
 from emovision.data.store import open_info, read_copy_functionals, read_functionals
 from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
-from emovision.inference.fusion_model import FILE_NAME, FLOOR, LinearFusion, mix
+from emovision.inference.fusion_model import DEFAULT_SCALING, FILE_NAME, FLOOR, SCALINGS, LinearFusion, mix
 from emovision.inference.runs import fingerprint, finished_runs
 from emovision.progress import progress_bar
 from emovision.tables import ResultTable, mean_std, paired_table
@@ -72,6 +73,7 @@ from emovision.training.metrics import (
 from emovision.training.modes import runs_mode
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+QUANTILES = 1000
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 MODELS = ("image", "linear", "fusion")
 
@@ -136,12 +138,14 @@ def fuse_cv(
     progress: bool = True,
     copy_kinds: tuple[str, ...] | None = None,
     centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
 ) -> dict:
     """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
     openSMILE functionals of the same utterances (default: the cv's own features file);
     ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
     the kinds the cv's image models trained on, as far as the file holds their functionals);
-    ``centre``: train the linear model on speaker-centred functionals (see the module docstring)."""
+    ``centre``: train the linear model on speaker-centred functionals (see the module docstring);
+    ``scaling``: how the linear model scales the functionals (:func:`linear_pipeline`)."""
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
     source = open_source(record["features_file"])
@@ -161,12 +165,21 @@ def fuse_cv(
     with progress_bar(progress) as bar:
         task = bar.add_task("fusion", total=len(groups))
         for name, members in groups.items():
-            folds.append(_fuse_fold(name, members, source, table, copy_kinds, centre))
+            folds.append(_fuse_fold(name, members, source, table, copy_kinds, centre, scaling))
             bar.advance(task)
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
     mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
     return write_fused(
-        folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), copy_kinds, mode, centre
+        folds,
+        source.classes,
+        run_dir,
+        table,
+        speakers,
+        fingerprint([run_dir]),
+        copy_kinds,
+        mode,
+        centre,
+        scaling,
     )
 
 
@@ -180,6 +193,7 @@ def write_fused(
     copy_kinds: tuple[str, ...] = (),
     mode: str = "any",
     centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
 ) -> dict:
     """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
     functionals in ``table`` of every one of ``speakers`` and of their copies of ``copy_kinds``;
@@ -187,12 +201,13 @@ def write_fused(
     to ``out``: ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``; ``mode``: how the test
     speakers were scored (:func:`emovision.training.modes.runs_mode`; transductive when the functionals are
     speaker-normalised). Returns the report."""
-    deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds, centre)
+    deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds, centre, scaling)
     deployed.info["fingerprint"] = models
     deployed.save(out / FILE_NAME)
     report = fusion_report(folds, classes, out, table.path, copy_kinds) | {
         "deployed": deployed.describe(),
         "mode": "cold" if centre is not None else mode,
+        "scaling": scaling,
         **({"centre": centre.to_dict()} if centre is not None else {}),
     }
     return write_fusion(report, out)
@@ -205,6 +220,7 @@ def deploy_fusion(
     classes: list[str],
     copy_kinds: tuple[str, ...] = (),
     centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
 ) -> LinearFusion:
     """The fusion to deploy: the linear model trained on the functionals of every utterance of
     ``speakers`` (and of their copies of ``copy_kinds``; speaker-centred with ``centre``) with the
@@ -218,7 +234,7 @@ def deploy_fusion(
         centring = FunctionalsCentre(table.training(speakers)[0].mean(axis=0), centre.weight)
         x, y = centred_training(table, speakers, copy_kinds, centring, centre.rng("deployed"))
     c = statistics.median_low(f["C"] for f in folds)
-    pipeline = linear_pipeline(c).fit(x, y)
+    pipeline = linear_pipeline(c, scaling).fit(x, y)
     info = open_info(table.path)
     return LinearFusion.from_pipeline(
         pipeline,
@@ -248,14 +264,19 @@ def write_fusion(report: dict, out: Path) -> dict:
 
 
 def fit_linear(
-    x_train: np.ndarray, y_train: np.ndarray, views: list[tuple], labels: np.ndarray, classes: list[str]
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    views: list[tuple],
+    labels: np.ndarray,
+    classes: list[str],
+    scaling: str = DEFAULT_SCALING,
 ) -> tuple[object, float, list[tuple]]:
     """The logistic regression (in a scaler pipeline) over :data:`C_GRID` with the best validation UA
     (averaged over the modes of ``views``: ``(mode, draw, x (U, D), scored (U,) or None)``), its ``C``
     and its scores of the views, ``(mode, scores (U, K), scored)``."""
     best = None
     for c in C_GRID:
-        model = linear_pipeline(c).fit(x_train, y_train)
+        model = linear_pipeline(c, scaling).fit(x_train, y_train)
         scored = [(mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views]
         ua = mode_mean_ua(labels, scored, classes)
         if best is None or ua > best[0]:
@@ -263,13 +284,24 @@ def fit_linear(
     return best[2], best[1], best[3]
 
 
-def linear_pipeline(c: float):
-    """An unfitted standardiser + class-balanced logistic regression of inverse regularisation ``c``."""
+def linear_pipeline(c: float, scaling: str = DEFAULT_SCALING):
+    """An unfitted scaler + class-balanced logistic regression of inverse regularisation ``c``. The
+    scaler of ``standard`` standardises each functional; that of ``quantile`` maps it through its
+    training quantiles (:data:`QUANTILES` levels) to a standard normal score, so a heavy tail or a
+    recording far outside the training range (noise, another microphone) moves a score by at most
+    about 5."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
+    if scaling not in SCALINGS:
+        raise EmovisionError(f"unknown scaling {scaling!r}: {' or '.join(SCALINGS)}")
+    scaler = (
+        QuantileTransformer(n_quantiles=QUANTILES, output_distribution="normal", random_state=0)
+        if scaling == "quantile"
+        else StandardScaler()
+    )
+    return make_pipeline(scaler, LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
 
 
 def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
@@ -293,12 +325,13 @@ def _fuse_fold(
     table: FunctionalsTable,
     copy_kinds: tuple[str, ...],
     centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
 ) -> dict:
     fold = members[0].metrics["fold"]
     val = load_split(source, fold["val"])
     test = load_split(source, fold["test"])
     image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
-    result = fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds, centre)
+    result = fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds, centre, scaling)
     return result | {"runs": len(members)}
 
 
@@ -312,6 +345,7 @@ def fuse_fold(
     classes: list[str],
     copy_kinds: tuple[str, ...] = (),
     centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
 ) -> dict:
     """One fold's fusion: ``image`` holds the image model's utterance log-probabilities ``(U, K)``
     of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained on
@@ -327,7 +361,7 @@ def fuse_fold(
             else centred_views(x, split.utterance_speakers, split.speakers, centring, centre.enrol)
         )
     labels = {"val": val.utterance_labels, "test": test.utterance_labels}
-    model, c, linear_val = fit_linear(x_train, y_train, views["val"], labels["val"], classes)
+    model, c, linear_val = fit_linear(x_train, y_train, views["val"], labels["val"], classes, scaling)
     linear = {
         "val": linear_val,
         "test": [

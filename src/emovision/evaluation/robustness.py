@@ -177,6 +177,7 @@ class _Fusion:
     speaker_norm: bool = False
     copy_kinds: tuple[str, ...] = ()
     centre: LinearRecipe | None = None
+    scaling: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,8 @@ def _fusion_identity(fused: _Fusion | None) -> dict | None:
     identity = {"functionals_file": str(fused.table.path.resolve()), "folds": folds}
     if fused.centre is not None:
         identity["centre"] = fused.centre.to_dict()
+    if fused.scaling != "standard":
+        identity["scaling"] = fused.scaling
     return identity | ({"copy_kinds": list(fused.copy_kinds)} if fused.copy_kinds else {})
 
 
@@ -224,7 +227,8 @@ def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
     copy_kinds = tuple(report.get("copy_kinds", ()))
     table.check_kinds(copy_kinds)
     centre = LinearRecipe(**report["centre"]) if report.get("centre") else None
-    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, copy_kinds, centre)
+    scaling = report.get("scaling", "standard")  # fusions from before the option: standardised
+    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, copy_kinds, centre, scaling)
 
 
 def evaluate_robustness(
@@ -656,7 +660,7 @@ def _fused_results(
     if entry is None:
         raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
     x, y, centring = fold_linear_data(fused.table, fold, fused.copy_kinds, fused.centre)
-    model = linear_pipeline(entry["C"]).fit(x, y)
+    model = linear_pipeline(entry["C"], fused.scaling).fit(x, y)
     clean = np.stack(values[0]).astype(np.float64)
     out = {}
     for c, condition in enumerate(conditions):

@@ -40,9 +40,13 @@ if TYPE_CHECKING:
 
 FILE_NAME = "fusion-model.npz"
 FORMAT = "emovision-fusion"
-FORMAT_VERSION = 2  # 2: the optional centring (centre_prior, centre_weight)
+FORMAT_VERSION = 3  # 2: the optional centring (centre_prior, centre_weight); 3: quantile scaling
 FLOOR = 1e-6
-_ARRAYS = ("mean", "scale", "coef", "intercept", "columns")
+_ARRAYS = ("coef", "intercept", "columns")
+SCALING_ARRAYS = {"standard": ("mean", "scale"), "quantile": ("quantiles", "references")}
+SCALINGS = tuple(SCALING_ARRAYS)
+DEFAULT_SCALING = "standard"
+BOUNDS = 1e-7  # quantile scaling: the uniform scores kept away from 0 and 1, as scikit-learn does
 
 
 def mix(image: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
@@ -50,41 +54,81 @@ def mix(image: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
     return weight * image + (1 - weight) * linear
 
 
+def quantile_normal(x: np.ndarray, quantiles: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Functionals ``(U, D)`` mapped through each column's training quantiles ``(Q, D)`` (at the
+    levels ``references`` ``(Q,)`` in [0, 1]) to standard normal scores, as scikit-learn's
+    ``QuantileTransformer(output_distribution="normal")`` maps them: interpolated upwards and
+    downwards and averaged (ties), values at or beyond the extremes to ±5.2."""
+    from scipy.special import ndtri
+
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    for j in range(x.shape[1]):
+        column, levels = x[:, j], quantiles[:, j]
+        up = np.interp(column, levels, references)
+        down = np.interp(-column, -levels[::-1], -references[::-1])
+        uniform = 0.5 * (up - down)
+        uniform[column + BOUNDS > levels[-1]] = 1.0
+        uniform[column - BOUNDS < levels[0]] = 0.0
+        out[:, j] = uniform
+    limit = ndtri(1 - (BOUNDS - np.spacing(1)))
+    return np.clip(ndtri(out), ndtri(BOUNDS - np.spacing(1)), limit)
+
+
 @dataclass
 class LinearFusion:
-    """The linear model on functionals (standardise with ``mean``/``scale`` ``(D,)``, then
-    multinomial logistic regression ``coef`` ``(k, D)``, ``intercept`` ``(k,)`` over the class
-    indices ``columns`` ``(k,)``), with the image weight and the fused scores' temperature."""
+    """The linear model on functionals (scaled by ``scaling``: ``standard``, ``(x − mean) / scale``
+    with ``mean``/``scale`` ``(D,)``, or ``quantile``, :func:`quantile_normal` with ``quantiles``
+    ``(Q, D)`` at ``references`` ``(Q,)``; then multinomial logistic regression ``coef`` ``(k, D)``,
+    ``intercept`` ``(k,)`` over the class indices ``columns`` ``(k,)``), with the image weight and
+    the fused scores' temperature."""
 
     feature_set: str
     sample_rate: int
     classes: list[str]
     weight: float
     temperature: float | None
-    mean: np.ndarray
-    scale: np.ndarray
     coef: np.ndarray
     intercept: np.ndarray
     columns: np.ndarray
     info: dict
     centre: FunctionalsCentre | None = None
+    scaling: str = "standard"
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    quantiles: np.ndarray | None = None
+    references: np.ndarray | None = None
 
     @classmethod
     def from_pipeline(cls, pipeline, **fields) -> LinearFusion:
-        """From a fitted scikit-learn ``StandardScaler`` + ``LogisticRegression`` pipeline."""
+        """From a fitted scikit-learn pipeline: a ``StandardScaler`` or a normal-output
+        ``QuantileTransformer``, then a ``LogisticRegression``."""
         scaler, logistic = pipeline[0], pipeline[-1]
+        if hasattr(scaler, "quantiles_"):
+            scaling = {
+                "scaling": "quantile",
+                "quantiles": scaler.quantiles_.astype(np.float64),
+                "references": scaler.references_.astype(np.float64),
+            }
+        else:
+            scaling = {"mean": scaler.mean_.astype(np.float64), "scale": scaler.scale_.astype(np.float64)}
         return cls(
-            mean=scaler.mean_.astype(np.float64),
-            scale=scaler.scale_.astype(np.float64),
             coef=logistic.coef_.astype(np.float64),
             intercept=logistic.intercept_.astype(np.float64),
             columns=np.asarray(logistic.classes_, dtype=np.int64),
+            **scaling,
             **fields,
         )
 
     @property
     def dimensions(self) -> int:
-        return int(self.mean.shape[0])
+        return int(self.coef.shape[1])
+
+    def scaled(self, x: np.ndarray) -> np.ndarray:
+        """Functionals ``(U, D)`` scaled as the logistic regression was trained on them."""
+        if self.scaling == "quantile":
+            return quantile_normal(x, self.quantiles, self.references)
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
 
     def fused_name(self, image_model: str) -> str:
         """The name of ``image_model`` fused with this linear model."""
@@ -109,7 +153,7 @@ class LinearFusion:
     def linear_log_probs(self, x: np.ndarray) -> np.ndarray:
         """``(U, K)`` log-probabilities of functionals ``(U, D)``, floored at log(1e-6) (classes
         absent from training get the floor), as the fold-wise fusion scores them."""
-        z = ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        z = self.scaled(x) @ self.coef.T + self.intercept
         if z.shape[1] == 1:
             z = np.concatenate([np.zeros_like(z), z], axis=1)
         z -= z.max(axis=1, keepdims=True)
@@ -131,6 +175,7 @@ class LinearFusion:
             "dimensions": self.dimensions,
             "weight": self.weight,
             "temperature": self.temperature,
+            "scaling": self.scaling,
             **({"centre_weight": self.centre.weight} if self.centre is not None else {}),
             **self.info,
         }
@@ -145,9 +190,10 @@ class LinearFusion:
             "classes": self.classes,
             "weight": self.weight,
             "temperature": self.temperature,
+            "scaling": self.scaling,
             "info": self.info,
         }
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays = {name: getattr(self, name) for name in _ARRAYS + SCALING_ARRAYS[self.scaling]}
         if self.centre is not None:
             meta["centre_weight"] = self.centre.weight
             arrays["centre_prior"] = np.asarray(self.centre.prior, dtype=np.float64)
@@ -162,13 +208,14 @@ class LinearFusion:
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                arrays = {name: data[name] for name in _ARRAYS}
+                scaling = meta.get("scaling", "standard")
+                arrays = {name: data[name] for name in _ARRAYS + SCALING_ARRAYS.get(scaling, ())}
                 prior = data["centre_prior"] if "centre_weight" in meta else None
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path} is not a readable fused model ({exc})") from None
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not an emovision fused model")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION or scaling not in SCALING_ARRAYS:
             raise CheckpointError(f"{path} was written by a newer emovision")
         fusion = cls(
             feature_set=meta["feature_set"],
@@ -178,13 +225,13 @@ class LinearFusion:
             temperature=meta["temperature"],
             info=dict(meta.get("info", {})),
             centre=None if prior is None else FunctionalsCentre(prior, float(meta["centre_weight"])),
+            scaling=scaling,
             **arrays,
         )
         k, d = fusion.coef.shape
         columns = fusion.columns
         if (
-            fusion.scale.shape != (d,)
-            or fusion.mean.shape != (d,)
+            not _scaling_fits(fusion, d)
             or fusion.intercept.shape != (k,)
             or (prior is not None and prior.shape != (d,))
             or columns.shape != ((2,) if k == 1 else (k,))
@@ -193,3 +240,11 @@ class LinearFusion:
         ):
             raise CheckpointError(f"{path} holds arrays of inconsistent shapes")
         return fusion
+
+
+def _scaling_fits(fusion: LinearFusion, dimensions: int) -> bool:
+    """Whether the scaling arrays of ``fusion`` have the shapes of ``dimensions`` functionals."""
+    if fusion.scaling == "quantile":
+        q = fusion.references.shape
+        return len(q) == 1 and q[0] >= 2 and fusion.quantiles.shape == (q[0], dimensions)
+    return fusion.mean.shape == (dimensions,) and fusion.scale.shape == (dimensions,)
