@@ -284,24 +284,29 @@ def fit_linear(
     return best[2], best[1], best[3]
 
 
-def linear_pipeline(c: float, scaling: str = DEFAULT_SCALING):
-    """An unfitted scaler + class-balanced logistic regression of inverse regularisation ``c``. The
-    scaler of ``standard`` standardises each functional; that of ``quantile`` maps it through its
-    training quantiles (:data:`QUANTILES` levels) to a standard normal score, so a heavy tail or a
-    recording far outside the training range (noise, another microphone) moves a score by at most
-    about 5."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+def functionals_scaler(scaling: str = DEFAULT_SCALING):
+    """An unfitted scaler of functionals: ``standard`` standardises each one; ``quantile`` maps it
+    through its training quantiles (:data:`QUANTILES` levels) to a standard normal score, so a heavy
+    tail or a recording far outside the training range (noise, another microphone) moves a score by
+    at most about 5."""
     from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
     if scaling not in SCALINGS:
         raise EmovisionError(f"unknown scaling {scaling!r}: {' or '.join(SCALINGS)}")
-    scaler = (
-        QuantileTransformer(n_quantiles=QUANTILES, output_distribution="normal", random_state=0)
-        if scaling == "quantile"
-        else StandardScaler()
+    if scaling == "quantile":
+        return QuantileTransformer(n_quantiles=QUANTILES, output_distribution="normal", random_state=0)
+    return StandardScaler()
+
+
+def linear_pipeline(c: float, scaling: str = DEFAULT_SCALING):
+    """An unfitted :func:`functionals_scaler` + class-balanced logistic regression of inverse
+    regularisation ``c``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        functionals_scaler(scaling), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
     )
-    return make_pipeline(scaler, LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
 
 
 def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
