@@ -11,18 +11,7 @@ set -euo pipefail
 [ $# -eq 5 ] || { sed -n 2,9p "$0" >&2; exit 2; }
 OUT=$1
 BIN=${BIN:-.venv/bin}
-mkdir -p "$OUT"
-fuse() {  # NAME CV FUNCTIONALS [fuse options]
-  local name=$1 cv=$2 functionals=$3
-  shift 3
-  if [ ! -f "$OUT/$name/fusion.json" ]; then
-    rm -rf "$OUT/$name"
-    cp -al "$cv" "$OUT/$name"
-    rm -f "$OUT/$name"/fusion* "$OUT/$name"/robustness*
-    echo "$BIN/emovision fuse $OUT/$name --functionals $functionals --augment noise,reverb,speed $*" > "$OUT/$name/fuse-command.txt"
-    $BIN/emovision fuse "$OUT/$name" --functionals "$functionals" --augment noise,reverb,speed --quiet "$@"
-  fi
-}
+fuse() { benchmarks/fuse_copy.sh "$OUT" "$@"; }  # NAME CV FUNCTIONALS [fuse options]
 for corpus in emodb ravdess; do
   if [ $corpus = emodb ]; then cv=$2 functionals=$3; else cv=$4 functionals=$5; fi
   fuse "$corpus-plain" "$cv" "$functionals"
