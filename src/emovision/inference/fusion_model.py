@@ -55,24 +55,40 @@ def mix(image: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
 
 
 def quantile_normal(x: np.ndarray, quantiles: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """Functionals ``(U, D)`` mapped through each column's training quantiles ``(Q, D)`` (at the
-    levels ``references`` ``(Q,)`` in [0, 1]) to standard normal scores, as scikit-learn's
-    ``QuantileTransformer(output_distribution="normal")`` maps them: interpolated upwards and
-    downwards and averaged (ties), values at or beyond the extremes to ±5.2."""
+    """Functionals ``(U, D)`` mapped through each column's training quantiles ``(Q, D)`` (ascending, at
+    the levels ``references`` ``(Q,)`` in [0, 1]) to standard normal scores, as scikit-learn's
+    ``QuantileTransformer(output_distribution="normal")`` maps them: interpolated from the last
+    quantile at or below and from the first at or above, averaged (ties), values at or beyond the
+    extremes to ±5.2. One recording at a time, all columns at once."""
     from scipy.special import ndtri
 
     x = np.asarray(x, dtype=np.float64)
+    columns = np.arange(quantiles.shape[1])
+    last = quantiles.shape[0] - 1
     out = np.empty_like(x)
-    for j in range(x.shape[1]):
-        column, levels = x[:, j], quantiles[:, j]
-        up = np.interp(column, levels, references)
-        down = np.interp(-column, -levels[::-1], -references[::-1])
-        uniform = 0.5 * (up - down)
-        uniform[column + BOUNDS > levels[-1]] = 1.0
-        uniform[column - BOUNDS < levels[0]] = 0.0
-        out[:, j] = uniform
-    limit = ndtri(1 - (BOUNDS - np.spacing(1)))
-    return np.clip(ndtri(out), ndtri(BOUNDS - np.spacing(1)), limit)
+    for u, row in enumerate(x):
+        up = np.clip((quantiles <= row).sum(axis=0) - 1, 0, last - 1)  # q[up] <= x < q[up + 1]
+        down = np.clip((quantiles < row).sum(axis=0), 1, last)  # q[down - 1] < x <= q[down]
+        out[u] = 0.5 * (
+            _between(row, quantiles, references, up, columns)
+            + _between(row, quantiles, references, down - 1, columns)
+        )
+        out[u, row + BOUNDS > quantiles[-1]] = 1.0
+        out[u, row - BOUNDS < quantiles[0]] = 0.0
+    return np.clip(ndtri(out), ndtri(BOUNDS - np.spacing(1)), ndtri(1 - (BOUNDS - np.spacing(1))))
+
+
+def _between(
+    row: np.ndarray, quantiles: np.ndarray, references: np.ndarray, low: np.ndarray, columns
+) -> np.ndarray:
+    """The levels of ``row`` ``(D,)`` interpolated between the quantiles ``low`` and ``low + 1`` of
+    each column, held to the levels of those two (a tie of the two quantiles gives the upper)."""
+    q0, q1 = quantiles[low, columns], quantiles[low + 1, columns]
+    r0, r1 = references[low], references[low + 1]
+    gap = q1 - q0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(gap > 0, r0 + (row - q0) * (r1 - r0) / gap, r1)
+    return np.clip(level, r0, r1)
 
 
 @dataclass
