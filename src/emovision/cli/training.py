@@ -532,61 +532,72 @@ def _report_parts(text: str) -> tuple[str, ...]:
     return parts
 
 
-def _run_report(args: argparse.Namespace) -> int:
-    from emovision.evaluation.report import (
-        compare_runs,
-        fusion_deltas,
-        fusion_rows,
-        paired_deltas,
-        robustness_deltas,
-        robustness_fusion_rows,
-        robustness_rows,
-        rows_table,
+ReportTable = tuple[str, list, tuple[str, ...]]
+
+
+def _run_tables(runs: list[Path], shared: str) -> tuple[ReportTable, ...]:
+    """The report's tables of the runs themselves: what each is, its UA per mode, paired deltas."""
+    from emovision.evaluation import report
+
+    rows, modes = report.compare_runs(runs)
+    return (
+        ("", rows, ("run", "corpus", "model", "features", "options")),
+        ("pooled UA by evaluation mode (cold: a recording alone; enrolled-5; transductive)", modes, ("run",)),
+        (
+            f"paired ΔUA from the first run of the same folds {shared}",
+            report.paired_deltas(runs),
+            ("run", "from"),
+        ),
     )
 
-    rows, modes = compare_runs(args.runs)
-    robustness = robustness_rows(args.runs)
-    paired = "robustness: paired ΔUA from the first run of the same folds (mean ± s.e. over shared folds, folds improved)"
+
+def _report_tables(runs: list[Path], only: list[str]) -> list[ReportTable]:
+    """The report's tables of the parts in ``only``, in order, empty ones left out; a part's
+    tables are built only when it is asked for."""
+    from emovision.evaluation import report
+
     shared = "(test speakers; mean ± s.e. over shared folds, folds better)"
     parts = {
-        "runs": (
-            ("", rows, ("run", "corpus", "model", "features", "options")),
-            (
-                "pooled UA by evaluation mode (cold: a recording alone; enrolled-5; transductive)",
-                modes,
-                ("run",),
-            ),
-            (
-                f"paired ΔUA from the first run of the same folds {shared}",
-                paired_deltas(args.runs),
-                ("run", "from"),
-            ),
-        ),
-        "fusion": (
+        "runs": lambda: _run_tables(runs, shared),
+        "fusion": lambda: (
             (
                 "late fusion: UA (mean ± std over folds)",
-                fusion_rows(args.runs),
+                report.fusion_rows(runs),
                 ("run", "linear model trained on"),
             ),
             (
                 f"late fusion: paired ΔUA from the first fused run of the same folds {shared}",
-                fusion_deltas(args.runs),
+                report.fusion_deltas(runs),
                 ("run", "from"),
             ),
         ),
-        "robustness": (
-            ("robustness: UA (mean ± std over folds) per condition", robustness, ("condition",)),
-            (paired, robustness_deltas(args.runs), ("condition",)),
+        "robustness": lambda: (
+            (
+                "robustness: UA (mean ± std over folds) per condition",
+                report.robustness_rows(runs),
+                ("condition",),
+            ),
+            (
+                "robustness: paired ΔUA from the first run of the same folds (mean ± s.e. over shared folds, folds improved)",
+                report.robustness_deltas(runs),
+                ("condition",),
+            ),
         ),
-        "fusion-robustness": (
+        "fusion-robustness": lambda: (
             (
                 "robustness of the late fusion: fusion UA (mean ± std over folds)",
-                robustness_fusion_rows(args.runs),
+                report.robustness_fusion_rows(runs),
                 ("condition",),
             ),
         ),
     }
-    tables = [table for part in args.only for table in parts[part] if table[1]]
+    return [table for part in only for table in parts[part]() if table[1]]
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from emovision.evaluation.report import rows_table
+
+    tables = _report_tables(args.runs, args.only)
     if args.markdown:
         for number, (title, table_rows, _) in enumerate(tables):
             if title:
