@@ -1,7 +1,8 @@
 """Cross-corpus accuracy of the fusion's linear model on openSMILE functionals, plain or speaker-centred,
 in each evaluation mode, on the classes two corpora share.
 
-    .venv/bin/python benchmarks/cross_corpus_linear.py TRAIN.h5 TEST.h5 [--c 0.01] [--weight 3]
+    .venv/bin/python benchmarks/cross_corpus_linear.py TRAIN.h5 TEST.h5 [--c 0.01] [--weight 3] \
+        [--scaling standard|quantile]
 
 ``TRAIN.h5`` and ``TEST.h5``: features files with ComParE_2016 functionals (``extract … --functionals
 ComParE_2016``) of two corpora, e.g. emoDB and RAVDESS. The classes are matched by name after
@@ -12,6 +13,9 @@ scored on every speaker of ``TEST.h5`` in them, as ``benchmarks/linear_modes.py`
 - plain functionals (no speaker information: the same in every mode);
 - centred functionals (``fuse --centre``), cold, enrolled-5 (3 draws of 5 other recordings of the test
   speaker, any class) and transductive (all of the test speaker's recordings).
+
+``--scaling`` is ``fuse --scaling``: each functional standardised, or mapped through its training
+quantiles to a normal score.
 
 Prints UA over the shared classes, pooled over the test corpus's speakers.
 """
@@ -30,6 +34,7 @@ from emovision.evaluation.fusion import (
     linear_log_probs,
     linear_pipeline,
 )
+from emovision.inference.fusion_model import DEFAULT_SCALING, SCALINGS
 from emovision.training.dataset import open_source
 from emovision.training.metrics import score_utterances
 
@@ -62,6 +67,7 @@ def main() -> None:
     parser.add_argument("test")
     parser.add_argument("--c", type=float, default=0.01)
     parser.add_argument("--weight", type=float, default=3.0)
+    parser.add_argument("--scaling", choices=SCALINGS, default=DEFAULT_SCALING)
     args = parser.parse_args()
     names = sorted(
         {SHARED.get(c, c) for c in open_source(args.train).classes}
@@ -69,13 +75,12 @@ def main() -> None:
     )
     table, x_train, y_train, train_speakers = shared_table(args.train, names)
     _, x, y, speakers = shared_table(args.test, names)
-    plain = linear_pipeline(args.c).fit(x_train, y_train)
+    plain = linear_pipeline(args.c, args.scaling, len(x_train)).fit(x_train, y_train)
     centre = FunctionalsCentre(x_train.mean(axis=0), args.weight)
-    centred = linear_pipeline(args.c).fit(
-        *centred_training(
-            table, sorted(set(train_speakers.tolist())), (), centre, LinearRecipe(args.weight, K).rng("all")
-        )
+    x_centred, y_centred = centred_training(
+        table, sorted(set(train_speakers.tolist())), (), centre, LinearRecipe(args.weight, K).rng("all")
     )
+    centred = linear_pipeline(args.c, args.scaling, len(x_centred)).fit(x_centred, y_centred)
     parts: dict[str, tuple[list, list]] = {
         m: ([], []) for m in ("plain", "centred, cold", "centred, enrolled-5", "centred, transductive")
     }

@@ -268,10 +268,11 @@ def test_the_fusion_under_noise_is_scored_per_fold_and_clean_reproduces_fuse(
     source = open_source(emodb_augmented)
     table = functionals_table(emodb_augmented, source.classes)
     fold, entry = json.loads((copy / "cv.json").read_text())["folds"][0], fusion["folds"][0]
+    x, y = table.training(fold["train"], ("noise", "reverb"))
     reference = make_pipeline(  # scikit-learn's own, built here
-        QuantileTransformer(n_quantiles=1000, output_distribution="normal", random_state=0),
+        QuantileTransformer(n_quantiles=min(1000, len(x)), output_distribution="normal", random_state=0),
         LogisticRegression(C=entry["C"], class_weight="balanced", max_iter=3000),
-    ).fit(*table.training(fold["train"], ("noise", "reverb")))
+    ).fit(x, y)
     test = load_split(source, fold["test"])
     predicted = reference.predict(table.lookup(test.utterance_ids))
     assert recall_score(test.utterance_labels, predicted, average="macro") == pytest.approx(

@@ -234,7 +234,7 @@ def deploy_fusion(
         centring = FunctionalsCentre(table.training(speakers)[0].mean(axis=0), centre.weight)
         x, y = centred_training(table, speakers, copy_kinds, centring, centre.rng("deployed"))
     c = statistics.median_low(f["C"] for f in folds)
-    pipeline = linear_pipeline(c, scaling).fit(x, y)
+    pipeline = linear_pipeline(c, scaling, len(x)).fit(x, y)
     info = open_info(table.path)
     return LinearFusion.from_pipeline(
         pipeline,
@@ -276,7 +276,7 @@ def fit_linear(
     and its scores of the views, ``(mode, scores (U, K), scored)``."""
     best = None
     for c in C_GRID:
-        model = linear_pipeline(c, scaling).fit(x_train, y_train)
+        model = linear_pipeline(c, scaling, len(x_train)).fit(x_train, y_train)
         scored = [(mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views]
         ua = mode_mean_ua(labels, scored, classes)
         if best is None or ua > best[0]:
@@ -284,28 +284,30 @@ def fit_linear(
     return best[2], best[1], best[3]
 
 
-def functionals_scaler(scaling: str = DEFAULT_SCALING):
+def functionals_scaler(scaling: str = DEFAULT_SCALING, rows: int = QUANTILES):
     """An unfitted scaler of functionals: ``standard`` standardises each one; ``quantile`` maps it
-    through its training quantiles (:data:`QUANTILES` levels) to a standard normal score, so a heavy
-    tail or a recording far outside the training range (noise, another microphone) moves a score by
-    at most about 5."""
+    through its training quantiles (:data:`QUANTILES` levels, or one per training row when ``rows``,
+    the number it is fitted on, is fewer) to a standard normal score, so a heavy tail or a recording
+    far outside the training range (noise, another microphone) moves a score by at most about 5."""
     from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
     if scaling not in SCALINGS:
         raise EmovisionError(f"unknown scaling {scaling!r}: {' or '.join(SCALINGS)}")
     if scaling == "quantile":
-        return QuantileTransformer(n_quantiles=QUANTILES, output_distribution="normal", random_state=0)
+        return QuantileTransformer(
+            n_quantiles=min(QUANTILES, rows), output_distribution="normal", random_state=0
+        )
     return StandardScaler()
 
 
-def linear_pipeline(c: float, scaling: str = DEFAULT_SCALING):
-    """An unfitted :func:`functionals_scaler` + class-balanced logistic regression of inverse
-    regularisation ``c``."""
+def linear_pipeline(c: float, scaling: str = DEFAULT_SCALING, rows: int = QUANTILES):
+    """An unfitted :func:`functionals_scaler` (for ``rows`` training rows) + class-balanced logistic
+    regression of inverse regularisation ``c``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     return make_pipeline(
-        functionals_scaler(scaling), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+        functionals_scaler(scaling, rows), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
     )
 
 

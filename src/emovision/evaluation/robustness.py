@@ -660,7 +660,7 @@ def _fused_results(
     if entry is None:
         raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
     x, y, centring = fold_linear_data(fused.table, fold, fused.copy_kinds, fused.centre)
-    model = linear_pipeline(entry["C"], fused.scaling).fit(x, y)
+    model = linear_pipeline(entry["C"], fused.scaling, len(x)).fit(x, y)
     clean = np.stack(values[0]).astype(np.float64)
     out = {}
     for c, condition in enumerate(conditions):
