@@ -30,9 +30,9 @@ from emovision.data.speaker_norm import ENROL_DRAWS, FunctionalsCentre, enrolmen
 from emovision.evaluation.fusion import (
     LinearRecipe,
     centred_training,
+    fit_linear_pipeline,
     functionals_table,
     linear_log_probs,
-    linear_pipeline,
 )
 from emovision.inference.fusion_model import DEFAULT_SCALING, SCALINGS
 from emovision.training.dataset import open_source
@@ -75,12 +75,12 @@ def main() -> None:
     )
     table, x_train, y_train, train_speakers = shared_table(args.train, names)
     _, x, y, speakers = shared_table(args.test, names)
-    plain = linear_pipeline(args.c, args.scaling, len(x_train)).fit(x_train, y_train)
+    plain = fit_linear_pipeline(args.c, x_train, y_train, args.scaling)
     centre = FunctionalsCentre(x_train.mean(axis=0), args.weight)
     x_centred, y_centred = centred_training(
         table, sorted(set(train_speakers.tolist())), (), centre, LinearRecipe(args.weight, K).rng("all")
     )
-    centred = linear_pipeline(args.c, args.scaling, len(x_centred)).fit(x_centred, y_centred)
+    centred = fit_linear_pipeline(args.c, x_centred, y_centred, args.scaling)
     parts: dict[str, tuple[list, list]] = {
         m: ([], []) for m in ("plain", "centred, cold", "centred, enrolled-5", "centred, transductive")
     }

@@ -24,10 +24,10 @@ import numpy as np
 from emovision.evaluation.fusion import (
     C_GRID,
     WEIGHTS,
+    fit_linear_pipeline,
     fold_linear_data,
     functionals_table,
     linear_log_probs,
-    linear_pipeline,
     mean_image_scores,
 )
 from emovision.files import atomic_write_bytes
@@ -68,7 +68,7 @@ def linear_scores(table, fold: dict, val, test, classes: list[str]) -> dict[str,
     x_val, x_test = table.lookup(val.utterance_ids), table.lookup(test.utterance_ids)
     out = defaultdict(list)
     for c in C_GRID:
-        model = linear_pipeline(c).fit(x_train, y_train)
+        model = fit_linear_pipeline(c, x_train, y_train)
         out["val"].append(linear_log_probs(model, x_val, len(classes)))
         out["test"].append(linear_log_probs(model, x_test, len(classes)))
         print(f"  {fold['name']} C={c}", flush=True)

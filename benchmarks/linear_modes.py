@@ -26,9 +26,9 @@ from emovision.data.speaker_norm import ENROL_DRAWS, FunctionalsCentre, enrolmen
 from emovision.evaluation.fusion import (
     LinearRecipe,
     centred_training,
+    fit_linear_pipeline,
     functionals_table,
     linear_log_probs,
-    linear_pipeline,
 )
 from emovision.training.dataset import open_source
 from emovision.training.metrics import score_utterances
@@ -67,19 +67,19 @@ def main() -> None:
         rows = np.flatnonzero(~train)
         draws = [rows[enrolment(test, rows.size, K, d)] for d in range(ENROL_DRAWS)]
         kept = [np.setdiff1d(rows, known) for known in draws]
-        plain = linear_pipeline(args.c).fit(x[train], y[train])
+        plain = fit_linear_pipeline(args.c, x[train], y[train])
         results.setdefault("plain, any mode", []).append(ua(plain, x[rows], y[rows]))
         z = x.copy()
         for name in names:
             z[speakers == name] = zscores(x[speakers == name], x[speakers == name])
-        scored = linear_pipeline(args.c).fit(z[train], y[train])
+        scored = fit_linear_pipeline(args.c, z[train], y[train])
         enrolled = [ua(scored, zscores(x[k], x[known]), y[k]) for k, known in zip(kept, draws, strict=True)]
         results.setdefault("z-scored, enrolled-5", []).append(float(np.mean(enrolled)))
         results.setdefault("z-scored, transductive", []).append(ua(scored, z[rows], y[rows]))
         centre = FunctionalsCentre(x[train].mean(axis=0), args.weight)
         recipe = LinearRecipe(args.weight, K, 0)
-        centred = linear_pipeline(args.c).fit(
-            *centred_training(table, [n for n in names if n != test], (), centre, recipe.rng(test))
+        centred = fit_linear_pipeline(
+            args.c, *centred_training(table, [n for n in names if n != test], (), centre, recipe.rng(test))
         )
         results.setdefault("centred, cold", []).append(ua(centred, centre.cold(x[rows]), y[rows]))
         enrolled = [

@@ -26,9 +26,9 @@ from emovision.evaluation.fusion import (
     centred_training,
     choose_weight,
     fit_linear,
+    fit_linear_pipeline,
     functionals_table,
     linear_log_probs,
-    linear_pipeline,
     mean_image_scores,
 )
 from emovision.inference.fusion_model import LinearFusion
@@ -232,7 +232,7 @@ def test_the_linear_model_trains_on_the_copies_functionals_of_the_training_speak
     clean_x, _ = table.training(fold["train"])
     assert len(y) == 5 * len(clean_x)
     test = load_split(source, fold["test"])
-    model = linear_pipeline(entry["C"]).fit(x, y)
+    model = fit_linear_pipeline(entry["C"], x, y)
     scores = linear_log_probs(model, table.lookup(test.utterance_ids), len(source.classes))
     assert score_utterances(test.utterance_labels, scores, source.classes)["ua"] == pytest.approx(
         entry["linear"]["ua"]

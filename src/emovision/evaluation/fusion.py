@@ -145,7 +145,7 @@ def fuse_cv(
     ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
     the kinds the cv's image models trained on, as far as the file holds their functionals);
     ``centre``: train the linear model on speaker-centred functionals (see the module docstring);
-    ``scaling``: how the linear model scales the functionals (:func:`linear_pipeline`)."""
+    ``scaling``: how the linear model scales the functionals (:func:`fit_linear_pipeline`)."""
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
     source = open_source(record["features_file"])
@@ -234,7 +234,7 @@ def deploy_fusion(
         centring = FunctionalsCentre(table.training(speakers)[0].mean(axis=0), centre.weight)
         x, y = centred_training(table, speakers, copy_kinds, centring, centre.rng("deployed"))
     c = statistics.median_low(f["C"] for f in folds)
-    pipeline = linear_pipeline(c, scaling, len(x)).fit(x, y)
+    pipeline = fit_linear_pipeline(c, x, y, scaling)
     info = open_info(table.path)
     return LinearFusion.from_pipeline(
         pipeline,
@@ -276,7 +276,7 @@ def fit_linear(
     and its scores of the views, ``(mode, scores (U, K), scored)``."""
     best = None
     for c in C_GRID:
-        model = linear_pipeline(c, scaling, len(x_train)).fit(x_train, y_train)
+        model = fit_linear_pipeline(c, x_train, y_train, scaling)
         scored = [(mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views]
         ua = mode_mean_ua(labels, scored, classes)
         if best is None or ua > best[0]:
@@ -284,7 +284,7 @@ def fit_linear(
     return best[2], best[1], best[3]
 
 
-def functionals_scaler(scaling: str = DEFAULT_SCALING, rows: int = QUANTILES):
+def functionals_scaler(scaling: str, rows: int):
     """An unfitted scaler of functionals: ``standard`` standardises each one; ``quantile`` maps it
     through its training quantiles (:data:`QUANTILES` levels, or one per training row when ``rows``,
     the number it is fitted on, is fewer) to a standard normal score, so a heavy tail or a recording
@@ -300,15 +300,15 @@ def functionals_scaler(scaling: str = DEFAULT_SCALING, rows: int = QUANTILES):
     return StandardScaler()
 
 
-def linear_pipeline(c: float, scaling: str = DEFAULT_SCALING, rows: int = QUANTILES):
-    """An unfitted :func:`functionals_scaler` (for ``rows`` training rows) + class-balanced logistic
-    regression of inverse regularisation ``c``."""
+def fit_linear_pipeline(c: float, x: np.ndarray, y: np.ndarray, scaling: str = DEFAULT_SCALING):
+    """A :func:`functionals_scaler` + class-balanced logistic regression of inverse regularisation
+    ``c``, fitted on functionals ``x`` ``(U, D)`` and labels ``y`` ``(U,)``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     return make_pipeline(
-        functionals_scaler(scaling, rows), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
-    )
+        functionals_scaler(scaling, len(x)), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    ).fit(x, y)
 
 
 def linear_log_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:

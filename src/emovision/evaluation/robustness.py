@@ -91,10 +91,10 @@ from emovision.evaluation.fusion import (
     FunctionalsTable,
     LinearRecipe,
     centred_views,
+    fit_linear_pipeline,
     fold_linear_data,
     functionals_table,
     linear_log_probs,
-    linear_pipeline,
     metrics_by_mode,
     mix_views,
 )
@@ -660,7 +660,7 @@ def _fused_results(
     if entry is None:
         raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
     x, y, centring = fold_linear_data(fused.table, fold, fused.copy_kinds, fused.centre)
-    model = linear_pipeline(entry["C"], fused.scaling, len(x)).fit(x, y)
+    model = fit_linear_pipeline(entry["C"], x, y, fused.scaling)
     clean = np.stack(values[0]).astype(np.float64)
     out = {}
     for c, condition in enumerate(conditions):
