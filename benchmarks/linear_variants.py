@@ -5,7 +5,7 @@
 
 On the folds of finished cvs (the same folds; the first one's test and validation speakers), each
 variant of the linear model is trained as ``fuse`` trains it (the training speakers' functionals and
-those of their noisy, reverberant and speed-perturbed copies) for every value of its grid, and scored
+those of their copies of the kinds the image models trained on) for every value of its grid, and scored
 cold on the validation and test speakers; each cv's image model scores them too. Two ways to choose
 the grid value and the image weight of :data:`~emovision.evaluation.fusion.WEIGHTS`:
 
@@ -29,9 +29,11 @@ from collections.abc import Callable
 import numpy as np
 
 from emovision.data.store import open_info
+from emovision.errors import EmovisionError
 from emovision.evaluation.fusion import (
     C_GRID,
     WEIGHTS,
+    choose_weight,
     fit_linear_pipeline,
     functionals_table,
     linear_log_probs,
@@ -40,9 +42,8 @@ from emovision.evaluation.fusion import (
 from emovision.inference.fusion_model import mix
 from emovision.inference.runs import finished_runs
 from emovision.training.dataset import load_split, open_source
-from emovision.training.metrics import confusion_matrix, paired_difference, score_utterances
+from emovision.training.metrics import paired_difference, score_utterances
 
-COPIES = ("noise", "reverb", "speed")
 KEEP = (500, 1000, 2000)
 SELECT_C = (1e-3, 1e-2)
 
@@ -81,18 +82,21 @@ def fit_grids(functionals: str, cvs: list[str], variants: list[str]) -> dict:
     runs = finished[cvs[0]][1]
     classes = list(open_info(functionals).classes)
     table = functionals_table(functionals, classes)
+    copy_kinds = table.available(runs[0].train_config.copy_kinds)
     out = {"classes": classes, "folds": {}, "images": {cv: {} for cv in cvs}}
     for index, run in enumerate(runs):
         fold = run.metrics["fold"]
-        x, y = table.training(fold["train"], COPIES)
+        x, y = table.training(fold["train"], copy_kinds)
         record = {"val": fold["val"], "test": fold["test"], "labels": {}, "variants": {}}
         ids = {}
         for role in ("val", "test"):
             for cv in cvs:
                 split = load_split(sources[cv], fold[role])
+                ids.setdefault(role, split.utterance_ids)
+                if split.utterance_ids != ids[role]:
+                    raise EmovisionError(f"{cv} orders the {role} utterances of {run.name} unlike {cvs[0]}")
                 scores = mean_image_scores([finished[cv][1][index]], split)
                 out["images"][cv].setdefault(run.name, {})[role] = scores.tolist()
-            ids[role] = split.utterance_ids
             record["labels"][role] = split.utterance_labels.tolist()
         for name in variants:
             grid, fit = VARIANTS[name]
@@ -135,9 +139,10 @@ def choices(grids: dict, cv: str, variant: str) -> dict[str, list[tuple[int, flo
     out: dict[str, list] = {}
     for name, fold in folds.items():
         h = int(np.argmax(linear_val[name]))
-        weights = fusion_val[name][h]
+        image, linear = np.asarray(images[name]["val"]), np.asarray(fold["variants"][variant][h]["val"])
+        weight = choose_weight(image, [("cold", linear, None)], np.asarray(fold["labels"]["val"]), classes)
         out.setdefault("linear, per fold", []).append((h, None))
-        out.setdefault("fusion, per fold", []).append((h, _nearest_half(weights)))
+        out.setdefault("fusion, per fold", []).append((h, weight))
         eligible = [other for other, f in folds.items() if not set(f["val"]) & set(fold["test"])]
         pooled_linear = np.mean([linear_val[other] for other in eligible], axis=0)
         out.setdefault("linear, pooled", []).append((int(np.argmax(pooled_linear)), None))
@@ -147,27 +152,19 @@ def choices(grids: dict, cv: str, variant: str) -> dict[str, list[tuple[int, flo
     return out
 
 
-def _nearest_half(uas: np.ndarray) -> float:
-    """The weight of best UA, ties towards 0.5 (as ``fuse`` breaks them)."""
-    return max(zip(uas, [-abs(w - 0.5) for w in WEIGHTS], WEIGHTS, strict=True))[2]
-
-
 def report(grids: dict, cv: str, variants: list[str]) -> None:
     classes, folds = grids["classes"], grids["folds"]
     images = grids["images"][cv]
     results = {}
     for variant in variants:
         for key, chosen in choices(grids, cv, variant).items():
-            uas, confusion = [], np.zeros((len(classes), len(classes)), dtype=np.int64)
+            labels, scored = [], []
             for (h, w), (name, fold) in zip(chosen, folds.items(), strict=True):
                 scores = np.asarray(fold["variants"][variant][h]["test"])
-                if w is not None:
-                    scores = mix(np.asarray(images[name]["test"]), scores, w)
-                labels = np.asarray(fold["labels"]["test"])
-                uas.append(_ua(labels, scores, classes))
-                confusion += confusion_matrix(labels, scores.argmax(axis=1), len(classes))
-            recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
-            results[(variant, key)] = (np.array(uas), float(recall[confusion.sum(axis=1) > 0].mean()))
+                scored.append(scores if w is None else mix(np.asarray(images[name]["test"]), scores, w))
+                labels.append(fold["labels"]["test"])
+            uas = np.array([_ua(y, s, classes) for y, s in zip(labels, scored, strict=True)])
+            results[(variant, key)] = (uas, _ua(np.concatenate(labels), np.concatenate(scored), classes))
     print(f"\n{cv}\n\n| variant | model, choice | UA | pooled UA | paired ΔUA from standard per fold |")
     print("|---|---|---|---|---|")
     for (variant, key), (uas, pooled) in results.items():
