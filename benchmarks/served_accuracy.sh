@@ -6,10 +6,11 @@
 #   mixed         each training segment by the recording alone, a few other recordings or all of them
 # Usage: benchmarks/served_accuracy.sh OUT CORPUS CONFIG [CONFIG ...]
 #   CORPUS: emodb (../shared/data/emodb, ten speakers) or ravdess (../shared/data/ravdess, twelve actors)
-#   CONFIG: NORM[-attention][-resizeN][-seedS][-epochsN][-copies][-priorP][-trimD] with NORM one of none, transductive,
+#   CONFIG: NORM[-attention][-resizeN][-seedS][-epochsN][-copies][-priorP][-trimD][-smoothE] with NORM one of none, transductive,
 #   mixed, e.g. mixed-seed112-copies; -attention trains with --head attention, -resizeN with --resize N (each segment
 #   interpolated to N×N before the backbone), -epochsN for N epochs instead of EPOCHS,
-#   -trimD on features extracted with --trim-db D (each recording's leading and trailing silence cut)
+#   -trimD on features extracted with --trim-db D (each recording's leading and trailing silence cut),
+#   -smoothE trains with --label-smoothing E
 # The base recipe is recipes/served-none.toml (BASE can name another); each CONFIG changes it as named.
 # Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2), FOLDS (auto),
 # DEVICE (cpu) and BIN (the folder holding the emovision command, .venv/bin) can be set.
@@ -47,6 +48,7 @@ for config in "$@"; do
   [[ $config =~ -resize([0-9]+) ]] && args+=(--resize "${BASH_REMATCH[1]}")
   [[ $config =~ -seed([0-9]+) ]] && args+=(--seed "${BASH_REMATCH[1]}")
   [[ $config =~ -prior([0-9.]+) ]] && args+=(--speaker-prior "${BASH_REMATCH[1]}")
+  [[ $config =~ -smooth([0-9.]+) ]] && args+=(--label-smoothing "${BASH_REMATCH[1]}")
   if [[ $config == *-copies* ]]; then
     [ -f "$COPIES" ] || $BIN/emovision extract "$CORPUS" "$DATA" "${FEATURES[@]}" --augment noise,reverb,speed -o "$COPIES" --quiet
     features=$COPIES

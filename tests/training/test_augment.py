@@ -1,9 +1,12 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from emovision.errors import EmovisionError
 from emovision.training import augment
+from emovision.training.options import TrainConfig
 
 
 def test_stability_kl_matches_a_hand_computed_value():
@@ -38,6 +41,62 @@ def test_mixup_follows_the_original_recipe():
     assert torch.allclose(loss, manual)
     many = augment.mixup(torch.zeros(4000, 1, 1, 1), torch.zeros(4000, dtype=torch.long), 0.4, generator)[3]
     assert abs(float(many.mean()) - 0.8398) < 0.01  # E[max(λ, 1−λ)] for Beta(0.4, 0.4), by quadrature
+
+
+def test_label_smoothing_trains_towards_a_hand_computed_target():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]])
+    y = torch.tensor([0, 2])
+    eps = 0.1
+    expected = 0.0
+    for row, label in zip(logits.tolist(), y.tolist(), strict=True):
+        total = sum(math.exp(v) for v in row)
+        nll = [-(v - math.log(total)) for v in row]
+        # the target puts 1 − ε + ε/K on the label and ε/K on each other class (K = 3)
+        target = [eps / 3 + (1 - eps if k == label else 0.0) for k in range(3)]
+        expected += sum(t * n for t, n in zip(target, nll, strict=True)) / 2
+    lam = torch.ones(2)
+    smoothed = augment.mixup_loss(logits, y, y.flip(0), lam, label_smoothing=eps)
+    assert abs(float(smoothed) - expected) < 1e-6
+    # the smoothed loss of a confident right answer is larger than the plain one
+    assert float(smoothed) > float(augment.mixup_loss(logits, y, y.flip(0), lam))
+
+
+def test_a_label_smoothing_outside_its_range_is_refused():
+    for bad in (-0.1, 1.0):
+        with pytest.raises(EmovisionError, match="--label-smoothing"):
+            TrainConfig(label_smoothing=bad)
+
+
+def test_frequency_warp_reads_each_row_at_its_frequency_over_alpha():
+    frequencies = torch.arange(1, 41, dtype=torch.float32) * 100.0  # 100 … 4000 Hz, linear
+    x = frequencies.view(1, 1, 40, 1).expand(6, 2, 40, 5).clone()  # each row holds its own frequency
+    warped = augment.frequency_warp(x, frequencies, torch.Generator().manual_seed(3), max_warp=0.1)
+    assert warped.shape == x.shape
+    assert torch.equal(warped[:, 0], warped[:, 1]) and torch.equal(warped[..., 0], warped[..., 4])
+    inside = warped[:, 0, 10:30, 0]  # rows whose f / α lies within 100 … 4000 Hz for any α in [0.9, 1.1]
+    alpha = frequencies[10:30] / inside  # linear interpolation of a linear ramp is exact: f / (f / α)
+    assert torch.allclose(alpha, alpha[:, :1].expand_as(alpha), atol=1e-5)
+    assert torch.all((alpha[:, 0] >= 0.9) & (alpha[:, 0] <= 1.1)) and len(set(alpha[:, 0].tolist())) == 6
+    stretched = alpha[:, 0] > 1  # the first row reads below 100 Hz: the edge row, repeated
+    assert torch.all(warped[stretched, 0, 0, 0] == 100.0) and torch.all(
+        warped[~stretched, 0, -1, 0] == 4000.0
+    )
+
+
+def test_frequency_warp_moves_a_mel_band_peak_by_alpha():
+    from emovision.data.features import FeatureConfig, bin_frequencies
+
+    frequencies = torch.from_numpy(bin_frequencies(FeatureConfig(n_mels=64)))
+    row = int(torch.argmin((frequencies - 1000.0).abs()))
+    x = torch.zeros(200, 1, 64, 1)
+    x[:, 0, row, 0] = 1.0  # a single band near 1 kHz, as a formant
+    warped = augment.frequency_warp(x, frequencies, torch.Generator().manual_seed(4), max_warp=0.2)
+    peak = (warped[:, 0, :, 0] * frequencies).sum(dim=1) / warped[:, 0, :, 0].sum(dim=1)  # Hz
+    ratio = peak / frequencies[row]
+    assert (
+        float(ratio.min()) < 0.85 and float(ratio.max()) > 1.15 and torch.all((ratio > 0.78) & (ratio < 1.22))
+    )
+    assert torch.all(warped >= 0) and torch.all(warped <= 1)
 
 
 def test_oversampling_balances_classes_for_any_channel_count():

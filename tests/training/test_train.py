@@ -230,7 +230,7 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(emodb4, tmp_path,
     assert not list((tmp_path / "killed").glob(".*"))  # no temporary file left behind
 
 
-def test_mixup_stability_and_oversampling_together_with_three_channels(tmp_path, emodb_dir):
+def test_mixup_stability_oversampling_warp_and_smoothing_together_with_three_channels(tmp_path, emodb_dir):
     corpus = load_corpus("emodb", emodb_dir, "4")
     corpus.utterances = [u for u in corpus.utterances if u.speaker in ("03", "08", "09", "10")]
     out = tmp_path / "nrev.h5"
@@ -239,10 +239,17 @@ def test_mixup_stability_and_oversampling_together_with_three_channels(tmp_path,
     )
     source = open_source(out)
     fold = make_fold(source, ["09"], ["10"])
-    config = TrainConfig(model="alexnet_gap", epochs=1, mixup=True, stability=True, oversampling=True, **FAST)
+    regularised = {"mixup": True, "stability": True, "oversampling": True, "label_smoothing": 0.1}
+    config = TrainConfig(model="alexnet_gap", epochs=1, augment="specaugment,warp", **regularised, **FAST)
     metrics = train_fold(source, fold, config, tmp_path / "run")
     assert np.isfinite(metrics["history"][0]["train_loss"])
-    assert load_checkpoint(tmp_path / "run" / "best.pth")["model"]["channels"] == 3
+    saved = load_checkpoint(tmp_path / "run" / "best.pth")
+    assert saved["model"]["channels"] == 3
+    assert saved["train_config"]["augment"] == "specaugment,warp"
+    assert saved["train_config"]["label_smoothing"] == 0.1
+    unwarped = TrainConfig(model="alexnet_gap", epochs=1, augment="specaugment", **regularised, **FAST)
+    plain = train_fold(source, fold, unwarped, tmp_path / "plain")
+    assert plain["history"][0]["train_loss"] != metrics["history"][0]["train_loss"]
 
 
 @pytest.mark.parametrize(
@@ -269,6 +276,15 @@ def test_mixup_stability_and_oversampling_together_with_three_channels(tmp_path,
             "not plateau",
         ),
         (["--val-speaker", "15", "--test-speaker", "16", "--backbone-lr-scale", "0"], "--backbone-lr-scale"),
+        (["--val-speaker", "15", "--test-speaker", "16", "--warp-max", "0.5"], "--warp-max must be"),
+        (
+            ["--val-speaker", "15", "--test-speaker", "16", "--label-smoothing", "1"],
+            "--label-smoothing must be",
+        ),
+        (
+            ["--val-speaker", "15", "--test-speaker", "16", "--augment", "warp,wrap"],
+            "unknown augmentation 'wrap'",
+        ),
     ],
 )
 def test_bad_training_input_is_one_clear_error(emodb4, tmp_path, extra, message, capsys):

@@ -92,6 +92,12 @@ def _regularisation_arguments(group: argparse._ArgumentGroup, defaults: SimpleNa
 
     group.add_argument("--mixup", action="store_true")
     group.add_argument("--mixup-alpha", type=float, default=defaults.mixup_alpha)
+    group.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=defaults.label_smoothing,
+        help="train towards (1 − ε)·one-hot + ε/K instead of the one-hot label (0: off)",
+    )
     group.add_argument("--stability", action="store_true", help="stability training (Zheng et al. 2016)")
     group.add_argument(
         "--stability-alpha", type=float, default=defaults.stability_alpha, help="weight of the KL term"
@@ -111,8 +117,16 @@ def _augmentation_arguments(group: argparse._ArgumentGroup, defaults: SimpleName
     group.add_argument(
         "--augment",
         default=defaults.augment,
-        help="comma list: specaugment (masks in the batch), and noise, noise:TYPE, reverb, speed, gain "
-        "(the copies written by extract --augment, training speakers only)",
+        help="comma list: specaugment (masks in the batch), warp (each segment stretched along frequency, "
+        "--warp-max), and noise, noise:TYPE, reverb, speed, gain (the copies written by extract --augment, "
+        "training speakers only)",
+    )
+    group.add_argument(
+        "--warp-max",
+        type=float,
+        default=defaults.warp_max,
+        help="warp: each segment's frequencies scaled by a factor drawn from 1 ± this (vocal tract length "
+        "perturbation)",
     )
     group.add_argument(
         "--augment-prob",

@@ -1,4 +1,4 @@
-"""Training-time augmentation in the batch: SpecAugment masks, mixup, stability-training
+"""Training-time augmentation in the batch: SpecAugment masks, frequency warping, mixup, stability-training
 perturbations, random oversampling, and the pick of stored waveform-augmented copies.
 
 Batches are ``(B, C, F, T)`` tensors. Index-like draws (permutations, mixing weights, picks)
@@ -47,6 +47,32 @@ def spec_augment(
     return torch.where(mask, fill.to(x.dtype), x)
 
 
+def frequency_warp(
+    x: torch.Tensor, frequencies: torch.Tensor, generator: torch.Generator, max_warp: float = 0.1
+) -> torch.Tensor:
+    """A copy of ``x`` ``(B, C, F, T)`` whose spectra are stretched along frequency as a longer or
+    shorter vocal tract would (vocal tract length perturbation, Jaitly & Hinton 2013).
+
+    Each sample draws ``α ~ U(1 − max_warp, 1 + max_warp)``; the row of centre frequency ``f`` Hz
+    (``frequencies`` ``(F,)``, ascending, see :func:`emovision.data.features.bin_frequencies`) takes
+    the input's value at ``f / α``, linearly interpolated between the two neighbouring rows; below the
+    first and above the last row the edge row is repeated. The same warp on every channel and frame.
+    ``α`` comes from the CPU ``generator``.
+    """
+    batch, channels, height, frames = x.shape
+    alpha = 1 + max_warp * (2 * torch.rand(batch, generator=generator, dtype=torch.float64) - 1)
+    freqs = frequencies.to(torch.float64)
+    source = freqs.view(1, height) / alpha.view(batch, 1)
+    upper = torch.searchsorted(freqs, source).clamp(1, height - 1)
+    lower = upper - 1
+    share = ((source - freqs[lower]) / (freqs[upper] - freqs[lower])).clamp(0.0, 1.0)
+    shape = (batch, channels, height, frames)
+    low = x.gather(2, lower.to(x.device).view(batch, 1, height, 1).expand(shape))
+    high = x.gather(2, upper.to(x.device).view(batch, 1, height, 1).expand(shape))
+    share = share.to(device=x.device, dtype=x.dtype).view(batch, 1, height, 1)
+    return low + share * (high - low)
+
+
 def pick_versions(
     segment_ranges: list[list[tuple[int, int]]], prob: float, generator: torch.Generator
 ) -> torch.Tensor:
@@ -91,10 +117,15 @@ def mixup_loss(
     y_b: torch.Tensor,
     lam: torch.Tensor,
     class_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Batch mean of ``λ·CE(y_a) + (1 − λ)·CE(y_b)``."""
-    loss_a = F.cross_entropy(logits, y_a, weight=class_weights, reduction="none")
-    loss_b = F.cross_entropy(logits, y_b, weight=class_weights, reduction="none")
+    """Batch mean of ``λ·CE(y_a) + (1 − λ)·CE(y_b)``, each CE against the label smoothed by ε."""
+    loss_a = F.cross_entropy(
+        logits, y_a, weight=class_weights, reduction="none", label_smoothing=label_smoothing
+    )
+    loss_b = F.cross_entropy(
+        logits, y_b, weight=class_weights, reduction="none", label_smoothing=label_smoothing
+    )
     return (lam * loss_a + (1 - lam) * loss_b).mean()
 
 

@@ -28,7 +28,7 @@ STABILITY_SOURCES = ("auto", "gaussian", "channels")
 INPUT_NORMS = ("bin", "imagenet")
 HEADS = ("gap", "attention")
 AGGREGATES = ("logprob", "prob")
-BATCH_AUGMENTS = ("specaugment",)
+BATCH_AUGMENTS = ("specaugment", "warp")
 SPEAKER_NORMS = ("none", "transductive", "mixed")
 
 
@@ -54,6 +54,7 @@ class TrainConfig:
     head: str = "gap"
     mixup: bool = False
     mixup_alpha: float = 0.4
+    label_smoothing: float = 0.0
     stability: bool = False
     stability_alpha: float = 0.1
     stability_noise: float = 0.1
@@ -65,6 +66,7 @@ class TrainConfig:
     freq_mask_width: int = 8
     time_masks: int = 2
     time_mask_width: int = 12
+    warp_max: float = 0.1
     class_weighted: bool = False
     select_by: str = "ua"
     patience: int | None = None
@@ -105,6 +107,8 @@ class TrainConfig:
                 f"--stability-source: {', '.join(STABILITY_SOURCES)}",
             ),
             (self.mixup_alpha > 0, "--mixup-alpha must be positive"),
+            (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
+            (0.0 < self.warp_max < 0.5, "--warp-max must be above 0 and below 0.5"),
             (
                 self.speaker_norm in SPEAKER_NORMS,
                 f"--speaker-norm must be one of {', '.join(SPEAKER_NORMS)}",
@@ -128,7 +132,7 @@ class TrainConfig:
 
     @property
     def augmentations(self) -> tuple[str, ...]:
-        """The ``--augment`` names: ``specaugment`` (in the batch) and waveform kinds (stored copies)."""
+        """The ``--augment`` names: ``specaugment`` and ``warp`` (in the batch) and waveform kinds (stored copies)."""
         return parse_augment(self.augment)
 
     @property
@@ -158,7 +162,7 @@ class TrainConfig:
 
 
 def parse_augment(text: str) -> tuple[str, ...]:
-    """``--augment`` as names, checked: ``specaugment``, ``noise`` (every noise type) or
+    """``--augment`` as names, checked: ``specaugment``, ``warp``, ``noise`` (every noise type) or
     ``noise:TYPE`` (one of :data:`NOISE_TYPES`), ``reverb``, ``speed``, ``gain``."""
     names = []
     for name in (part.strip() for part in text.split(",")):
@@ -187,6 +191,10 @@ def run_options(config: dict) -> list[str]:
         labels.append("weights file")
     if config.get("augment"):
         labels.append("augment " + config["augment"].replace(",", "+"))
+    if config.get("label_smoothing"):
+        labels.append(f"label smoothing {config['label_smoothing']:g}")
+    if "warp" in config.get("augment", "").split(",") and config.get("warp_max", 0.1) != 0.1:
+        labels.append(f"warp ±{config['warp_max']:g}")
     if config.get("warmup_epochs"):
         labels.append(f"warm-up {config['warmup_epochs']}")
     if config.get("backbone_lr_scale", 1.0) != 1.0:

@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from rich.progress import Progress, TaskID
 
-from emovision.data.features import FeatureConfig
+from emovision.data.features import FeatureConfig, bin_frequencies
 from emovision.data.speaker_norm import MODES, ModeView
 from emovision.data.store import utterance_counts
 from emovision.errors import EmovisionError
@@ -102,6 +102,7 @@ class Trainer:
         weights = augment.class_weights(self.train_split.segment_labels, len(self.classes))
         self.class_weights = weights.to(self.device) if config.class_weighted else None
         self.perturbation = stability_source(config, self.source, channels)
+        self.frequencies = warp_frequencies(config, self.source, height)
 
     def _speaker_normalisation(self, segments: torch.Tensor) -> torch.Tensor:
         """Set up pipeline speaker normalisation (none without ``--speaker-norm``) for the training rows
@@ -149,8 +150,10 @@ class Trainer:
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of a batch ``x`` ``(B, C, F, T)`` with labels ``y`` ``(B,)``, augmented
-        as the options say (SpecAugment, mixup, stability training)."""
+        as the options say (frequency warping, SpecAugment, mixup, stability training, label smoothing)."""
         config = self.config
+        if "warp" in config.augmentations:
+            x = augment.frequency_warp(x, self.frequencies, self.generator, config.warp_max)
         if "specaugment" in config.augmentations:
             x = augment.spec_augment(
                 x,
@@ -175,9 +178,11 @@ class Trainer:
         if perturbed is not None:
             logits, perturbed_logits = logits.chunk(2)
         if config.mixup:
-            loss = augment.mixup_loss(logits, y_a, y_b, lam, self.class_weights)
+            loss = augment.mixup_loss(logits, y_a, y_b, lam, self.class_weights, config.label_smoothing)
         else:
-            loss = F.cross_entropy(logits, y, weight=self.class_weights)
+            loss = F.cross_entropy(
+                logits, y, weight=self.class_weights, label_smoothing=config.label_smoothing
+            )
         if perturbed is not None:
             loss = loss + config.stability_alpha * augment.stability_kl(logits, perturbed_logits)
         return loss
@@ -460,6 +465,21 @@ def stability_source(config: TrainConfig, source: FeatureSource, channels: int) 
     if config.stability_source == "auto":
         return "channels" if lognrev and channels == 3 else "gaussian"
     return config.stability_source
+
+
+def warp_frequencies(config: TrainConfig, source: FeatureSource, height: int) -> torch.Tensor | None:
+    """The centre frequency (Hz) of each of the ``height`` feature rows ``(F,)`` that ``--augment warp``
+    stretches; None without it. Refused for features without their configuration (the original's pickles)."""
+    if "warp" not in config.augmentations:
+        return None
+    if source.config is None:
+        raise EmovisionError("--augment warp needs a features file that records its feature configuration")
+    frequencies = bin_frequencies(source.config)
+    if len(frequencies) != height:
+        raise EmovisionError(
+            f"--augment warp: the features have {height} rows, their configuration {len(frequencies)}"
+        )
+    return torch.from_numpy(frequencies)
 
 
 def epoch_order(
