@@ -139,6 +139,11 @@ def test_cv_writes_the_summary_and_resumes_without_redoing_folds(emodb_small, tm
     monkeypatch.setattr(train.Trainer, "prepare", must_not_train)
     again = run_cv(emodb_small, QUICK, out, progress=False)
     assert again["folds"] == summary["folds"]
+    # a folder written before an option existed resumes too: the option takes its default
+    for option in ("label_smoothing", "warp_max"):
+        del record["train_config"][option]
+    (out / "cv.json").write_text(json.dumps(record))
+    assert run_cv(emodb_small, QUICK, out, progress=False)["folds"] == summary["folds"]
     with pytest.raises(EmovisionError, match="other options"):
         run_cv(emodb_small, TrainConfig(model="alexnet_gap", epochs=2, device="cpu"), out, progress=False)
 

@@ -372,9 +372,22 @@ def _claim_folder(
                 os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)
-    previous = read_json(path, "cross-validation record")
+    previous = _with_current_options(read_json(path, "cross-validation record"))
     if previous != record:
         raise EmovisionError(f"{out_dir} holds a cross-validation with other options: use another --out")
+
+
+def _with_current_options(record: object) -> object:
+    """A saved ``cv.json`` record with its training options as this version reads them: options added
+    since the folder was written take their defaults (as :mod:`emovision.training.resume` reads them),
+    so an older folder still resumes; a record that does not parse is returned as it is."""
+    if not isinstance(record, dict) or not isinstance(record.get("train_config"), dict):
+        return record
+    try:
+        options = TrainConfig.from_dict(record["train_config"]).identity()
+    except (EmovisionError, TypeError, ValueError):
+        return record
+    return record | {"train_config": options}
 
 
 def _run_name(index: int, fold: Fold, seed: int | None) -> str:
