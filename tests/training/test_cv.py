@@ -144,7 +144,9 @@ def test_cv_writes_the_summary_and_resumes_without_redoing_folds(emodb_small, tm
         del record["train_config"][option]
     (out / "cv.json").write_text(json.dumps(record))
     assert run_cv(emodb_small, QUICK, out, progress=False)["folds"] == summary["folds"]
-    with pytest.raises(EmovisionError, match="other options"):
+    with pytest.raises(
+        EmovisionError, match=r"other options \(--batch-size 32 → 64, --epochs 1 → 2, --lr 0.0003 → 0.001\)"
+    ):
         run_cv(emodb_small, TrainConfig(model="alexnet_gap", epochs=2, device="cpu"), out, progress=False)
 
 

@@ -374,7 +374,22 @@ def _claim_folder(
             temp.unlink(missing_ok=True)
     previous = _with_current_options(read_json(path, "cross-validation record"))
     if previous != record:
-        raise EmovisionError(f"{out_dir} holds a cross-validation with other options: use another --out")
+        raise EmovisionError(
+            f"{out_dir} holds a cross-validation with other options ({_differences(previous, record)}): "
+            "use another --out"
+        )
+
+
+def _differences(saved: object, wanted: dict) -> str:
+    """What differs between a saved ``cv.json`` record and this job's, named for a person: the
+    training options as ``--name saved → wanted``, else the record's other keys."""
+    if not isinstance(saved, dict):
+        return "an unreadable record"
+    before, after = saved.get("train_config"), wanted["train_config"]
+    if isinstance(before, dict) and before != after:
+        changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+        return ", ".join(f"--{key.replace('_', '-')} {before.get(key)} → {after.get(key)}" for key in changed)
+    return ", ".join(sorted(key.replace("_", " ") for key in wanted if saved.get(key) != wanted[key]))
 
 
 def _with_current_options(record: object) -> object:
