@@ -152,7 +152,7 @@ class Trainer:
         """The training loss of a batch ``x`` ``(B, C, F, T)`` with labels ``y`` ``(B,)``, augmented
         as the options say (frequency warping, SpecAugment, mixup, stability training, label smoothing)."""
         config = self.config
-        if "warp" in config.augmentations:
+        if self.frequencies is not None:
             x = augment.frequency_warp(x, self.frequencies, self.generator, config.warp_max)
         if "specaugment" in config.augmentations:
             x = augment.spec_augment(
