@@ -393,13 +393,12 @@ def _differences(saved: object, wanted: dict) -> str:
 
 
 def _with_current_options(record: object) -> object:
-    """A saved ``cv.json`` record with its training options as this version reads them: options added
-    since the folder was written take their defaults (as :mod:`emovision.training.resume` reads them),
-    so an older folder still resumes; a record that does not parse is returned as it is."""
+    """A saved ``cv.json`` record with its training options as this version reads them
+    (:meth:`TrainConfig.saved_identity`); a record that does not parse is returned as it is."""
     if not isinstance(record, dict) or not isinstance(record.get("train_config"), dict):
         return record
     try:
-        options = TrainConfig.from_dict(record["train_config"]).identity()
+        options = TrainConfig.saved_identity(record["train_config"])
     except (EmovisionError, TypeError, ValueError):
         return record
     return record | {"train_config": options}

@@ -131,7 +131,7 @@ def finished_metrics(out_dir: Path, fold: Fold, config: TrainConfig, resume: boo
     if not finished.exists():
         return None
     previous = read_json(finished, "metrics")
-    same_config = TrainConfig.from_dict(previous.get("train_config", {})).identity() == config.identity()
+    same_config = TrainConfig.saved_identity(previous.get("train_config", {})) == config.identity()
     if resume and same_config and previous.get("fold") == fold.to_dict():
         return previous
     raise EmovisionError(

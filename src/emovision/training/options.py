@@ -151,6 +151,12 @@ class TrainConfig:
         return values
 
     @classmethod
+    def saved_identity(cls, values: dict) -> dict:
+        """The :meth:`identity` of options a run saved, as this version reads them: options added since
+        the run was written take their defaults, so an older run or cv folder still resumes."""
+        return cls.from_dict(values).identity()
+
+    @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})

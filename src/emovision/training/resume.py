@@ -132,7 +132,7 @@ def saved_state(out_dir: Path, config: TrainConfig, fold: Fold, resume: bool) ->
             f"{out_dir} already holds a training run: pass --resume to continue it, or another --out"
         )
     state = load_weights_only(last_path)
-    same_config = TrainConfig.from_dict(state.get("train_config", {})).identity() == config.identity()
+    same_config = TrainConfig.saved_identity(state.get("train_config", {})) == config.identity()
     if not same_config or state.get("fold") != fold.to_dict():
         raise EmovisionError(f"{out_dir} holds a run with other options or speakers: use another --out")
     return state
