@@ -78,10 +78,11 @@ def varied(trained_model, tmp_path_factory):
     return save_checkpoint(payload, tmp_path_factory.mktemp("varied") / "varied.pth")
 
 
-def _own_predictions(checkpoint, features, mapping: dict[str, str]):
+def _own_predictions(checkpoint, features, mapping: dict[str, str], allowed: list[str] | None = None):
     """Per speaker, the truth and the argmax decisions of the checkpoint's network on every recording
     of ``features`` whose class the model knows, as model class indices: read with h5py, run through
-    the network and combined by the checkpoint's aggregation rule here, not by emovision's evaluation."""
+    the network and combined by the checkpoint's aggregation rule here, not by emovision's evaluation.
+    With ``allowed`` (model class names) the argmax is taken over those classes alone."""
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload)
     model_classes = payload["classes"]
@@ -103,8 +104,13 @@ def _own_predictions(checkpoint, features, mapping: dict[str, str]):
                     continue
                 probabilities = payload["aggregate"] == "prob"  # mean probability, else mean log-probability
                 score = np.exp(rows).mean(axis=0) if probabilities else rows.mean(axis=0)
+                choices = (
+                    range(len(model_classes))
+                    if allowed is None
+                    else [model_classes.index(c) for c in allowed]
+                )
                 truth.append(model_classes.index(name))
-                decided.append(int(np.argmax(score)))
+                decided.append(max(choices, key=lambda i: score[i]))
             out[speaker] = (np.array(truth), np.array(decided))
     return out, model_classes
 
@@ -142,6 +148,45 @@ def test_evaluate_reports_sklearns_figures_on_the_predictions_it_made(varied, re
     )
     table = (out / "summary.md").read_text()
     assert f"WA {accuracy_score(truth, decided):.3f}, UA {_balanced(truth, decided):.3f}" in table
+
+
+def test_shared_answers_decide_among_the_classes_the_file_can_hold(varied, renamed, tmp_path):
+    mapping = {"angry": "anger", "happy": "happiness", "sad": "sadness", "calm": "neutral"}
+    text = ",".join(f"{k}={v}" for k, v in mapping.items())
+    results = {}
+    for answers in ("all", "shared"):
+        out = tmp_path / answers
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(varied),
+                    str(renamed),
+                    "--out",
+                    str(out),
+                    "--map",
+                    text,
+                    "--answers",
+                    answers,
+                ]
+            )
+            == 0
+        )
+        results[answers] = json.loads((out / "summary.json").read_text())
+    shared = results["shared"]
+    assert shared["answers"] == "shared"
+    # the file holds anger, happiness, sadness, neutral and fear (boredom dropped, no disgust)
+    allowed = ["anger", "fear", "happiness", "neutral", "sadness"]
+    own, classes = _own_predictions(varied, renamed, mapping, allowed)
+    truth = np.concatenate([t for t, _ in own.values()])
+    decided = np.concatenate([d for _, d in own.values()])
+    assert shared["confusion"] == confusion_matrix(truth, decided, labels=range(len(classes))).tolist()
+    assert shared["ua"] == pytest.approx(_balanced(truth, decided), abs=1e-12)
+    unused = [classes.index("boredom"), classes.index("disgust")]
+    assert np.asarray(shared["confusion"])[:, unused].sum() == 0  # never answered
+    everything = np.asarray(results["all"]["confusion"])
+    assert everything[:, unused].sum() > 0  # the unrestricted model does answer them: the test could fail
+    assert "Answers: the shared classes only" in (tmp_path / "shared" / "summary.md").read_text()
 
 
 def test_bad_evaluations_are_refused(trained_model, renamed, tmp_path, emodb_dir, capsys):

@@ -39,6 +39,13 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=5,
         help="speaker-normalised models: recordings of each speaker the enrolled mode uses (K)",
     )
+    parser.add_argument(
+        "--answers",
+        choices=("all", "shared"),
+        default="all",
+        help="classes the model may answer: all of its own (default), or only those the file's classes "
+        "match (the cross-corpus protocol on shared classes)",
+    )
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -47,7 +54,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.enrol < 1:
         raise EmovisionError(f"--enrol must be at least 1 recording, got {args.enrol}")
-    summary = evaluate_on(args.model, args.features, args.out, parse_map(args.map), args.enrol)
+    summary = evaluate_on(args.model, args.features, args.out, parse_map(args.map), args.enrol, args.answers)
     dropped = sum(summary["dropped"].values())
     modes = summary.get("modes")
     how = (
@@ -57,7 +64,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
     console.print(
         f"{args.model} on {args.features}: WA {summary['wa']:.3f}, UA {summary['ua']:.3f} over "
-        f"{summary['utterances']} utterances ({how}; {dropped} of classes the model does not know dropped); "
+        f"{summary['utterances']} utterances ({how}; answers: {args.answers}; {dropped} of classes the model does not know dropped); "
         f"{args.out / 'summary.md'}",
         markup=False,
         soft_wrap=True,

@@ -7,6 +7,11 @@ features must have been extracted with the model's feature configuration (the se
 tail may differ: they only decide where segments start). WA, UA (over the model's classes present
 in the file), per-class recall, per-speaker results and the confusion matrix are written as
 ``summary.json``, ``summary.md`` and ``confusion.png``.
+
+``answers`` says which classes the model may answer: ``all`` of its own (a model used as it is on
+another corpus, where emoDB's boredom remains a possible answer for a RAVDESS recording), or only the
+``shared`` ones, those the file's classes are matched to: the cross-corpus protocol of a model trained on
+the shared classes alone, read from the same network by leaving the other classes out of the decision.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from emovision.tables import ResultTable
 from emovision.training.metrics import score_utterances, utterance_scores
 
 MAY_DIFFER = ("segment_hop", "segment_tail")
+ANSWERS = ("all", "shared")
 
 
 def parse_map(text: str | None) -> dict[str, str]:
@@ -51,7 +57,12 @@ def parse_map(text: str | None) -> dict[str, str]:
 
 
 def evaluate_on(
-    model: str | Path, features: str | Path, out: str | Path, mapping: dict[str, str], enrol: int = 5
+    model: str | Path,
+    features: str | Path,
+    out: str | Path,
+    mapping: dict[str, str],
+    enrol: int = 5,
+    answers: str = "all",
 ) -> dict:
     """Score ``model`` on every utterance of ``features`` whose class it knows; write and return the summary.
 
@@ -65,11 +76,13 @@ def evaluate_on(
     A cv folder's late fusion is not used: the features file holds spectrograms, not audio, so
     the image models alone are scored.
     """
+    if answers not in ANSWERS:
+        raise EmovisionError(f"--answers must be one of {', '.join(ANSWERS)}, got {answers!r}")
     recognizer = Recognizer.load(model, fusion="off")
     info = open_info(features)
     _check_config(recognizer, info, Path(features))
     index = _class_index(recognizer.classes, info.classes, mapping, features)
-    scoring = _TransferScoring(recognizer, info.classes, index, enrol)
+    scoring = _TransferScoring(recognizer, info.classes, index, enrol, answers == "shared")
     loaded = load_speakers(features)
     if scoring.normaliser is not None:
         _check_enrolment(loaded, enrol, features)
@@ -85,6 +98,7 @@ def evaluate_on(
         "model_classes": recognizer.classes,
         "class_map": {name: recognizer.classes[i] for name, i in index.items()},
         "dropped": scoring.dropped,
+        "answers": answers,
         "mode": "any" if modes is None else "cold",
         "modes": modes,
         **metrics,
@@ -132,6 +146,7 @@ def _check_enrolment(loaded: dict[str, SpeakerFeatures], enrol: int, features: s
 class _TransferScoring:
     """One model's scores on a features file, speaker by speaker.
 
+    With ``shared_only`` the decision is taken among the model classes of ``index`` alone.
     ``views`` are the ``(mode, draw)`` pairs scored (``("served", 0)`` alone for a model without speaker
     normalisation); per view, ``truth`` and ``scores`` hold each speaker's true model-class indices ``(U,)``
     and utterance log-probabilities ``(U, K)`` of its scored recordings. ``dropped`` counts the recordings
@@ -142,6 +157,7 @@ class _TransferScoring:
     file_classes: list[str]
     index: dict[str, int]
     enrol: int
+    shared_only: bool
     dropped: dict[str, int] = field(default_factory=dict)
     speakers: dict[str, dict] = field(default_factory=dict)
     normaliser: SpeakerNormaliser | None = field(init=False)
@@ -185,6 +201,8 @@ class _TransferScoring:
                 scored = kept.scored
             log_probs = self.recognizer.log_probs(inputs)
             utterance = utterance_scores(log_probs, counts, self.recognizer.aggregate)
+            if self.shared_only:
+                utterance = restrict_answers(utterance, sorted(set(self.index.values())))
             if (mode, draw) == self.views[0]:
                 self.speakers[speaker] = score_utterances(labels, utterance, self.recognizer.classes)
             self.truth[(mode, draw)].append(labels[scored])
@@ -215,6 +233,14 @@ class _TransferScoring:
             )
             for view in self.views
         }
+
+
+def restrict_answers(log_probs: np.ndarray, allowed: list[int]) -> np.ndarray:
+    """``log_probs`` ``(U, K)`` with every class outside ``allowed`` (indices) set to −∞, so that the
+    argmax decides among the allowed classes only."""
+    restricted = np.full_like(log_probs, -np.inf)
+    restricted[:, allowed] = log_probs[:, allowed]
+    return restricted
 
 
 def _mode_means(pooled: dict[tuple[str, int], dict], enrol: int) -> dict:
@@ -266,6 +292,13 @@ def transfer_markdown(summary: dict) -> str:
         ),
         "",
         "Classes: " + ", ".join(f"{k} → {v}" for k, v in summary["class_map"].items()),
+        "",
+        "Answers: "
+        + (
+            "the shared classes only (the model's other classes left out of the decision)"
+            if summary.get("answers") == "shared"
+            else "any class of the model"
+        ),
         "",
         *_modes_lines(summary.get("modes")),
         *speaker_table(summary).markdown(),
