@@ -1,15 +1,17 @@
 """A cv folder as a model: late fusion with openSMILE functionals, the fold ensemble, a final model."""
 
+import itertools
 import json
 import shutil
 
+import h5py
 import httpx
 import numpy as np
 import pytest
 import torch
 from serve.live_server import running_server
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import recall_score
+from sklearn.metrics import confusion_matrix, recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import QuantileTransformer
 
@@ -401,6 +403,46 @@ def test_a_within_fold_ensemble_of_two_cvs_is_scored_and_fused_on_their_folds(
     assert main(["report", str(cv_run), str(out), "--markdown"]) == 0
     report = capsys.readouterr().out
     assert "within-fold ensemble of 2 cvs" in report and "| " + str(out) + " | " in report
+
+
+def test_an_ensemble_folder_scores_a_features_file_with_every_member(
+    cv_run, cv_other_seed, emodb_augmented, tmp_path
+):
+    out = tmp_path / "ensemble"
+    assert main(["ensemble", str(cv_run), str(cv_other_seed), "--out", str(out), "--quiet"]) == 0
+    assert main(["evaluate", str(out), str(emodb_augmented), "--out", str(tmp_path / "eval")]) == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    # the reference: each fold model of both cvs read here, segment log-probabilities averaged per
+    # utterance (the logprob rule) and over the four models (each cv's mean, then the two cvs' mean:
+    # the same decisions, as every cv has two folds)
+    models = [
+        model_from_checkpoint(load_checkpoint(path)).eval()
+        for run in (cv_run, cv_other_seed)
+        for path in sorted(run.glob("*/best.pth"))
+    ]
+    assert len(models) == 4
+    recognizer = Recognizer.load(out, calibration="off")
+    truth, decided = [], []
+    with h5py.File(emodb_augmented, "r") as handle:
+        for speaker in handle:
+            group = handle[speaker]
+            segments = torch.from_numpy(group["segments"][:])
+            with torch.no_grad():
+                log_probs = np.mean([torch.log_softmax(m(segments), dim=1).numpy() for m in models], axis=0)
+            counts = group["segments_per_utterance"][:]
+            starts = np.cumsum([0, *counts])
+            expected = np.stack([log_probs[a:b].mean(axis=0) for a, b in itertools.pairwise(starts)])
+            scored = recognizer.utterance_log_probs(segments.numpy(), counts)
+            # each renormalisation shifts an utterance's row by a constant: compare the rows centred
+            centred = [x - x.mean(axis=1, keepdims=True) for x in (scored, expected)]
+            assert np.allclose(*centred, atol=1e-4)
+            truth += group["utterance_labels"][:].tolist()
+            decided += expected.argmax(axis=1).tolist()
+    assert summary["utterances"] == len(truth)
+    assert (
+        summary["confusion"]
+        == confusion_matrix(truth, decided, labels=range(len(summary["model_classes"]))).tolist()
+    )
 
 
 def test_an_ensemble_folder_is_a_model_of_its_members_and_its_fusion(

@@ -37,7 +37,7 @@ from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
 from emovision.inference.predict import Recognizer
 from emovision.tables import ResultTable
-from emovision.training.metrics import score_utterances, utterance_scores
+from emovision.training.metrics import score_utterances
 
 MAY_DIFFER = ("segment_hop", "segment_tail")
 ANSWERS = ("all", "shared")
@@ -199,8 +199,7 @@ class _TransferScoring:
                 kept = self._speaker_view(speaker, moments, len(data.utterance_labels), mode, draw, keep)
                 inputs = kept.normalise(pieces, counts)
                 scored = kept.scored
-            log_probs = self.recognizer.log_probs(inputs)
-            utterance = utterance_scores(log_probs, counts, self.recognizer.aggregate)
+            utterance = self.recognizer.utterance_log_probs(inputs, counts)
             if self.shared_only:
                 utterance = restrict_answers(utterance, sorted(set(self.index.values())))
             if (mode, draw) == self.views[0]:
