@@ -138,6 +138,18 @@ def test_warm_up_and_a_slower_backbone_follow_their_rates(emodb4, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "best.pth")["train_config"]["warmup_epochs"] == 2
 
 
+def test_select_by_last_keeps_the_last_epoch_and_still_reports_validation(emodb4, tmp_path):
+    source = open_source(emodb4)
+    fold = make_fold(source, ["15"], ["16"])
+    config = TrainConfig(model="alexnet_gap", epochs=3, schedule="cosine", select_by="last", **FAST)
+    metrics = train_fold(source, fold, config, tmp_path / "run")
+    assert metrics["best_epoch"] == 3 and metrics["select_by"] == "last"
+    assert all("val_ua" in row for row in metrics["history"])  # the validation speaker still reports
+    best = load_checkpoint(tmp_path / "run" / "best.pth")["state_dict"]
+    last = torch.load(tmp_path / "run" / "last.pth", weights_only=True)["model"]
+    assert best.keys() == last.keys() and all(torch.equal(best[k], last[k]) for k in best)
+
+
 def test_weight_average_follows_every_optimiser_step():
     from emovision.training.train import weight_average
 
@@ -284,6 +296,10 @@ def test_mixup_stability_oversampling_warp_and_smoothing_together_with_three_cha
         (
             ["--val-speaker", "15", "--test-speaker", "16", "--augment", "warp,wrap"],
             "unknown augmentation 'wrap'",
+        ),
+        (
+            ["--val-speaker", "15", "--test-speaker", "16", "--select-by", "last", "--patience", "2"],
+            "--select-by last keeps the last epoch",
         ),
     ],
 )

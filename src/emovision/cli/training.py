@@ -150,10 +150,16 @@ def _augmentation_arguments(group: argparse._ArgumentGroup, defaults: SimpleName
 
 def _selection_arguments(group: argparse._ArgumentGroup, defaults: SimpleNamespace) -> None:
     """The loss's class weights, model selection, early stopping and evaluation."""
-    from emovision.training.options import AGGREGATES
+    from emovision.training.options import AGGREGATES, SELECTIONS
 
     group.add_argument("--class-weighted", action="store_true", help="class-weighted cross-entropy")
-    group.add_argument("--select-by", choices=["ua", "wa"], default=defaults.select_by)
+    group.add_argument(
+        "--select-by",
+        choices=SELECTIONS,
+        default=defaults.select_by,
+        help="the epoch kept: the best validation UA or WA, or the last epoch (the validation speakers "
+        "then only report and calibrate)",
+    )
     group.add_argument(
         "--patience", type=int, default=None, help="early stopping after N epochs without gain"
     )

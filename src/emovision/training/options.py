@@ -28,6 +28,7 @@ STABILITY_SOURCES = ("auto", "gaussian", "channels")
 INPUT_NORMS = ("bin", "imagenet")
 HEADS = ("gap", "attention")
 AGGREGATES = ("logprob", "prob")
+SELECTIONS = ("ua", "wa", "last")
 BATCH_AUGMENTS = ("specaugment", "warp")
 SPEAKER_NORMS = ("none", "transductive", "mixed")
 
@@ -100,7 +101,12 @@ class TrainConfig:
             ),
             (self.input_norm in INPUT_NORMS, f"--input-norm must be one of {', '.join(INPUT_NORMS)}"),
             (self.head in HEADS, f"--head must be one of {', '.join(HEADS)}"),
-            (self.select_by in ("ua", "wa"), "--select-by must be ua or wa"),
+            (self.select_by in SELECTIONS, f"--select-by must be one of {', '.join(SELECTIONS)}"),
+            (
+                self.select_by != "last" or (self.patience is None and self.schedule != "plateau"),
+                "--select-by last keeps the last epoch: early stopping (--patience) and --schedule plateau "
+                "need a validation figure to follow (--select-by ua or wa)",
+            ),
             (self.aggregate in AGGREGATES, f"--aggregate must be one of {', '.join(AGGREGATES)}"),
             (
                 self.stability_source in STABILITY_SOURCES,

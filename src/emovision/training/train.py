@@ -217,7 +217,7 @@ class Trainer:
         columns = {"val_loss": val_loss, "val_wa": val["wa"], "val_ua": val["ua"]}
         if modes is not None:
             columns.update({f"val_ua_{mode}": modes[mode]["ua"] for mode in MODES})
-        return val, columns, selection_score(self.config, modes, val)
+        return val, columns, selection_score(self.config, modes, val, self.position.epoch)
 
     # ----- the loop ----------------------------------------------------------------------------
     def run(self, resume: bool) -> dict:
@@ -445,12 +445,12 @@ def mode_metrics(
 
 def epoch_summary(fold_name: str, loss: float, val: dict | None, best: dict, select_by: str) -> str:
     """The progress line of an epoch: training ``loss``, validation WA and UA, the ``best`` epoch so far."""
-    scores = (
-        f" val WA {val['wa']:.3f} UA {val['ua']:.3f} "
-        f"best {select_by.upper()} {best['score']:.3f}@{best['epoch']}"
-        if val is not None
-        else ""
+    kept = (
+        "last epoch"
+        if select_by == "last"
+        else f"best {select_by.upper()} {best['score']:.3f}@{best['epoch']}"
     )
+    scores = f" val WA {val['wa']:.3f} UA {val['ua']:.3f} {kept}" if val is not None else ""
     return f"{fold_name} loss {loss:.3f}{scores}"
 
 
@@ -497,10 +497,13 @@ def epoch_order(
     return pool[torch.randperm(pool.numel(), generator=generator)]
 
 
-def selection_score(config: TrainConfig, modes: dict | None, served: dict) -> float:
+def selection_score(config: TrainConfig, modes: dict | None, served: dict, epoch: int) -> float:
     """The validation figure (``--select-by``) epochs are chosen by: the served mode's, the transductive
-    mode's for ``--speaker-norm transductive`` (as before), the mean over the three modes for ``mixed``."""
+    mode's for ``--speaker-norm transductive`` (as before), the mean over the three modes for ``mixed``;
+    for ``last`` the ``epoch`` itself, so that every epoch is the best so far."""
     key = config.select_by
+    if key == "last":
+        return float(epoch)
     if modes is None:
         return served[key]
     if config.speaker_norm == "transductive":
