@@ -65,22 +65,26 @@ def main() -> None:
     table = ResultTable(
         ["run", "best: pooled UA", "last: pooled UA", "best+last: pooled UA", "ΔUA last", "ΔUA best+last"]
     )
+    every = []
     for run_dir in args.runs:
         folds = fold_scores(run_dir)
-        classes = list(folds[0]["best"]["recall"])
-        pooled = {
-            c: metrics_from_confusion(np.sum([f[c]["confusion"] for f in folds], axis=0), classes)["ua"]
-            for c in CHOICES
-        }
-        deltas = {
-            c: paired_difference(np.array([f[c]["ua"] - f["best"]["ua"] for f in folds])) for c in CHOICES[1:]
-        }
-        table.add(
-            str(run_dir),
-            *(f"{pooled[c]:.3f}" for c in CHOICES),
-            *(paired_change(deltas[c]) for c in CHOICES[1:]),
-        )
+        every += folds
+        pooled = [f"{pooled_ua(folds, c):.3f}" for c in CHOICES]
+        table.add(str(run_dir), *pooled, *(paired_change(paired(folds, c)) for c in CHOICES[1:]))
+    if len(args.runs) > 1:
+        table.add("all folds above", "", "", "", *(paired_change(paired(every, c)) for c in CHOICES[1:]))
     print("\n".join(table.markdown()))
+
+
+def pooled_ua(folds: list[dict[str, dict]], choice: str) -> float:
+    """The UA of ``choice`` over the test recordings of all ``folds`` together."""
+    classes = list(folds[0][choice]["recall"])
+    return metrics_from_confusion(np.sum([f[choice]["confusion"] for f in folds], axis=0), classes)["ua"]
+
+
+def paired(folds: list[dict[str, dict]], choice: str) -> dict:
+    """The paired ΔUA of ``choice`` − best over ``folds``."""
+    return paired_difference(np.array([f[choice]["ua"] - f["best"]["ua"] for f in folds]))
 
 
 if __name__ == "__main__":
