@@ -284,25 +284,12 @@ class Recognizer(SpeakerAdaptation):
         prepared = Prepared(name, segments, duration=float("nan"), features=None)
         return self._scorer.predictions([prepared], self._speaker)[0]
 
-    def log_probs(self, segments: np.ndarray) -> np.ndarray:
-        """Segment log-probabilities ``(N, K)`` of segments ``(N, C, F, T)`` in dB, ``batch_size`` at a time."""
-        self._single("scoring precomputed segments")
-        return self._scorer.log_probs(np.ascontiguousarray(segments, dtype=np.float32))
-
     def utterance_log_probs(self, segments: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Utterance log-probabilities ``(U, K)`` of precomputed segments ``(N, C, F, T)`` in dB, ``counts``
-        ``(U,)`` segments per utterance, by the model's rule (calibrated; the fusion, which needs audio,
-        is not applied). An ensemble of cvs scores them with every member when all members were trained
-        on this feature configuration without speaker normalisation (the segments then mean the same to
-        each); otherwise it is refused."""
-        same = all(member.config == self.config for member in self._extra)
-        if self._extra and (not same or any(n is not None for n in self._norm.normalisers)):
+        per utterance (calibrated, not fused); an ensemble's members must share these features, unnormalised."""
+        if self._extra and (any(m.config != self.config for m in self._extra) or self.speaker_normalised):
             self._single("scoring precomputed segments of members with other features or speaker statistics")
-        scorer = self._scorer
-        segments = np.ascontiguousarray(segments, dtype=np.float32)
-        pieces = np.split(segments, np.cumsum(counts)[:-1])
-        extra = scorer.extra_scores([pieces] * len(self._extra))
-        return scorer.utterance(scorer.log_probs(segments), counts, None, self._speaker, extra)
+        return self._scorer.segment_utterances(segments, counts, self._speaker)
 
     def features(self, samples: np.ndarray, key: str = "") -> np.ndarray:
         """The trained feature ``(C, F, T)`` in dB of mono samples at ``config.sample_rate``."""

@@ -87,6 +87,14 @@ class Scorer:
             scores.append(utterance_scores(log_probs, counts, member.aggregate))
         return scores
 
+    def segment_utterances(self, segments: np.ndarray, counts: np.ndarray, speaker: Enrolment) -> np.ndarray:
+        """Utterance log-probabilities ``(U, K)`` of precomputed segments ``(N, C, F, T)``, ``counts`` ``(U,)``
+        per utterance, every further ensemble member scoring the same segments (no fusion: no audio)."""
+        segments = np.ascontiguousarray(segments, dtype=np.float32)
+        pieces = np.split(segments, np.cumsum(counts)[:-1])
+        extra = self.extra_scores([pieces] * len(self.extra))
+        return self.utterance(self.log_probs(segments), counts, None, speaker, extra)
+
     def predictions(self, batch: list[Prepared], speaker: Enrolment) -> list[Prediction]:
         """The predictions of several recordings, their segments scored in as few model calls as fit."""
         log_probs = self.log_probs(np.concatenate([item.segments for item in batch]))
