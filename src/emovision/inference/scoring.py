@@ -80,19 +80,21 @@ class Scorer:
     def extra_scores(self, pieces: list[list[np.ndarray]]) -> list[np.ndarray]:
         """Utterance log-probabilities ``(U, K)`` of each further ensemble member, from its segments
         ``pieces[member][utterance]`` ``(n, C, F, T)``."""
-        scores = []
-        for member, segments in zip(self.extra, pieces, strict=True):
-            log_probs = member.backend.log_probs(np.concatenate(segments), self.batch_size)
-            counts = np.array([piece.shape[0] for piece in segments])
-            scores.append(utterance_scores(log_probs, counts, member.aggregate))
-        return scores
+        return [
+            self._member_scores(member, np.concatenate(segments), np.array([p.shape[0] for p in segments]))
+            for member, segments in zip(self.extra, pieces, strict=True)
+        ]
+
+    def _member_scores(self, member: Member, segments: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """One further member's utterance log-probabilities ``(U, K)`` of its segments ``(N, C, F, T)``,
+        ``counts`` ``(U,)`` per utterance."""
+        return utterance_scores(member.backend.log_probs(segments, self.batch_size), counts, member.aggregate)
 
     def segment_utterances(self, segments: np.ndarray, counts: np.ndarray, speaker: Enrolment) -> np.ndarray:
         """Utterance log-probabilities ``(U, K)`` of precomputed segments ``(N, C, F, T)``, ``counts`` ``(U,)``
         per utterance, every further ensemble member scoring the same segments (no fusion: no audio)."""
         segments = np.ascontiguousarray(segments, dtype=np.float32)
-        pieces = np.split(segments, np.cumsum(counts)[:-1])
-        extra = self.extra_scores([pieces] * len(self.extra))
+        extra = [self._member_scores(member, segments, counts) for member in self.extra]
         return self.utterance(self.log_probs(segments), counts, None, speaker, extra)
 
     def predictions(self, batch: list[Prepared], speaker: Enrolment) -> list[Prediction]:
