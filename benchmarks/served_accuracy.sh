@@ -6,12 +6,13 @@
 #   mixed         each training segment by the recording alone, a few other recordings or all of them
 # Usage: benchmarks/served_accuracy.sh OUT CORPUS CONFIG [CONFIG ...]
 #   CORPUS: emodb (../shared/data/emodb, ten speakers) or ravdess (../shared/data/ravdess, twelve actors)
-#   CONFIG: NORM[-attention][-resizeN][-seedS][-epochsN][-copies][-priorP][-trimD][-smoothE][-warp[W]][-last] with NORM one of none, transductive,
+#   CONFIG: NORM[-attention][-resizeN][-seedS][-epochsN][-copies][-priorP][-trimD][-smoothE][-warp[W]][-last][-valtrain] with NORM one of none, transductive,
 #   mixed, e.g. mixed-seed112-copies; -attention trains with --head attention, -resizeN with --resize N (each segment
 #   interpolated to N×N before the backbone), -epochsN for N epochs instead of EPOCHS,
 #   -trimD on features extracted with --trim-db D (each recording's leading and trailing silence cut),
 #   -smoothE trains with --label-smoothing E, -warp[W] adds warp to --augment (with --warp-max W when given),
-#   -last keeps each fold's last epoch (--select-by last) instead of its best validation epoch
+#   -last keeps each fold's last epoch (--select-by last) instead of its best validation epoch,
+#   -valtrain trains each fold's validation speakers too (--validation train; needs -last)
 # The base recipe is recipes/served-none.toml (BASE can name another); each CONFIG changes it as named.
 # Every cv folder gets command.txt with the exact command; EPOCHS (12), PARALLEL (2), FOLDS (auto),
 # DEVICE (cpu) and BIN (the folder holding the emovision command, .venv/bin) can be set.
@@ -51,6 +52,7 @@ for config in "$@"; do
   [[ $config =~ -prior([0-9.]+) ]] && args+=(--speaker-prior "${BASH_REMATCH[1]}")
   [[ $config =~ -smooth([0-9.]+) ]] && args+=(--label-smoothing "${BASH_REMATCH[1]}")
   [[ $config == *-last* ]] && args+=(--select-by last)
+  [[ $config == *-valtrain* ]] && args+=(--validation train)
   batch=specaugment
   if [[ $config =~ -warp([0-9.]*) ]]; then
     batch+=,warp

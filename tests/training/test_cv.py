@@ -22,7 +22,7 @@ from emovision.data.features import FeatureConfig
 from emovision.errors import EmovisionError
 from emovision.training.cv import run_cv
 from emovision.training.dataset import load_split, open_source
-from emovision.training.folds import make_fold, make_folds, validation_speaker
+from emovision.training.folds import make_fold, make_folds, validation_speaker, validation_trains
 from emovision.training.options import TrainConfig
 
 
@@ -469,3 +469,51 @@ def test_one_fold_per_job_then_the_summary_and_a_lock_per_fold(emodb_small, tmp_
     assert not list(out.glob("*/.lock"))
     assert main([*args, "--fold", "5"]) == 2
     assert "names no fold" in capsys.readouterr().err
+
+
+def test_validation_speakers_can_train_too_with_the_last_epoch_kept(emodb_small, tmp_path, capsys):
+    source = open_source(emodb_small)
+    moved = validation_trains(source, make_folds(source))
+    # by hand: loso on 03 M, 08 F, 09 F, 10 M validates 03 on 10, 08 on 09, 09 on 08, 10 on 03
+    assert [(f.test, f.val, f.train) for f in moved] == [
+        (["03"], [], ["08", "09", "10"]),
+        (["08"], [], ["03", "09", "10"]),
+        (["09"], [], ["03", "08", "10"]),
+        (["10"], [], ["03", "08", "09"]),
+    ]
+    args = ["cv", str(emodb_small), "--model", "alexnet_gap", "--epochs", "2", "--device", "cpu", "--quiet"]
+    args += ["--folds", _one_fold(tmp_path), "--validation", "train"]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2
+    assert "add --select-by last" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main([*args, "--select-by", "last", "--fusion", "--out", str(tmp_path / "x")]) == 2
+    assert "needs --validation hold-out" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    for seed in ("111", "112"):
+        assert main([*args, "--select-by", "last", "--seed", seed, "--out", str(tmp_path / seed)]) == 0
+    printed = capsys.readouterr().out
+    assert "│ —          │" in printed  # the fold table's validation column
+    metrics = json.loads((tmp_path / "111" / "fold01-test-03" / "metrics.json").read_text())
+    assert metrics["fold"]["train"] == ["08", "09", "10"] and metrics["fold"]["val"] == []
+    assert metrics["val"] is None and metrics["calibration"] is None and metrics["best_epoch"] == 2
+    assert all("val_ua" not in row for row in metrics["history"])
+    assert 'validation = "train"' in (tmp_path / "111" / "config.toml").read_text()
+    test = load_split(source, ["03"])
+    expected_ua = balanced_accuracy_score(test.utterance_labels, np.argmax(metrics["test_scores"], axis=1))
+    assert metrics["test"]["ua"] == pytest.approx(expected_ua)
+    assert main(["fuse", str(tmp_path / "111")]) == 2
+    assert "trained its validation speakers" in capsys.readouterr().err
+    both = tmp_path / "both"
+    assert (
+        main(["ensemble", str(tmp_path / "111"), str(tmp_path / "112"), "--out", str(both), "--quiet"]) == 0
+    )
+    ensemble = json.loads((both / "summary.json").read_text())
+    assert ensemble["temperature"] is None
+    scores = np.mean(
+        [
+            json.loads((tmp_path / seed / "fold01-test-03" / "metrics.json").read_text())["test_scores"]
+            for seed in ("111", "112")
+        ],
+        axis=0,
+    )
+    assert ensemble["pooled"]["ua"] == pytest.approx(
+        balanced_accuracy_score(test.utterance_labels, scores.argmax(1))
+    )

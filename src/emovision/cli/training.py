@@ -310,6 +310,13 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto, iemocap10, iemocap5, pairs, loso (auto: iemocap10 for IEMOCAP, pairs for RAVDESS, else loso) "
         "or a JSON/CSV fold file",
     )
+    parser.add_argument(
+        "--validation",
+        default="hold-out",
+        choices=("hold-out", "train"),
+        help="hold-out: each fold's validation speakers choose the epoch and calibrate (default); train: they "
+        "train too, one more speaker per fold, the last epoch kept (needs --select-by last), not calibrated",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
     parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")
     parser.add_argument(
@@ -342,6 +349,11 @@ def _run_cv(args: argparse.Namespace) -> int:
         return 0
     config = training_config_from_args(args)
     features_given(args)
+    if args.fusion and args.validation == "train":
+        raise EmovisionError(
+            "--fusion chooses its C and image weight on each fold's validation speakers: "
+            "it needs --validation hold-out"
+        )
     if args.fusion:
         from emovision.data.store import open_info
 
@@ -360,6 +372,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         trust_pickle=args.trust_pickle,
         only=args.fold,
+        validation=args.validation,
     )
     record_config(args, args.out)
     print_cv_summary(summary, args.out)

@@ -14,8 +14,9 @@ compares it), ``summary.md``, ``confusion.png`` and, fused, ``fusion.json`` / ``
 The folder is also a model to deploy: :class:`~emovision.inference.predict.Recognizer` (``predict``,
 ``serve``) loads the fold ensembles of its member cvs (found by their path relative to the
 ensemble folder, else as given) and averages their utterance log-probabilities, with the
-temperature fitted on each fold's validation speaker (median over folds) and, fused, the
-``fusion-model.npz`` that ``fuse`` would write.
+temperature fitted on each fold's validation speaker (median over folds; none when the members
+trained their validation speakers, ``cv --validation train``, which also rules out fusing) and,
+fused, the ``fusion-model.npz`` that ``fuse`` would write.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ import numpy as np
 
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
-from emovision.evaluation.fusion import functionals_table, fuse_fold, mean_image_scores, write_fused
+from emovision.evaluation.fusion import (
+    check_held_out,
+    functionals_table,
+    fuse_fold,
+    mean_image_scores,
+    write_fused,
+)
 from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.inference.runs import FoldRun, fingerprint, finished_runs
 from emovision.progress import progress_bar
@@ -75,6 +82,8 @@ def ensemble_cvs(
         raise EmovisionError(f"--out {out} is a file, not a folder")
     members = [_member(Path(d)) for d in run_dirs]
     folds = _common_folds(members)
+    if functionals:
+        check_held_out(list(folds.values()), members[0].folder)
     classes = members[0].source.classes
     table = functionals_table(Path(functionals), classes) if functionals else None
     shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
@@ -146,7 +155,7 @@ def _fold_scores(members: list[Member], name: str, fold: dict) -> tuple[dict[str
     image = []
     for member in members:
         scores = {}
-        for role in ("val", "test"):
+        for role in ("val", "test") if fold["val"] else ("test",):
             split = load_split(member.source, fold[role])
             reference = splits.setdefault(role, split)
             if split.utterance_ids != reference.utterance_ids:
@@ -164,12 +173,13 @@ def _fold_result(
 ) -> dict:
     labels = splits["test"].utterance_labels
     ensemble = score_utterances(labels, np.mean([s["test"] for s in image], axis=0), classes)
-    val = np.mean([s["val"] for s in image], axis=0)
+    held_out = "val" in splits
+    val = np.mean([s["val"] for s in image], axis=0) if held_out else None
     return {
         "name": name,
         "test": fold["test"],
         "val": fold["val"],
-        "temperature": fit_temperature(val, splits["val"].utterance_labels),
+        "temperature": fit_temperature(val, splits["val"].utterance_labels) if held_out else None,
         **ensemble,
         "members_ua": [score_utterances(labels, s["test"], classes)["ua"] for s in image],
     }
@@ -187,7 +197,9 @@ def _summary(members: list[Member], folds: list[dict], classes: list[str], out: 
             }
             for m in members
         ],
-        "temperature": float(statistics.median(f["temperature"] for f in folds)),
+        "temperature": (
+            float(statistics.median(f["temperature"] for f in folds)) if folds[0]["temperature"] else None
+        ),
         "mode": runs_mode([run for m in members for runs in m.folds.values() for run in runs]),
         "corpus": members[0].source.corpus,
         "classes": classes,

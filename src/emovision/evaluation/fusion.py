@@ -148,6 +148,7 @@ def fuse_cv(
     ``scaling``: how the linear model scales the functionals (:func:`fit_linear_pipeline`)."""
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
+    check_held_out(record["folds"], run_dir)
     source = open_source(record["features_file"])
     table = functionals_table(Path(functionals) if functionals else source.path, source.classes)
     if copy_kinds is None:
@@ -323,6 +324,15 @@ def choose_weight(image: np.ndarray, linear: list[tuple], labels: np.ndarray, cl
     views ``(mode, scores (U, K), scored)`` has the best UA averaged over the modes (ties: nearest 0.5)."""
     scored = [(mode_mean_ua(labels, mix_views(image, linear, w), classes), -abs(w - 0.5), w) for w in WEIGHTS]
     return max(scored)[2]
+
+
+def check_held_out(folds: list[dict], where: Path) -> None:
+    """Refuse folds without a validation speaker: the fusion chooses ``C`` and its image weight there."""
+    if not all(fold["val"] for fold in folds):
+        raise EmovisionError(
+            f"{where} trained its validation speakers (cv --validation train), and the fusion chooses its C "
+            "and image weight on them: fuse a cv that holds them out"
+        )
 
 
 def _fuse_fold(

@@ -33,7 +33,7 @@ from emovision.system import available_cores, exit_with_parent, software_version
 from emovision.tables import ResultTable, mean_std
 from emovision.training.calibration import pooled_calibration
 from emovision.training.dataset import FeatureSource, open_source
-from emovision.training.folds import Fold, make_folds
+from emovision.training.folds import VALIDATIONS, Fold, make_folds, validation_trains
 from emovision.training.metrics import fold_summary, score_utterances
 from emovision.training.modes import mode_summary, modes_markdown
 from emovision.training.options import TrainConfig, run_options
@@ -50,6 +50,7 @@ def run_cv(
     progress: bool = True,
     trust_pickle: bool = False,
     only: str | None = None,
+    validation: str = "hold-out",
 ) -> dict:
     """Train every fold (× ``repeats`` seeds) and write the summary; return it.
 
@@ -58,12 +59,17 @@ def run_cv(
     when there are GPUs. ``only`` (a fold's 1-based index or name) trains that fold alone, for
     one job per fold on a cluster: the summary is written once every fold is finished, and
     until then the returned summary lists the ``missing`` runs. Each fold run is locked while it
-    trains, so processes sharing the folder never train the same fold twice.
+    trains, so processes sharing the folder never train the same fold twice. ``validation="train"``
+    trains each fold's validation speakers too (:func:`emovision.training.folds.validation_trains`;
+    needs ``--select-by last``).
     """
     out_dir = Path(out_dir)
+    check_validation(validation, config)
     source = open_source(features, trust_pickle)
     check_source(source, config)
     fold_list = make_folds(source, folds)
+    if validation == "train":
+        fold_list = validation_trains(source, fold_list)
     check_enrolment(source, fold_list, config)
     if repeats < 1 or parallel < 1:
         raise EmovisionError("--repeats and --parallel-folds must be at least 1")
@@ -99,6 +105,16 @@ def run_cv(
     summary = summarize(results, source.classes, config, source, repeats)
     write_summary(summary, out_dir, source.classes)
     return summary
+
+
+def check_validation(validation: str, config: TrainConfig) -> None:
+    """Refuse an unknown ``--validation`` and ``train`` with a selection that needs a validation speaker."""
+    if validation not in VALIDATIONS:
+        raise EmovisionError(f"--validation must be one of {', '.join(VALIDATIONS)}, got {validation!r}")
+    if validation == "train" and config.select_by != "last":
+        raise EmovisionError(
+            "--validation train leaves no speaker to choose an epoch by: add --select-by last"
+        )
 
 
 def summarize_folder(out_dir: str | Path) -> dict:
@@ -203,7 +219,7 @@ def summarize(
                 "seed": r["train_config"]["seed"],
                 "wa": r["test"]["wa"],
                 "ua": r["test"]["ua"],
-                "val_ua": r["val"]["ua"],
+                "val_ua": r["val"]["ua"] if r["val"] else None,
                 "best_epoch": r["best_epoch"],
                 "utterances": r["test"]["utterances"],
             }
@@ -289,7 +305,7 @@ def fold_table(summary: dict) -> ResultTable:
     )
     for f in summary["folds"]:
         table.add(
-            f["name"], "+".join(f["test"]), "+".join(f["val"]), f["seed"], f["best_epoch"],
+            f["name"], "+".join(f["test"]), "+".join(f["val"]) or "—", f["seed"], f["best_epoch"],
             f["utterances"], f"{f['wa']:.3f}", f"{f['ua']:.3f}",
         )  # fmt: skip
     pooled = summary["pooled"]

@@ -20,6 +20,10 @@ a file
     ``test,val`` (optional ``train``, ``name``).
 
 Speakers are separated by ``+``, ``,`` or spaces, on the command line and in fold files alike.
+
+``cv --validation train`` (:func:`validation_trains`) moves each fold's validation speakers into its
+training speakers: no epoch is selected (the last one is kept, ``--select-by last``) and nothing is
+calibrated, and each fold trains on one more speaker (emoDB) or pair (RAVDESS).
 """
 
 from __future__ import annotations
@@ -71,6 +75,19 @@ def make_fold(source: FeatureSource, val: list[str], test: list[str], train: lis
 def all_speakers_fold(source: FeatureSource) -> Fold:
     """Every speaker trains; no validation or test speaker (a final model for deployment)."""
     return Fold(list(source.speakers), [], [], name="all-speakers")
+
+
+VALIDATIONS = ("hold-out", "train")
+
+
+def validation_trains(source: FeatureSource, folds: list[Fold]) -> list[Fold]:
+    """``folds`` whose validation speakers train too (no validation speaker), training speakers in
+    the order of ``source.speakers``."""
+    moved = []
+    for fold in folds:
+        train = set(fold.train) | set(fold.val)
+        moved.append(replace(fold, train=[s for s in source.speakers if s in train], val=[]))
+    return moved
 
 
 FOLD_RULES = ("auto", "iemocap10", "iemocap5", "pairs", "loso")
