@@ -108,6 +108,20 @@ def test_extract_refuses_a_recipe_with_an_unknown_extract_option(tmp_path, capsy
     assert not (tmp_path / "f.h5").exists()
 
 
+def test_the_demo_recipe_may_train_the_validation_speakers_and_names_an_unknown_key(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        'model = "alexnet_gap"\nselect-by = "last"\nvalidation = "train"\n[extract]\nn-mels = 64\n'
+    )
+    assert demo.plan("cpu", recipe).validation == "train"
+    recipe.write_text('model = "alexnet_gap"\nvalidation = "train"\n[extract]\nn-mels = 64\n')
+    with pytest.raises(EmovisionError, match="add --select-by last"):
+        demo.plan("cpu", recipe)
+    recipe.write_text('model = "alexnet_gap"\nepochz = 3\n[extract]\nn-mels = 64\n')
+    with pytest.raises(EmovisionError, match="not 'epochz'"):
+        demo.plan("cpu", recipe)
+
+
 def test_a_recipe_with_an_unknown_extract_option_is_refused(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "alexnet_gap"\n[extract]\nn-mels = 64\nsegment-lenght = 200\n')

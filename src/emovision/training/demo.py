@@ -28,7 +28,7 @@ from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
 from emovision.system import available_cores
 from emovision.training.config_file import read_recipe
-from emovision.training.cv import run_cv
+from emovision.training.cv import check_validation, run_cv
 from emovision.training.options import TrainConfig
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emovision"
@@ -43,6 +43,7 @@ class DemoPlan:
     note: str
     augment: AugmentPlan | None = None
     recipe: Path | None = None
+    validation: str = "hold-out"
 
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
@@ -60,7 +61,12 @@ def plan(device: str = "auto", recipe: str | Path | None = None) -> DemoPlan:
         )
     extract, training = read_recipe(path)
     features, augment = _extract_options(extract, path)
+    validation = training.pop("validation", "hold-out")
+    unknown = sorted(set(training) - set(TrainConfig.defaults()))
+    if unknown:
+        raise EmovisionError(f"{path}: the demo takes training options and validation, not {unknown[0]!r}")
     config = TrainConfig.from_dict(training)
+    check_validation(validation, config)
     if recipe is None and not cuda:
         note = (
             f"no GPU: reduced CPU configuration ({path.name}: {config.epochs} epochs, one fold per core) so "
@@ -72,7 +78,7 @@ def plan(device: str = "auto", recipe: str | Path | None = None) -> DemoPlan:
         (f"pretrained {config.model}" if config.pretrained else config.model)
         + f", augment {config.augment or 'none'}, {features.segment_frames}-frame segments, batch {config.batch_size}"
     )
-    return DemoPlan(features, config, f"{note} ({recipe_text})", augment, path.resolve())
+    return DemoPlan(features, config, f"{note} ({recipe_text})", augment, path.resolve(), validation)
 
 
 def _extract_options(values: dict, path: Path) -> tuple[FeatureConfig, AugmentPlan | None]:
@@ -128,4 +134,4 @@ def run_demo(
         f"features = {json.dumps(str(features))}\nparallel-folds = {parallel}\n"
     )
     atomic_write_bytes(cv_dir / "config.toml", (text + chosen.recipe.read_text(encoding="utf-8")).encode())
-    return run_cv(features, chosen.training, cv_dir, parallel=parallel)
+    return run_cv(features, chosen.training, cv_dir, parallel=parallel, validation=chosen.validation)
