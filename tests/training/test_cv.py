@@ -496,6 +496,7 @@ def test_validation_speakers_can_train_too_with_the_last_epoch_kept(emodb_small,
     assert metrics["val"] is None and metrics["calibration"] is None and metrics["best_epoch"] == 2
     assert all("val_ua" not in row for row in metrics["history"])
     assert 'validation = "train"' in (tmp_path / "111" / "config.toml").read_text()
+    assert "last epoch, validation speakers train" in (tmp_path / "111" / "summary.md").read_text()
     test = load_split(source, ["03"])
     expected_ua = balanced_accuracy_score(test.utterance_labels, np.argmax(metrics["test_scores"], axis=1))
     assert metrics["test"]["ua"] == pytest.approx(expected_ua)

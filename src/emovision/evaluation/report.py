@@ -61,6 +61,8 @@ def load_run(folder: Path) -> dict:
     else:
         raise EmovisionError(f"{folder} holds no run (no summary.json, cv.json or metrics.json)")
     options = run_options(config)
+    if summary is not None and summary["folds"] and all(f.get("val") == [] for f in summary["folds"]):
+        options.append("validation speakers train")
     return {
         "run": str(folder),
         "corpus": corpus,

@@ -317,6 +317,8 @@ def fold_table(summary: dict) -> ResultTable:
 def summary_markdown(summary: dict) -> str:
     config = summary["train_config"]
     options = run_options(config)
+    if not any(fold["val"] for fold in summary["folds"]):
+        options.append("validation speakers train")
     lines = [
         f"# Cross-validation: {config['model']}" + (f" ({', '.join(options)})" if options else ""),
         "",

@@ -215,6 +215,8 @@ def run_options(config: dict) -> list[str]:
         labels.append(f"EMA {config['ema']:g}")
     if config.get("head", "gap") != "gap":
         labels.append(f"{config['head']} head")
+    if config.get("select_by") == "last":
+        labels.append("last epoch")
     if config.get("speaker_norm", "none") != "none":
         labels.append(f"speaker-norm {config['speaker_norm']} (prior {config.get('speaker_prior', 1.0):g})")
     return labels
