@@ -24,6 +24,8 @@ def test_cpu_plan_is_the_reduced_configuration():
     assert plan.features.segment_frames == 200  # 2-s segments: better on 8 of 10 emoDB folds
     # no speaker normalisation: what the cv measures is what a recording alone gets (BENCHMARKS.md)
     assert not plan.features.speaker_norm and plan.training.speaker_norm == "none"
+    # the last epoch kept, so each fold's validation speaker trains too (both corpora gain)
+    assert plan.training.select_by == "last" and plan.validation == "train"
 
 
 def test_gpu_plan_is_the_cpu_recipe_trained_longer(monkeypatch):
@@ -34,6 +36,7 @@ def test_gpu_plan_is_the_cpu_recipe_trained_longer(monkeypatch):
         gpu.training.epochs == 24 and cpu.training.epochs == 12
     )  # 15 of 20 emoDB folds better over two seeds
     assert gpu.features == cpu.features and gpu.augment == cpu.augment
+    assert gpu.validation == cpu.validation == "train"
     assert gpu.training.augmentations == cpu.training.augmentations
     assert gpu.training.batch_size == cpu.training.batch_size == 16
 

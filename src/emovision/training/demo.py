@@ -7,6 +7,8 @@ segments (64 mels × 200 frames) in batches of 16, without speaker normalisation
 needs nothing of the speaker scores a recording alone (what ``serve`` and ``Recognizer.predict``
 give) as well as one normalised by the speaker's statistics in any mode measured (``train
 --speaker-norm``, BENCHMARKS.md), so the accuracy the summary reports is the accuracy a user gets.
+Each fold keeps its last epoch and its validation speaker trains too (``validation = "train"`` in the
+recipe, passed to :func:`~emovision.training.cv.run_cv`).
 With a CUDA GPU it trains 24 epochs; on a CPU-only machine 12 epochs keep the whole job under 15
 minutes on two cores, and the output says so.
 """
