@@ -59,17 +59,12 @@ def run_cv(
     when there are GPUs. ``only`` (a fold's 1-based index or name) trains that fold alone, for
     one job per fold on a cluster: the summary is written once every fold is finished, and
     until then the returned summary lists the ``missing`` runs. Each fold run is locked while it
-    trains, so processes sharing the folder never train the same fold twice. ``validation="train"``
-    trains each fold's validation speakers too (:func:`emovision.training.folds.validation_trains`;
-    needs ``--select-by last``).
+    trains, so processes sharing the folder never train the same fold twice. ``validation``: :func:`cv_folds`.
     """
     out_dir = Path(out_dir)
-    check_validation(validation, config)
     source = open_source(features, trust_pickle)
     check_source(source, config)
-    fold_list = make_folds(source, folds)
-    if validation == "train":
-        fold_list = validation_trains(source, fold_list)
+    fold_list = cv_folds(source, folds, validation, config)
     check_enrolment(source, fold_list, config)
     if repeats < 1 or parallel < 1:
         raise EmovisionError("--repeats and --parallel-folds must be at least 1")
@@ -105,6 +100,14 @@ def run_cv(
     summary = summarize(results, source.classes, config, source, repeats)
     write_summary(summary, out_dir, source.classes)
     return summary
+
+
+def cv_folds(source, rule: str, validation: str, config: TrainConfig) -> list[Fold]:
+    """The folds of ``rule``; with ``validation="train"`` each fold's validation speakers train too
+    (:func:`emovision.training.folds.validation_trains`; needs ``--select-by last``)."""
+    check_validation(validation, config)
+    folds = make_folds(source, rule)
+    return validation_trains(source, folds) if validation == "train" else folds
 
 
 def check_validation(validation: str, config: TrainConfig) -> None:
