@@ -13,7 +13,7 @@ from emovision.data.speaker_norm import MODES, mode_label
 from emovision.errors import EmovisionError
 from emovision.files import read_json
 from emovision.tables import ResultTable, mean_std, paired_change
-from emovision.training.cv import summarize_folder
+from emovision.training.cv import summarize_folder, summary_options
 from emovision.training.metrics import paired_difference
 from emovision.training.options import run_options
 
@@ -60,9 +60,7 @@ def load_run(folder: Path) -> dict:
         modes = {m: recorded[m]["ua"] if recorded else None for m in MODES}
     else:
         raise EmovisionError(f"{folder} holds no run (no summary.json, cv.json or metrics.json)")
-    options = run_options(config)
-    if summary is not None and summary["folds"] and all(f.get("val") == [] for f in summary["folds"]):
-        options.append("validation speakers train")
+    options = summary_options(summary) if summary is not None else run_options(config)
     return {
         "run": str(folder),
         "corpus": corpus,

@@ -317,11 +317,17 @@ def fold_table(summary: dict) -> ResultTable:
     return table
 
 
+def summary_options(summary: dict) -> list[str]:
+    """A cv summary's run labels (:func:`run_options`), and whether its validation speakers trained."""
+    options = run_options(summary["train_config"])
+    if summary["folds"] and all(fold.get("val") == [] for fold in summary["folds"]):
+        options.append("validation speakers train")
+    return options
+
+
 def summary_markdown(summary: dict) -> str:
     config = summary["train_config"]
-    options = run_options(config)
-    if not any(fold["val"] for fold in summary["folds"]):
-        options.append("validation speakers train")
+    options = summary_options(summary)
     lines = [
         f"# Cross-validation: {config['model']}" + (f" ({', '.join(options)})" if options else ""),
         "",
