@@ -12,6 +12,7 @@ from emovision.errors import EmovisionError
 from emovision.inference.predict import Recognizer
 from emovision.training.calibration import (
     apply_temperature,
+    cross_fitted_temperatures,
     fit_temperature,
     mean_nll,
     pooled_calibration,
@@ -77,3 +78,17 @@ def test_pooled_calibration_uses_each_folds_own_temperature():
     assert pooled["runs"] == 2 and pooled["ece_calibrated"] < pooled["ece"]
     assert pooled_calibration([{"test_scores": [], "calibration": None}]) is None
     assert json.dumps(pooled)
+
+
+def test_a_fold_is_calibrated_on_the_folds_that_share_none_of_its_speakers():
+    sharp, sharp_labels = _sampled(0.5, count=1500)
+    flat, flat_labels = _sampled(2.0, count=1500)
+    folds = [({"03"}, sharp, sharp_labels), ({"08"}, flat, flat_labels), ({"03", "09"}, flat, flat_labels)]
+    first, second, third = cross_fitted_temperatures(folds)
+    # the first fold shares speaker 03 with the third, so only the second (drawn at T = 2) is its reference
+    assert first == pytest.approx(2.0, rel=0.15)
+    # the third shares 03 with the first: only the second again
+    assert third == pytest.approx(first)
+    # the second pools the first (T = 0.5) and the third (T = 2): between the two
+    assert 0.5 * 1.15 < second < 2.0 / 1.15
+    assert cross_fitted_temperatures([({"03"}, sharp, sharp_labels)]) == [None]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import build_iemocap_tree
+from scipy.special import log_softmax
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from emovision.cli import main
@@ -20,6 +21,7 @@ from emovision.data.corpora import load_corpus
 from emovision.data.extract import extract_corpus
 from emovision.data.features import FeatureConfig
 from emovision.errors import EmovisionError
+from emovision.training.checkpoint import load_checkpoint
 from emovision.training.cv import run_cv
 from emovision.training.dataset import load_split, open_source
 from emovision.training.folds import make_fold, make_folds, validation_speaker, validation_trains
@@ -471,6 +473,13 @@ def test_one_fold_per_job_then_the_summary_and_a_lock_per_fold(emodb_small, tmp_
     assert "names no fold" in capsys.readouterr().err
 
 
+def _nll_minimising_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
+    """A grid search over T in [0.05, 20] of the mean NLL of ``labels`` under softmax(scores / T)."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 20001))
+    nll = [-log_softmax(np.asarray(scores) / t, axis=1)[np.arange(len(labels)), labels].mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
 def test_validation_speakers_can_train_too_with_the_last_epoch_kept(emodb_small, tmp_path, capsys):
     source = open_source(emodb_small)
     moved = validation_trains(source, make_folds(source))
@@ -481,8 +490,10 @@ def test_validation_speakers_can_train_too_with_the_last_epoch_kept(emodb_small,
         (["09"], [], ["03", "08", "10"]),
         (["10"], [], ["03", "08", "09"]),
     ]
+    folds = tmp_path / "two.json"
+    folds.write_text(json.dumps([{"test": ["03"], "val": ["10"]}, {"test": ["08"], "val": ["09"]}]))
     args = ["cv", str(emodb_small), "--model", "alexnet_gap", "--epochs", "2", "--device", "cpu", "--quiet"]
-    args += ["--folds", _one_fold(tmp_path), "--validation", "train"]
+    args += ["--folds", str(folds), "--validation", "train"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 2
     assert "add --select-by last" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main([*args, "--select-by", "last", "--fusion", "--out", str(tmp_path / "x")]) == 2
@@ -491,15 +502,34 @@ def test_validation_speakers_can_train_too_with_the_last_epoch_kept(emodb_small,
         assert main([*args, "--select-by", "last", "--seed", seed, "--out", str(tmp_path / seed)]) == 0
     printed = capsys.readouterr().out
     assert "│ —          │" in printed  # the fold table's validation column
-    metrics = json.loads((tmp_path / "111" / "fold01-test-03" / "metrics.json").read_text())
+    runs = {
+        (seed, test): json.loads((tmp_path / seed / f"fold0{i}-test-{test}" / "metrics.json").read_text())
+        for seed in ("111", "112")
+        for i, test in ((1, "03"), (2, "08"))
+    }
+    metrics = runs["111", "03"]
     assert metrics["fold"]["train"] == ["08", "09", "10"] and metrics["fold"]["val"] == []
-    assert metrics["val"] is None and metrics["calibration"] is None and metrics["best_epoch"] == 2
+    assert metrics["val"] is None and metrics["best_epoch"] == 2
     assert all("val_ua" not in row for row in metrics["history"])
     assert 'validation = "train"' in (tmp_path / "111" / "config.toml").read_text()
-    assert "last epoch, validation speakers train" in (tmp_path / "111" / "summary.md").read_text()
+    summary_md = (tmp_path / "111" / "summary.md").read_text()
+    assert "last epoch, validation speakers train" in summary_md
+    assert "temperature fitted on the other folds' test speakers" in summary_md
     test = load_split(source, ["03"])
     expected_ua = balanced_accuracy_score(test.utterance_labels, np.argmax(metrics["test_scores"], axis=1))
     assert metrics["test"]["ua"] == pytest.approx(expected_ua)
+    # each fold's temperature comes from the other fold's test speaker, never its own
+    for seed in ("111", "112"):
+        for own, other in (("03", "08"), ("08", "03")):
+            reference = runs[seed, other]
+            expected = _nll_minimising_temperature(reference["test_scores"], reference["test_labels"])
+            assert runs[seed, own]["calibration"]["temperature"] == pytest.approx(expected, rel=2e-3)
+            assert runs[seed, own]["calibration"]["fitted_on"] == "the other folds' test speakers"
+    best = load_checkpoint(tmp_path / "111" / "fold01-test-03" / "best.pth")
+    assert best["temperature"] == metrics["calibration"]["temperature"]
+    assert main([*args, "--select-by", "last", "--seed", "111", "--out", str(tmp_path / "111")]) == 0
+    again = json.loads((tmp_path / "111" / "fold01-test-03" / "metrics.json").read_text())
+    assert again["calibration"] == metrics["calibration"]
     assert main(["fuse", str(tmp_path / "111")]) == 2
     assert "trained its validation speakers" in capsys.readouterr().err
     both = tmp_path / "both"
@@ -507,14 +537,12 @@ def test_validation_speakers_can_train_too_with_the_last_epoch_kept(emodb_small,
         main(["ensemble", str(tmp_path / "111"), str(tmp_path / "112"), "--out", str(both), "--quiet"]) == 0
     )
     ensemble = json.loads((both / "summary.json").read_text())
-    assert ensemble["temperature"] is None
-    scores = np.mean(
-        [
-            json.loads((tmp_path / seed / "fold01-test-03" / "metrics.json").read_text())["test_scores"]
-            for seed in ("111", "112")
-        ],
-        axis=0,
-    )
-    assert ensemble["pooled"]["ua"] == pytest.approx(
-        balanced_accuracy_score(test.utterance_labels, scores.argmax(1))
+    mean = {
+        t: np.mean([runs[seed, t]["test_scores"] for seed in ("111", "112")], axis=0) for t in ("03", "08")
+    }
+    labels = {t: runs["111", t]["test_labels"] for t in ("03", "08")}
+    expected = np.median([_nll_minimising_temperature(mean[t], labels[t]) for t in ("08", "03")])
+    assert ensemble["temperature"] == pytest.approx(expected, rel=2e-3)
+    assert ensemble["folds"][0]["ua"] == pytest.approx(
+        balanced_accuracy_score(test.utterance_labels, mean["03"].argmax(1))
     )

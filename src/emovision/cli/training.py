@@ -315,7 +315,8 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
         default="hold-out",
         choices=("hold-out", "train"),
         help="hold-out: each fold's validation speakers choose the epoch and calibrate (default); train: they "
-        "train too, one more speaker per fold, the last epoch kept (needs --select-by last), not calibrated",
+        "train too, one more speaker per fold, the last epoch kept (needs --select-by last), each fold calibrated "
+        "on the other folds' test speakers",
     )
     parser.add_argument("--repeats", type=int, default=1, help="rerun every fold with N seeds")
     parser.add_argument("--parallel-folds", type=int, default=1, help="folds at once (one GPU each)")

@@ -14,8 +14,9 @@ compares it), ``summary.md``, ``confusion.png`` and, fused, ``fusion.json`` / ``
 The folder is also a model to deploy: :class:`~emovision.inference.predict.Recognizer` (``predict``,
 ``serve``) loads the fold ensembles of its member cvs (found by their path relative to the
 ensemble folder, else as given) and averages their utterance log-probabilities, with the
-temperature fitted on each fold's validation speaker (median over folds; none when the members
-trained their validation speakers, ``cv --validation train``, which also rules out fusing) and,
+temperature fitted on each fold's validation speaker (median over folds; when the members trained
+their validation speakers, ``cv --validation train``, which also rules out fusing, each fold's is
+fitted on the other folds' test speakers, as :mod:`emovision.training.cross_calibration` does) and,
 fused, the ``fusion-model.npz`` that ``fuse`` would write.
 """
 
@@ -43,7 +44,7 @@ from emovision.inference.runs import FoldRun, fingerprint, finished_runs
 from emovision.progress import progress_bar
 from emovision.system import software_versions
 from emovision.tables import ResultTable, mean_std, paired_change, paired_table
-from emovision.training.calibration import fit_temperature
+from emovision.training.calibration import cross_fitted_temperatures, fit_temperature
 from emovision.training.cv import write_summary
 from emovision.training.dataset import FeatureSource, Split, load_split, open_source
 from emovision.training.metrics import fold_summary, paired_difference, score_utterances
@@ -88,18 +89,28 @@ def ensemble_cvs(
     table = functionals_table(Path(functionals), classes) if functionals else None
     shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
     copy_kinds = table.available(tuple(shared)) if table is not None else ()
-    scored, fused = [], []
+    scored, fused, tests = [], [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("ensemble", total=len(folds))
         for name, fold in folds.items():
             splits, image = _fold_scores(members, name, fold)
             scored.append(_fold_result(name, fold, image, splits, classes))
+            tests.append(
+                (
+                    set(fold["test"]),
+                    np.mean([s["test"] for s in image], axis=0),
+                    splits["test"].utterance_labels,
+                )
+            )
             if table is not None:
                 mean = {role: np.mean([s[role] for s in image], axis=0) for role in ("val", "test")}
                 fused.append(
                     fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes, copy_kinds)
                 )
             bar.advance(task)
+    if scored[0]["temperature"] is None:
+        for fold, temperature in zip(scored, cross_fitted_temperatures(tests), strict=True):
+            fold["temperature"] = temperature
     summary = _summary(members, scored, classes, out)
     out.mkdir(parents=True, exist_ok=True)
     write_summary(summary, out, classes, ensemble_markdown(summary))
@@ -198,7 +209,9 @@ def _summary(members: list[Member], folds: list[dict], classes: list[str], out: 
             for m in members
         ],
         "temperature": (
-            float(statistics.median(f["temperature"] for f in folds)) if folds[0]["temperature"] else None
+            float(statistics.median(f["temperature"] for f in folds))
+            if all(f["temperature"] is not None for f in folds)
+            else None
         ),
         "mode": runs_mode([run for m in members for runs in m.folds.values() for run in runs]),
         "corpus": members[0].source.corpus,

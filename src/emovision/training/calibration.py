@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 BINS = 10
+VALIDATION_SPEAKERS = "each fold's validation speakers"
 T_RANGE = (0.05, 20.0)
 
 
@@ -46,6 +47,22 @@ def fit_temperature(log_scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def cross_fitted_temperatures(folds: list[tuple[set[str], np.ndarray, np.ndarray]]) -> list[float | None]:
+    """For each fold, given as (its test speakers, utterance log-scores ``(U, K)``, labels ``(U,)``), the
+    temperature fitted on the pooled utterances of the folds that share none of its test speakers;
+    None where there is no such fold. Nothing of a fold's own speakers reaches its temperature."""
+    temperatures = []
+    for speakers, _, _ in folds:
+        others = [(s, y) for own, s, y in folds if not own & speakers and len(y)]
+        if not others:
+            temperatures.append(None)
+            continue
+        scores = np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in others])
+        labels = np.concatenate([np.asarray(y, dtype=np.int64) for _, y in others])
+        temperatures.append(fit_temperature(scores, labels))
+    return temperatures
+
+
 def reliability(log_probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict:
     """ECE and the reliability diagram's bins (lower/upper confidence, count, mean confidence,
     accuracy) of utterance log-probabilities ``(U, K)`` against ``labels``."""
@@ -68,8 +85,9 @@ def reliability(log_probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> 
 
 def pooled_calibration(results: list[dict]) -> dict | None:
     """Over fold runs' metrics (``test_scores``, ``test_labels``, ``calibration``): the pooled test
-    ECE before and after each fold's own temperature, both reliability diagrams and the
-    temperatures; None when no run was calibrated (runs without a validation speaker, older runs)."""
+    ECE before and after each fold's own temperature, both reliability diagrams, the temperatures and
+    what they were fitted on (``fitted_on``: each fold's validation speakers, or the other folds' test
+    speakers, :mod:`emovision.training.cross_calibration`); None when no run was calibrated."""
     runs = [r for r in results if r.get("calibration") and r.get("test_scores")]
     if not runs:
         return None
@@ -80,8 +98,10 @@ def pooled_calibration(results: list[dict]) -> dict | None:
     )
     before, after = reliability(raw, labels), reliability(scaled, labels)
     temperatures = [r["calibration"]["temperature"] for r in runs]
+    fitted_on = {r["calibration"].get("fitted_on", VALIDATION_SPEAKERS) for r in runs}
     return {
         "runs": len(runs),
+        "fitted_on": " and ".join(sorted(fitted_on)),
         "temperatures": temperatures,
         "temperature_median": float(np.median(temperatures)),
         "ece": before["ece"],

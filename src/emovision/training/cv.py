@@ -31,7 +31,8 @@ from emovision.files import atomic_write_bytes, read_json
 from emovision.progress import progress_bar
 from emovision.system import available_cores, exit_with_parent, software_versions
 from emovision.tables import ResultTable, mean_std
-from emovision.training.calibration import pooled_calibration
+from emovision.training.calibration import VALIDATION_SPEAKERS, pooled_calibration
+from emovision.training.cross_calibration import calibrate_across_folds
 from emovision.training.dataset import FeatureSource, open_source
 from emovision.training.folds import VALIDATIONS, Fold, make_folds, validation_trains
 from emovision.training.metrics import fold_summary, score_utterances
@@ -68,20 +69,7 @@ def run_cv(
     check_enrolment(source, fold_list, config)
     if repeats < 1 or parallel < 1:
         raise EmovisionError("--repeats and --parallel-folds must be at least 1")
-    runs = [
-        (
-            fold,
-            replace(config, seed=config.seed + r),
-            _run_name(i, fold, config.seed + r if repeats > 1 else None),
-        )
-        for i, fold in enumerate(fold_list, start=1)
-        for r in range(repeats)
-    ]
-    if only is not None:
-        runs = [run for run in runs if _is_fold(only, run[0], fold_list)]
-        if not runs:
-            names = ", ".join(f.name for f in fold_list)
-            raise EmovisionError(f"--fold {only} names no fold: give 1…{len(fold_list)} or one of {names}")
+    every, runs = _cv_runs(fold_list, config, repeats, only)
     _claim_folder(out_dir, source, config, fold_list, repeats, folds)
     with progress_bar(progress) as display:
         overall = display.add_task(f"cross-validation: {len(runs)} runs", total=len(runs))
@@ -95,11 +83,35 @@ def run_cv(
                 display.advance(overall)
         else:
             results = _run_parallel(source, runs, out_dir, parallel, display, overall)
+    calibrated = calibrate_across_folds([out_dir / name for _, _, name in every])
     if only is not None:
         return summarize_folder(out_dir)
-    summary = summarize(results, source.classes, config, source, repeats)
+    summary = summarize(calibrated or results, source.classes, config, source, repeats)
     write_summary(summary, out_dir, source.classes)
     return summary
+
+
+def _cv_runs(
+    folds: list[Fold], config: TrainConfig, repeats: int, only: str | None
+) -> tuple[list[tuple[Fold, TrainConfig, str]], list[tuple[Fold, TrainConfig, str]]]:
+    """Every run of the cv as (fold, its options, run folder name), and the runs ``only`` selects (every
+    run without it; an error when it names no fold)."""
+    runs = [
+        (
+            fold,
+            replace(config, seed=config.seed + r),
+            _run_name(i, fold, config.seed + r if repeats > 1 else None),
+        )
+        for i, fold in enumerate(folds, start=1)
+        for r in range(repeats)
+    ]
+    if only is None:
+        return runs, runs
+    chosen = [run for run in runs if _is_fold(only, run[0], folds)]
+    if not chosen:
+        names = ", ".join(f.name for f in folds)
+        raise EmovisionError(f"--fold {only} names no fold: give 1…{len(folds)} or one of {names}")
+    return runs, chosen
 
 
 def cv_folds(source, rule: str, validation: str, config: TrainConfig) -> list[Fold]:
@@ -354,7 +366,8 @@ def summary_markdown(summary: dict) -> str:
         ),
         *(
             [
-                f"Calibration (temperature fitted on each fold's validation speakers, median "
+                f"Calibration (temperature fitted on "
+                f"{summary['calibration'].get('fitted_on', VALIDATION_SPEAKERS)}, median "
                 f"{summary['calibration']['temperature_median']:.2f}): expected calibration error of the "
                 f"test utterances {summary['calibration']['ece']:.3f} → {summary['calibration']['ece_calibrated']:.3f} "
                 "(reliability.png)",
