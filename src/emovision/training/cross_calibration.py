@@ -37,7 +37,10 @@ def calibrate_across_folds(run_dirs: list[Path]) -> list[dict] | None:
     if not all(p.is_file() for p in paths):
         return None
     results = [read_json(p, "metrics") for p in paths]
-    if all(r.get("calibration") or r["fold"].get("val") for r in results):
+    uncalibrated = [
+        not (r.get("calibration") or r["fold"].get("val")) and bool(r["test_labels"]) for r in results
+    ]
+    if not any(uncalibrated):
         return results
     temperatures = cross_fitted_temperatures(
         [
@@ -45,8 +48,10 @@ def calibrate_across_folds(run_dirs: list[Path]) -> list[dict] | None:
             for r in results
         ]
     )
-    for run_dir, path, run, temperature in zip(run_dirs, paths, results, temperatures, strict=True):
-        if run.get("calibration") or run["fold"].get("val") or not run["test_labels"] or temperature is None:
+    for run_dir, path, run, temperature, needed in zip(
+        run_dirs, paths, results, temperatures, uncalibrated, strict=True
+    ):
+        if not needed or temperature is None:
             continue
         run["calibration"] = _calibration(run, temperature)
         checkpoint = load_checkpoint(Path(run_dir) / BEST_FILE)
