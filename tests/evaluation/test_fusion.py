@@ -13,7 +13,7 @@ from serve.live_server import running_server
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, recall_score
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import QuantileTransformer
+from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from emovision.cli import main
 from emovision.data.audio import load_audio
@@ -647,3 +647,89 @@ def test_a_centred_fusion_is_scored_in_every_mode_and_deployed_cold_or_enrolled(
     )
     assert main(["fuse", str(folder), "--centre", "--centre-weight", "0", "--quiet"]) == 2
     assert "--centre-weight must be a positive" in capsys.readouterr().err
+
+
+def _reference_choices(fold: dict, functionals: dict, labels_of: dict) -> tuple[float, float]:
+    """C and image weight chosen by hand on ``fold``'s test speaker (scikit-learn, its own models)."""
+    train = [s for s in functionals if s not in fold["fold"]["test"]]
+    x = np.concatenate([functionals[s][1] for s in train]).astype(np.float64)
+    y = np.concatenate([functionals[s][2] for s in train])
+    test = fold["fold"]["test"][0]
+    x_test, y_test = functionals[test][1].astype(np.float64), labels_of[test]
+    best = None
+    for c in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+        model = make_pipeline(
+            StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+        )
+        linear = np.log(np.clip(model.fit(x, y).predict_proba(x_test), 1e-6, None))
+        ua = recall_score(y_test, linear.argmax(1), average="macro")
+        if best is None or ua > best[0]:
+            best = (ua, c, linear)
+    image = np.asarray(fold["test_scores"])
+    fused = [
+        (recall_score(y_test, (w * image + (1 - w) * best[2]).argmax(1), average="macro"), -abs(w - 0.5), w)
+        for w in WEIGHTS
+    ]
+    return best[1], max(fused)[2]
+
+
+def test_folds_whose_validation_speakers_train_are_fused_on_the_other_folds_test_speakers(
+    cv_run, emodb_augmented, tmp_path, capsys
+):
+    out = tmp_path / "valtrain"
+    args = [
+        "cv",
+        str(emodb_augmented),
+        "--folds",
+        str(cv_run.parent / "folds.json"),
+        "--model",
+        "alexnet_gap",
+    ]
+    args += ["--epochs", "2", "--batch-size", "32", "--device", "cpu", "--quiet"]
+    args += ["--validation", "train", "--select-by", "last", "--fusion", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "fusion.json").read_text())
+    functionals = read_functionals(emodb_augmented)
+    labels_of = {speaker: labels for speaker, (_, _, labels) in functionals.items()}
+    metrics = {
+        fold["fold"]["test"][0]: fold
+        for fold in (json.loads(p.read_text()) for p in sorted(out.glob("fold*/metrics.json")))
+    }
+    assert [f["test"] for f in report["folds"]] == [["03"], ["08"]] and report["folds"][0]["val"] == []
+    for fold, other in zip(report["folds"], ("08", "03"), strict=True):
+        # chosen on the other fold's test speaker, never on its own
+        assert (fold["C"], fold["weight"]) == _reference_choices(metrics[other], functionals, labels_of)
+        assert fold["fitted_on"] == "the other folds' test speakers"
+    assert "chosen on the other folds' test speakers" in (out / "fusion.md").read_text()
+    # the fold's own test speaker scored with what was chosen: the image scores of its cv, its linear model
+    own = metrics["03"]
+    x = np.concatenate([functionals[s][1] for s in ("08", "09", "10", "11")]).astype(np.float64)
+    y = np.concatenate([labels_of[s] for s in ("08", "09", "10", "11")])
+    chosen = report["folds"][0]
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=chosen["C"], class_weight="balanced", max_iter=3000)
+    )
+    linear = np.log(
+        np.clip(model.fit(x, y).predict_proba(functionals["03"][1].astype(np.float64)), 1e-6, None)
+    )
+    fused = chosen["weight"] * np.asarray(own["test_scores"]) + (1 - chosen["weight"]) * linear
+    assert chosen["fusion"]["ua"] == pytest.approx(
+        recall_score(labels_of["03"], fused.argmax(1), average="macro")
+    )
+    both = tmp_path / "both"
+    args = [
+        "ensemble",
+        str(out),
+        str(out),
+        "--functionals",
+        str(emodb_augmented),
+        "--out",
+        str(both),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    ensemble = json.loads((both / "fusion.json").read_text())
+    assert [(f["C"], f["weight"]) for f in ensemble["folds"]] == [
+        (f["C"], f["weight"]) for f in report["folds"]
+    ]
+    assert ensemble["fitted_on"] == "the other folds' test speakers"

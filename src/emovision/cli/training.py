@@ -335,7 +335,8 @@ def _cv_arguments(parser: argparse.ArgumentParser) -> None:
         "--fusion",
         action="store_true",
         help="then late-fuse each fold with a linear model on the openSMILE functionals in FEATURES "
-        "(extract --functionals), as emovision fuse does",
+        "(extract --functionals), as emovision fuse does (with --validation train, C and the image weight "
+        "are chosen on the other folds' test speakers)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     add_training_arguments(parser)
@@ -350,11 +351,6 @@ def _run_cv(args: argparse.Namespace) -> int:
         return 0
     config = training_config_from_args(args)
     features_given(args)
-    if args.fusion and args.validation == "train":
-        raise EmovisionError(
-            "--fusion chooses its C and image weight on each fold's validation speakers: "
-            "it needs --validation hold-out"
-        )
     if args.fusion:
         from emovision.data.store import open_info
 
@@ -378,7 +374,7 @@ def _run_cv(args: argparse.Namespace) -> int:
     record_config(args, args.out)
     print_cv_summary(summary, args.out)
     if args.fusion and not summary.get("missing"):
-        from emovision.evaluation.fusion import fuse_cv
+        from emovision.evaluation.cv_fusion import fuse_cv
 
         print_fusion(fuse_cv(args.out, progress=not args.quiet), args.out)
     return 0
@@ -431,7 +427,8 @@ def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> N
 
 
 def _run_fuse(args: argparse.Namespace) -> int:
-    from emovision.evaluation.fusion import LinearRecipe, fuse_cv
+    from emovision.evaluation.cv_fusion import fuse_cv
+    from emovision.evaluation.fusion import LinearRecipe
 
     copy_kinds = None if args.augment is None else fusion_copy_kinds(args.augment)
     check_options(

@@ -15,9 +15,10 @@ The folder is also a model to deploy: :class:`~emovision.inference.predict.Recog
 ``serve``) loads the fold ensembles of its member cvs (found by their path relative to the
 ensemble folder, else as given) and averages their utterance log-probabilities, with the
 temperature fitted on each fold's validation speaker (median over folds; when the members trained
-their validation speakers, ``cv --validation train``, which also rules out fusing, each fold's is
-fitted on the other folds' test speakers, as :mod:`emovision.training.cross_calibration` does) and,
-fused, the ``fusion-model.npz`` that ``fuse`` would write.
+their validation speakers, ``cv --validation train``, each fold's is fitted on the other folds' test
+speakers, as :mod:`emovision.training.cross_calibration` does, and a fusion chooses its C and image
+weight there too, :mod:`emovision.evaluation.cross_fusion`) and, fused, the ``fusion-model.npz`` that
+``fuse`` would write.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import numpy as np
 
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
+from emovision.evaluation.cross_fusion import FoldScores, fuse_across_folds, score_fold
 from emovision.evaluation.fusion import (
-    check_held_out,
+    FunctionalsTable,
     functionals_table,
     fuse_fold,
+    held_out_folds,
     mean_image_scores,
     write_fused,
 )
@@ -83,8 +86,7 @@ def ensemble_cvs(
         raise EmovisionError(f"--out {out} is a file, not a folder")
     members = [_member(Path(d)) for d in run_dirs]
     folds = _common_folds(members)
-    if functionals:
-        check_held_out(list(folds.values()), members[0].folder)
+    held_out = held_out_folds(list(folds.values()), members[0].folder) if functionals else True
     classes = members[0].source.classes
     table = functionals_table(Path(functionals), classes) if functionals else None
     shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
@@ -103,11 +105,10 @@ def ensemble_cvs(
                 )
             )
             if table is not None:
-                mean = {role: np.mean([s[role] for s in image], axis=0) for role in ("val", "test")}
-                fused.append(
-                    fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes, copy_kinds)
-                )
+                fused.append(_fused_fold(name, fold, image, splits, table, classes, copy_kinds, held_out))
             bar.advance(task)
+    if fused and not held_out:
+        fused = fuse_across_folds(fused, classes)
     if scored[0]["temperature"] is None:
         for fold, temperature in zip(scored, cross_fitted_temperatures(tests), strict=True):
             fold["temperature"] = temperature
@@ -123,6 +124,24 @@ def ensemble_cvs(
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
     return summary
+
+
+def _fused_fold(
+    name: str,
+    fold: dict,
+    image: list[dict],
+    splits: dict[str, Split],
+    table: FunctionalsTable,
+    classes: list[str],
+    copy_kinds: tuple[str, ...],
+    held_out: bool,
+) -> dict | FoldScores:
+    """A fold fused on its validation speakers, or (``held_out`` false) its test scores for
+    :func:`~emovision.evaluation.cross_fusion.fuse_across_folds`; ``image``: each member's scores by role."""
+    mean = {role: np.mean([s[role] for s in image], axis=0) for role in image[0]}
+    if not held_out:
+        return score_fold(name, fold, mean["test"], splits["test"], table, classes, copy_kinds)
+    return fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes, copy_kinds)
 
 
 def _member(folder: Path) -> Member:

@@ -19,7 +19,9 @@ speakers are always scored on their clean recordings only.
 Its utterance log-probabilities and the image model's (the mean over a fold's repeats, a
 within-fold ensemble) are mixed as ``w·image + (1 − w)·linear``, with ``w`` in 0, 0.1 … 1 chosen
 by UA on the validation speaker (ties: the ``w`` nearest 0.5). The test speaker is scored once,
-with everything fixed. The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and
+with everything fixed. Folds without validation speakers (``cv --validation train``) choose ``C``,
+``w`` and the temperature on the other folds' test speakers instead
+(:mod:`emovision.evaluation.cross_fusion`; :mod:`emovision.evaluation.cv_fusion` runs either). The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and
 pooled for the image model, the linear model and the fusion, with paired differences; and
 ``fusion-model.npz``, the fusion to deploy (:mod:`emovision.inference.fusion_model`): the linear model
 retrained on every speaker, with the folds' median ``C``, weight and temperature (the fused
@@ -35,7 +37,6 @@ from __future__ import annotations
 import json
 import statistics
 import zlib
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,12 +58,10 @@ from emovision.data.store import open_info, read_copy_functionals, read_function
 from emovision.errors import EmovisionError
 from emovision.files import atomic_write_bytes
 from emovision.inference.fusion_model import DEFAULT_SCALING, FILE_NAME, FLOOR, SCALINGS, LinearFusion, mix
-from emovision.inference.runs import fingerprint, finished_runs
-from emovision.progress import progress_bar
 from emovision.tables import ResultTable, mean_std, paired_table
-from emovision.training.calibration import fit_temperature
+from emovision.training.calibration import VALIDATION_SPEAKERS, fit_temperature
 from emovision.training.checkpoint import model_from_checkpoint
-from emovision.training.dataset import load_split, matches, missing_kinds, open_source
+from emovision.training.dataset import matches, missing_kinds
 from emovision.training.metrics import (
     fold_summary,
     paired_difference,
@@ -70,7 +69,6 @@ from emovision.training.metrics import (
     segment_log_probs,
     utterance_scores,
 )
-from emovision.training.modes import runs_mode
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 QUANTILES = 1000
@@ -132,58 +130,6 @@ class FunctionalsTable:
             )
 
 
-def fuse_cv(
-    run_dir: str | Path,
-    functionals: str | Path | None = None,
-    progress: bool = True,
-    copy_kinds: tuple[str, ...] | None = None,
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
-) -> dict:
-    """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
-    openSMILE functionals of the same utterances (default: the cv's own features file);
-    ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
-    the kinds the cv's image models trained on, as far as the file holds their functionals);
-    ``centre``: train the linear model on speaker-centred functionals (see the module docstring);
-    ``scaling``: how the linear model scales the functionals (:func:`fit_linear_pipeline`)."""
-    run_dir = Path(run_dir)
-    record, runs = finished_runs(run_dir)
-    check_held_out(record["folds"], run_dir)
-    source = open_source(record["features_file"])
-    table = functionals_table(Path(functionals) if functionals else source.path, source.classes)
-    if copy_kinds is None:
-        copy_kinds = table.available(runs[0].train_config.copy_kinds)
-    table.check_kinds(copy_kinds)
-    if centre is not None and open_info(table.path).config.speaker_norm:
-        raise EmovisionError(
-            f"--centre centres unnormalised functionals, but {table.path} holds speaker-normalised ones "
-            "(extract --speaker-norm): extract without it"
-        )
-    groups: dict[str, list] = defaultdict(list)
-    for run in runs:
-        groups[run.metrics["fold"]["name"]].append(run)
-    folds = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("fusion", total=len(groups))
-        for name, members in groups.items():
-            folds.append(_fuse_fold(name, members, source, table, copy_kinds, centre, scaling))
-            bar.advance(task)
-    speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
-    mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
-    return write_fused(
-        folds,
-        source.classes,
-        run_dir,
-        table,
-        speakers,
-        fingerprint([run_dir]),
-        copy_kinds,
-        mode,
-        centre,
-        scaling,
-    )
-
-
 def write_fused(
     folds: list[dict],
     classes: list[str],
@@ -206,6 +152,7 @@ def write_fused(
     deployed.info["fingerprint"] = models
     deployed.save(out / FILE_NAME)
     report = fusion_report(folds, classes, out, table.path, copy_kinds) | {
+        "fitted_on": folds[0].get("fitted_on", VALIDATION_SPEAKERS),
         "deployed": deployed.describe(),
         "mode": "cold" if centre is not None else mode,
         "scaling": scaling,
@@ -278,7 +225,7 @@ def fit_linear(
     best = None
     for c in C_GRID:
         model = fit_linear_pipeline(c, x_train, y_train, scaling)
-        scored = [(mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views]
+        scored = score_views(model, views, classes)
         ua = mode_mean_ua(labels, scored, classes)
         if best is None or ua > best[0]:
             best = (ua, c, model, scored)
@@ -326,30 +273,17 @@ def choose_weight(image: np.ndarray, linear: list[tuple], labels: np.ndarray, cl
     return max(scored)[2]
 
 
-def check_held_out(folds: list[dict], where: Path) -> None:
-    """Refuse folds without a validation speaker: the fusion chooses ``C`` and its image weight there."""
-    if not all(fold["val"] for fold in folds):
+def held_out_folds(folds: list[dict], where: Path) -> bool:
+    """Whether the fusion chooses each fold's C, image weight and temperature on its validation
+    speakers (every fold has some) or on the other folds' test speakers (none has: ``cv --validation
+    train``, :mod:`emovision.evaluation.cross_fusion`); a mix of both is refused."""
+    held = [bool(fold["val"]) for fold in folds]
+    if any(held) and not all(held):
         raise EmovisionError(
-            f"{where} trained its validation speakers (cv --validation train), and the fusion chooses its C "
-            "and image weight on them: fuse a cv that holds them out"
+            f"{where} has folds with validation speakers and folds without: the fusion chooses its C and "
+            "image weight on every fold's validation speakers or on none"
         )
-
-
-def _fuse_fold(
-    name: str,
-    members: list,
-    source,
-    table: FunctionalsTable,
-    copy_kinds: tuple[str, ...],
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
-) -> dict:
-    fold = members[0].metrics["fold"]
-    val = load_split(source, fold["val"])
-    test = load_split(source, fold["test"])
-    image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
-    result = fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds, centre, scaling)
-    return result | {"runs": len(members)}
+    return all(held)
 
 
 def fuse_fold(
@@ -369,43 +303,58 @@ def fuse_fold(
     the functionals in ``table`` of the fold's training speakers and their copies of ``copy_kinds``
     (speaker-centred with ``centre``, and then scored in every mode: ``modes`` of the result)."""
     x_train, y_train, centring = fold_linear_data(table, fold | {"name": name}, copy_kinds, centre)
-    views = {}
-    for role, split in (("val", val), ("test", test)):
-        x = table.lookup(split.utterance_ids)
-        views[role] = (
-            [("cold", 0, x, None)]
-            if centring is None
-            else centred_views(x, split.utterance_speakers, split.speakers, centring, centre.enrol)
-        )
-    labels = {"val": val.utterance_labels, "test": test.utterance_labels}
-    model, c, linear_val = fit_linear(x_train, y_train, views["val"], labels["val"], classes, scaling)
-    linear = {
-        "val": linear_val,
-        "test": [
-            (mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views["test"]
-        ],
+    views = {
+        role: split_views(table, split, centring, centre) for role, split in (("val", val), ("test", test))
     }
-    weight = choose_weight(image["val"], linear["val"], labels["val"], classes)
-    cold_val = linear["val"][0][1]
-    temperature = fit_temperature(mix(image["val"], cold_val, weight), labels["val"])
-    result = {
-        "name": name,
-        "test": fold["test"],
-        "val": fold["val"],
-        "C": c,
-        "weight": weight,
-        "temperature": temperature,
-    }
+    labels = val.utterance_labels
+    model, c, linear_val = fit_linear(x_train, y_train, views["val"], labels, classes, scaling)
+    weight = choose_weight(image["val"], linear_val, labels, classes)
+    temperature = fit_temperature(mix(image["val"], linear_val[0][1], weight), labels)
+    linear_test = score_views(model, views["test"], classes)
+    chosen = {"C": c, "weight": weight, "temperature": temperature}
+    return fold_result(name, fold, chosen, image["test"], linear_test, test.utterance_labels, classes)
+
+
+def split_views(
+    table: FunctionalsTable, split, centring: FunctionalsCentre | None, centre: LinearRecipe | None
+) -> list[tuple]:
+    """The functionals of ``split``'s utterances as the linear model scores them: one cold view
+    ``(mode, draw, x (U, D), None)``, or every mode's (:func:`centred_views`) when centred."""
+    x = table.lookup(split.utterance_ids)
+    if centring is None:
+        return [("cold", 0, x, None)]
+    return centred_views(x, split.utterance_speakers, split.speakers, centring, centre.enrol)
+
+
+def score_views(model, views: list[tuple], classes: list[str]) -> list[tuple]:
+    """The linear ``model``'s scores of views ``(mode, draw, x (U, D), scored)``: ``(mode, scores (U, K),
+    scored)``."""
+    return [(mode, linear_log_probs(model, x, len(classes)), kept) for mode, _, x, kept in views]
+
+
+def fold_result(
+    name: str,
+    fold: dict,
+    chosen: dict,
+    image: np.ndarray,
+    linear: list[tuple],
+    labels: np.ndarray,
+    classes: list[str],
+) -> dict:
+    """A fold's fusion result: its ``chosen`` C, image weight and temperature, and the metrics of the
+    image scores ``(U, K)``, the linear views ``(mode, scores (U, K), scored)`` and their fusion on its test
+    utterances (``labels`` ``(U,)``), cold and, with views of several modes, in each (``modes``)."""
     per_mode = {
-        key: metrics_by_mode(labels["test"], parts, classes)
+        key: metrics_by_mode(labels, parts, classes)
         for key, parts in (
-            ("image", [(mode, image["test"], kept) for mode, _, kept in linear["test"]]),
-            ("linear", linear["test"]),
-            ("fusion", mix_views(image["test"], linear["test"], weight)),
+            ("image", [(mode, image, kept) for mode, _, kept in linear]),
+            ("linear", linear),
+            ("fusion", mix_views(image, linear, chosen["weight"])),
         )
     }
+    result = {"name": name, "test": fold["test"], "val": fold["val"], **chosen}
     result |= {key: per_mode[key]["cold"] for key in MODELS}
-    if centre is not None:
+    if len(per_mode["linear"]) > 1:
         result["modes"] = {mode: {key: per_mode[key][mode] for key in MODELS} for mode in MODES[1:]}
     return result
 
@@ -619,7 +568,7 @@ def fusion_report(
 
 
 def fusion_fold_table(report: dict) -> ResultTable:
-    """Per fold: the image, linear and fused UA, and the weight and C chosen on validation."""
+    """Per fold: the image, linear and fused UA, and the weight and C chosen for it."""
     table = ResultTable(["fold", "test", "image UA", "linear UA", "fusion UA", "weight", "C"], labels=2)
     for f in report["folds"]:
         table.add(
@@ -661,8 +610,8 @@ def fusion_markdown(report: dict) -> str:
     lines = [
         f"# Late fusion: {report['cv']}",
         "",
-        f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; image weight "
-        "and C chosen on the validation speaker.  ",
+        f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; image weight, "
+        f"C and temperature of each fold chosen on {report.get('fitted_on', VALIDATION_SPEAKERS)}.  ",
         f"Mode: {report.get('mode', 'any')} (cold: each test recording scored by itself, as a server "
         "gives it; transductive: each test speaker normalised by all of its recordings).",
         "",

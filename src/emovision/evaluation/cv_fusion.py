@@ -1,0 +1,109 @@
+"""``emovision fuse``: the late fusion of a finished cv folder, fold by fold.
+
+Folds with validation speakers choose their linear model's ``C``, image weight and temperature there
+(:func:`~emovision.evaluation.fusion.fuse_fold`); folds whose validation speakers trained (``cv
+--validation train``) choose them on the other folds' test speakers
+(:mod:`emovision.evaluation.cross_fusion`). The image side of a fold is the mean of its repeats' scores.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from emovision.data.store import open_info
+from emovision.errors import EmovisionError
+from emovision.evaluation.cross_fusion import FoldScores, fuse_across_folds, score_fold
+from emovision.evaluation.fusion import (
+    FunctionalsTable,
+    LinearRecipe,
+    functionals_table,
+    fuse_fold,
+    held_out_folds,
+    mean_image_scores,
+    write_fused,
+)
+from emovision.inference.fusion_model import DEFAULT_SCALING
+from emovision.inference.runs import fingerprint, finished_runs
+from emovision.progress import progress_bar
+from emovision.training.dataset import load_split, open_source
+from emovision.training.modes import runs_mode
+
+
+def fuse_cv(
+    run_dir: str | Path,
+    functionals: str | Path | None = None,
+    progress: bool = True,
+    copy_kinds: tuple[str, ...] | None = None,
+    centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
+) -> dict:
+    """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
+    openSMILE functionals of the same utterances (default: the cv's own features file);
+    ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
+    the kinds the cv's image models trained on, as far as the file holds their functionals);
+    ``centre``: train the linear model on speaker-centred functionals
+    (:mod:`emovision.evaluation.fusion`); ``scaling``: how the linear model scales the functionals
+    (:func:`~emovision.evaluation.fusion.fit_linear_pipeline`)."""
+    run_dir = Path(run_dir)
+    record, runs = finished_runs(run_dir)
+    held_out = held_out_folds(record["folds"], run_dir)
+    source = open_source(record["features_file"])
+    table = functionals_table(Path(functionals) if functionals else source.path, source.classes)
+    if copy_kinds is None:
+        copy_kinds = table.available(runs[0].train_config.copy_kinds)
+    table.check_kinds(copy_kinds)
+    if centre is not None and open_info(table.path).config.speaker_norm:
+        raise EmovisionError(
+            f"--centre centres unnormalised functionals, but {table.path} holds speaker-normalised ones "
+            "(extract --speaker-norm): extract without it"
+        )
+    groups: dict[str, list] = defaultdict(list)
+    for run in runs:
+        groups[run.metrics["fold"]["name"]].append(run)
+    folds = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("fusion", total=len(groups))
+        for name, members in groups.items():
+            folds.append(_fold(name, members, source, table, copy_kinds, centre, scaling, held_out))
+            bar.advance(task)
+    if not held_out:
+        folds = fuse_across_folds(folds, source.classes)
+    for fold in folds:
+        fold["runs"] = len(groups[fold["name"]])
+    speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
+    mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
+    return write_fused(
+        folds,
+        source.classes,
+        run_dir,
+        table,
+        speakers,
+        fingerprint([run_dir]),
+        copy_kinds,
+        mode,
+        centre,
+        scaling,
+    )
+
+
+def _fold(
+    name: str,
+    members: list,
+    source,
+    table: FunctionalsTable,
+    copy_kinds: tuple[str, ...],
+    centre: LinearRecipe | None,
+    scaling: str,
+    held_out: bool,
+) -> dict | FoldScores:
+    """A fold fused on its validation speakers, or (``held_out`` false) its test scores for
+    :func:`~emovision.evaluation.cross_fusion.fuse_across_folds`."""
+    fold = members[0].metrics["fold"]
+    test = load_split(source, fold["test"])
+    if not held_out:
+        image = mean_image_scores(members, test)
+        return score_fold(name, fold, image, test, table, source.classes, copy_kinds, centre, scaling)
+    val = load_split(source, fold["val"])
+    image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
+    return fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds, centre, scaling)
