@@ -8,7 +8,7 @@
 #
 # 1. the recommended recipe (recipes/demo-cpu.toml: last epoch, validation speakers train) for training
 #    seeds 111 and 112 on both corpora, and each corpus's two seeds as one model (emovision ensemble); seed
-#    111 again with its validation speakers held out (--validation hold-out), the cv the fusions need;
+#    111 again with its validation speakers held out (--validation hold-out), the cv its fusions below use;
 # 2. the ComParE_2016 functionals of every utterance and of its noisy, reverberant and speed-perturbed
 #    copies, both corpora (SERVED/CORPUS-compare-aug.h5; RAVDESS's also holds the segments its recipe
 #    trains on, as benchmarks/served_accuracy.sh's copies file);
