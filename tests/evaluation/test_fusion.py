@@ -30,6 +30,7 @@ from emovision.evaluation.fusion import (
     fit_linear,
     fit_linear_pipeline,
     functionals_table,
+    held_out_folds,
     linear_log_probs,
     mean_image_scores,
 )
@@ -733,3 +734,12 @@ def test_folds_whose_validation_speakers_train_are_fused_on_the_other_folds_test
         (f["C"], f["weight"]) for f in report["folds"]
     ]
     assert ensemble["fitted_on"] == "the other folds' test speakers"
+
+
+def test_folds_are_fused_on_their_validation_speakers_or_all_on_the_other_folds(tmp_path):
+    held = [{"test": ["03"], "val": ["10"]}, {"test": ["08"], "val": ["09"]}]
+    trained = [{"test": ["03"], "val": []}, {"test": ["08"], "val": []}]
+    assert held_out_folds(held, tmp_path) is True
+    assert held_out_folds(trained, tmp_path) is False
+    with pytest.raises(EmovisionError, match="folds with validation speakers and folds without"):
+        held_out_folds([held[0], trained[1]], tmp_path)
