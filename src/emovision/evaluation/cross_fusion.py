@@ -8,9 +8,10 @@ linear model at each ``C`` of :data:`~emovision.evaluation.fusion.C_GRID` (:func
 each fold takes the ``C`` whose linear model has the best UA on the pooled test utterances of the
 *other* folds (each scored by its own fold's models), the image weight whose fusion does best there
 (ties: nearest 0.5) and the temperature that fits the fused scores there (:func:`fuse_across_folds`).
-Folds sharing a test speaker with it are left out, so nothing of its own test speakers' labels reaches
-its choices and its test scores stay an honest estimate, as in
-:mod:`emovision.training.cross_calibration`. Each fold's result says so (``fitted_on``).
+Folds sharing a test speaker with it are left out, so none of its own test utterances is scored for
+its choices, as in :mod:`emovision.training.cross_calibration`; the other folds' models did train on
+its test speakers, so their labels reach its choices only through those models' scores of other
+speakers. Each fold's result says so (``fitted_on``).
 """
 
 from __future__ import annotations

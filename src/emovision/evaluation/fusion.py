@@ -21,8 +21,8 @@ within-fold ensemble) are mixed as ``w·image + (1 − w)·linear``, with ``w`` 
 by UA on the validation speaker (ties: the ``w`` nearest 0.5). The test speaker is scored once,
 with everything fixed. Folds without validation speakers (``cv --validation train``) choose ``C``,
 ``w`` and the temperature on the other folds' test speakers instead
-(:mod:`emovision.evaluation.cross_fusion`; :mod:`emovision.evaluation.cv_fusion` runs either). The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and
-pooled for the image model, the linear model and the fusion, with paired differences; and
+(:mod:`emovision.evaluation.cross_fusion`; :mod:`emovision.evaluation.cv_fusion` runs either).
+The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and pooled for the image model, the linear model and the fusion, with paired differences; and
 ``fusion-model.npz``, the fusion to deploy (:mod:`emovision.inference.fusion_model`): the linear model
 retrained on every speaker, with the folds' median ``C``, weight and temperature (the fused
 validation scores' temperature, fitted per fold). Functionals stored speaker-normalised
@@ -610,8 +610,8 @@ def fusion_markdown(report: dict) -> str:
     lines = [
         f"# Late fusion: {report['cv']}",
         "",
-        f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; image weight, "
-        f"C and temperature of each fold chosen on {report.get('fitted_on', VALIDATION_SPEAKERS)}.  ",
+        f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; folds' image "
+        f"weights, C and temperatures chosen on {report.get('fitted_on', VALIDATION_SPEAKERS)}.  ",
         f"Mode: {report.get('mode', 'any')} (cold: each test recording scored by itself, as a server "
         "gives it; transductive: each test speaker normalised by all of its recordings).",
         "",

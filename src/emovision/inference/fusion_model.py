@@ -3,7 +3,8 @@
 ``emovision fuse CV_DIR`` (and ``cv --fusion``) scores the fusion fold by fold and then writes
 this file: the linear model on openSMILE functionals retrained on *every* speaker of the cv (its
 ``C`` the median of the folds' choices), the image weight ``w`` (median of the folds' weights)
-and a temperature (median of the folds', fitted on each validation speaker's fused scores).
+and a temperature (median of the folds', fitted on each validation speaker's fused scores, or, for
+``cv --validation train``, on the other folds' test speakers').
 :class:`~emovision.inference.predict.Recognizer` loads it beside the fold ensemble, so ``predict``,
 ``serve`` and the Python API give the fused utterance probabilities
 ``softmax((w·image + (1 − w)·linear) / T)``, where ``image`` is the fold ensemble's utterance

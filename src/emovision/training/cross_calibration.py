@@ -5,8 +5,9 @@ its temperature on (:mod:`emovision.training.calibration`). Once every fold of t
 such a fold gets the temperature that minimises the NLL of the *other* folds' test utterances, each
 scored by its own fold's model: recordings of speakers that model never heard, scored the way this
 fold's model will be used (:func:`~emovision.training.calibration.cross_fitted_temperatures`). Runs
-that share a test speaker with the fold are left out, so nothing of its own test speakers reaches its
-temperature, and its test ECE stays an honest estimate.
+that share a test speaker with the fold are left out, so none of its own test utterances is scored for
+its temperature (the other folds' models trained on its test speakers, so these reach it only through
+those models' scores of other speakers), and its test ECE stays an honest estimate.
 
 The temperature is written into the fold's ``best.pth`` (``temperature``, and ``metrics`` with the
 rest), then into ``metrics.json`` under ``calibration``, with ``fitted_on`` :data:`FITTED_ON_OTHER_FOLDS`.
