@@ -29,6 +29,7 @@ from emovision.evaluation.fusion import (
     fit_linear_pipeline,
     fold_linear_data,
     fold_result,
+    fuse_fold,
     mode_mean_ua,
     score_views,
     split_views,
@@ -70,6 +71,26 @@ def score_fold(
         c: score_views(fit_linear_pipeline(c, x_train, y_train, scaling), views, classes) for c in C_GRID
     }
     return FoldScores(name, fold, image, test.utterance_labels, linear)
+
+
+def fold_fusion(
+    name: str,
+    fold: dict,
+    image: dict,
+    splits: dict,
+    table: FunctionalsTable,
+    classes: list[str],
+    copy_kinds: tuple[str, ...] = (),
+    centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
+) -> dict | FoldScores:
+    """A fold with validation speakers fused on them (:func:`~emovision.evaluation.fusion.fuse_fold`), or
+    one without its test scores for :func:`fuse_across_folds`; ``image`` (``(U, K)``) and ``splits`` by
+    role, ``"val"`` only where the fold has validation speakers."""
+    if fold["val"]:
+        val, test = splits["val"], splits["test"]
+        return fuse_fold(name, fold, image, val, test, table, classes, copy_kinds, centre, scaling)
+    return score_fold(name, fold, image["test"], splits["test"], table, classes, copy_kinds, centre, scaling)
 
 
 def fuse_across_folds(scored: list[FoldScores], classes: list[str]) -> list[dict]:

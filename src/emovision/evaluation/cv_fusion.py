@@ -13,12 +13,11 @@ from pathlib import Path
 
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
-from emovision.evaluation.cross_fusion import FoldScores, fuse_across_folds, score_fold
+from emovision.evaluation.cross_fusion import FoldScores, fold_fusion, fuse_across_folds
 from emovision.evaluation.fusion import (
     FunctionalsTable,
     LinearRecipe,
     functionals_table,
-    fuse_fold,
     held_out_folds,
     mean_image_scores,
     write_fused,
@@ -65,7 +64,7 @@ def fuse_cv(
     with progress_bar(progress) as bar:
         task = bar.add_task("fusion", total=len(groups))
         for name, members in groups.items():
-            folds.append(_fold(name, members, source, table, copy_kinds, centre, scaling, held_out))
+            folds.append(_fold(name, members, source, table, copy_kinds, centre, scaling))
             bar.advance(task)
     if not held_out:
         folds = fuse_across_folds(folds, source.classes)
@@ -95,15 +94,10 @@ def _fold(
     copy_kinds: tuple[str, ...],
     centre: LinearRecipe | None,
     scaling: str,
-    held_out: bool,
 ) -> dict | FoldScores:
-    """A fold fused on its validation speakers, or (``held_out`` false) its test scores for
-    :func:`~emovision.evaluation.cross_fusion.fuse_across_folds`."""
+    """:func:`~emovision.evaluation.cross_fusion.fold_fusion` of a fold, its image side the mean of its
+    repeats ``members``."""
     fold = members[0].metrics["fold"]
-    test = load_split(source, fold["test"])
-    if not held_out:
-        image = mean_image_scores(members, test)
-        return score_fold(name, fold, image, test, table, source.classes, copy_kinds, centre, scaling)
-    val = load_split(source, fold["val"])
-    image = {"val": mean_image_scores(members, val), "test": mean_image_scores(members, test)}
-    return fuse_fold(name, fold, image, val, test, table, source.classes, copy_kinds, centre, scaling)
+    splits = {role: load_split(source, fold[role]) for role in ("val", "test") if fold[role]}
+    image = {role: mean_image_scores(members, split) for role, split in splits.items()}
+    return fold_fusion(name, fold, image, splits, table, source.classes, copy_kinds, centre, scaling)

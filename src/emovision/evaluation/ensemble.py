@@ -33,11 +33,9 @@ import numpy as np
 
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
-from emovision.evaluation.cross_fusion import FoldScores, fuse_across_folds, score_fold
+from emovision.evaluation.cross_fusion import fold_fusion, fuse_across_folds
 from emovision.evaluation.fusion import (
-    FunctionalsTable,
     functionals_table,
-    fuse_fold,
     held_out_folds,
     mean_image_scores,
     write_fused,
@@ -105,7 +103,8 @@ def ensemble_cvs(
                 )
             )
             if table is not None:
-                fused.append(_fused_fold(name, fold, image, splits, table, classes, copy_kinds, held_out))
+                mean = {role: np.mean([s[role] for s in image], axis=0) for role in splits}
+                fused.append(fold_fusion(name, fold, mean, splits, table, classes, copy_kinds))
             bar.advance(task)
     if fused and not held_out:
         fused = fuse_across_folds(fused, classes)
@@ -124,24 +123,6 @@ def ensemble_cvs(
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
     return summary
-
-
-def _fused_fold(
-    name: str,
-    fold: dict,
-    image: list[dict],
-    splits: dict[str, Split],
-    table: FunctionalsTable,
-    classes: list[str],
-    copy_kinds: tuple[str, ...],
-    held_out: bool,
-) -> dict | FoldScores:
-    """A fold fused on its validation speakers, or (``held_out`` false) its test scores for
-    :func:`~emovision.evaluation.cross_fusion.fuse_across_folds`; ``image``: each member's scores by role."""
-    mean = {role: np.mean([s[role] for s in image], axis=0) for role in image[0]}
-    if not held_out:
-        return score_fold(name, fold, mean["test"], splits["test"], table, classes, copy_kinds)
-    return fuse_fold(name, fold, mean, splits["val"], splits["test"], table, classes, copy_kinds)
 
 
 def _member(folder: Path) -> Member:

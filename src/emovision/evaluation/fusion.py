@@ -22,10 +22,11 @@ by UA on the validation speaker (ties: the ``w`` nearest 0.5). The test speaker 
 with everything fixed. Folds without validation speakers (``cv --validation train``) choose ``C``,
 ``w`` and the temperature on the other folds' test speakers instead
 (:mod:`emovision.evaluation.cross_fusion`; :mod:`emovision.evaluation.cv_fusion` runs either).
-The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and pooled for the image model, the linear model and the fusion, with paired differences; and
-``fusion-model.npz``, the fusion to deploy (:mod:`emovision.inference.fusion_model`): the linear model
-retrained on every speaker, with the folds' median ``C``, weight and temperature (the fused
-validation scores' temperature, fitted per fold). Functionals stored speaker-normalised
+The cv folder gets ``fusion.json`` and ``fusion.md``: WA/UA per fold and pooled for the image model,
+the linear model and the fusion, with paired differences; and ``fusion-model.npz``, the fusion to
+deploy (:mod:`emovision.inference.fusion_model`): the linear model retrained on every speaker, with
+the folds' median ``C``, weight and temperature (the fused validation scores' temperature, fitted
+per fold). Functionals stored speaker-normalised
 (``extract --speaker-norm``) are used as they are, and the deployed fusion records it: it is then
 used only on a speaker's recordings (:meth:`emovision.inference.predict.Recognizer.adapt`). Image models
 normalised in the data pipeline (``train --speaker-norm``) are scored in the cold mode, each
