@@ -50,21 +50,14 @@ def cv_run(emodb_augmented, tmp_path_factory):
     root = tmp_path_factory.mktemp("cv-fusion")
     (root / "folds.json").write_text(json.dumps(FOLDS))
     out = root / "cv"
-    args = ["cv", str(emodb_augmented), "--folds", str(root / "folds.json"), "--model", "alexnet_gap"]
-    args += [
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--fusion",
-        "--out",
-        str(out),
-    ]
-    assert main(args) == 0
+    assert main([*_small_cv(emodb_augmented, root / "folds.json"), "--fusion", "--out", str(out)]) == 0
     return out
+
+
+def _small_cv(features, folds) -> list[str]:
+    """A two-epoch ``alexnet_gap`` cv of ``features`` on the ``folds`` file, quiet, on the CPU."""
+    args = ["cv", str(features), "--folds", str(folds), "--model", "alexnet_gap"]
+    return [*args, "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--quiet"]
 
 
 def test_fusion_report_and_that_it_chooses_on_the_validation_speaker(cv_run, capsys):
@@ -339,29 +332,8 @@ def test_final_model_on_all_speakers_takes_the_cv_recipe_and_median_epoch(
 @pytest.fixture(scope="module")
 def cv_other_seed(cv_run, emodb_augmented, tmp_path_factory):
     out = tmp_path_factory.mktemp("cv-seed") / "cv"
-    args = [
-        "cv",
-        str(emodb_augmented),
-        "--folds",
-        str(cv_run.parent / "folds.json"),
-        "--model",
-        "alexnet_gap",
-    ]
-    args += [
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--seed",
-        "5",
-        "--augment",
-        "noise",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        str(out),
-    ]
+    args = [*_small_cv(emodb_augmented, cv_run.parent / "folds.json"), "--seed", "5", "--augment", "noise"]
+    args += ["--out", str(out)]
     assert main(args) == 0
     return out
 
@@ -678,16 +650,8 @@ def test_folds_whose_validation_speakers_train_are_fused_on_the_other_folds_test
     cv_run, emodb_augmented, tmp_path, capsys
 ):
     out = tmp_path / "valtrain"
-    args = [
-        "cv",
-        str(emodb_augmented),
-        "--folds",
-        str(cv_run.parent / "folds.json"),
-        "--model",
-        "alexnet_gap",
-    ]
-    args += ["--epochs", "2", "--batch-size", "32", "--device", "cpu", "--quiet"]
-    args += ["--validation", "train", "--select-by", "last", "--fusion", "--out", str(out)]
+    args = [*_small_cv(emodb_augmented, cv_run.parent / "folds.json"), "--validation", "train"]
+    args += ["--select-by", "last", "--fusion", "--out", str(out)]
     assert main(args) == 0
     report = json.loads((out / "fusion.json").read_text())
     functionals = read_functionals(emodb_augmented)
