@@ -622,6 +622,30 @@ def test_a_centred_fusion_is_scored_in_every_mode_and_deployed_cold_or_enrolled(
     assert "--centre-weight must be a positive" in capsys.readouterr().err
 
 
+def test_an_ensemble_fuses_with_a_centred_linear_model_as_fuse_does(
+    cv_run, emodb_augmented, tmp_path, capsys
+):
+    """ensemble --centre: the ensemble of a cv with itself makes the choices of fuse --centre on the cv,
+    mode by mode, and its folder deploys the centred fusion."""
+    folder = tmp_path / "cv"
+    shutil.copytree(cv_run, folder)
+    centre = ["--centre", "--enrol", "3", "--seed", "1", "--quiet"]
+    assert main(["fuse", str(folder), "--functionals", str(emodb_augmented), *centre]) == 0
+    out = tmp_path / "same"
+    args = ["ensemble", str(cv_run), str(cv_run), "--out", str(out), "--functionals", str(emodb_augmented)]
+    assert main([*args, *centre]) == 0
+    fused, alone = (json.loads((f / "fusion.json").read_text()) for f in (out, folder))
+    assert fused["centre"] == alone["centre"] == {"weight": 3.0, "enrol": 3, "seed": 1}
+    for mine, theirs in zip(fused["folds"], alone["folds"], strict=True):
+        assert (mine["C"], mine["weight"]) == (theirs["C"], theirs["weight"])
+        for mode in ("enrolled", "transductive"):
+            assert mine["modes"][mode]["fusion"]["ua"] == pytest.approx(theirs["modes"][mode]["fusion"]["ua"])
+    assert Recognizer.load(out, fusion="on").fusion.centre is not None
+    capsys.readouterr()
+    assert main(["ensemble", str(cv_run), str(cv_run), "--out", str(tmp_path / "bare"), "--centre"]) == 2
+    assert "give --functionals too" in capsys.readouterr().err
+
+
 def _reference_choices(fold: dict, functionals: dict, labels_of: dict) -> tuple[float, float]:
     """C and image weight chosen by hand on ``fold``'s test speaker (scikit-learn, its own models)."""
     train = [s for s in functionals if s not in fold["fold"]["test"]]

@@ -6,11 +6,15 @@ import argparse
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from emovision.cli.common import Command, console, features_given, record_config
 from emovision.errors import EmovisionError, check_options
+
+if TYPE_CHECKING:
+    from emovision.evaluation.fusion import LinearRecipe
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -381,8 +385,6 @@ def _run_cv(args: argparse.Namespace) -> int:
 
 
 def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
-    from emovision.inference.fusion_model import DEFAULT_SCALING, SCALINGS
-
     parser.add_argument("run", type=Path, help="a finished emovision cv folder")
     _functionals_arguments(
         parser, "features file with openSMILE functionals of the same utterances (default: the cv's own)"
@@ -394,6 +396,14 @@ def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
         "linear model also trains on, training speakers only; 'none' for clean speech only (default: the "
         "kinds the cv's image models trained on, where the functionals file holds them)",
     )
+    _linear_model_arguments(parser)
+
+
+def _linear_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the fusion's linear model is trained (``--centre`` and its options, ``--scaling``), as ``fuse``
+    and ``ensemble`` take them."""
+    from emovision.inference.fusion_model import DEFAULT_SCALING, SCALINGS
+
     parser.add_argument(
         "--centre",
         action="store_true",
@@ -428,9 +438,19 @@ def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> N
 
 def _run_fuse(args: argparse.Namespace) -> int:
     from emovision.evaluation.cv_fusion import fuse_cv
-    from emovision.evaluation.fusion import LinearRecipe
 
     copy_kinds = None if args.augment is None else fusion_copy_kinds(args.augment)
+    centre = _linear_recipe(args)
+    print_fusion(
+        fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds, centre, args.scaling), args.run
+    )
+    return 0
+
+
+def _linear_recipe(args: argparse.Namespace) -> LinearRecipe | None:
+    """The centred linear model's recipe of ``--centre`` (None without it), its options checked."""
+    from emovision.evaluation.fusion import LinearRecipe
+
     check_options(
         [
             (
@@ -440,11 +460,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
             (args.enrol >= 1, f"--enrol must be at least 1 recording, got {args.enrol}"),
         ]
     )
-    centre = LinearRecipe(args.centre_weight, args.enrol, args.seed) if args.centre else None
-    print_fusion(
-        fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds, centre, args.scaling), args.run
-    )
-    return 0
+    return LinearRecipe(args.centre_weight, args.enrol, args.seed) if args.centre else None
 
 
 def fusion_copy_kinds(text: str) -> tuple[str, ...]:
@@ -471,12 +487,17 @@ def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
     _functionals_arguments(
         parser, "features file with openSMILE functionals: also fuse the ensemble with a linear model on them"
     )
+    _linear_model_arguments(parser)
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
     from emovision.evaluation.ensemble import ensemble_cvs, ensemble_member_table
+    from emovision.inference.fusion_model import DEFAULT_SCALING
 
-    summary = ensemble_cvs(args.runs, args.out, args.functionals, progress=not args.quiet)
+    centre = _linear_recipe(args)
+    if (centre is not None or args.scaling != DEFAULT_SCALING) and args.functionals is None:
+        raise EmovisionError("--centre and --scaling shape the fusion's linear model: give --functionals too")
+    summary = ensemble_cvs(args.runs, args.out, args.functionals, not args.quiet, centre, args.scaling)
     console.print(ensemble_member_table(summary).rich())
     if "fusion" in summary:
         print_fusion(summary["fusion"], args.out)

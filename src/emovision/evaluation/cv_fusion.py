@@ -12,11 +12,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from emovision.data.store import open_info
-from emovision.errors import EmovisionError
 from emovision.evaluation.cross_fusion import FoldScores, fold_fusion, fuse_across_folds
 from emovision.evaluation.fusion import (
     FunctionalsTable,
     LinearRecipe,
+    check_centrable,
     functionals_table,
     held_out_folds,
     mean_image_scores,
@@ -52,11 +52,7 @@ def fuse_cv(
     if copy_kinds is None:
         copy_kinds = table.available(runs[0].train_config.copy_kinds)
     table.check_kinds(copy_kinds)
-    if centre is not None and open_info(table.path).config.speaker_norm:
-        raise EmovisionError(
-            f"--centre centres unnormalised functionals, but {table.path} holds speaker-normalised ones "
-            "(extract --speaker-norm): extract without it"
-        )
+    check_centrable(table, centre)
     groups: dict[str, list] = defaultdict(list)
     for run in runs:
         groups[run.metrics["fold"]["name"]].append(run)

@@ -35,11 +35,14 @@ from emovision.data.store import open_info
 from emovision.errors import EmovisionError
 from emovision.evaluation.cross_fusion import fold_fusion, fuse_across_folds
 from emovision.evaluation.fusion import (
+    LinearRecipe,
+    check_centrable,
     functionals_table,
     held_out_folds,
     mean_image_scores,
     write_fused,
 )
+from emovision.inference.fusion_model import DEFAULT_SCALING
 from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.inference.runs import FoldRun, fingerprint, finished_runs
 from emovision.progress import progress_bar
@@ -71,10 +74,17 @@ class Member:
 
 
 def ensemble_cvs(
-    run_dirs: list[str | Path], out: str | Path, functionals: str | Path | None = None, progress: bool = True
+    run_dirs: list[str | Path],
+    out: str | Path,
+    functionals: str | Path | None = None,
+    progress: bool = True,
+    centre: LinearRecipe | None = None,
+    scaling: str = DEFAULT_SCALING,
 ) -> dict:
     """Score the within-fold ensemble of the finished cvs in ``run_dirs`` into ``out``; with
-    ``functionals`` (a features file with openSMILE functionals) fuse it too. Returns the summary."""
+    ``functionals`` (a features file with openSMILE functionals) fuse it too, its linear model trained
+    as ``fuse`` trains it with ``centre`` and ``scaling`` (:func:`~emovision.evaluation.cv_fusion.fuse_cv`).
+    Returns the summary."""
     out = Path(out)
     if len(run_dirs) < 2:
         raise EmovisionError("an ensemble needs at least two cross-validation folders")
@@ -87,6 +97,8 @@ def ensemble_cvs(
     held_out = held_out_folds(list(folds.values()), members[0].folder) if functionals else True
     classes = members[0].source.classes
     table = functionals_table(Path(functionals), classes) if functionals else None
+    if table is not None:
+        check_centrable(table, centre)
     shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
     copy_kinds = table.available(tuple(shared)) if table is not None else ()
     scored, fused, tests = [], [], []
@@ -104,7 +116,9 @@ def ensemble_cvs(
             )
             if table is not None:
                 mean = {role: np.mean([s[role] for s in image], axis=0) for role in splits}
-                fused.append(fold_fusion(name, fold, mean, splits, table, classes, copy_kinds))
+                fused.append(
+                    fold_fusion(name, fold, mean, splits, table, classes, copy_kinds, centre, scaling)
+                )
             bar.advance(task)
     if fused and not held_out:
         fused = fuse_across_folds(fused, classes)
@@ -118,7 +132,9 @@ def ensemble_cvs(
         speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
         models = fingerprint([m.folder for m in members])
         mode = "transductive" if open_info(table.path).config.speaker_norm else summary["mode"]
-        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models, copy_kinds, mode)
+        summary["fusion"] = write_fused(
+            fused, classes, out, table, speakers, models, copy_kinds, mode, centre, scaling
+        )
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match

@@ -131,6 +131,15 @@ class FunctionalsTable:
             )
 
 
+def check_centrable(table: FunctionalsTable, centre: LinearRecipe | None) -> None:
+    """Refuse to centre (``centre`` given) the speaker-normalised functionals of ``table``."""
+    if centre is not None and open_info(table.path).config.speaker_norm:
+        raise EmovisionError(
+            f"--centre centres unnormalised functionals, but {table.path} holds speaker-normalised ones "
+            "(extract --speaker-norm): extract without it"
+        )
+
+
 def write_fused(
     folds: list[dict],
     classes: list[str],
