@@ -35,6 +35,7 @@ from emovision.data.store import open_info
 from emovision.errors import EmovisionError
 from emovision.evaluation.cross_fusion import fold_fusion, fuse_across_folds
 from emovision.evaluation.fusion import (
+    FunctionalsTable,
     LinearRecipe,
     check_centrable,
     functionals_table,
@@ -86,21 +87,12 @@ def ensemble_cvs(
     as ``fuse`` trains it with ``centre`` and ``scaling`` (:func:`~emovision.evaluation.cv_fusion.fuse_cv`).
     Returns the summary."""
     out = Path(out)
-    if len(run_dirs) < 2:
-        raise EmovisionError("an ensemble needs at least two cross-validation folders")
-    if any(Path(d).resolve() == out.resolve() for d in run_dirs):
-        raise EmovisionError(f"--out {out} is one of the members: give a folder of its own")
-    if out.exists() and not out.is_dir():
-        raise EmovisionError(f"--out {out} is a file, not a folder")
+    _check_out(run_dirs, out)
     members = [_member(Path(d)) for d in run_dirs]
     folds = _common_folds(members)
     held_out = held_out_folds(list(folds.values()), members[0].folder) if functionals else True
     classes = members[0].source.classes
-    table = functionals_table(Path(functionals), classes) if functionals else None
-    if table is not None:
-        check_centrable(table, centre)
-    shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
-    copy_kinds = table.available(tuple(shared)) if table is not None else ()
+    table, copy_kinds = _functionals(members, functionals, centre)
     scored, fused, tests = [], [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("ensemble", total=len(folds))
@@ -139,6 +131,29 @@ def ensemble_cvs(
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
     return summary
+
+
+def _check_out(run_dirs: list[str | Path], out: Path) -> None:
+    """Refuse fewer than two members, an output folder that is one of them, or a file."""
+    if len(run_dirs) < 2:
+        raise EmovisionError("an ensemble needs at least two cross-validation folders")
+    if any(Path(d).resolve() == out.resolve() for d in run_dirs):
+        raise EmovisionError(f"--out {out} is one of the members: give a folder of its own")
+    if out.exists() and not out.is_dir():
+        raise EmovisionError(f"--out {out} is a file, not a folder")
+
+
+def _functionals(
+    members: list[Member], functionals: str | Path | None, centre: LinearRecipe | None
+) -> tuple[FunctionalsTable | None, tuple[str, ...]]:
+    """The functionals to fuse with (None: no fusion) and the copy kinds every member trained on of
+    which they hold functionals (what the linear model also trains on)."""
+    if functionals is None:
+        return None, ()
+    table = functionals_table(Path(functionals), members[0].source.classes)
+    check_centrable(table, centre)
+    shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
+    return table, table.available(tuple(shared))
 
 
 def _member(folder: Path) -> Member:
