@@ -27,11 +27,11 @@ import argparse
 import numpy as np
 
 from emovision.data.speaker_norm import ENROL_DRAWS, FunctionalsCentre, enrolment
-from emovision.evaluation.fusion import (
+from emovision.evaluation.functionals_table import functionals_table
+from emovision.evaluation.linear_model import (
     LinearRecipe,
     centred_training,
     fit_linear_pipeline,
-    functionals_table,
     linear_log_probs,
 )
 from emovision.inference.fusion_model import DEFAULT_SCALING, SCALINGS

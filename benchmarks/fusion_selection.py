@@ -21,15 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emovision.evaluation.fusion import (
-    C_GRID,
-    WEIGHTS,
-    fit_linear_pipeline,
-    fold_linear_data,
-    functionals_table,
-    linear_log_probs,
-    mean_image_scores,
-)
+from emovision.evaluation.functionals_table import functionals_table
+from emovision.evaluation.fusion import WEIGHTS, mean_image_scores
+from emovision.evaluation.linear_model import C_GRID, fit_linear_pipeline, fold_linear_data, linear_log_probs
 from emovision.files import atomic_write_bytes
 from emovision.inference.fusion_model import mix
 from emovision.inference.runs import finished_runs

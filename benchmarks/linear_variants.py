@@ -30,15 +30,9 @@ import numpy as np
 
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
-from emovision.evaluation.fusion import (
-    C_GRID,
-    WEIGHTS,
-    choose_weight,
-    fit_linear_pipeline,
-    functionals_table,
-    linear_log_probs,
-    mean_image_scores,
-)
+from emovision.evaluation.functionals_table import functionals_table
+from emovision.evaluation.fusion import WEIGHTS, choose_weight, mean_image_scores
+from emovision.evaluation.linear_model import C_GRID, fit_linear_pipeline, linear_log_probs
 from emovision.inference.fusion_model import mix
 from emovision.inference.runs import finished_runs
 from emovision.training.dataset import load_split, open_source

@@ -22,17 +22,13 @@ from emovision.data.functionals import Functionals
 from emovision.data.speaker_norm import FunctionalsCentre
 from emovision.data.store import read_functionals
 from emovision.errors import CheckpointError, EmovisionError
-from emovision.evaluation.fusion import (
-    WEIGHTS,
-    FunctionalsTable,
+from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
+from emovision.evaluation.fusion import WEIGHTS, choose_weight, held_out_folds, mean_image_scores
+from emovision.evaluation.linear_model import (
     centred_training,
-    choose_weight,
     fit_linear,
     fit_linear_pipeline,
-    functionals_table,
-    held_out_folds,
     linear_log_probs,
-    mean_image_scores,
 )
 from emovision.inference.fusion_model import LinearFusion
 from emovision.inference.predict import Recognizer

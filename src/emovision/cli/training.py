@@ -14,7 +14,7 @@ from emovision.cli.common import Command, console, features_given, record_config
 from emovision.errors import EmovisionError, check_options
 
 if TYPE_CHECKING:
-    from emovision.evaluation.fusion import LinearRecipe
+    from emovision.evaluation.linear_model import LinearRecipe
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -449,7 +449,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
 
 def _linear_recipe(args: argparse.Namespace) -> LinearRecipe | None:
     """The centred linear model's recipe of ``--centre`` (None without it), its options checked."""
-    from emovision.evaluation.fusion import LinearRecipe
+    from emovision.evaluation.linear_model import LinearRecipe
 
     check_options(
         [
@@ -510,7 +510,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 
 
 def print_fusion(report: dict, out: Path) -> None:
-    from emovision.evaluation.fusion import fusion_model_table, fusion_modes_table
+    from emovision.evaluation.fusion_report import fusion_model_table, fusion_modes_table
 
     console.print(fusion_model_table(report).rich())
     modes = fusion_modes_table(report)

@@ -4,7 +4,7 @@ other folds' test speakers.
 A fold whose validation speakers train too (``cv --validation train``) has no held-out speaker for
 :func:`~emovision.evaluation.fusion.fuse_fold` to choose its linear model's ``C`` and its image weight
 on. Instead, every fold first scores its own test utterances with its image model(s) and with its
-linear model at each ``C`` of :data:`~emovision.evaluation.fusion.C_GRID` (:func:`score_fold`); then
+linear model at each ``C`` of :data:`~emovision.evaluation.linear_model.C_GRID` (:func:`score_fold`); then
 each fold takes the ``C`` whose linear model has the best UA on the pooled test utterances of the
 *other* folds (each scored by its own fold's models), the image weight whose fusion does best there
 (ties: nearest 0.5) and the temperature that fits the fused scores there (:func:`fuse_across_folds`).
@@ -21,15 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from emovision.errors import EmovisionError
-from emovision.evaluation.fusion import (
+from emovision.evaluation.functionals_table import FunctionalsTable
+from emovision.evaluation.fusion import choose_weight, fold_result, fuse_fold
+from emovision.evaluation.linear_model import (
     C_GRID,
-    FunctionalsTable,
     LinearRecipe,
-    choose_weight,
     fit_linear_pipeline,
     fold_linear_data,
-    fold_result,
-    fuse_fold,
     mode_mean_ua,
     score_views,
     split_views,

@@ -13,15 +13,10 @@ from pathlib import Path
 
 from emovision.data.store import open_info
 from emovision.evaluation.cross_fusion import FoldScores, fold_fusion, fuse_across_folds
-from emovision.evaluation.fusion import (
-    FunctionalsTable,
-    LinearRecipe,
-    check_centrable,
-    functionals_table,
-    held_out_folds,
-    mean_image_scores,
-    write_fused,
-)
+from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
+from emovision.evaluation.fusion import held_out_folds, mean_image_scores
+from emovision.evaluation.fusion_report import write_fused
+from emovision.evaluation.linear_model import LinearRecipe, check_centrable
 from emovision.inference.fusion_model import DEFAULT_SCALING
 from emovision.inference.runs import fingerprint, finished_runs
 from emovision.progress import progress_bar
@@ -42,8 +37,8 @@ def fuse_cv(
     ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
     the kinds the cv's image models trained on, as far as the file holds their functionals);
     ``centre``: train the linear model on speaker-centred functionals
-    (:mod:`emovision.evaluation.fusion`); ``scaling``: how the linear model scales the functionals
-    (:func:`~emovision.evaluation.fusion.fit_linear_pipeline`)."""
+    (:mod:`emovision.evaluation.linear_model`); ``scaling``: how the linear model scales the functionals
+    (:func:`~emovision.evaluation.linear_model.fit_linear_pipeline`)."""
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
     held_out = held_out_folds(record["folds"], run_dir)

@@ -34,15 +34,10 @@ import numpy as np
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
 from emovision.evaluation.cross_fusion import fold_fusion, fuse_across_folds
-from emovision.evaluation.fusion import (
-    FunctionalsTable,
-    LinearRecipe,
-    check_centrable,
-    functionals_table,
-    held_out_folds,
-    mean_image_scores,
-    write_fused,
-)
+from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
+from emovision.evaluation.fusion import held_out_folds, mean_image_scores
+from emovision.evaluation.fusion_report import write_fused
+from emovision.evaluation.linear_model import LinearRecipe, check_centrable
 from emovision.inference.fusion_model import DEFAULT_SCALING
 from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.inference.runs import FoldRun, fingerprint, finished_runs

@@ -87,16 +87,15 @@ from emovision.data.speaker_norm import (
 )
 from emovision.data.store import open_info
 from emovision.errors import AudioError, EmovisionError
-from emovision.evaluation.fusion import (
-    FunctionalsTable,
+from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
+from emovision.evaluation.fusion import mix_views
+from emovision.evaluation.linear_model import (
     LinearRecipe,
     centred_views,
     fit_linear_pipeline,
     fold_linear_data,
-    functionals_table,
     linear_log_probs,
     metrics_by_mode,
-    mix_views,
 )
 from emovision.evaluation.robustness_report import FUSION_PREFIX, build_report, write_report
 from emovision.files import atomic_write_bytes, read_json
