@@ -32,8 +32,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks train_ser.py
 	$(BIN)/ruff format --check src tests benchmarks train_ser.py
 
+# The tests in two processes (one per core of the CI machine; each file's tests stay in one process,
+# which keeps a module's fixtures built once).
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/emovision demo $(if $(EMODB_DIR),--emodb-dir $(EMODB_DIR),)

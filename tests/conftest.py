@@ -19,6 +19,13 @@ HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 def pytest_configure(config):
     if not (EMODB / "wav").is_dir() or not IEMOCAP_LABELS.is_dir():
         raise pytest.UsageError(f"the shared test data is missing: expected {EMODB} and {IEMOCAP_LABELS}")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # pytest -n: the cores shared between the worker processes
+        import torch
+
+        from emovision.system import available_cores
+
+        torch.set_num_threads(max(1, available_cores() // workers))
 
 
 @pytest.fixture(scope="session")
