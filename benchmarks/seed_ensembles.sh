@@ -19,6 +19,10 @@ CORPUS=${3:?usage: $0 SERVED FUSED CORPUS SEED [SEED ...]}
 shift 3
 [ $# -ge 2 ] || { echo "usage: $0 SERVED FUSED CORPUS SEED SEED [SEED ...] (two seeds at least)" >&2; exit 2; }
 BIN=${BIN:-.venv/bin}
+[ -f "$FUSED/$CORPUS-ensemble-centre/fusion.json" ] || {
+  echo "$FUSED/$CORPUS-ensemble-centre holds no fusion of seeds 111 and 112 to compare with: run benchmarks/current_numbers.sh SERVED $FUSED first" >&2
+  exit 2
+}
 members=()
 for seed in "$@"; do
   config=none-epochs24-seed$seed-copies-last-valtrain
