@@ -23,7 +23,13 @@ import numpy as np
 
 from emovision.evaluation.functionals_table import functionals_table
 from emovision.evaluation.fusion import WEIGHTS, mean_image_scores
-from emovision.evaluation.linear_model import C_GRID, fit_linear_pipeline, fold_linear_data, linear_log_probs
+from emovision.evaluation.linear_model import (
+    C_GRID,
+    LinearTraining,
+    fit_linear_pipeline,
+    fold_linear_data,
+    linear_log_probs,
+)
 from emovision.files import atomic_write_bytes
 from emovision.inference.fusion_model import mix
 from emovision.inference.runs import finished_runs
@@ -58,7 +64,7 @@ def cached(path: Path, compute, *args) -> dict[str, np.ndarray]:
 
 def linear_scores(table, fold: dict, val, test, classes: list[str]) -> dict[str, np.ndarray]:
     """Validation and test log-probabilities ``(C, U, K)`` of the fold's plain linear model per ``C``."""
-    x_train, y_train, _ = fold_linear_data(table, fold, table.available(COPY_KINDS), None)
+    x_train, y_train, _ = fold_linear_data(table, fold, LinearTraining(table.available(COPY_KINDS)))
     x_val, x_test = table.lookup(val.utterance_ids), table.lookup(test.utterance_ids)
     out = defaultdict(list)
     for c in C_GRID:

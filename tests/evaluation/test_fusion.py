@@ -616,6 +616,10 @@ def test_a_centred_fusion_is_scored_in_every_mode_and_deployed_cold_or_enrolled(
     )
     assert main(["fuse", str(folder), "--centre", "--centre-weight", "0", "--quiet"]) == 2
     assert "--centre-weight must be a positive" in capsys.readouterr().err
+    for grid, reason in (("0.1,0.01", "must increase"), ("0,1", "positive finite"), ("1e-3,x", "comma list")):
+        assert main(["fuse", str(folder), "--c-grid", grid, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and len(err.strip().splitlines()) == 1
 
 
 def test_an_ensemble_fuses_with_a_centred_linear_model_as_fuse_does(
@@ -638,19 +642,23 @@ def test_an_ensemble_fuses_with_a_centred_linear_model_as_fuse_does(
             assert mine["modes"][mode]["fusion"]["ua"] == pytest.approx(theirs["modes"][mode]["fusion"]["ua"])
     assert Recognizer.load(out, fusion="on").fusion.centre is not None
     capsys.readouterr()
-    assert main(["ensemble", str(cv_run), str(cv_run), "--out", str(tmp_path / "bare"), "--centre"]) == 2
-    assert "give --functionals too" in capsys.readouterr().err
+    for option in (["--centre"], ["--c-grid", "0.01"]):
+        assert main(["ensemble", str(cv_run), str(cv_run), "--out", str(tmp_path / "bare"), *option]) == 2
+        assert "give --functionals too" in capsys.readouterr().err
 
 
-def _reference_choices(fold: dict, functionals: dict, labels_of: dict) -> tuple[float, float]:
-    """C and image weight chosen by hand on ``fold``'s test speaker (scikit-learn, its own models)."""
+def _reference_choices(
+    fold: dict, functionals: dict, labels_of: dict, grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+) -> tuple[float, float]:
+    """C (of ``grid``) and image weight chosen by hand on ``fold``'s test speaker (scikit-learn, its own
+    models)."""
     train = [s for s in functionals if s not in fold["fold"]["test"]]
     x = np.concatenate([functionals[s][1] for s in train]).astype(np.float64)
     y = np.concatenate([functionals[s][2] for s in train])
     test = fold["fold"]["test"][0]
     x_test, y_test = functionals[test][1].astype(np.float64), labels_of[test]
     best = None
-    for c in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+    for c in grid:
         model = make_pipeline(
             StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
         )
@@ -718,6 +726,13 @@ def test_folds_whose_validation_speakers_train_are_fused_on_the_other_folds_test
         (f["C"], f["weight"]) for f in report["folds"]
     ]
     assert ensemble["fitted_on"] == "the other folds' test speakers"
+    # another grid of C: each fold chooses among its values, as by hand
+    assert main(["fuse", str(out), "--c-grid", "0.0003,0.003,0.03", "--quiet"]) == 0
+    report = json.loads((out / "fusion.json").read_text())
+    assert report["c_grid"] == [0.0003, 0.003, 0.03]
+    for fold, other in zip(report["folds"], ("08", "03"), strict=True):
+        grid = (0.0003, 0.003, 0.03)
+        assert (fold["C"], fold["weight"]) == _reference_choices(metrics[other], functionals, labels_of, grid)
 
 
 def test_folds_are_fused_on_their_validation_speakers_or_all_on_the_other_folds(tmp_path):

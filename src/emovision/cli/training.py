@@ -14,7 +14,7 @@ from emovision.cli.common import Command, console, features_given, record_config
 from emovision.errors import EmovisionError, check_options
 
 if TYPE_CHECKING:
-    from emovision.evaluation.linear_model import LinearRecipe
+    from emovision.evaluation.linear_model import LinearTraining
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -400,8 +400,9 @@ def _fuse_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _linear_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """How the fusion's linear model is trained (``--centre`` and its options, ``--scaling``), as ``fuse``
-    and ``ensemble`` take them."""
+    """How the fusion's linear model is trained (``--centre`` and its options, ``--scaling``, ``--c-grid``),
+    as ``fuse`` and ``ensemble`` take them."""
+    from emovision.evaluation.linear_model import C_GRID
     from emovision.inference.fusion_model import DEFAULT_SCALING, SCALINGS
 
     parser.add_argument(
@@ -428,6 +429,26 @@ def _linear_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="how the linear model scales each functional: 'standard' (z-score over the training rows) or "
         f"'quantile' (through its training quantiles to a normal score; robust to outliers); default {DEFAULT_SCALING}",
     )
+    parser.add_argument(
+        "--c-grid",
+        default=None,
+        help="comma list of the linear model's inverse regularisations C to choose among, increasing "
+        f"(default {','.join(f'{c:g}' for c in C_GRID)})",
+    )
+
+
+def _c_grid(text: str | None) -> tuple[float, ...]:
+    """``--c-grid``: increasing positive numbers, comma-separated (None: the default grid)."""
+    from emovision.evaluation.linear_model import C_GRID, check_c_grid
+
+    if text is None:
+        return C_GRID
+    try:
+        grid = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise EmovisionError(f"--c-grid: not a comma list of numbers: {text!r}") from None
+    check_c_grid(grid)
+    return grid
 
 
 def _functionals_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -440,16 +461,16 @@ def _run_fuse(args: argparse.Namespace) -> int:
     from emovision.evaluation.cv_fusion import fuse_cv
 
     copy_kinds = None if args.augment is None else fusion_copy_kinds(args.augment)
-    centre = _linear_recipe(args)
     print_fusion(
-        fuse_cv(args.run, args.functionals, not args.quiet, copy_kinds, centre, args.scaling), args.run
+        fuse_cv(args.run, args.functionals, not args.quiet, _linear_training(args, copy_kinds)), args.run
     )
     return 0
 
 
-def _linear_recipe(args: argparse.Namespace) -> LinearRecipe | None:
-    """The centred linear model's recipe of ``--centre`` (None without it), its options checked."""
-    from emovision.evaluation.linear_model import LinearRecipe
+def _linear_training(args: argparse.Namespace, copy_kinds: tuple[str, ...] | None = None) -> LinearTraining:
+    """How the linear model is trained: ``--centre`` (and its options, checked), ``--scaling``, ``--c-grid``
+    and the waveform ``copy_kinds`` it trains on too (None: the image models' kinds)."""
+    from emovision.evaluation.linear_model import LinearRecipe, LinearTraining
 
     check_options(
         [
@@ -460,7 +481,8 @@ def _linear_recipe(args: argparse.Namespace) -> LinearRecipe | None:
             (args.enrol >= 1, f"--enrol must be at least 1 recording, got {args.enrol}"),
         ]
     )
-    return LinearRecipe(args.centre_weight, args.enrol, args.seed) if args.centre else None
+    centre = LinearRecipe(args.centre_weight, args.enrol, args.seed) if args.centre else None
+    return LinearTraining(copy_kinds, centre, args.scaling, _c_grid(args.c_grid))
 
 
 def fusion_copy_kinds(text: str) -> tuple[str, ...]:
@@ -492,12 +514,14 @@ def _ensemble_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_ensemble(args: argparse.Namespace) -> int:
     from emovision.evaluation.ensemble import ensemble_cvs, ensemble_member_table
-    from emovision.inference.fusion_model import DEFAULT_SCALING
+    from emovision.evaluation.linear_model import DEFAULT_LINEAR
 
-    centre = _linear_recipe(args)
-    if (centre is not None or args.scaling != DEFAULT_SCALING) and args.functionals is None:
-        raise EmovisionError("--centre and --scaling shape the fusion's linear model: give --functionals too")
-    summary = ensemble_cvs(args.runs, args.out, args.functionals, not args.quiet, centre, args.scaling)
+    linear = _linear_training(args)
+    if linear != DEFAULT_LINEAR and args.functionals is None:
+        raise EmovisionError(
+            "--centre, --scaling and --c-grid shape the fusion's linear model: give --functionals too"
+        )
+    summary = ensemble_cvs(args.runs, args.out, args.functionals, not args.quiet, linear)
     console.print(ensemble_member_table(summary).rich())
     if "fusion" in summary:
         print_fusion(summary["fusion"], args.out)

@@ -4,7 +4,8 @@ other folds' test speakers.
 A fold whose validation speakers train too (``cv --validation train``) has no held-out speaker for
 :func:`~emovision.evaluation.fusion.fuse_fold` to choose its linear model's ``C`` and its image weight
 on. Instead, every fold first scores its own test utterances with its image model(s) and with its
-linear model at each ``C`` of :data:`~emovision.evaluation.linear_model.C_GRID` (:func:`score_fold`); then
+linear model at each ``C`` of its grid (:class:`~emovision.evaluation.linear_model.LinearTraining`,
+:func:`score_fold`); then
 each fold takes the ``C`` whose linear model has the best UA on the pooled test utterances of the
 *other* folds (each scored by its own fold's models), the image weight whose fusion does best there
 (ties: nearest 0.5) and the temperature that fits the fused scores there (:func:`fuse_across_folds`).
@@ -24,15 +25,14 @@ from emovision.errors import EmovisionError
 from emovision.evaluation.functionals_table import FunctionalsTable
 from emovision.evaluation.fusion import choose_weight, fold_result, fuse_fold
 from emovision.evaluation.linear_model import (
-    C_GRID,
-    LinearRecipe,
+    LinearTraining,
     fit_linear_pipeline,
     fold_linear_data,
     mode_mean_ua,
     score_views,
     split_views,
 )
-from emovision.inference.fusion_model import DEFAULT_SCALING, mix
+from emovision.inference.fusion_model import mix
 from emovision.training.calibration import fit_temperature
 from emovision.training.cross_calibration import FITTED_ON_OTHER_FOLDS
 
@@ -41,7 +41,7 @@ from emovision.training.cross_calibration import FITTED_ON_OTHER_FOLDS
 class FoldScores:
     """One fold's test scores: ``image`` ``(U, K)`` utterance log-probabilities of its image model(s),
     ``labels`` ``(U,)``, and ``linear`` ``{C: views (mode, scores (U, K), scored (U,) or None)}`` of its
-    linear model trained at each ``C``."""
+    linear model trained at each ``C`` of the grid, in increasing order."""
 
     name: str
     fold: dict
@@ -57,18 +57,17 @@ def score_fold(
     test,
     table: FunctionalsTable,
     classes: list[str],
-    copy_kinds: tuple[str, ...] = (),
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
+    linear: LinearTraining,
 ) -> FoldScores:
     """The test scores of one fold: ``image`` ``(U, K)``, its image scores of the ``test`` split, and its
     linear model (trained as :func:`~emovision.evaluation.fusion.fuse_fold` trains it) at every ``C``."""
-    x_train, y_train, centring = fold_linear_data(table, fold | {"name": name}, copy_kinds, centre)
-    views = split_views(table, test, centring, centre)
-    linear = {
-        c: score_views(fit_linear_pipeline(c, x_train, y_train, scaling), views, classes) for c in C_GRID
+    x_train, y_train, centring = fold_linear_data(table, fold | {"name": name}, linear)
+    views = split_views(table, test, centring, linear.centre)
+    scores = {
+        c: score_views(fit_linear_pipeline(c, x_train, y_train, linear.scaling), views, classes)
+        for c in linear.c_grid
     }
-    return FoldScores(name, fold, image, test.utterance_labels, linear)
+    return FoldScores(name, fold, image, test.utterance_labels, scores)
 
 
 def fold_fusion(
@@ -78,17 +77,15 @@ def fold_fusion(
     splits: dict,
     table: FunctionalsTable,
     classes: list[str],
-    copy_kinds: tuple[str, ...] = (),
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
+    linear: LinearTraining,
 ) -> dict | FoldScores:
     """A fold with validation speakers fused on them (:func:`~emovision.evaluation.fusion.fuse_fold`), or
     one without its test scores for :func:`fuse_across_folds`; ``image`` (``(U, K)``) and ``splits`` by
-    role, ``"val"`` only where the fold has validation speakers."""
+    role, ``"val"`` only where the fold has validation speakers; ``linear``: how its linear model is trained
+    (copy kinds settled)."""
     if fold["val"]:
-        val, test = splits["val"], splits["test"]
-        return fuse_fold(name, fold, image, val, test, table, classes, copy_kinds, centre, scaling)
-    return score_fold(name, fold, image["test"], splits["test"], table, classes, copy_kinds, centre, scaling)
+        return fuse_fold(name, fold, image, splits["val"], splits["test"], table, classes, linear)
+    return score_fold(name, fold, image["test"], splits["test"], table, classes, linear)
 
 
 def fuse_across_folds(scored: list[FoldScores], classes: list[str]) -> list[dict]:
@@ -112,9 +109,10 @@ def _others(fold: FoldScores, scored: list[FoldScores]) -> list[FoldScores]:
 def _fuse_on_others(fold: FoldScores, others: list[FoldScores], classes: list[str]) -> dict:
     labels = np.concatenate([other.labels for other in others])
     image = np.concatenate([other.image for other in others])
-    linear = {c: pool_views([other.linear[c] for other in others]) for c in C_GRID}
+    grid = list(fold.linear)
+    linear = {c: pool_views([other.linear[c] for other in others]) for c in grid}
     # ties go to the smaller C, as on validation speakers
-    c = max(C_GRID, key=lambda c: (mode_mean_ua(labels, linear[c], classes), -C_GRID.index(c)))
+    c = max(grid, key=lambda c: (mode_mean_ua(labels, linear[c], classes), -grid.index(c)))
     weight = choose_weight(image, linear[c], labels, classes)
     temperature = fit_temperature(mix(image, linear[c][0][1], weight), labels)
     chosen = {"C": c, "weight": weight, "temperature": temperature, "fitted_on": FITTED_ON_OTHER_FOLDS}

@@ -16,8 +16,7 @@ from emovision.evaluation.cross_fusion import FoldScores, fold_fusion, fuse_acro
 from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
 from emovision.evaluation.fusion import held_out_folds, mean_image_scores
 from emovision.evaluation.fusion_report import write_fused
-from emovision.evaluation.linear_model import LinearRecipe, check_centrable
-from emovision.inference.fusion_model import DEFAULT_SCALING
+from emovision.evaluation.linear_model import DEFAULT_LINEAR, LinearTraining
 from emovision.inference.runs import fingerprint, finished_runs
 from emovision.progress import progress_bar
 from emovision.training.dataset import load_split, open_source
@@ -28,26 +27,19 @@ def fuse_cv(
     run_dir: str | Path,
     functionals: str | Path | None = None,
     progress: bool = True,
-    copy_kinds: tuple[str, ...] | None = None,
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
+    linear: LinearTraining = DEFAULT_LINEAR,
 ) -> dict:
     """Fuse every fold of the finished cv in ``run_dir``; ``functionals``: a features file with
-    openSMILE functionals of the same utterances (default: the cv's own features file);
-    ``copy_kinds``: the waveform copies whose functionals the linear model also trains on (default:
-    the kinds the cv's image models trained on, as far as the file holds their functionals);
-    ``centre``: train the linear model on speaker-centred functionals
-    (:mod:`emovision.evaluation.linear_model`); ``scaling``: how the linear model scales the functionals
-    (:func:`~emovision.evaluation.linear_model.fit_linear_pipeline`)."""
+    openSMILE functionals of the same utterances (default: the cv's own features file); ``linear``: how
+    the linear model is trained (:class:`~emovision.evaluation.linear_model.LinearTraining`; its copy
+    kinds by default those the cv's image models trained on, as far as the file holds their
+    functionals)."""
     run_dir = Path(run_dir)
     record, runs = finished_runs(run_dir)
     held_out = held_out_folds(record["folds"], run_dir)
     source = open_source(record["features_file"])
     table = functionals_table(Path(functionals) if functionals else source.path, source.classes)
-    if copy_kinds is None:
-        copy_kinds = table.available(runs[0].train_config.copy_kinds)
-    table.check_kinds(copy_kinds)
-    check_centrable(table, centre)
+    linear = linear.with_copy_kinds(table, runs[0].train_config.copy_kinds)
     groups: dict[str, list] = defaultdict(list)
     for run in runs:
         groups[run.metrics["fold"]["name"]].append(run)
@@ -55,7 +47,7 @@ def fuse_cv(
     with progress_bar(progress) as bar:
         task = bar.add_task("fusion", total=len(groups))
         for name, members in groups.items():
-            folds.append(_fold(name, members, source, table, copy_kinds, centre, scaling))
+            folds.append(_fold(name, members, source, table, linear))
             bar.advance(task)
     if not held_out:
         folds = fuse_across_folds(folds, source.classes)
@@ -63,32 +55,15 @@ def fuse_cv(
         fold["runs"] = len(groups[fold["name"]])
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
     mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
-    return write_fused(
-        folds,
-        source.classes,
-        run_dir,
-        table,
-        speakers,
-        fingerprint([run_dir]),
-        copy_kinds,
-        mode,
-        centre,
-        scaling,
-    )
+    return write_fused(folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), mode, linear)
 
 
 def _fold(
-    name: str,
-    members: list,
-    source,
-    table: FunctionalsTable,
-    copy_kinds: tuple[str, ...],
-    centre: LinearRecipe | None,
-    scaling: str,
+    name: str, members: list, source, table: FunctionalsTable, linear: LinearTraining
 ) -> dict | FoldScores:
     """:func:`~emovision.evaluation.cross_fusion.fold_fusion` of a fold, its image side the mean of its
     repeats ``members``."""
     fold = members[0].metrics["fold"]
     splits = {role: load_split(source, fold[role]) for role in ("val", "test") if fold[role]}
     image = {role: mean_image_scores(members, split) for role, split in splits.items()}
-    return fold_fusion(name, fold, image, splits, table, source.classes, copy_kinds, centre, scaling)
+    return fold_fusion(name, fold, image, splits, table, source.classes, linear)

@@ -37,8 +37,7 @@ from emovision.evaluation.cross_fusion import fold_fusion, fuse_across_folds
 from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
 from emovision.evaluation.fusion import held_out_folds, mean_image_scores
 from emovision.evaluation.fusion_report import write_fused
-from emovision.evaluation.linear_model import LinearRecipe, check_centrable
-from emovision.inference.fusion_model import DEFAULT_SCALING
+from emovision.evaluation.linear_model import DEFAULT_LINEAR, LinearTraining
 from emovision.inference.fusion_model import FILE_NAME as FUSION_FILE
 from emovision.inference.runs import FoldRun, fingerprint, finished_runs
 from emovision.progress import progress_bar
@@ -74,20 +73,19 @@ def ensemble_cvs(
     out: str | Path,
     functionals: str | Path | None = None,
     progress: bool = True,
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
+    linear: LinearTraining = DEFAULT_LINEAR,
 ) -> dict:
     """Score the within-fold ensemble of the finished cvs in ``run_dirs`` into ``out``; with
     ``functionals`` (a features file with openSMILE functionals) fuse it too, its linear model trained
-    as ``fuse`` trains it with ``centre`` and ``scaling`` (:func:`~emovision.evaluation.cv_fusion.fuse_cv`).
-    Returns the summary."""
+    as ``fuse`` trains it (:func:`~emovision.evaluation.cv_fusion.fuse_cv`), as ``linear`` says (copy
+    kinds by default those every member trained on). Returns the summary."""
     out = Path(out)
     _check_out(run_dirs, out)
     members = [_member(Path(d)) for d in run_dirs]
     folds = _common_folds(members)
     held_out = held_out_folds(list(folds.values()), members[0].folder) if functionals else True
     classes = members[0].source.classes
-    table, copy_kinds = _functionals(members, functionals, centre)
+    table, linear = _functionals(members, functionals, linear)
     scored, fused, tests = [], [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("ensemble", total=len(folds))
@@ -103,9 +101,7 @@ def ensemble_cvs(
             )
             if table is not None:
                 mean = {role: np.mean([s[role] for s in image], axis=0) for role in splits}
-                fused.append(
-                    fold_fusion(name, fold, mean, splits, table, classes, copy_kinds, centre, scaling)
-                )
+                fused.append(fold_fusion(name, fold, mean, splits, table, classes, linear))
             bar.advance(task)
     if fused and not held_out:
         fused = fuse_across_folds(fused, classes)
@@ -119,9 +115,7 @@ def ensemble_cvs(
         speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
         models = fingerprint([m.folder for m in members])
         mode = "transductive" if open_info(table.path).config.speaker_norm else summary["mode"]
-        summary["fusion"] = write_fused(
-            fused, classes, out, table, speakers, models, copy_kinds, mode, centre, scaling
-        )
+        summary["fusion"] = write_fused(fused, classes, out, table, speakers, models, mode, linear)
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
@@ -139,16 +133,15 @@ def _check_out(run_dirs: list[str | Path], out: Path) -> None:
 
 
 def _functionals(
-    members: list[Member], functionals: str | Path | None, centre: LinearRecipe | None
-) -> tuple[FunctionalsTable | None, tuple[str, ...]]:
-    """The functionals to fuse with (None: no fusion) and the copy kinds every member trained on of
-    which they hold functionals (what the linear model also trains on)."""
+    members: list[Member], functionals: str | Path | None, linear: LinearTraining
+) -> tuple[FunctionalsTable | None, LinearTraining]:
+    """The functionals to fuse with (None: no fusion) and ``linear`` with its copy kinds settled (by
+    default the kinds every member trained on of which they hold functionals)."""
     if functionals is None:
-        return None, ()
+        return None, linear
     table = functionals_table(Path(functionals), members[0].source.classes)
-    check_centrable(table, centre)
     shared = [k for k in members[0].copy_kinds if all(k in m.copy_kinds for m in members[1:])]
-    return table, table.available(tuple(shared))
+    return table, linear.with_copy_kinds(table, tuple(shared))
 
 
 def _member(folder: Path) -> Member:

@@ -31,7 +31,7 @@ from emovision.data.speaker_norm import MODES, SpeakerNormaliser, mode_view, rec
 from emovision.errors import EmovisionError
 from emovision.evaluation.functionals_table import FunctionalsTable
 from emovision.evaluation.linear_model import (
-    LinearRecipe,
+    LinearTraining,
     fit_linear,
     fold_linear_data,
     metrics_by_mode,
@@ -39,7 +39,7 @@ from emovision.evaluation.linear_model import (
     score_views,
     split_views,
 )
-from emovision.inference.fusion_model import DEFAULT_SCALING, mix
+from emovision.inference.fusion_model import mix
 from emovision.training.calibration import fit_temperature
 from emovision.training.checkpoint import model_from_checkpoint
 from emovision.training.metrics import segment_log_probs, utterance_scores
@@ -76,20 +76,21 @@ def fuse_fold(
     test,
     table: FunctionalsTable,
     classes: list[str],
-    copy_kinds: tuple[str, ...] = (),
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
+    linear: LinearTraining,
 ) -> dict:
     """One fold's fusion: ``image`` holds the image model's utterance log-probabilities ``(U, K)``
-    of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained on
-    the functionals in ``table`` of the fold's training speakers and their copies of ``copy_kinds``
-    (speaker-centred with ``centre``, and then scored in every mode: ``modes`` of the result)."""
-    x_train, y_train, centring = fold_linear_data(table, fold | {"name": name}, copy_kinds, centre)
+    of the ``val`` and ``test`` splits (in their utterance order); the linear model is trained as
+    ``linear`` says (copy kinds settled) on the functionals in ``table`` of the fold's training speakers
+    (speaker-centred with its ``centre``, and then scored in every mode: ``modes`` of the result)."""
+    x_train, y_train, centring = fold_linear_data(table, fold | {"name": name}, linear)
     views = {
-        role: split_views(table, split, centring, centre) for role, split in (("val", val), ("test", test))
+        role: split_views(table, split, centring, linear.centre)
+        for role, split in (("val", val), ("test", test))
     }
     labels = val.utterance_labels
-    model, c, linear_val = fit_linear(x_train, y_train, views["val"], labels, classes, scaling)
+    model, c, linear_val = fit_linear(
+        x_train, y_train, views["val"], labels, classes, linear.scaling, linear.c_grid
+    )
     weight = choose_weight(image["val"], linear_val, labels, classes)
     temperature = fit_temperature(mix(image["val"], linear_val[0][1], weight), labels)
     linear_test = score_views(model, views["test"], classes)

@@ -16,9 +16,9 @@ from emovision.data.speaker_norm import ENROL_DRAWS, MODES, FunctionalsCentre, m
 from emovision.data.store import open_info
 from emovision.evaluation.functionals_table import FunctionalsTable
 from emovision.evaluation.fusion import MODELS
-from emovision.evaluation.linear_model import LinearRecipe, centred_training, fit_linear_pipeline
+from emovision.evaluation.linear_model import LinearTraining, centred_training, fit_linear_pipeline
 from emovision.files import atomic_write_bytes
-from emovision.inference.fusion_model import DEFAULT_SCALING, FILE_NAME, LinearFusion
+from emovision.inference.fusion_model import FILE_NAME, LinearFusion
 from emovision.tables import ResultTable, mean_std, paired_table
 from emovision.training.calibration import VALIDATION_SPEAKERS
 from emovision.training.metrics import fold_summary, paired_difference
@@ -31,26 +31,23 @@ def write_fused(
     table: FunctionalsTable,
     speakers: set[str],
     models: str,
-    copy_kinds: tuple[str, ...] = (),
-    mode: str = "any",
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
+    mode: str,
+    linear: LinearTraining,
 ) -> dict:
-    """The fusion report of the fused ``folds`` and the fusion to deploy (trained on the
-    functionals in ``table`` of every one of ``speakers`` and of their copies of ``copy_kinds``;
-    ``models``: the :func:`~emovision.inference.runs.fingerprint` of the fold models it goes with), written
-    to ``out``: ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``; ``mode``: how the test
-    speakers were scored (:func:`emovision.training.modes.runs_mode`; transductive when the functionals are
+    """The fusion report of the fused ``folds`` and the fusion to deploy (trained as ``linear`` says, its
+    copy kinds settled, on the functionals in ``table`` of every one of ``speakers``; ``models``: the
+    :func:`~emovision.inference.runs.fingerprint` of the fold models it goes with), written to ``out``:
+    ``fusion.json``, ``fusion.md`` and ``fusion-model.npz``; ``mode``: how the test speakers were scored
+    (:func:`emovision.training.modes.runs_mode`; transductive when the functionals are
     speaker-normalised). Returns the report."""
-    deployed = deploy_fusion(folds, table, speakers, classes, copy_kinds, centre, scaling)
+    deployed = deploy_fusion(folds, table, speakers, classes, linear)
     deployed.info["fingerprint"] = models
     deployed.save(out / FILE_NAME)
-    report = fusion_report(folds, classes, out, table.path, copy_kinds) | {
+    report = fusion_report(folds, classes, out, table.path) | {
         "fitted_on": folds[0].get("fitted_on", VALIDATION_SPEAKERS),
         "deployed": deployed.describe(),
-        "mode": "cold" if centre is not None else mode,
-        "scaling": scaling,
-        **({"centre": centre.to_dict()} if centre is not None else {}),
+        "mode": "cold" if linear.centre is not None else mode,
+        **linear.identity(),
     }
     return write_fusion(report, out)
 
@@ -60,15 +57,13 @@ def deploy_fusion(
     table: FunctionalsTable,
     speakers: set[str],
     classes: list[str],
-    copy_kinds: tuple[str, ...] = (),
-    centre: LinearRecipe | None = None,
-    scaling: str = DEFAULT_SCALING,
+    linear: LinearTraining,
 ) -> LinearFusion:
-    """The fusion to deploy: the linear model trained on the functionals of every utterance of
-    ``speakers`` (and of their copies of ``copy_kinds``; speaker-centred with ``centre``) with the
-    folds' median ``C`` (the lower middle one, a value of
-    :data:`~emovision.evaluation.linear_model.C_GRID`), the folds' median image weight and median fused
-    temperature."""
+    """The fusion to deploy: the linear model trained as ``linear`` says on the functionals of every
+    utterance of ``speakers`` (and of their copies of its settled ``copy_kinds``; speaker-centred with its
+    ``centre``) with the folds' median ``C`` (the lower middle one, a value of the grid), the folds'
+    median image weight and median fused temperature."""
+    copy_kinds, centre = linear.copy_kinds or (), linear.centre
     x, y = table.training(speakers, copy_kinds)
     clean = sum(speaker in speakers for _, speaker, _ in table.utterances.values())
     copies = len(y) - clean
@@ -77,7 +72,7 @@ def deploy_fusion(
         centring = FunctionalsCentre(table.training(speakers)[0].mean(axis=0), centre.weight)
         x, y = centred_training(table, speakers, copy_kinds, centring, centre.rng("deployed"))
     c = statistics.median_low(f["C"] for f in folds)
-    pipeline = fit_linear_pipeline(c, x, y, scaling)
+    pipeline = fit_linear_pipeline(c, x, y, linear.scaling)
     info = open_info(table.path)
     return LinearFusion.from_pipeline(
         pipeline,
@@ -106,9 +101,7 @@ def write_fusion(report: dict, out: Path) -> dict:
     return report
 
 
-def fusion_report(
-    folds: list[dict], classes: list[str], run_dir: Path, table_path: Path, copy_kinds: tuple[str, ...] = ()
-) -> dict:
+def fusion_report(folds: list[dict], classes: list[str], run_dir: Path, table_path: Path) -> dict:
     summary = {key: fold_summary([f[key] for f in folds], classes) for key in MODELS}
     modes = {
         mode: {key: fold_summary([f["modes"][mode][key] for f in folds], classes) for key in MODELS}
@@ -122,7 +115,6 @@ def fusion_report(
     return {
         "cv": str(run_dir),
         "functionals_file": str(table_path),
-        "copy_kinds": list(copy_kinds),
         "classes": classes,
         "folds": folds,
         "summary": summary,

@@ -1,6 +1,6 @@
 """The late fusion's linear model: a class-balanced logistic regression on scaled openSMILE functionals
 (``scaling``: standardised, or mapped through their training quantiles to normal scores), its ``C``
-chosen on :data:`C_GRID`, and the views of a split it scores.
+chosen on :data:`C_GRID` (or the grid of its :class:`LinearTraining`), and the views of a split it scores.
 
 A fold's linear model trains on the functionals of the fold's *training* speakers and, with
 ``copy_kinds``, on those of their waveform-augmented copies of these kinds as well (files made with
@@ -15,7 +15,7 @@ enrolled mode uses the same draws as the image models' test modes)."""
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -46,6 +46,50 @@ class LinearRecipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class LinearTraining:
+    """How a fusion's linear model is trained and its ``C`` chosen: the waveform ``copy_kinds`` whose
+    functionals it trains on too (None: the kinds the image models trained on, where the functionals file
+    holds them; see :meth:`with_copy_kinds`), ``centre`` (the centred model's recipe; None: plain
+    functionals), ``scaling`` (:func:`functionals_scaler`) and ``c_grid``, the inverse regularisations it
+    chooses among (increasing; ties go to the smaller)."""
+
+    copy_kinds: tuple[str, ...] | None = None
+    centre: LinearRecipe | None = None
+    scaling: str = DEFAULT_SCALING
+    c_grid: tuple[float, ...] = C_GRID
+
+    def with_copy_kinds(self, table: FunctionalsTable, trained: tuple[str, ...]) -> LinearTraining:
+        """This training with its copy kinds settled: those given, or of the image models' ``trained``
+        kinds those that ``table`` holds functionals of; checked against ``table`` and ``centre``."""
+        kinds = table.available(trained) if self.copy_kinds is None else self.copy_kinds
+        table.check_kinds(kinds)
+        check_centrable(table, self.centre)
+        return replace(self, copy_kinds=kinds)
+
+    def identity(self) -> dict:
+        """What a fusion report records of it."""
+        out = {
+            "copy_kinds": list(self.copy_kinds or ()),
+            "scaling": self.scaling,
+            "c_grid": list(self.c_grid),
+        }
+        return out | ({"centre": self.centre.to_dict()} if self.centre is not None else {})
+
+
+DEFAULT_LINEAR = LinearTraining()
+
+
+def check_c_grid(c_grid: tuple[float, ...]) -> None:
+    """Refuse an empty grid, a value that is not a positive finite number, or one out of order."""
+    if not c_grid or not all(np.isfinite(c) and c > 0 for c in c_grid):
+        raise EmovisionError(
+            f"--c-grid: C must be positive finite numbers, got {', '.join(map(str, c_grid))}"
+        )
+    if list(c_grid) != sorted(set(c_grid)):
+        raise EmovisionError(f"--c-grid: the values must increase, got {', '.join(map(str, c_grid))}")
 
 
 def check_centrable(table: FunctionalsTable, centre: LinearRecipe | None) -> None:
@@ -98,12 +142,13 @@ def fit_linear(
     labels: np.ndarray,
     classes: list[str],
     scaling: str = DEFAULT_SCALING,
+    c_grid: tuple[float, ...] = C_GRID,
 ) -> tuple[object, float, list[tuple]]:
-    """The logistic regression (in a scaler pipeline) over :data:`C_GRID` with the best validation UA
-    (averaged over the modes of ``views``: ``(mode, draw, x (U, D), scored (U,) or None)``), its ``C``
-    and its scores of the views, ``(mode, scores (U, K), scored)``."""
+    """The logistic regression (in a scaler pipeline) over ``c_grid`` with the best validation UA
+    (averaged over the modes of ``views``: ``(mode, draw, x (U, D), scored (U,) or None)``; ties: the
+    smaller ``C``), its ``C`` and its scores of the views, ``(mode, scores (U, K), scored)``."""
     best = None
-    for c in C_GRID:
+    for c in c_grid:
         model = fit_linear_pipeline(c, x_train, y_train, scaling)
         scored = score_views(model, views, classes)
         ua = mode_mean_ua(labels, scored, classes)
@@ -113,10 +158,12 @@ def fit_linear(
 
 
 def fold_linear_data(
-    table: FunctionalsTable, fold: dict, copy_kinds: tuple[str, ...], centre: LinearRecipe | None
+    table: FunctionalsTable, fold: dict, linear: LinearTraining
 ) -> tuple[np.ndarray, np.ndarray, FunctionalsCentre | None]:
-    """The training rows ``(N, D)`` and labels of a fold's linear model, and its centring (None for a
-    plain one): the same for ``fuse`` and for ``robustness --fusion``."""
+    """The training rows ``(N, D)`` and labels of a fold's linear model, trained as ``linear`` says (its
+    copy kinds settled), and its centring (None for a plain one): the same for ``fuse`` and for
+    ``robustness --fusion``."""
+    copy_kinds, centre = linear.copy_kinds or (), linear.centre
     if centre is None:
         return (*table.training(fold["train"], copy_kinds), None)
     centring = FunctionalsCentre(table.training(fold["train"])[0].mean(axis=0), centre.weight)

@@ -91,6 +91,7 @@ from emovision.evaluation.functionals_table import FunctionalsTable, functionals
 from emovision.evaluation.fusion import mix_views
 from emovision.evaluation.linear_model import (
     LinearRecipe,
+    LinearTraining,
     centred_views,
     fit_linear_pipeline,
     fold_linear_data,
@@ -173,10 +174,8 @@ class _Fusion:
     feature_set: str
     table: FunctionalsTable
     folds: dict[str, dict]
-    speaker_norm: bool = False
-    copy_kinds: tuple[str, ...] = ()
-    centre: LinearRecipe | None = None
-    scaling: str = "standard"
+    speaker_norm: bool
+    linear: LinearTraining
 
 
 @dataclass(frozen=True)
@@ -202,11 +201,12 @@ def _fusion_identity(fused: _Fusion | None) -> dict | None:
         return None
     folds = {name: [f["C"], f["weight"]] for name, f in fused.folds.items()}
     identity = {"functionals_file": str(fused.table.path.resolve()), "folds": folds}
-    if fused.centre is not None:
-        identity["centre"] = fused.centre.to_dict()
-    if fused.scaling != "standard":
-        identity["scaling"] = fused.scaling
-    return identity | ({"copy_kinds": list(fused.copy_kinds)} if fused.copy_kinds else {})
+    linear = fused.linear
+    if linear.centre is not None:
+        identity["centre"] = linear.centre.to_dict()
+    if linear.scaling != "standard":
+        identity["scaling"] = linear.scaling
+    return identity | ({"copy_kinds": list(linear.copy_kinds)} if linear.copy_kinds else {})
 
 
 def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
@@ -227,7 +227,8 @@ def _fusion_of(run_dir: Path, classes: list[str], sample_rate: int) -> _Fusion:
     table.check_kinds(copy_kinds)
     centre = LinearRecipe(**report["centre"]) if report.get("centre") else None
     scaling = report.get("scaling", "standard")  # fusions from before the option: standardised
-    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, copy_kinds, centre, scaling)
+    linear = LinearTraining(copy_kinds, centre, scaling)
+    return _Fusion(info.functionals, table, folds, info.config.speaker_norm, linear)
 
 
 def evaluate_robustness(
@@ -658,8 +659,8 @@ def _fused_results(
     entry = fused.folds.get(fold["name"])
     if entry is None:
         raise EmovisionError(f"--fusion: fusion.json has no fold {fold['name']!r}: run emovision fuse again")
-    x, y, centring = fold_linear_data(fused.table, fold, fused.copy_kinds, fused.centre)
-    model = fit_linear_pipeline(entry["C"], x, y, fused.scaling)
+    x, y, centring = fold_linear_data(fused.table, fold, fused.linear)
+    model = fit_linear_pipeline(entry["C"], x, y, fused.linear.scaling)
     clean = np.stack(values[0]).astype(np.float64)
     out = {}
     for c, condition in enumerate(conditions):
@@ -667,7 +668,9 @@ def _fused_results(
         views = (
             [("cold", 0, x, None)]
             if centring is None
-            else centred_views(x, speakers[0], speakers[1], centring, fused.centre.enrol, reference=clean)
+            else centred_views(
+                x, speakers[0], speakers[1], centring, fused.linear.centre.enrol, reference=clean
+            )
         )
         linear = [(mode, linear_log_probs(model, v, len(classes)), kept) for mode, _, v, kept in views]
         per_mode = {
