@@ -7,7 +7,7 @@
 #   benchmarks/c_grid.sh SERVED FUSED CORPUS     # e.g. ../served ../current emodb
 #
 # The finer grid's fusion goes to FUSED/CORPUS-ensemble-centre-cfine (kept when it exists: an interrupted
-# run resumes); standard output: the C and image weight each fold chose, and benchmarks/paired_fusion.py
+# run resumes; remove it to measure another GRID); standard output: the C and image weight each fold chose, and benchmarks/paired_fusion.py
 # (finer − decade grid, per mode).
 set -euo pipefail
 SERVED=${1:?usage: $0 SERVED FUSED CORPUS}

@@ -730,6 +730,7 @@ def test_folds_whose_validation_speakers_train_are_fused_on_the_other_folds_test
     assert main(["fuse", str(out), "--c-grid", "0.0003,0.003,0.03", "--quiet"]) == 0
     report = json.loads((out / "fusion.json").read_text())
     assert report["c_grid"] == [0.0003, 0.003, 0.03]
+    assert "C (among 0.0003, 0.003, 0.03)" in (out / "fusion.md").read_text()
     for fold, other in zip(report["folds"], ("08", "03"), strict=True):
         grid = (0.0003, 0.003, 0.03)
         assert (fold["C"], fold["weight"]) == _reference_choices(metrics[other], functionals, labels_of, grid)

@@ -447,7 +447,10 @@ def _c_grid(text: str | None) -> tuple[float, ...]:
         grid = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise EmovisionError(f"--c-grid: not a comma list of numbers: {text!r}") from None
-    check_c_grid(grid)
+    try:
+        check_c_grid(grid)
+    except EmovisionError as error:
+        raise EmovisionError(f"--c-grid: {error}") from None
     return grid
 
 

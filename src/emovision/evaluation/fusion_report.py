@@ -16,7 +16,7 @@ from emovision.data.speaker_norm import ENROL_DRAWS, MODES, FunctionalsCentre, m
 from emovision.data.store import open_info
 from emovision.evaluation.functionals_table import FunctionalsTable
 from emovision.evaluation.fusion import MODELS
-from emovision.evaluation.linear_model import LinearTraining, centred_training, fit_linear_pipeline
+from emovision.evaluation.linear_model import C_GRID, LinearTraining, centred_training, fit_linear_pipeline
 from emovision.files import atomic_write_bytes
 from emovision.inference.fusion_model import FILE_NAME, LinearFusion
 from emovision.tables import ResultTable, mean_std, paired_table
@@ -47,7 +47,7 @@ def write_fused(
         "fitted_on": folds[0].get("fitted_on", VALIDATION_SPEAKERS),
         "deployed": deployed.describe(),
         "mode": "cold" if linear.centre is not None else mode,
-        **linear.identity(),
+        **linear.report_fields(),
     }
     return write_fusion(report, out)
 
@@ -63,7 +63,7 @@ def deploy_fusion(
     utterance of ``speakers`` (and of their copies of its settled ``copy_kinds``; speaker-centred with its
     ``centre``) with the folds' median ``C`` (the lower middle one, a value of the grid), the folds'
     median image weight and median fused temperature."""
-    copy_kinds, centre = linear.copy_kinds or (), linear.centre
+    copy_kinds, centre = linear.kinds, linear.centre
     x, y = table.training(speakers, copy_kinds)
     clean = sum(speaker in speakers for _, speaker, _ in table.utterances.values())
     copies = len(y) - clean
@@ -167,7 +167,8 @@ def fusion_markdown(report: dict) -> str:
         f"# Late fusion: {report['cv']}",
         "",
         f"Functionals: `{report['functionals_file']}`{_copies_note(report.get('copy_kinds'))}; folds' image "
-        f"weights, C and temperatures chosen on {report.get('fitted_on', VALIDATION_SPEAKERS)}.  ",
+        f"weights, C{_grid_note(report.get('c_grid'))} and temperatures chosen on "
+        f"{report.get('fitted_on', VALIDATION_SPEAKERS)}.  ",
         f"Mode: {report.get('mode', 'any')} (cold: each test recording scored by itself, as a server "
         "gives it; transductive: each test speaker normalised by all of its recordings).",
         "",
@@ -212,3 +213,10 @@ def _deployed_copies(deployed: dict) -> str:
     if not deployed.get("copies"):
         return ""
     return f" and their {deployed['copies']} {', '.join(deployed['copy_kinds'])} copies"
+
+
+def _grid_note(grid: list[float] | None) -> str:
+    """`` (among …)`` for a C grid other than the default, else nothing."""
+    if grid is None or tuple(grid) == C_GRID:
+        return ""
+    return f" (among {', '.join(f'{c:g}' for c in grid)})"

@@ -54,12 +54,22 @@ class LinearTraining:
     functionals it trains on too (None: the kinds the image models trained on, where the functionals file
     holds them; see :meth:`with_copy_kinds`), ``centre`` (the centred model's recipe; None: plain
     functionals), ``scaling`` (:func:`functionals_scaler`) and ``c_grid``, the inverse regularisations it
-    chooses among (increasing; ties go to the smaller)."""
+    chooses among (increasing, checked; ties go to the smaller)."""
 
     copy_kinds: tuple[str, ...] | None = None
     centre: LinearRecipe | None = None
     scaling: str = DEFAULT_SCALING
     c_grid: tuple[float, ...] = C_GRID
+
+    def __post_init__(self) -> None:
+        check_c_grid(self.c_grid)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The settled copy kinds; refused before :meth:`with_copy_kinds` settles them."""
+        if self.copy_kinds is None:
+            raise EmovisionError("internal: the linear model's copy kinds are not settled (with_copy_kinds)")
+        return self.copy_kinds
 
     def with_copy_kinds(self, table: FunctionalsTable, trained: tuple[str, ...]) -> LinearTraining:
         """This training with its copy kinds settled: those given, or of the image models' ``trained``
@@ -69,27 +79,21 @@ class LinearTraining:
         check_centrable(table, self.centre)
         return replace(self, copy_kinds=kinds)
 
-    def identity(self) -> dict:
-        """What a fusion report records of it."""
-        out = {
-            "copy_kinds": list(self.copy_kinds or ()),
-            "scaling": self.scaling,
-            "c_grid": list(self.c_grid),
-        }
+    def report_fields(self) -> dict:
+        """What a fusion report (``fusion.json``) records of it."""
+        out = {"copy_kinds": list(self.kinds), "scaling": self.scaling, "c_grid": list(self.c_grid)}
         return out | ({"centre": self.centre.to_dict()} if self.centre is not None else {})
-
-
-DEFAULT_LINEAR = LinearTraining()
 
 
 def check_c_grid(c_grid: tuple[float, ...]) -> None:
     """Refuse an empty grid, a value that is not a positive finite number, or one out of order."""
     if not c_grid or not all(np.isfinite(c) and c > 0 for c in c_grid):
-        raise EmovisionError(
-            f"--c-grid: C must be positive finite numbers, got {', '.join(map(str, c_grid))}"
-        )
+        raise EmovisionError(f"the C grid needs positive finite numbers, got {', '.join(map(str, c_grid))}")
     if list(c_grid) != sorted(set(c_grid)):
-        raise EmovisionError(f"--c-grid: the values must increase, got {', '.join(map(str, c_grid))}")
+        raise EmovisionError(f"the C grid's values must increase, got {', '.join(map(str, c_grid))}")
+
+
+DEFAULT_LINEAR = LinearTraining()
 
 
 def check_centrable(table: FunctionalsTable, centre: LinearRecipe | None) -> None:
@@ -163,7 +167,7 @@ def fold_linear_data(
     """The training rows ``(N, D)`` and labels of a fold's linear model, trained as ``linear`` says (its
     copy kinds settled), and its centring (None for a plain one): the same for ``fuse`` and for
     ``robustness --fusion``."""
-    copy_kinds, centre = linear.copy_kinds or (), linear.centre
+    copy_kinds, centre = linear.kinds, linear.centre
     if centre is None:
         return (*table.training(fold["train"], copy_kinds), None)
     centring = FunctionalsCentre(table.training(fold["train"])[0].mean(axis=0), centre.weight)
