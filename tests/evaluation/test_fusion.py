@@ -3,6 +3,7 @@
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import httpx
@@ -22,9 +23,13 @@ from emovision.data.functionals import Functionals
 from emovision.data.speaker_norm import FunctionalsCentre
 from emovision.data.store import read_functionals
 from emovision.errors import CheckpointError, EmovisionError
+from emovision.evaluation import cross_fusion, cv_fusion
+from emovision.evaluation.cross_fusion import FoldScores
+from emovision.evaluation.fold_cache import FoldCache
 from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
 from emovision.evaluation.fusion import WEIGHTS, choose_weight, held_out_folds, mean_image_scores
 from emovision.evaluation.linear_model import (
+    LinearTraining,
     centred_training,
     fit_linear,
     fit_linear_pipeline,
@@ -675,7 +680,7 @@ def _reference_choices(
 
 
 def test_folds_whose_validation_speakers_train_are_fused_on_the_other_folds_test_speakers(
-    cv_run, emodb_augmented, tmp_path, capsys
+    cv_run, emodb_augmented, tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "valtrain"
     args = [*_small_cv(emodb_augmented, cv_run.parent / "folds.json"), "--validation", "train"]
@@ -734,6 +739,38 @@ def test_folds_whose_validation_speakers_train_are_fused_on_the_other_folds_test
     for fold, other in zip(report["folds"], ("08", "03"), strict=True):
         grid = (0.0003, 0.003, 0.03)
         assert (fold["C"], fold["weight"]) == _reference_choices(metrics[other], functionals, labels_of, grid)
+    _an_interrupted_fusion_resumes_without_refitting(out, report, monkeypatch)
+
+
+def _an_interrupted_fusion_resumes_without_refitting(out: Path, report: dict, monkeypatch) -> None:
+    """fuse stopped before its report: the finished folds are kept, and the next fuse with the same
+    linear training fits no linear model again and gives the same report; another C grid refits."""
+    grid, fits = (0.0003, 0.003, 0.03), []
+
+    def counted(*args, **kwargs):
+        fits.append(args[0])
+        return fit_linear_pipeline(*args, **kwargs)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cross_fusion, "fit_linear_pipeline", counted)
+    with monkeypatch.context() as patch:
+        patch.setattr(cv_fusion, "write_fused", stop)
+        with pytest.raises(KeyboardInterrupt):
+            cv_fusion.fuse_cv(out, progress=False, linear=LinearTraining(c_grid=grid))
+    kept = out / ".fusion-folds"
+    assert len(fits) == 2 * len(grid) and len(list(kept.glob("*.npz"))) == 2
+    resumed = cv_fusion.fuse_cv(out, progress=False, linear=LinearTraining(c_grid=grid))
+    assert len(fits) == 2 * len(grid) and not kept.exists()
+    pick = [(f["C"], f["weight"], f["temperature"], f["fusion"]["ua"]) for f in report["folds"]]
+    assert [(f["C"], f["weight"], f["temperature"], f["fusion"]["ua"]) for f in resumed["folds"]] == pick
+    with monkeypatch.context() as patch:
+        patch.setattr(cv_fusion, "write_fused", stop)
+        with pytest.raises(KeyboardInterrupt):
+            cv_fusion.fuse_cv(out, progress=False, linear=LinearTraining(c_grid=grid))
+    cv_fusion.fuse_cv(out, progress=False, linear=LinearTraining(c_grid=(0.01,)))
+    assert len(fits) == 4 * len(grid) + 2  # kept folds of another grid are not used
 
 
 def test_folds_are_fused_on_their_validation_speakers_or_all_on_the_other_folds(tmp_path):
@@ -743,3 +780,41 @@ def test_folds_are_fused_on_their_validation_speakers_or_all_on_the_other_folds(
     assert held_out_folds(trained, tmp_path) is False
     with pytest.raises(EmovisionError, match="folds with validation speakers and folds without"):
         held_out_folds([held[0], trained[1]], tmp_path)
+
+
+def test_a_fold_cache_gives_back_what_it_kept_and_only_for_its_identity(tmp_path):
+    folder = tmp_path / "kept"
+    fused = {"name": "fold01", "test": ["03"], "C": 0.01, "weight": 0.4, "fusion": {"ua": 0.5}}
+    rng = np.random.default_rng(0)
+    views = [
+        ("cold", rng.normal(size=(4, 3)), None),
+        ("enrolled", rng.normal(size=(4, 3)), np.array([1, 0, 1, 1], bool)),
+    ]
+    scores = FoldScores(
+        "fold02", {"test": ["08"], "val": []}, rng.normal(size=(4, 3)), np.array([0, 1, 2, 1]), {1e-3: views}
+    )
+    cache = FoldCache(folder, {"grid": [1e-3]})
+    assert cache.get("fold01") is None
+    cache.put("fold01", fused)
+    cache.put("fold02", scores)
+    again = FoldCache(folder, {"grid": [1e-3]})
+    assert again.get("fold01") == fused
+    back = again.get("fold02")
+    assert (back.name, back.fold, list(back.linear)) == ("fold02", scores.fold, [1e-3])
+    np.testing.assert_array_equal(back.image, scores.image)
+    np.testing.assert_array_equal(back.labels, scores.labels)
+    for (mode, kept_scores, kept), (want_mode, want_scores, want_kept) in zip(
+        back.linear[1e-3], views, strict=True
+    ):
+        assert mode == want_mode
+        np.testing.assert_array_equal(kept_scores, want_scores)
+        assert (kept is None) == (want_kept is None)
+        if kept is not None:
+            np.testing.assert_array_equal(kept, want_kept)
+    (folder / "fold01.npz").write_bytes(b"not a zip")
+    assert again.get("fold01") is None  # a damaged fold is computed again
+    other = FoldCache(folder, {"grid": [1e-2]})
+    assert other.get("fold02") is None and not folder.exists()
+    other.put("fold02", scores)
+    other.clear()
+    assert not folder.exists()

@@ -4,15 +4,19 @@ Folds with validation speakers choose their linear model's ``C``, image weight a
 (:func:`~emovision.evaluation.fusion.fuse_fold`); folds whose validation speakers trained (``cv
 --validation train``) choose them on the other folds' test speakers
 (:mod:`emovision.evaluation.cross_fusion`). The image side of a fold is the mean of its repeats' scores.
+Each fold's result is kept as it finishes (:mod:`emovision.evaluation.fold_cache`): an interrupted fusion
+resumes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 from emovision.data.store import open_info
 from emovision.evaluation.cross_fusion import FoldScores, fold_fusion, fuse_across_folds
+from emovision.evaluation.fold_cache import fusion_cache
 from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
 from emovision.evaluation.fusion import held_out_folds, mean_image_scores
 from emovision.evaluation.fusion_report import write_fused
@@ -43,11 +47,13 @@ def fuse_cv(
     groups: dict[str, list] = defaultdict(list)
     for run in runs:
         groups[run.metrics["fold"]["name"]].append(run)
+    models = fingerprint([run_dir])
+    cache = fusion_cache(run_dir, table.path, models, linear)
     folds = []
     with progress_bar(progress) as bar:
         task = bar.add_task("fusion", total=len(groups))
         for name, members in groups.items():
-            folds.append(_fold(name, members, source, table, linear))
+            folds.append(cache.result(name, partial(_fold, name, members, source, table, linear)))
             bar.advance(task)
     if not held_out:
         folds = fuse_across_folds(folds, source.classes)
@@ -55,7 +61,9 @@ def fuse_cv(
         fold["runs"] = len(groups[fold["name"]])
     speakers = {s for key in ("train", "val", "test") for s in record["folds"][0][key]}
     mode = "transductive" if open_info(table.path).config.speaker_norm else runs_mode(runs)
-    return write_fused(folds, source.classes, run_dir, table, speakers, fingerprint([run_dir]), mode, linear)
+    report = write_fused(folds, source.classes, run_dir, table, speakers, models, mode, linear)
+    cache.clear()
+    return report
 
 
 def _fold(

@@ -27,6 +27,7 @@ import os
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ import numpy as np
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
 from emovision.evaluation.cross_fusion import fold_fusion, fuse_across_folds
+from emovision.evaluation.fold_cache import fusion_cache
 from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
 from emovision.evaluation.fusion import held_out_folds, mean_image_scores
 from emovision.evaluation.fusion_report import write_fused
@@ -86,6 +88,8 @@ def ensemble_cvs(
     held_out = held_out_folds(list(folds.values()), members[0].folder) if functionals else True
     classes = members[0].source.classes
     table, linear = _functionals(members, functionals, linear)
+    models = fingerprint([m.folder for m in members])
+    cache = fusion_cache(out, table.path, models, linear) if table is not None else None
     scored, fused, tests = [], [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("ensemble", total=len(folds))
@@ -101,7 +105,8 @@ def ensemble_cvs(
             )
             if table is not None:
                 mean = {role: np.mean([s[role] for s in image], axis=0) for role in splits}
-                fused.append(fold_fusion(name, fold, mean, splits, table, classes, linear))
+                fuse = partial(fold_fusion, name, fold, mean, splits, table, classes, linear)
+                fused.append(cache.result(name, fuse))
             bar.advance(task)
     if fused and not held_out:
         fused = fuse_across_folds(fused, classes)
@@ -113,9 +118,9 @@ def ensemble_cvs(
     write_summary(summary, out, classes, ensemble_markdown(summary))
     if fused:
         speakers = {s for fold in folds.values() for key in ("train", "val", "test") for s in fold[key]}
-        models = fingerprint([m.folder for m in members])
         mode = "transductive" if open_info(table.path).config.speaker_norm else summary["mode"]
         summary["fusion"] = write_fused(fused, classes, out, table, speakers, models, mode, linear)
+        cache.clear()
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
