@@ -811,10 +811,12 @@ def test_a_fold_cache_gives_back_what_it_kept_and_only_for_its_identity(tmp_path
         assert (kept is None) == (want_kept is None)
         if kept is not None:
             np.testing.assert_array_equal(kept, want_kept)
-    (folder / "fold01.npz").write_bytes(b"not a zip")
-    assert again.get("fold01") is None  # a damaged fold is computed again
+    for damage in (b"not a zip", b"", (folder / "fold02.npz").read_bytes()[:100]):
+        (folder / "fold01.npz").write_bytes(damage)
+        assert again.get("fold01") is None  # a damaged fold is computed again
     other = FoldCache(folder, {"grid": [1e-2]})
-    assert other.get("fold02") is None and not folder.exists()
+    assert other.get("fold02") is None  # kept for another identity
     other.put("fold02", scores)
+    assert again.get("fold02") is None and other.get("fold02") is not None
     other.clear()
     assert not folder.exists()

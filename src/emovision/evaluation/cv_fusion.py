@@ -48,7 +48,7 @@ def fuse_cv(
     for run in runs:
         groups[run.metrics["fold"]["name"]].append(run)
     models = fingerprint([run_dir])
-    cache = fusion_cache(run_dir, table.path, models, linear)
+    cache = fusion_cache(run_dir, table.path, [source.path], models, linear)
     folds = []
     with progress_bar(progress) as bar:
         task = bar.add_task("fusion", total=len(groups))

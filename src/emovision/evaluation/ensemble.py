@@ -24,6 +24,7 @@ weight there too, :mod:`emovision.evaluation.cross_fusion`) and, fused, the ``fu
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy as np
 from emovision.data.store import open_info
 from emovision.errors import EmovisionError
 from emovision.evaluation.cross_fusion import fold_fusion, fuse_across_folds
+from emovision.evaluation.fold_cache import FOLDER_NAME as CACHE_FOLDER
 from emovision.evaluation.fold_cache import fusion_cache
 from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
 from emovision.evaluation.fusion import held_out_folds, mean_image_scores
@@ -89,7 +91,8 @@ def ensemble_cvs(
     classes = members[0].source.classes
     table, linear = _functionals(members, functionals, linear)
     models = fingerprint([m.folder for m in members])
-    cache = fusion_cache(out, table.path, models, linear) if table is not None else None
+    features = [m.source.path for m in members]
+    cache = fusion_cache(out, table.path, features, models, linear) if table is not None else None
     scored, fused, tests = [], [], []
     with progress_bar(progress) as bar:
         task = bar.add_task("ensemble", total=len(folds))
@@ -124,6 +127,7 @@ def ensemble_cvs(
     else:
         for name in (FUSION_FILE, "fusion.json", "fusion.md"):
             (out / name).unlink(missing_ok=True)  # an earlier fused run's files would no longer match
+        shutil.rmtree(out / CACHE_FOLDER, ignore_errors=True)
     return summary
 
 
