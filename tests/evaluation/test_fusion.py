@@ -811,9 +811,12 @@ def test_a_fold_cache_gives_back_what_it_kept_and_only_for_its_identity(tmp_path
         assert (kept is None) == (want_kept is None)
         if kept is not None:
             np.testing.assert_array_equal(kept, want_kept)
+    assert sorted(p.name for p in folder.iterdir()) == ["fold01.json", "fold02.npz"]
     for damage in (b"not a zip", b"", (folder / "fold02.npz").read_bytes()[:100]):
-        (folder / "fold01.npz").write_bytes(damage)
+        for name in ("fold01.json", "fold03.npz"):
+            (folder / name).write_bytes(damage)
         assert again.get("fold01") is None  # a damaged fold is computed again
+        assert again.get("fold03") is None
     other = FoldCache(folder, {"grid": [1e-2]})
     assert other.get("fold02") is None  # kept for another identity
     other.put("fold02", scores)

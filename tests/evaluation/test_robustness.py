@@ -228,10 +228,10 @@ def _copy_cv(cv_run, folder):
 ROBUSTNESS_CHILD = """
 import sys
 from interrupt import kill_at
-from emovision.evaluation import robustness
+from emovision.evaluation import fold_cache
 from emovision.cli import main
 
-kill_at(robustness, "atomic_write_bytes", 1, after=True)  # the first fold's results are kept
+kill_at(fold_cache, "atomic_write_bytes", 1, after=True)  # the first fold's results are kept
 main(sys.argv[1:])
 """
 

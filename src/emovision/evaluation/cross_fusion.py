@@ -5,8 +5,7 @@ A fold whose validation speakers train too (``cv --validation train``) has no he
 :func:`~emovision.evaluation.fusion.fuse_fold` to choose its linear model's ``C`` and its image weight
 on. Instead, every fold first scores its own test utterances with its image model(s) and with its
 linear model at each ``C`` of its grid (:class:`~emovision.evaluation.linear_model.LinearTraining`,
-:func:`score_fold`); then
-each fold takes the ``C`` whose linear model has the best UA on the pooled test utterances of the
+:func:`score_fold`); then each fold takes the ``C`` whose linear model has the best UA on the pooled test utterances of the
 *other* folds (each scored by its own fold's models), the image weight whose fusion does best there
 (ties: nearest 0.5) and the temperature that fits the fused scores there (:func:`fuse_across_folds`).
 Folds sharing a test speaker with it are left out, so none of its own test utterances is scored for

@@ -1,12 +1,13 @@
-"""A fusion's finished folds kept on disk as they finish, so that an interrupted ``fuse`` or ``ensemble
---functionals`` resumes at the first unfinished fold instead of refitting every linear model.
+"""Finished folds kept on disk as they finish, so that an interrupted ``fuse``, ``ensemble
+--functionals`` or ``robustness`` resumes at the first unfinished fold instead of computing every fold
+again.
 
-Each fold's result (:func:`~emovision.evaluation.cross_fusion.fold_fusion`: a fold fused on its
-validation speakers, or a :class:`~emovision.evaluation.cross_fusion.FoldScores` still to be fused
-across the folds) is written atomically to ``FOLDER/NAME.npz`` — plain arrays and one JSON string, read
-without pickle — with the ``identity`` it was computed for (the functionals and features files, the
-fold models' fingerprint, how the linear model is trained, the format); a fold kept for another
-identity, or damaged, is computed again. The folder is removed once the fusion's report is written.
+A fold's result is written atomically with the ``identity`` it was computed for (what the results
+depend on: input files, fold models, options, the format): a JSON-able dict (a fold fused on its
+validation speakers, a fold's robustness metrics) to ``FOLDER/NAME.json``, a
+:class:`~emovision.evaluation.cross_fusion.FoldScores` (a fold's scores still to be fused across the
+folds) to ``FOLDER/NAME.npz`` — plain arrays and one JSON string, read without pickle. A fold kept for
+another identity, or damaged, is computed again; the folder is removed once the report is written.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ FORMAT_VERSION = 1
 
 
 class FoldCache:
-    """The finished folds of one fusion in ``folder``, valid for ``identity`` (a JSON-able dict)."""
+    """The finished folds of one evaluation in ``folder``, valid for ``identity`` (a JSON-able dict)."""
 
     def __init__(self, folder: Path, identity: dict):
         self.folder = folder
@@ -39,21 +40,26 @@ class FoldCache:
     def get(self, name: str) -> dict | FoldScores | None:
         """Fold ``name``'s result when it finished before for this identity, else None (also for a
         damaged file)."""
-        path = self.folder / f"{name}.npz"
-        if not path.is_file():
-            return None
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-            meta = json.loads(str(arrays.pop("meta")))
+            if (self.folder / f"{name}.json").is_file():
+                meta, arrays = json.loads((self.folder / f"{name}.json").read_text(encoding="utf-8")), {}
+            elif (self.folder / f"{name}.npz").is_file():
+                with np.load(self.folder / f"{name}.npz", allow_pickle=False) as data:
+                    arrays = {key: data[key] for key in data.files}
+                meta = json.loads(str(arrays.pop("meta")))
+            else:
+                return None
             return _decode(meta, arrays) if meta.get("identity") == self.identity else None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        except (OSError, ValueError, KeyError, AttributeError, EOFError, zipfile.BadZipFile):
             return None
 
     def put(self, name: str, result: dict | FoldScores) -> None:
         """Keep fold ``name``'s ``result``."""
         meta, arrays = _encode(result)
         meta["identity"] = self.identity
+        if not arrays:
+            atomic_write_bytes(self.folder / f"{name}.json", json.dumps(meta).encode())
+            return
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
         atomic_write_bytes(self.folder / f"{name}.npz", buffer.getvalue())
@@ -95,7 +101,7 @@ def _stamp(path: Path) -> list:
 def _encode(result: dict | FoldScores) -> tuple[dict, dict[str, np.ndarray]]:
     """A fold's result as JSON-able ``meta`` and arrays."""
     if isinstance(result, dict):
-        return {"kind": "fused", "result": result}, {}
+        return {"kind": "json", "result": result}, {}
     arrays = {"image": result.image, "labels": result.labels}
     views = []
     for i, (c, parts) in enumerate(result.linear.items()):
@@ -110,7 +116,7 @@ def _encode(result: dict | FoldScores) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def _decode(meta: dict, data: dict[str, np.ndarray]) -> dict | FoldScores:
-    if meta["kind"] == "fused":
+    if meta["kind"] == "json":
         return meta["result"]
     linear = {
         c: [(mode, data[f"scores_{i}_{j}"], data.get(f"kept_{i}_{j}")) for j, mode in enumerate(modes)]

@@ -87,6 +87,7 @@ from emovision.data.speaker_norm import (
 )
 from emovision.data.store import open_info
 from emovision.errors import AudioError, EmovisionError
+from emovision.evaluation.fold_cache import FoldCache
 from emovision.evaluation.functionals_table import FunctionalsTable, functionals_table
 from emovision.evaluation.fusion import mix_views
 from emovision.evaluation.linear_model import (
@@ -99,7 +100,7 @@ from emovision.evaluation.linear_model import (
     metrics_by_mode,
 )
 from emovision.evaluation.robustness_report import FUSION_PREFIX, build_report, write_report
-from emovision.files import atomic_write_bytes, read_json
+from emovision.files import read_json
 from emovision.inference.runs import FoldRun, finished_runs
 from emovision.progress import progress_bar
 from emovision.system import ordered_map, resolve_device, worker_pool
@@ -264,12 +265,12 @@ def evaluate_robustness(
     partial = run_dir / "robustness.partial"
     identity = {"plan": plan.to_dict(), "corpus": corpus_name, "root": str(Path(root).resolve()),
                 "classes": classes_list, "fusion": _fusion_identity(fused), "enrol": enrol}  # fmt: skip
-    identity = json.loads(json.dumps(identity))  # as it reads back from a saved file
     workers = workers or default_workers()
     pool = worker_pool(workers) if workers > 1 else None
     try:
         setting = _Setting(plan, by_id, classes_list, pool, workers, torch_device, batch_size, fused, enrol)
-        results = _evaluate_groups(groups, setting, partial, identity, progress)
+        identity["groups"] = [[run.name for run in group.runs] for group in groups]
+        results = _evaluate_groups(groups, setting, FoldCache(partial, identity), progress)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -309,11 +310,11 @@ def _groups_of(runs: list[FoldRun]) -> list[_Group]:
 
 
 def _evaluate_groups(
-    groups: list[_Group], setting: _Setting, partial: Path, identity: dict, progress: bool
+    groups: list[_Group], setting: _Setting, kept: FoldCache, progress: bool
 ) -> dict[str, dict[str, dict]]:
     """Metrics per run name and condition name of every group (see :func:`_evaluate_group`), each group's
-    kept in ``partial/<first run>.json`` as it finishes, or read back from there when an interrupted
-    evaluation with the same ``identity`` kept them."""
+    ``kept`` under its first run's name as it finishes, or read back when an interrupted evaluation of
+    the same identity kept it."""
     conditions = setting.plan.conditions
     results: dict[str, dict[str, dict]] = {}
     with progress_bar(progress) as bar:
@@ -321,28 +322,15 @@ def _evaluate_groups(
         task = bar.add_task(f"robustness: {len(conditions)} conditions", total=total)
         for group in groups:
             names = [run.name for run in group.runs]
-            saved = partial / f"{names[0]}.json"
-            finished = _saved_results(saved, identity, names)
+            finished = kept.get(names[0])
             if finished is None:
                 bar.update(task, description=f"{', '.join(names)}: {len(conditions)} conditions")
                 finished = _evaluate_group(group, setting, lambda: bar.advance(task))
-                record_json = {"identity": identity, "runs": names, "results": finished}
-                atomic_write_bytes(saved, json.dumps(record_json).encode())
+                kept.put(names[0], finished)
             else:
                 bar.advance(task, len(group.utterance_ids))
             results.update(finished)
     return results
-
-
-def _saved_results(path: Path, identity: dict, names: list[str]) -> dict | None:
-    """The results an interrupted evaluation with the same ``identity`` kept for these runs, else None."""
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or saved.get("identity") != identity or saved.get("runs") != names:
-        return None
-    return saved.get("results")
 
 
 def _evaluate_group(
